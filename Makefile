@@ -1,0 +1,52 @@
+# Thin wrapper for newcomers: every target installs what it needs, then calls cmake/ctest.
+BUILD ?= build
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+
+.PHONY: all build deps demo test test-unit test-integration test-asan test-tsan bench format check-format clean
+
+all: build
+
+build:
+	@scripts/deps.sh build
+	cmake -S . -B $(BUILD) $(CMAKE_FLAGS) >/dev/null
+	cmake --build $(BUILD) -j $(JOBS)
+
+# Starts lb in front of three built-in test backends; Ctrl-C stops everything.
+demo: build
+	@scripts/demo.sh $(BUILD)
+
+# Normal build, every suite; then (in CI, or with SANITIZE=1) the same suites under ASan+UBSan.
+test:
+	@scripts/deps.sh test
+	@$(MAKE) --no-print-directory build
+	scripts/check-format.sh
+	cd $(BUILD) && ctest --output-on-failure -j 1
+	@if [ -n "$$CI" ] || [ -n "$$SANITIZE" ]; then $(MAKE) --no-print-directory test-asan; fi
+
+test-unit: build
+	cd $(BUILD) && ctest --output-on-failure -L unit
+
+test-integration: build
+	cd $(BUILD) && ctest --output-on-failure -L integration
+
+test-asan:
+	@$(MAKE) --no-print-directory build BUILD=build-asan CMAKE_FLAGS="-DLB_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=Debug"
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j 1
+
+test-tsan:
+	@$(MAKE) --no-print-directory build BUILD=build-tsan CMAKE_FLAGS="-DLB_SANITIZE=thread -DCMAKE_BUILD_TYPE=Debug"
+	cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -j 1 -L unit
+
+bench: build
+	@scripts/deps.sh bench
+	LB_BIN=$(BUILD)/lb bash bench/compare.sh $(BENCH_ARGS)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+check-format:
+	scripts/check-format.sh
+
+clean:
+	rm -rf build build-asan build-tsan

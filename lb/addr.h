@@ -1,0 +1,56 @@
+/* Addresses: "host:port" / "[v6]:port" parsing, CIDR matching and PROXY protocol headers.
+ * Pure functions with no state; used by config loading and the data path. */
+#ifndef LB_ADDR_H
+#define LB_ADDR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct lb_addr {
+	struct sockaddr_storage ss;
+	socklen_t len;
+};
+
+struct cidr {
+	int family; /* AF_INET or AF_INET6 */
+	uint8_t addr[16];
+	unsigned prefix;
+};
+
+/* Longest PROXY header we ever build: v1 worst case is 107 bytes, v2 with IPv6 is 52. */
+#define ADDR_PROXY_MAX 108
+/* "[" + 39-char IPv6 + "]:" + 5-digit port + NUL, rounded up */
+#define ADDR_STR_MAX 64
+
+/* Parse a numeric "a.b.c.d:port" or "[v6]:port". Port must be 1..65535.
+ * Returns 0, or -EINVAL with a short reason in *why (static string). */
+int addr_parse_numeric(const char *s, struct lb_addr *out, const char **why);
+
+/* Like addr_parse_numeric, but the host may also be a name resolved now (getaddrinfo,
+ * first result, IPv4 preferred). Returns 0 or -EINVAL/-ENOENT with *why set. */
+int addr_parse_resolve(const char *s, struct lb_addr *out, const char **why);
+
+/* Format as "1.2.3.4:80" or "[::1]:80" into buf (ADDR_STR_MAX). Returns buf. */
+char *addr_format(const struct sockaddr *sa, char *buf, size_t len);
+
+/* Parse "10.0.0.0/8", "::1/128" or a bare address (full-length prefix). 0 or -EINVAL. */
+int cidr_parse(const char *s, struct cidr *out);
+
+/* True if sa (v4, v6 or v4-mapped v6) lies inside c. */
+bool cidr_match(const struct cidr *c, const struct sockaddr *sa);
+
+/* True if sa is admitted: not in any deny entry, and allow is empty or sa is in one. */
+bool cidr_admit(const struct cidr *allow, size_t nallow, const struct cidr *deny, size_t ndeny,
+		const struct sockaddr *sa);
+
+/* Build a PROXY protocol header (version 1 or 2, TCP) for a connection from src to dst
+ * (dst = the address the client connected to). Returns its length, or -EINVAL. */
+int addr_proxy_header(int version, const struct sockaddr *src, const struct sockaddr *dst,
+		      uint8_t *buf, size_t len);
+
+/* 32-bit hash of the client's IP address (port excluded); v4-mapped v6 hashes as v4. */
+uint32_t addr_hash_ip(const struct sockaddr *sa);
+
+#endif

@@ -1,0 +1,110 @@
+/* The configuration: JSON file -> struct config, validated whole (SPEC.md "Config file").
+ * A config is immutable once loaded; reload builds a new one beside the running one. */
+#ifndef LB_CONFIG_H
+#define LB_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "lb/addr.h"
+
+enum cfg_engine { CFG_ENGINE_AUTO, CFG_ENGINE_IO_URING, CFG_ENGINE_EPOLL };
+enum cfg_proto { CFG_PROTO_TCP, CFG_PROTO_UDP };
+enum cfg_proxy { CFG_PROXY_NONE = 0, CFG_PROXY_V1 = 1, CFG_PROXY_V2 = 2 };
+enum cfg_log_format { CFG_LOG_TEXT, CFG_LOG_JSON };
+
+/* Defaults from SPEC.md, in milliseconds. */
+#define CFG_DEFAULT_SHUTDOWN_GRACE_MS 10000
+#define CFG_DEFAULT_CONNECT_MS	      2000
+#define CFG_DEFAULT_TCP_IDLE_MS	      3600000
+#define CFG_DEFAULT_UDP_IDLE_MS	      30000
+#define CFG_DEFAULT_RETRIES	      2
+#define CFG_DEFAULT_HC_INTERVAL_MS    2000
+#define CFG_DEFAULT_HC_TIMEOUT_MS     1000
+#define CFG_DEFAULT_HC_RISE	      2
+#define CFG_DEFAULT_HC_FALL	      3
+#define CFG_MAX_WEIGHT		      1000
+
+struct cfg_health {
+	char *type; /* "none" (default), "tcp", "send_expect", "http", "udp", ... */
+	uint64_t interval_ms, timeout_ms;
+	int rise, fall;
+	char *send;	   /* send_expect, udp; NULL if unset */
+	char *expect;	   /* send_expect, udp; NULL if unset */
+	char *path;	   /* http; default "/" */
+	int expect_status; /* http; 0 = any 2xx/3xx */
+};
+
+struct cfg_backend {
+	char *name;    /* defaults to the address string */
+	char *address; /* as written */
+	struct lb_addr addr;
+	int weight;    /* 0..CFG_MAX_WEIGHT, default 1 */
+	int max_conns; /* 0 = none */
+	bool backup;
+};
+
+struct cfg_pool {
+	char *name;
+	char *algorithm; /* canonical module name, aliases resolved */
+	int retries;
+	struct cfg_health health;
+	struct cfg_backend *backends;
+	size_t nbackends;
+};
+
+struct cfg_listener {
+	char *name;
+	enum cfg_proto protocol;
+	char *listen; /* as written */
+	struct lb_addr addr;
+	char *pool;	  /* pool name */
+	size_t pool_index; /* index into config.pools */
+	int max_conns;
+	struct cidr *allow, *deny;
+	size_t nallow, ndeny;
+	enum cfg_proxy proxy_protocol;
+	uint64_t connect_timeout_ms;
+	uint64_t idle_timeout_ms; /* protocol-specific default applied */
+};
+
+struct config {
+	char *path; /* the file it came from */
+	enum cfg_engine engine;
+	int workers; /* 0 = one per online CPU (resolved by main, not here) */
+	uint64_t shutdown_grace_ms;
+	char *control_socket; /* default: "lb.sock" in the config file's directory */
+	mode_t control_mode;  /* default 0660 */
+	char *metrics_listen; /* NULL = off */
+	struct lb_addr metrics_addr;
+	int log_level; /* enum log_level from log.h */
+	enum cfg_log_format log_format;
+	bool log_access;
+	struct cfg_listener *listeners;
+	size_t nlisteners;
+	struct cfg_pool *pools;
+	size_t npools;
+};
+
+/* Human-readable validation errors, one per entry, each naming file and JSON path. */
+struct cfg_errors {
+	char **msg;
+	size_t n;
+};
+
+/* Load and validate path. On success returns 0 and *out (caller frees with config_free).
+ * On failure returns -EINVAL (or -errno if unreadable) with every error collected in errs,
+ * and *out untouched. errs must be zeroed by the caller; free with cfg_errors_free. */
+int config_load(const char *path, struct config **out, struct cfg_errors *errs);
+/* Same, from a string (for tests); name is used in messages in place of a file name. */
+int config_load_string(const char *json, const char *name, struct config **out,
+		       struct cfg_errors *errs);
+void config_free(struct config *cfg);
+void cfg_errors_free(struct cfg_errors *errs);
+
+/* "250ms", "2s", "5m", "1h" -> milliseconds. Returns 0 or -EINVAL. */
+int config_parse_duration(const char *s, uint64_t *ms);
+
+#endif

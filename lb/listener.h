@@ -1,0 +1,37 @@
+/* A configured listener at run time: its counters (shared by all workers) and the socket
+ * set-up each worker repeats for its own SO_REUSEPORT copy. */
+#ifndef LB_LISTENER_H
+#define LB_LISTENER_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "lb/config.h"
+#include "lb/pool.h"
+
+enum listener_reject {
+	LISTENER_REJECT_ACL,	    /* allow/deny said no */
+	LISTENER_REJECT_MAX_CONNS,  /* listener max_conns reached */
+	LISTENER_REJECT_NO_BACKEND, /* nothing usable, or every try failed */
+	LISTENER_REJECT_COUNT
+};
+
+struct listener {
+	const struct cfg_listener *cfg;
+	struct pool *pool;
+	_Atomic int active;
+	_Atomic uint64_t accepted;
+	_Atomic uint64_t rejected[LISTENER_REJECT_COUNT];
+};
+
+const char *listener_reject_name(enum listener_reject r);
+
+/* Admit one more connection under max_conns (atomically). False = over the cap. */
+bool listener_take(struct listener *l);
+void listener_release(struct listener *l);
+
+/* A non-blocking socket bound to addr with SO_REUSEPORT (and listening, for SOCK_STREAM).
+ * Returns the fd, or -errno with a reason for the log in *why. */
+int listener_socket(const struct lb_addr *addr, int type, const char **why);
+
+#endif

@@ -1,0 +1,299 @@
+/* lb: arguments, start-up order (config -> pools -> listeners -> workers), signals and
+ * graceful shutdown. The only file allowed to exit(). */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "lb/config.h"
+#include "lb/engine.h"
+#include "lb/listener.h"
+#include "lb/log.h"
+#include "lb/pool.h"
+#include "lb/worker.h"
+
+enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
+
+/* Upper bound on worker threads when "workers": 0 resolves to the CPU count. */
+#define MAX_AUTO_WORKERS 64
+
+struct lb {
+	struct config *cfg;
+	struct lb_runtime rt;
+	struct pool **pools;
+	struct worker **workers;
+	int nworkers;
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out, "usage: lb -c FILE [--check]\n"
+		     "       lb --version | --help\n"
+		     "\n"
+		     "  -c, --config FILE  configuration file (JSON)\n"
+		     "  -t, --check        validate the configuration and exit\n"
+		     "  -v, --version      print the version\n"
+		     "  -h, --help         this text\n"
+		     "\n"
+		     "Signals: SIGTERM/SIGINT graceful stop, SIGHUP reload.\n");
+}
+
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			log_warn("cannot raise the open-file limit: %s", strerror(errno));
+	}
+}
+
+static const struct engine_ops *choose_engine(enum cfg_engine want)
+{
+	const char *why = NULL;
+
+	if (want == CFG_ENGINE_EPOLL) {
+		log_info("engine: epoll (configured)");
+		return &engine_epoll;
+	}
+	if (engine_uring_probe(&why) == 0) {
+		log_info("engine: io_uring");
+		return &engine_uring;
+	}
+	if (want == CFG_ENGINE_IO_URING) {
+		log_error("engine io_uring is configured but unavailable: %s", why);
+		return NULL;
+	}
+	log_info("engine: epoll (io_uring unavailable: %s)", why);
+	return &engine_epoll;
+}
+
+static int build_pools(struct lb *lb)
+{
+	const struct config *cfg = lb->cfg;
+
+	lb->pools = calloc(cfg->npools ? cfg->npools : 1, sizeof(*lb->pools));
+	lb->rt.listeners = calloc(cfg->nlisteners ? cfg->nlisteners : 1, sizeof(struct listener));
+	if (!lb->pools || !lb->rt.listeners)
+		return -ENOMEM;
+	for (size_t i = 0; i < cfg->npools; i++) {
+		lb->pools[i] = pool_create(&cfg->pools[i]);
+		if (!lb->pools[i])
+			return -ENOMEM;
+	}
+	lb->rt.nlisteners = cfg->nlisteners;
+	for (size_t i = 0; i < cfg->nlisteners; i++) {
+		lb->rt.listeners[i].cfg = &cfg->listeners[i];
+		lb->rt.listeners[i].pool = lb->pools[cfg->listeners[i].pool_index];
+	}
+	return 0;
+}
+
+/* Bind every worker's copy of every listener here, so that a bad address fails start-up
+ * with exit 1 before any thread runs. */
+static int start_workers(struct lb *lb)
+{
+	const struct config *cfg = lb->cfg;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	int n = cfg->workers > 0 ? cfg->workers : (ncpu > 0 ? (int)ncpu : 1);
+	if (n > MAX_AUTO_WORKERS && cfg->workers <= 0)
+		n = MAX_AUTO_WORKERS;
+
+	lb->workers = calloc((size_t)n, sizeof(*lb->workers));
+	int *fds = calloc(cfg->nlisteners ? cfg->nlisteners : 1, sizeof(int));
+	if (!lb->workers || !fds) {
+		free(fds);
+		return -ENOMEM;
+	}
+	int err = 0;
+	for (int i = 0; i < n && !err; i++) {
+		for (size_t j = 0; j < cfg->nlisteners; j++) {
+			const struct cfg_listener *lc = &cfg->listeners[j];
+			const char *why = "";
+			int type = lc->protocol == CFG_PROTO_UDP ? SOCK_DGRAM : SOCK_STREAM;
+			if (type == SOCK_DGRAM) {
+				fds[j] = -1; /* UDP relaying is not built yet */
+				continue;
+			}
+			fds[j] = listener_socket(&lc->addr, type, &why);
+			if (fds[j] < 0) {
+				log_error("listener %s: cannot %s %s: %s", lc->name, why,
+					  lc->listen, strerror(-fds[j]));
+				err = fds[j];
+				while (j-- > 0)
+					if (fds[j] >= 0)
+						close(fds[j]);
+				break;
+			}
+		}
+		if (err)
+			break;
+		lb->workers[i] = worker_create(i, &lb->rt, fds);
+		if (!lb->workers[i]) {
+			err = -ENOMEM;
+			break;
+		}
+		lb->nworkers = i + 1;
+		err = worker_start(lb->workers[i]);
+		if (err)
+			log_error("worker %d: cannot start %s engine: %s", i, lb->rt.engine->name,
+				  strerror(-err));
+	}
+	free(fds);
+	if (!err)
+		log_info("lb %s started: %d workers, %zu listeners, %zu pools", LB_VERSION, n,
+			 cfg->nlisteners, cfg->npools);
+	return err;
+}
+
+static void warn_unbuilt(const struct config *cfg)
+{
+	for (size_t i = 0; i < cfg->nlisteners; i++)
+		if (cfg->listeners[i].protocol == CFG_PROTO_UDP)
+			log_warn("listener %s: udp relaying is not available in this build; "
+				 "listener ignored",
+				 cfg->listeners[i].name);
+}
+
+static void stop_all(struct lb *lb)
+{
+	for (int i = 0; i < lb->nworkers; i++)
+		if (lb->workers[i])
+			worker_drain(lb->workers[i], lb->cfg->shutdown_grace_ms);
+	for (int i = 0; i < lb->nworkers; i++)
+		worker_free(lb->workers[i]);
+	free(lb->workers);
+	lb->workers = NULL;
+	lb->nworkers = 0;
+}
+
+static void free_all(struct lb *lb)
+{
+	if (lb->pools)
+		for (size_t i = 0; i < lb->cfg->npools; i++)
+			if (lb->pools[i])
+				pool_destroy(lb->pools[i]);
+	free(lb->pools);
+	free(lb->rt.listeners);
+	config_free(lb->cfg);
+}
+
+/* Main thread: wait for signals. SIGHUP reload arrives with the control-plane work. */
+static void signal_loop(int sfd)
+{
+	for (;;) {
+		struct signalfd_siginfo si;
+		ssize_t n = read(sfd, &si, sizeof(si));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n != sizeof(si)) {
+			log_error("signalfd read: %s", strerror(errno));
+			return;
+		}
+		if (si.ssi_signo == SIGHUP) {
+			log_warn("SIGHUP: configuration reload is not implemented yet; ignored");
+			continue;
+		}
+		log_info("%s: stopping; open connections get the shutdown grace period",
+			 strsignal((int)si.ssi_signo));
+		return;
+	}
+}
+
+static int load_config(const char *path, struct config **cfg)
+{
+	struct cfg_errors errs = {0};
+	int ret = config_load(path, cfg, &errs);
+	for (size_t i = 0; i < errs.n; i++)
+		fprintf(stderr, "%s\n", errs.msg[i]);
+	if (ret < 0 && !errs.n)
+		fprintf(stderr, "%s: %s\n", path, strerror(-ret));
+	cfg_errors_free(&errs);
+	return ret;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"config", required_argument, NULL, 'c'},
+	    {"check", no_argument, NULL, 't'},
+	    {"version", no_argument, NULL, 'v'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *path = NULL;
+	int check = 0, opt;
+
+	while ((opt = getopt_long(argc, argv, "c:tvh", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			path = optarg;
+			break;
+		case 't':
+			check = 1;
+			break;
+		case 'v':
+			printf("lb %s\n", LB_VERSION);
+			return EXIT_OK;
+		case 'h':
+			usage(stdout);
+			return EXIT_OK;
+		default:
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (!path || optind != argc) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+
+	struct lb lb = {0};
+	if (load_config(path, &lb.cfg) < 0)
+		return EXIT_USAGE;
+	if (check) {
+		printf("configuration OK\n");
+		config_free(lb.cfg);
+		return EXIT_OK;
+	}
+	log_setup(lb.cfg->log_level, lb.cfg->log_format == CFG_LOG_JSON);
+
+	/* Signals go to the main thread's signalfd only: block them before threads exist. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN); /* splice to a closed socket must fail, not kill us */
+	int sfd = signalfd(-1, &set, SFD_CLOEXEC);
+	raise_nofile();
+
+	int rc = EXIT_RUNTIME;
+	lb.rt.cfg = lb.cfg;
+	lb.rt.engine = choose_engine(lb.cfg->engine);
+	if (sfd < 0 || !lb.rt.engine)
+		goto out;
+	if (build_pools(&lb) < 0) {
+		log_error("out of memory building pools");
+		goto out;
+	}
+	warn_unbuilt(lb.cfg);
+	if (start_workers(&lb) < 0)
+		goto out;
+	signal_loop(sfd);
+	rc = EXIT_OK;
+out:
+	stop_all(&lb);
+	free_all(&lb);
+	if (sfd >= 0)
+		close(sfd);
+	if (rc == EXIT_OK)
+		log_info("stopped");
+	return rc;
+}

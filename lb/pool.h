@@ -1,0 +1,101 @@
+/* Pools and backends: the state shared by workers, the prober and the control plane.
+ * Workers only read health/admin/weight and bump counters (atomics); everything an
+ * algorithm needs is a snapshot rebuilt off the data path and published by pointer swap. */
+#ifndef LB_POOL_H
+#define LB_POOL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lb/addr.h"
+#include "lb/config.h"
+
+struct lb_algorithm;
+
+enum backend_health { BACKEND_UNKNOWN = 0, BACKEND_UP = 1, BACKEND_DOWN = 2 };
+enum backend_admin { BACKEND_ENABLED = 0, BACKEND_DISABLED = 1, BACKEND_DRAINING = 2 };
+
+struct backend {
+	char *name;
+	char *address;
+	struct lb_addr addr;
+	bool backup;
+	struct pool *pool;
+
+	_Atomic int health; /* enum backend_health */
+	_Atomic int admin;  /* enum backend_admin */
+	_Atomic int weight;
+	_Atomic int max_conns; /* 0 = none */
+
+	_Atomic int active; /* open connections/sessions */
+	_Atomic uint64_t total;
+	_Atomic uint64_t bytes_in;  /* from backend to client */
+	_Atomic uint64_t bytes_out; /* from client to backend */
+	_Atomic uint64_t connect_failures;
+	_Atomic int fail_streak; /* consecutive failed connects (passive check) */
+};
+
+/* What an algorithm's build() sees: one group (primaries or backups) of a pool. */
+struct pool_view {
+	struct backend **backends; /* every backend of the group, usable or not */
+	size_t n;
+};
+
+/* Per-pick input. tried lists backends already attempted for this connection (retries
+ * never go to the same backend twice); pick must skip them and unusable ones. */
+struct pick_ctx {
+	const struct sockaddr *client;
+	uint32_t hash; /* addr_hash_ip(client) */
+	struct backend *const *tried;
+	size_t ntried;
+};
+
+/* A published, immutable view of a pool for the data path. */
+struct pool_snapshot {
+	const struct lb_algorithm *alg;
+	void *primary_state; /* alg->build() over primaries */
+	void *backup_state;  /* alg->build() over backups */
+	struct backend **primaries, **backups;
+	size_t nprimaries, nbackups;
+};
+
+struct pool {
+	char *name;
+	int retries;
+	struct cfg_health health;
+	const struct lb_algorithm *algorithm;
+	struct backend **backends; /* owned */
+	size_t nbackends;
+	_Atomic(struct pool_snapshot *) snap;
+};
+
+/* Usable for a new connection: health not down, admin enabled, weight > 0, below max_conns. */
+bool backend_usable(const struct backend *b);
+/* True if b is usable and not in ctx->tried. Algorithms call this for every candidate. */
+bool pick_allowed(const struct pick_ctx *ctx, const struct backend *b);
+
+/* Count a new connection on b: ++active, unless max_conns > 0 and b is already full (then
+ * false and nothing changes). On success also ++total. Lock-free. */
+bool backend_take(struct backend *b);
+/* The connection taken with backend_take() has ended: --active. */
+void backend_release(struct backend *b);
+
+/* Build a pool (and its backends, and a first snapshot) from its config. NULL on ENOMEM or
+ * unknown algorithm. */
+struct pool *pool_create(const struct cfg_pool *cp);
+/* Free a pool, its backends and its current snapshot. No worker may use it any more. */
+void pool_destroy(struct pool *p);
+
+/* Choose a backend for a new connection: primaries first, backups only when no primary is
+ * allowed. Lock-free and allocation-free. NULL = nothing usable. */
+struct backend *pool_pick(struct pool *p, const struct pick_ctx *ctx);
+
+/* Rebuild and publish the snapshot after health/admin/weight/backend-list changes. The old
+ * snapshot is handed to retire() (e.g. QSBR deferred free) or freed at once if retire is NULL.
+ * Call from one thread at a time (prober/control), never from a worker. */
+void pool_rebuild(struct pool *p, void (*retire)(struct pool_snapshot *old));
+void pool_snapshot_free(struct pool_snapshot *s);
+
+#endif

@@ -1,0 +1,476 @@
+/* TCP relay: one client connection and its backend connection. Bytes move with splice(2)
+ * through a pipe borrowed from the worker's pool only while they are in flight, so an idle
+ * pair costs one small struct and no pipe. Written once against engine.h for both engines. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "lb/addr.h"
+#include "lb/listener.h"
+#include "lb/log.h"
+#include "lb/pool.h"
+#include "lb/tcp_relay.h"
+#include "lb/worker.h"
+
+/* Most backends one connection may try: the first pick plus up to 15 retries. */
+#define CONN_MAX_TRIES 16
+/* Bytes asked of one splice call; the pipe's size bounds what actually moves. */
+#define SPLICE_CHUNK (1 << 20)
+/* At most one "no usable backend" warning per worker per interval; the rest are counted. */
+#define REJECT_LOG_INTERVAL_MS 1000
+
+enum conn_state { CONN_CONNECTING, CONN_RELAY };
+
+/* One direction of the pair. */
+struct half {
+	struct lb_pipe pipe; /* rd == -1: none borrowed */
+	uint32_t in_pipe;    /* bytes read from the source, not yet written to the sink */
+	bool eof;	     /* the source sent FIN */
+	bool shut;	     /* FIN forwarded to the sink */
+	uint64_t bytes;	     /* delivered to the sink */
+};
+
+struct conn {
+	struct worker *w;
+	struct listener *l;
+	struct backend *be;
+	int cfd, bfd;
+	struct engine_watch *cwatch, *bwatch;
+	uint8_t state;
+	uint8_t ntried;
+	uint32_t hash;
+	struct half up;	    /* client -> backend */
+	struct half down;   /* backend -> client */
+	struct timer timer; /* connect timeout, then idle timeout */
+	uint64_t start, last_active;
+	struct conn *prev, *next;
+	struct backend *tried[CONN_MAX_TRIES];
+	struct sockaddr_storage client;
+};
+
+enum pump_result { PUMP_OK, PUMP_SRC_ERR, PUMP_DST_ERR, PUMP_NO_PIPE };
+
+static void connect_next(struct conn *c);
+
+static struct conn *conn_of_timer(struct timer *t)
+{
+	return (struct conn *)((char *)t - offsetof(struct conn, timer));
+}
+
+static void set_nodelay(int fd)
+{
+	int one = 1;
+	/* Relaying must not add Nagle delays to small request/response exchanges. */
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+static void close_fd(int fd, bool reset)
+{
+	if (fd < 0)
+		return;
+	if (reset) {
+		/* SO_LINGER 0 turns close() into a RST: how a reset is passed on. */
+		struct linger lg = {.l_onoff = 1, .l_linger = 0};
+		(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	}
+	close(fd);
+}
+
+static void half_release_pipe(struct worker *w, struct half *h)
+{
+	if (h->pipe.rd < 0)
+		return;
+	pipe_pool_put(&w->pipes, h->pipe, h->in_pipe == 0);
+	h->pipe.rd = h->pipe.wr = -1;
+	h->in_pipe = 0;
+}
+
+static void access_log(struct conn *c, const char *how)
+{
+	char client[ADDR_STR_MAX];
+	addr_format((struct sockaddr *)&c->client, client, sizeof(client));
+	log_info("access listener=%s client=%s backend=%s/%s bytes_up=%llu bytes_down=%llu "
+		 "duration_ms=%llu end=\"%s\"",
+		 c->l->cfg->name, client, c->be ? c->be->pool->name : "-",
+		 c->be ? c->be->name : "-", (unsigned long long)c->up.bytes,
+		 (unsigned long long)c->down.bytes, (unsigned long long)(c->w->now - c->start),
+		 how);
+}
+
+static void backend_detach(struct conn *c, bool reset)
+{
+	struct worker *w = c->w;
+	if (c->bwatch)
+		w->ops->unwatch(w->eng, c->bwatch);
+	c->bwatch = NULL;
+	close_fd(c->bfd, reset);
+	c->bfd = -1;
+	if (c->be)
+		backend_release(c->be);
+}
+
+/* End the pair: close both sides (resetting those asked), give everything back. */
+static void conn_finish(struct conn *c, const char *how, bool reset_client, bool reset_backend)
+{
+	struct worker *w = c->w;
+
+	timer_cancel(&w->timers, &c->timer);
+	backend_detach(c, reset_backend);
+	if (c->cwatch)
+		w->ops->unwatch(w->eng, c->cwatch);
+	close_fd(c->cfd, reset_client);
+	half_release_pipe(w, &c->up);
+	half_release_pipe(w, &c->down);
+	listener_release(c->l);
+	if (w->rt->cfg->log_access)
+		access_log(c, how);
+
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		w->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	w->nconns--;
+	c->next = w->free_conns;
+	w->free_conns = c;
+}
+
+/* Move what the source has towards the sink until one of them would block. */
+static enum pump_result pump(struct conn *c, struct half *h, int src, int dst)
+{
+	struct worker *w = c->w;
+
+	for (;;) {
+		if (h->in_pipe) {
+			ssize_t n = splice(h->pipe.rd, NULL, dst, NULL, h->in_pipe,
+					   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+			if (n > 0) {
+				h->in_pipe -= (uint32_t)n;
+				h->bytes += (uint64_t)n;
+				continue;
+			}
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0 && errno == EAGAIN)
+				return PUMP_OK; /* the sink's WRITE event resumes us */
+			return PUMP_DST_ERR;
+		}
+		if (h->eof) {
+			half_release_pipe(w, h);
+			if (!h->shut) {
+				/* Everything before the FIN is delivered: pass the FIN on. */
+				(void)shutdown(dst, SHUT_WR);
+				h->shut = true;
+			}
+			return PUMP_OK;
+		}
+		if (h->pipe.rd < 0 && pipe_pool_get(&w->pipes, &h->pipe) < 0) {
+			h->pipe.rd = h->pipe.wr = -1;
+			return PUMP_NO_PIPE;
+		}
+		ssize_t n = splice(src, NULL, h->pipe.wr, NULL, SPLICE_CHUNK,
+				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		if (n > 0) {
+			h->in_pipe = (uint32_t)n;
+			c->last_active = w->now;
+			continue;
+		}
+		if (n == 0) {
+			h->eof = true;
+			continue;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN) {
+			half_release_pipe(w, h); /* empty: back to the pool while idle */
+			return PUMP_OK;
+		}
+		return PUMP_SRC_ERR;
+	}
+}
+
+static void count_bytes(struct conn *c, uint64_t up0, uint64_t down0)
+{
+	struct backend *b = c->be;
+	if (c->up.bytes != up0)
+		atomic_fetch_add_explicit(&b->bytes_out, c->up.bytes - up0, memory_order_relaxed);
+	if (c->down.bytes != down0)
+		atomic_fetch_add_explicit(&b->bytes_in, c->down.bytes - down0,
+					  memory_order_relaxed);
+}
+
+/* Run the directions asked for; end the pair on error or once both FINs are through. */
+static void relay(struct conn *c, bool do_up, bool do_down)
+{
+	uint64_t up0 = c->up.bytes, down0 = c->down.bytes;
+	enum pump_result r = PUMP_OK;
+	bool client_failed = false;
+
+	if (do_up) {
+		r = pump(c, &c->up, c->cfd, c->bfd);
+		client_failed = r == PUMP_SRC_ERR;
+	}
+	if (r == PUMP_OK && do_down) {
+		r = pump(c, &c->down, c->bfd, c->cfd);
+		client_failed = r == PUMP_DST_ERR;
+	}
+	count_bytes(c, up0, down0);
+
+	if (r == PUMP_NO_PIPE) {
+		log_warn("listener %s: no pipe for splice (%s); resetting connection",
+			 c->l->cfg->name, strerror(errno));
+		conn_finish(c, "out of pipes", true, true);
+	} else if (r != PUMP_OK) {
+		/* The failed side is gone (reset or aborted): reset the other one too. */
+		conn_finish(c, client_failed ? "client reset" : "backend reset", !client_failed,
+			    client_failed);
+	} else if (c->up.shut && c->down.shut) {
+		conn_finish(c, "closed", false, false);
+	}
+}
+
+static void client_ready(void *arg, uint32_t ev)
+{
+	struct conn *c = arg;
+	if (c->state != CONN_RELAY)
+		return; /* bytes wait in the socket until the backend is connected */
+	relay(c, ev & (ENGINE_READ | ENGINE_ERROR),
+	      (ev & (ENGINE_WRITE | ENGINE_ERROR)) && c->down.in_pipe);
+}
+
+static void reject(struct conn *c, enum listener_reject why, const char *how)
+{
+	static _Thread_local uint64_t last_log, suppressed;
+	struct worker *w = c->w;
+
+	atomic_fetch_add_explicit(&c->l->rejected[why], 1, memory_order_relaxed);
+	if (w->now - last_log >= REJECT_LOG_INTERVAL_MS || !last_log) {
+		char client[ADDR_STR_MAX];
+		addr_format((struct sockaddr *)&c->client, client, sizeof(client));
+		log_warn("listener %s: closing connection from %s: %s (%llu more since last "
+			 "message)",
+			 c->l->cfg->name, client, how, (unsigned long long)suppressed);
+		last_log = w->now;
+		suppressed = 0;
+	} else {
+		suppressed++;
+	}
+	conn_finish(c, how, false, false);
+}
+
+static void connected(struct conn *c)
+{
+	struct worker *w = c->w;
+	const struct cfg_listener *lc = c->l->cfg;
+
+	timer_cancel(&w->timers, &c->timer);
+	atomic_store_explicit(&c->be->fail_streak, 0, memory_order_relaxed);
+	if (lc->proxy_protocol != CFG_PROXY_NONE) {
+		struct sockaddr_storage local;
+		socklen_t len = sizeof(local);
+		uint8_t hdr[ADDR_PROXY_MAX];
+		int n = -1;
+		if (getsockname(c->cfd, (struct sockaddr *)&local, &len) == 0)
+			n = addr_proxy_header(lc->proxy_protocol, (struct sockaddr *)&c->client,
+					      (struct sockaddr *)&local, hdr, sizeof(hdr));
+		/* A fresh connection's send buffer is empty: the header goes out whole. */
+		if (n < 0 || send(c->bfd, hdr, (size_t)n, MSG_NOSIGNAL) != n) {
+			conn_finish(c, "proxy header not sent", true, true);
+			return;
+		}
+	}
+	c->state = CONN_RELAY;
+	c->last_active = w->now;
+	if (lc->idle_timeout_ms)
+		timer_arm(&w->timers, &c->timer, w->now + lc->idle_timeout_ms);
+	relay(c, true, true);
+}
+
+static void connect_failed(struct conn *c, int err)
+{
+	struct backend *b = c->be;
+	struct worker *w = c->w;
+
+	timer_cancel(&w->timers, &c->timer);
+	atomic_fetch_add_explicit(&b->connect_failures, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&b->fail_streak, 1, memory_order_relaxed);
+	log_debug("pool %s: connect to %s (%s) failed: %s", b->pool->name, b->name, b->address,
+		  strerror(err));
+	backend_detach(c, false);
+	c->be = NULL;
+	connect_next(c);
+}
+
+static void backend_ready(void *arg, uint32_t ev)
+{
+	struct conn *c = arg;
+
+	if (c->state == CONN_RELAY) {
+		relay(c, (ev & (ENGINE_WRITE | ENGINE_ERROR)) && c->up.in_pipe,
+		      ev & (ENGINE_READ | ENGINE_ERROR));
+		return;
+	}
+	int err = 0;
+	socklen_t len = sizeof(err);
+	if (getsockopt(c->bfd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	if (err)
+		connect_failed(c, err);
+	else if (ev & ENGINE_WRITE)
+		connected(c);
+}
+
+static void conn_timer(struct timer *t, uint64_t now)
+{
+	struct conn *c = conn_of_timer(t);
+	uint64_t idle = c->l->cfg->idle_timeout_ms;
+
+	if (c->state == CONN_CONNECTING) {
+		connect_failed(c, ETIMEDOUT);
+		return;
+	}
+	if (now - c->last_active >= idle) {
+		conn_finish(c, "idle timeout", false, false);
+		return;
+	}
+	timer_arm(&c->w->timers, t, c->last_active + idle);
+}
+
+/* Start a non-blocking connect to b. 0 = in progress, or -errno. */
+static int start_connect(struct conn *c, struct backend *b)
+{
+	struct worker *w = c->w;
+	int fd = socket(b->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	set_nodelay(fd);
+	if (connect(fd, (const struct sockaddr *)&b->addr.ss, b->addr.len) < 0 &&
+	    errno != EINPROGRESS) {
+		int err = -errno;
+		close(fd);
+		return err;
+	}
+	c->bwatch = w->ops->watch(w->eng, fd, ENGINE_READ | ENGINE_WRITE, backend_ready, c);
+	if (!c->bwatch) {
+		close(fd);
+		return -ENOMEM;
+	}
+	c->bfd = fd;
+	c->be = b;
+	timer_arm(&w->timers, &c->timer, w->now + c->l->cfg->connect_timeout_ms);
+	return 0;
+}
+
+/* Pick the next backend not yet tried and connect; close the client when none is left. */
+static void connect_next(struct conn *c)
+{
+	struct pool *p = c->l->pool;
+	int max_tries = p->retries + 1 < CONN_MAX_TRIES ? p->retries + 1 : CONN_MAX_TRIES;
+
+	while (c->ntried < max_tries) {
+		struct pick_ctx ctx = {
+		    .client = (struct sockaddr *)&c->client,
+		    .hash = c->hash,
+		    .tried = c->tried,
+		    .ntried = c->ntried,
+		};
+		struct backend *b = pool_pick(p, &ctx);
+		if (!b)
+			break;
+		c->tried[c->ntried++] = b;
+		if (!backend_take(b))
+			continue; /* filled up since the pick: try another */
+		int err = start_connect(c, b);
+		if (!err)
+			return;
+		c->be = b;
+		connect_failed(c, -err);
+		return;
+	}
+	reject(c, LISTENER_REJECT_NO_BACKEND,
+	       c->ntried ? "no backend could be reached" : "no usable backend");
+}
+
+static struct conn *conn_alloc(struct worker *w)
+{
+	struct conn *c = w->free_conns;
+	if (c)
+		w->free_conns = c->next;
+	else if (!(c = malloc(sizeof(*c))))
+		return NULL;
+	memset(c, 0, offsetof(struct conn, tried));
+	return c;
+}
+
+void tcp_relay_accept(struct worker *w, struct listener *l, int fd,
+		      const struct sockaddr_storage *client, socklen_t len)
+{
+	const struct cfg_listener *lc = l->cfg;
+	const struct sockaddr *sa = (const struct sockaddr *)client;
+
+	atomic_fetch_add_explicit(&l->accepted, 1, memory_order_relaxed);
+	if (!cidr_admit(lc->allow, lc->nallow, lc->deny, lc->ndeny, sa)) {
+		atomic_fetch_add_explicit(&l->rejected[LISTENER_REJECT_ACL], 1,
+					  memory_order_relaxed);
+		close(fd);
+		return;
+	}
+	if (!listener_take(l)) {
+		atomic_fetch_add_explicit(&l->rejected[LISTENER_REJECT_MAX_CONNS], 1,
+					  memory_order_relaxed);
+		close(fd);
+		return;
+	}
+	struct conn *c = conn_alloc(w);
+	if (!c) {
+		listener_release(l);
+		close(fd);
+		return;
+	}
+	c->w = w;
+	c->l = l;
+	c->cfd = fd;
+	c->bfd = -1;
+	c->up.pipe.rd = c->up.pipe.wr = c->down.pipe.rd = c->down.pipe.wr = -1;
+	c->state = CONN_CONNECTING;
+	c->start = c->last_active = w->now;
+	memcpy(&c->client, client, len < sizeof(c->client) ? len : sizeof(c->client));
+	c->hash = addr_hash_ip(sa);
+	timer_init(&c->timer, conn_timer);
+
+	c->next = w->conns;
+	if (w->conns)
+		w->conns->prev = c;
+	w->conns = c;
+	w->nconns++;
+
+	set_nodelay(fd);
+	c->cwatch = w->ops->watch(w->eng, fd, ENGINE_READ | ENGINE_WRITE, client_ready, c);
+	if (!c->cwatch) {
+		conn_finish(c, "out of memory", true, false);
+		return;
+	}
+	connect_next(c);
+}
+
+void tcp_relay_close_all(struct worker *w)
+{
+	while (w->conns)
+		conn_finish(w->conns, "shutdown", false, false);
+}
+
+void tcp_relay_free_cache(struct worker *w)
+{
+	while (w->free_conns) {
+		struct conn *c = w->free_conns;
+		w->free_conns = c->next;
+		free(c);
+	}
+}

@@ -1,0 +1,20 @@
+/* One TCP connection pair: choose a backend, connect (timeout, retries on other backends),
+ * send the PROXY header, relay both ways with splice, propagate half-close and resets,
+ * expire idle connections, and account for all of it. */
+#ifndef LB_TCP_RELAY_H
+#define LB_TCP_RELAY_H
+
+#include <sys/socket.h>
+
+struct worker;
+struct listener;
+
+/* Take ownership of an accepted client socket fd. */
+void tcp_relay_accept(struct worker *w, struct listener *l, int fd,
+		      const struct sockaddr_storage *client, socklen_t len);
+/* Close every connection of w at once (end of the shutdown grace period). */
+void tcp_relay_close_all(struct worker *w);
+/* Free the recycled connection objects of w. */
+void tcp_relay_free_cache(struct worker *w);
+
+#endif

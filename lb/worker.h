@@ -1,0 +1,80 @@
+/* A data-plane thread: its engine, its SO_REUSEPORT listener copies, its connections, its
+ * timers and its pipe pool. Nothing here is touched by another thread except the few
+ * atomics used to start and stop it. */
+#ifndef LB_WORKER_H
+#define LB_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "lb/config.h"
+#include "lb/engine.h"
+#include "lb/listener.h"
+#include "lb/pipe_pool.h"
+#include "lb/timer.h"
+
+struct conn;
+
+/* What every worker shares, read-only while they run. */
+struct lb_runtime {
+	const struct config *cfg;
+	const struct engine_ops *engine;
+	struct listener *listeners; /* one per cfg->listeners entry */
+	size_t nlisteners;
+};
+
+/* One worker's copy of a listener. */
+struct worker_listener {
+	struct worker *w;
+	struct listener *l;
+	int fd;
+	struct engine_watch *watch;
+	struct timer retry; /* re-try accept after EMFILE/ENFILE */
+};
+
+struct worker {
+	int id;
+	pthread_t thread;
+	const struct lb_runtime *rt;
+	struct engine *eng;
+	const struct engine_ops *ops;
+	struct timer_heap timers;
+	uint64_t now; /* ms, refreshed once per loop turn */
+	struct pipe_pool pipes;
+
+	struct worker_listener *ls;
+	size_t nls;
+
+	struct conn *conns; /* open connections (doubly linked) */
+	size_t nconns;
+	struct conn *free_conns; /* recycled connection objects */
+
+	int wake_fd; /* eventfd: main thread -> worker */
+	struct engine_watch *wake_watch;
+	_Atomic int state; /* enum worker_state */
+	_Atomic uint64_t grace_ms;
+	uint64_t grace_deadline;
+	int start_err; /* set by the thread before it reports WORKER_RUNNING/FAILED */
+};
+
+enum worker_state {
+	WORKER_STARTING,
+	WORKER_RUNNING,
+	WORKER_FAILED,
+	WORKER_DRAIN_REQUESTED,
+	WORKER_DRAINING,
+	WORKER_DONE,
+};
+
+/* Create a worker owning listen_fds (one per runtime listener, -1 for none). */
+struct worker *worker_create(int id, const struct lb_runtime *rt, const int *listen_fds);
+/* Start its thread and wait until its engine is up. 0 or -errno (the worker then did not
+ * start; free it with worker_free). */
+int worker_start(struct worker *w);
+/* Stop accepting; close remaining connections after grace_ms. Returns at once. */
+void worker_drain(struct worker *w, uint64_t grace_ms);
+/* Join the thread (if started) and free everything. */
+void worker_free(struct worker *w);
+
+#endif

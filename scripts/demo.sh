@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# make demo: three tagged test backends and lb in front of them on 127.0.0.1:8080.
+set -euo pipefail
+build=${1:-build}
+dir=$(mktemp -d /tmp/lb-demo.XXXXXX)
+pids=()
+cleanup() {
+	trap - INT TERM EXIT
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$dir"
+	echo
+	echo "demo stopped."
+}
+trap cleanup INT TERM EXIT
+
+"$build/lb-testsrv" --mode tagged --listen 127.0.0.1:9001 --name web1 \
+	--listen 127.0.0.1:9002 --name web2 --listen 127.0.0.1:9003 --name web3 >"$dir/backends.log" 2>&1 &
+pids+=($!)
+sed "s#\"socket\": *\"[^\"]*\"#\"socket\": \"$dir/lb.sock\"#" examples/quickstart.json >"$dir/lb.json"
+"$build/lb" -c "$dir/lb.json" &
+pids+=($!)
+for _ in $(seq 50); do
+	(exec 3<>/dev/tcp/127.0.0.1/8080) 2>/dev/null && break
+	sleep 0.1
+done
+cat <<TXT
+
+lb is balancing 127.0.0.1:8080 over three backends (web1..web3 on ports 9001-9003),
+round robin. Each backend answers with its name, then echoes what you send.
+
+Try, in another terminal:
+  for i in 1 2 3 4 5 6; do nc -q1 127.0.0.1 8080 </dev/null; done   # web1 web2 web3 web1 ...
+  echo hello | nc -q1 127.0.0.1 8080                                  # tag, then the echo
+  $build/lb -c examples/quickstart.json --check                       # validate a config
+  kill -TERM <lb pid>  or Ctrl-C here                                   # graceful stop
+
+Config: examples/quickstart.json. Press Ctrl-C to stop the demo.
+TXT
+wait "${pids[1]}"
