@@ -1,0 +1,1198 @@
+/* The configuration loader: JSON (jansson) -> struct config, validated whole. Every problem
+ * becomes one message naming the file, the JSON path and what was expected; all of them are
+ * collected, and a config with any error is freed, never returned half-built. */
+#include "lb/config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <jansson.h>
+
+#include "algorithms/algorithm.h"
+#include "lb/log.h"
+
+/* Longest JSON path we print; deeper or longer paths are cut (messages stay readable). */
+#define CFG_PATH_MAX 256
+/* Longest "got <value>" excerpt in a message. */
+#define CFG_GOT_MAX 80
+/* Upper bounds from the brief: enough for any real deployment, small enough to catch typos. */
+#define CFG_MAX_WORKERS	  256
+#define CFG_MAX_RETRIES	  100
+#define CFG_MAX_RISE_FALL 100
+/* Durations are capped at ten years so that converting them to nanoseconds (io_uring
+ * timespecs, timerfd) can never overflow 64 bits. */
+#define CFG_MAX_DURATION_MS (3650ULL * 24 * 3600 * 1000)
+/* Unix socket paths must fit sun_path, NUL included. */
+#define CFG_SUN_PATH_MAX	 (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
+#define CFG_DEFAULT_CONTROL_MODE 0660
+#define CFG_DEFAULT_SOCKET_NAME	 "lb.sock"
+#define CFG_DEFAULT_HTTP_PATH	 "/"
+#define CFG_DEFAULT_ALGORITHM	 "round_robin"
+
+#define ADDR_EXPECTED	 "\"host:port\" (port 1-65535) or \"[v6]:port\""
+#define NUMERIC_EXPECTED "a numeric \"ip:port\" (port 1-65535) or \"[v6]:port\""
+#define DURATION_EXPECTED                                                                          \
+	"a duration like \"250ms\", \"2s\", \"5m\", \"1h\" or integer milliseconds"
+
+/* Getter results: the key was absent (output untouched), present and valid, or invalid (an
+ * error has been recorded). */
+enum { CFG_ABSENT = 0, CFG_OK = 1, CFG_BAD = -1 };
+
+struct cfg_ctx {
+	const char *file; /* as given by the caller; prefixes every message */
+	struct cfg_errors *errs;
+	bool oom;
+};
+
+/* Health check types and the options each one reads. The health registry (health/) will own
+ * this list; until it exists the table lives here so that validation knows every type. */
+enum { HC_USES_SEND = 1, HC_USES_EXPECT = 2, HC_USES_HTTP = 4 };
+struct hc_rule {
+	const char *name;
+	unsigned uses;	/* options that are allowed */
+	unsigned needs; /* options that are required */
+};
+static const struct hc_rule hc_rules[] = {
+    {"none", 0, 0},
+    {"tcp", 0, 0},
+    {"send_expect", HC_USES_SEND | HC_USES_EXPECT, HC_USES_EXPECT},
+    {"http", HC_USES_HTTP, 0},
+    {"udp", HC_USES_SEND | HC_USES_EXPECT, HC_USES_SEND},
+    {"redis", 0, 0},
+    {"postgres", 0, 0},
+    {"mysql", 0, 0},
+};
+#define HC_NRULES (sizeof(hc_rules) / sizeof(hc_rules[0]))
+
+static const char *const top_keys[] = {
+    "engine", "workers", "shutdown_grace", "control", "metrics", "log", "listeners", "pools", NULL};
+static const char *const control_keys[] = {"socket", "mode", NULL};
+static const char *const metrics_keys[] = {"listen", NULL};
+static const char *const log_keys[] = {"level", "format", "access", NULL};
+static const char *const listener_keys[] = {"name",	 "protocol", "listen", "pool",
+					    "max_conns", "allow",    "deny",   "proxy_protocol",
+					    "timeouts",	 NULL};
+static const char *const timeout_keys[] = {"connect", "idle", NULL};
+static const char *const pool_keys[] = {"name", "algorithm", "retries", "health", "backends", NULL};
+static const char *const health_keys[] = {"type", "interval", "timeout", "rise",	  "fall",
+					  "send", "expect",   "path",	 "expect_status", NULL};
+static const char *const backend_keys[] = {"name",	"address", "weight",
+					   "max_conns", "backup",  NULL};
+
+/* Enumerations: the index in each table is the enum value. */
+static const char *const engine_names[] = {"auto", "io_uring", "epoll", NULL};
+static const char *const proto_names[] = {"tcp", "udp", NULL};
+static const char *const proxy_names[] = {"none", "v1", "v2", NULL};
+static const char *const log_format_names[] = {"text", "json", NULL};
+static const char *const log_level_names[] = {"debug", "info", "warn", "error", NULL};
+
+/* ---- messages ---- */
+
+static void err_add(struct cfg_ctx *c, char *msg)
+{
+	char **m;
+
+	if (!msg) {
+		c->oom = true;
+		return;
+	}
+	m = realloc(c->errs->msg, (c->errs->n + 1) * sizeof(*m));
+	if (!m) {
+		free(msg);
+		c->oom = true;
+		return;
+	}
+	c->errs->msg = m;
+	c->errs->msg[c->errs->n++] = msg;
+}
+
+/* "FILE: PATH: <fmt>", or "FILE: <fmt>" when path is empty (the document itself). */
+static void err_at(struct cfg_ctx *c, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void err_at(struct cfg_ctx *c, const char *path, const char *fmt, ...)
+{
+	char *what = NULL, *msg = NULL;
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (vasprintf(&what, fmt, ap) < 0)
+		what = NULL;
+	va_end(ap);
+	if (what && asprintf(&msg, "%s: %s%s%s", c->file, path, *path ? ": " : "", what) < 0)
+		msg = NULL;
+	free(what);
+	err_add(c, msg);
+}
+
+/* Compact JSON text of v for "got ..." in messages, cut to CFG_GOT_MAX bytes. */
+static void got_text(const json_t *v, char *buf, size_t len)
+{
+	char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+
+	if (!s) {
+		snprintf(buf, len, "?");
+		return;
+	}
+	if (strlen(s) < len)
+		snprintf(buf, len, "%s", s);
+	else
+		snprintf(buf, len, "%.*s...", (int)(len - 4), s);
+	free(s);
+}
+
+/* "FILE: PATH: expected <what>, got <v>" */
+static void err_got(struct cfg_ctx *c, const char *path, const json_t *v, const char *what)
+{
+	char got[CFG_GOT_MAX];
+
+	got_text(v, got, sizeof(got));
+	err_at(c, path, "expected %s, got %s", what, got);
+}
+
+/* "FILE: PATH: expected <what>, got <v> (<why>)": why says which part of v is wrong. */
+static void err_got_why(struct cfg_ctx *c, const char *path, const json_t *v, const char *what,
+			const char *why)
+{
+	char got[CFG_GOT_MAX];
+
+	got_text(v, got, sizeof(got));
+	err_at(c, path, "expected %s, got %s (%s)", what, got, why);
+}
+
+/* Absurdly long paths (keys of hundreds of characters) are cut and end in "...". */
+static void path_cut(char *out, int n)
+{
+	if (n >= CFG_PATH_MAX)
+		memcpy(out + CFG_PATH_MAX - 4, "...", 4);
+}
+
+static void path_key(char *out, const char *parent, const char *key)
+{
+	path_cut(out, snprintf(out, CFG_PATH_MAX, "%s%s%s", parent, *parent ? "." : "", key));
+}
+
+static void path_index(char *out, const char *parent, size_t i)
+{
+	path_cut(out, snprintf(out, CFG_PATH_MAX, "%s[%zu]", parent, i));
+}
+
+static void err_missing(struct cfg_ctx *c, const char *parent, const char *key, const char *what)
+{
+	char path[CFG_PATH_MAX];
+
+	path_key(path, parent, key);
+	err_at(c, path, "missing; expected %s", what);
+}
+
+/* "a, b, c" from a NULL-terminated list; into buf. */
+static const char *join_names(const char *const *names, char *buf, size_t len)
+{
+	size_t off = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; names[i] && off < len; i++) {
+		int n = snprintf(buf + off, len - off, "%s%s", i ? ", " : "", names[i]);
+		if (n < 0)
+			break;
+		off += (size_t)n;
+	}
+	return buf;
+}
+
+static char *cfg_strdup(struct cfg_ctx *c, const char *s)
+{
+	char *d = strdup(s);
+
+	if (!d)
+		c->oom = true;
+	return d;
+}
+
+static void *cfg_calloc(struct cfg_ctx *c, size_t n, size_t size)
+{
+	void *p;
+
+	if (n == 0)
+		return NULL;
+	p = calloc(n, size);
+	if (!p)
+		c->oom = true;
+	return p;
+}
+
+/* ---- typed getters ---- */
+
+static bool name_in(const char *s, const char *const *names)
+{
+	for (size_t i = 0; names[i]; i++)
+		if (strcmp(s, names[i]) == 0)
+			return true;
+	return false;
+}
+
+/* Reports every key of obj that is not in allowed. */
+static void check_keys(struct cfg_ctx *c, const json_t *obj, const char *parent,
+		       const char *const *allowed)
+{
+	char path[CFG_PATH_MAX], list[512];
+	json_t *o = (json_t *)obj; /* jansson's iterator API is not const-qualified */
+
+	for (void *it = json_object_iter(o); it; it = json_object_iter_next(o, it)) {
+		const char *key = json_object_iter_key(it);
+		if (name_in(key, allowed))
+			continue;
+		path_key(path, parent, key);
+		err_at(c, path, "unknown key; allowed keys: %s",
+		       join_names(allowed, list, sizeof(list)));
+	}
+}
+
+/* Present and an object: CFG_OK with *out set; absent: CFG_ABSENT; else CFG_BAD. */
+static int get_object(struct cfg_ctx *c, const json_t *obj, const char *parent, const char *key,
+		      const json_t **out)
+{
+	char path[CFG_PATH_MAX];
+	const json_t *v = json_object_get(obj, key);
+
+	if (!v)
+		return CFG_ABSENT;
+	if (!json_is_object(v)) {
+		path_key(path, parent, key);
+		err_got(c, path, v, "an object");
+		return CFG_BAD;
+	}
+	*out = v;
+	return CFG_OK;
+}
+
+static int get_string(struct cfg_ctx *c, const json_t *obj, const char *parent, const char *key,
+		      const char *what, const char **out)
+{
+	char path[CFG_PATH_MAX];
+	const json_t *v = json_object_get(obj, key);
+
+	if (!v)
+		return CFG_ABSENT;
+	if (!json_is_string(v)) {
+		path_key(path, parent, key);
+		err_got(c, path, v, what);
+		return CFG_BAD;
+	}
+	*out = json_string_value(v);
+	return CFG_OK;
+}
+
+/* Integer in [min, max]; max == INT_MAX reads as "no upper bound" in the message. */
+static int get_int(struct cfg_ctx *c, const json_t *obj, const char *parent, const char *key,
+		   int min, int max, int *out)
+{
+	char path[CFG_PATH_MAX], what[64];
+	const json_t *v = json_object_get(obj, key);
+
+	if (!v)
+		return CFG_ABSENT;
+	if (json_is_integer(v) && json_integer_value(v) >= min && json_integer_value(v) <= max) {
+		*out = (int)json_integer_value(v);
+		return CFG_OK;
+	}
+	if (max == INT_MAX)
+		snprintf(what, sizeof(what), "an integer >= %d", min);
+	else
+		snprintf(what, sizeof(what), "an integer %d-%d", min, max);
+	path_key(path, parent, key);
+	err_got(c, path, v, what);
+	return CFG_BAD;
+}
+
+static int get_bool(struct cfg_ctx *c, const json_t *obj, const char *parent, const char *key,
+		    bool *out)
+{
+	char path[CFG_PATH_MAX];
+	const json_t *v = json_object_get(obj, key);
+
+	if (!v)
+		return CFG_ABSENT;
+	if (!json_is_boolean(v)) {
+		path_key(path, parent, key);
+		err_got(c, path, v, "true or false");
+		return CFG_BAD;
+	}
+	*out = json_is_true(v);
+	return CFG_OK;
+}
+
+/* One of names (NULL-terminated); *out is the index. */
+static int get_enum(struct cfg_ctx *c, const json_t *obj, const char *parent, const char *key,
+		    const char *const *names, int *out)
+{
+	char path[CFG_PATH_MAX], list[256], what[300];
+	const json_t *v = json_object_get(obj, key);
+
+	if (!v)
+		return CFG_ABSENT;
+	if (json_is_string(v)) {
+		for (int i = 0; names[i]; i++) {
+			if (strcmp(json_string_value(v), names[i]) == 0) {
+				*out = i;
+				return CFG_OK;
+			}
+		}
+	}
+	snprintf(what, sizeof(what), "one of %s", join_names(names, list, sizeof(list)));
+	path_key(path, parent, key);
+	err_got(c, path, v, what);
+	return CFG_BAD;
+}
+
+/* A duration string or integer milliseconds, at most CFG_MAX_DURATION_MS; positive excludes 0. */
+static int get_duration(struct cfg_ctx *c, const json_t *obj, const char *parent, const char *key,
+			bool positive, uint64_t *out)
+{
+	char path[CFG_PATH_MAX];
+	const json_t *v = json_object_get(obj, key);
+	uint64_t ms = 0;
+	bool ok = false;
+
+	if (!v)
+		return CFG_ABSENT;
+	path_key(path, parent, key);
+	if (json_is_string(v))
+		ok = config_parse_duration(json_string_value(v), &ms) == 0;
+	else if (json_is_integer(v) && json_integer_value(v) >= 0) {
+		ms = (uint64_t)json_integer_value(v);
+		ok = true;
+	}
+	if (!ok) {
+		err_got(c, path, v, DURATION_EXPECTED);
+		return CFG_BAD;
+	}
+	if (ms > CFG_MAX_DURATION_MS) {
+		err_got(c, path, v, "a duration of at most 3650 days");
+		return CFG_BAD;
+	}
+	if (positive && ms == 0) {
+		err_got(c, path, v, "a duration greater than 0");
+		return CFG_BAD;
+	}
+	*out = ms;
+	return CFG_OK;
+}
+
+/* Names identify things in lbctl ("POOL/BACKEND") and in metrics labels. */
+static bool check_name(struct cfg_ctx *c, const char *path, const json_t *v, bool allow_slash)
+{
+	const char *s = json_string_value(v);
+
+	for (const char *p = s; *p; p++) {
+		if ((unsigned char)*p < 0x20 || *p == 0x7f || (*p == '/' && !allow_slash)) {
+			err_got(c, path, v,
+				allow_slash ? "a name without control characters"
+					    : "a name without '/' or control characters");
+			return false;
+		}
+	}
+	if (!*s) {
+		err_got(c, path, v, "a non-empty name");
+		return false;
+	}
+	return true;
+}
+
+/* Optional name string, duplicated into *out; CFG_OK, CFG_ABSENT or CFG_BAD. */
+static int get_name(struct cfg_ctx *c, const json_t *obj, const char *parent, bool allow_slash,
+		    char **out)
+{
+	char path[CFG_PATH_MAX];
+	const char *s;
+	int rc = get_string(c, obj, parent, "name", "a name (string)", &s);
+
+	if (rc != CFG_OK)
+		return rc;
+	path_key(path, parent, "name");
+	if (!check_name(c, path, json_object_get(obj, "name"), allow_slash))
+		return CFG_BAD;
+	*out = cfg_strdup(c, s);
+	return CFG_OK;
+}
+
+/* ---- durations ---- */
+
+int config_parse_duration(const char *s, uint64_t *ms)
+{
+	static const struct {
+		const char *unit;
+		uint64_t ms;
+	} units[] = {{"ms", 1}, {"s", 1000}, {"m", 60 * 1000}, {"h", 3600 * 1000}};
+	uint64_t v = 0;
+	const char *p = s;
+
+	if (!s || !ms || *p < '0' || *p > '9')
+		return -EINVAL;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		unsigned d = (unsigned)(*p - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return -EINVAL;
+		v = v * 10 + d;
+	}
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcmp(p, units[i].unit) != 0)
+			continue;
+		if (v > UINT64_MAX / units[i].ms)
+			return -EINVAL;
+		*ms = v * units[i].ms;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/* ---- top-level sections ---- */
+
+/* "lb.sock" in the directory of file; just "lb.sock" when file has no directory part. */
+static char *default_socket(struct cfg_ctx *c, const char *file)
+{
+	const char *slash = file ? strrchr(file, '/') : NULL;
+	char *s;
+
+	if (!slash)
+		return cfg_strdup(c, CFG_DEFAULT_SOCKET_NAME);
+	if (asprintf(&s, "%.*s%s", (int)(slash - file + 1), file, CFG_DEFAULT_SOCKET_NAME) < 0) {
+		c->oom = true;
+		return NULL;
+	}
+	return s;
+}
+
+static void parse_mode(struct cfg_ctx *c, const json_t *ctl, mode_t *mode)
+{
+	const char *what = "a string of octal digits like \"0660\"";
+	const json_t *v = json_object_get(ctl, "mode");
+	const char *s;
+
+	if (!v)
+		return;
+	s = json_string_value(v);
+	/* At most four digits: permission bits plus setuid/setgid/sticky (07777). */
+	if (!s || !*s || strlen(s) > 4 || strspn(s, "01234567") != strlen(s)) {
+		err_got(c, "control.mode", v, what);
+		return;
+	}
+	*mode = (mode_t)strtoul(s, NULL, 8);
+}
+
+static void parse_control(struct cfg_ctx *c, const json_t *root, struct config *cfg,
+			  const char *file)
+{
+	const json_t *ctl = NULL;
+	const char *sock = NULL;
+
+	cfg->control_mode = CFG_DEFAULT_CONTROL_MODE;
+	if (get_object(c, root, "", "control", &ctl) == CFG_OK) {
+		check_keys(c, ctl, "control", control_keys);
+		get_string(c, ctl, "control", "socket", "a socket path (string)", &sock);
+		parse_mode(c, ctl, &cfg->control_mode);
+	}
+	if (sock && !*sock) {
+		err_got(c, "control.socket", json_object_get(ctl, "socket"),
+			"a non-empty socket path");
+		return;
+	}
+	cfg->control_socket = sock ? cfg_strdup(c, sock) : default_socket(c, file);
+	if (cfg->control_socket && strlen(cfg->control_socket) > CFG_SUN_PATH_MAX)
+		err_at(c, "control.socket",
+		       "\"%s\" is longer than a Unix socket path may be (%zu bytes)%s",
+		       cfg->control_socket, (size_t)CFG_SUN_PATH_MAX,
+		       sock ? "" : "; set control.socket");
+}
+
+static void parse_metrics(struct cfg_ctx *c, const json_t *root, struct config *cfg)
+{
+	const json_t *m = NULL;
+	const char *listen, *why = "";
+
+	if (get_object(c, root, "", "metrics", &m) != CFG_OK)
+		return;
+	check_keys(c, m, "metrics", metrics_keys);
+	if (get_string(c, m, "metrics", "listen", NUMERIC_EXPECTED, &listen) != CFG_OK)
+		return;
+	if (addr_parse_numeric(listen, &cfg->metrics_addr, &why) < 0) {
+		err_got_why(c, "metrics.listen", json_object_get(m, "listen"), NUMERIC_EXPECTED,
+			    why);
+		return;
+	}
+	cfg->metrics_listen = cfg_strdup(c, listen);
+}
+
+static void parse_log(struct cfg_ctx *c, const json_t *root, struct config *cfg)
+{
+	const json_t *lg = NULL;
+	int fmt = CFG_LOG_TEXT, level = LOG_INFO;
+
+	cfg->log_level = LOG_INFO;
+	cfg->log_format = CFG_LOG_TEXT;
+	if (get_object(c, root, "", "log", &lg) != CFG_OK)
+		return;
+	check_keys(c, lg, "log", log_keys);
+	/* The table above only builds the message; log_level_parse owns the mapping. */
+	if (get_enum(c, lg, "log", "level", log_level_names, &level) == CFG_OK)
+		cfg->log_level = log_level_parse(log_level_names[level]);
+	if (get_enum(c, lg, "log", "format", log_format_names, &fmt) == CFG_OK)
+		cfg->log_format = (enum cfg_log_format)fmt;
+	get_bool(c, lg, "log", "access", &cfg->log_access);
+}
+
+static void parse_globals(struct cfg_ctx *c, const json_t *root, struct config *cfg)
+{
+	int engine = CFG_ENGINE_AUTO;
+
+	if (get_enum(c, root, "", "engine", engine_names, &engine) == CFG_OK)
+		cfg->engine = (enum cfg_engine)engine;
+	get_int(c, root, "", "workers", 0, CFG_MAX_WORKERS, &cfg->workers);
+	cfg->shutdown_grace_ms = CFG_DEFAULT_SHUTDOWN_GRACE_MS;
+	get_duration(c, root, "", "shutdown_grace", false, &cfg->shutdown_grace_ms);
+}
+
+/* ---- listeners ---- */
+
+static void parse_cidrs(struct cfg_ctx *c, const json_t *obj, const char *parent, const char *key,
+			struct cidr **out, size_t *nout)
+{
+	const char *what = "a CIDR like \"10.0.0.0/8\" or \"2001:db8::/32\"";
+	char path[CFG_PATH_MAX], epath[CFG_PATH_MAX];
+	const json_t *arr = json_object_get(obj, key), *v;
+	size_t i;
+
+	if (!arr)
+		return;
+	path_key(path, parent, key);
+	if (!json_is_array(arr)) {
+		err_got(c, path, arr, "an array of CIDR strings");
+		return;
+	}
+	*out = cfg_calloc(c, json_array_size(arr), sizeof(**out));
+	if (!*out)
+		return;
+	*nout = json_array_size(arr);
+	for (i = 0; i < json_array_size(arr); i++) {
+		v = json_array_get(arr, i);
+		if (json_is_string(v) && cidr_parse(json_string_value(v), &(*out)[i]) == 0)
+			continue;
+		path_index(epath, path, i);
+		err_got(c, epath, v, what);
+	}
+}
+
+static void parse_timeouts(struct cfg_ctx *c, const json_t *obj, const char *parent,
+			   struct cfg_listener *l)
+{
+	char path[CFG_PATH_MAX];
+	const json_t *t = NULL;
+
+	l->connect_timeout_ms = CFG_DEFAULT_CONNECT_MS;
+	l->idle_timeout_ms =
+	    l->protocol == CFG_PROTO_UDP ? CFG_DEFAULT_UDP_IDLE_MS : CFG_DEFAULT_TCP_IDLE_MS;
+	if (get_object(c, obj, parent, "timeouts", &t) != CFG_OK)
+		return;
+	path_key(path, parent, "timeouts");
+	check_keys(c, t, path, timeout_keys);
+	get_duration(c, t, path, "connect", true, &l->connect_timeout_ms);
+	get_duration(c, t, path, "idle", true, &l->idle_timeout_ms);
+}
+
+static void parse_listen(struct cfg_ctx *c, const json_t *obj, const char *parent,
+			 struct cfg_listener *l)
+{
+	char path[CFG_PATH_MAX];
+	const char *s, *why = "";
+	int rc = get_string(c, obj, parent, "listen", NUMERIC_EXPECTED, &s);
+
+	if (rc == CFG_ABSENT)
+		err_missing(c, parent, "listen", NUMERIC_EXPECTED);
+	if (rc != CFG_OK)
+		return;
+	if (addr_parse_numeric(s, &l->addr, &why) < 0) {
+		path_key(path, parent, "listen");
+		err_got_why(c, path, json_object_get(obj, "listen"), NUMERIC_EXPECTED, why);
+		return;
+	}
+	l->listen = cfg_strdup(c, s);
+}
+
+static void parse_listener(struct cfg_ctx *c, const json_t *obj, const char *path,
+			   struct cfg_listener *l)
+{
+	int proto = CFG_PROTO_TCP, proxy = CFG_PROXY_NONE;
+	const char *pool;
+
+	if (!json_is_object(obj)) {
+		err_got(c, path, obj, "a listener object");
+		return;
+	}
+	check_keys(c, obj, path, listener_keys);
+	if (get_enum(c, obj, path, "protocol", proto_names, &proto) == CFG_OK)
+		l->protocol = (enum cfg_proto)proto;
+	parse_listen(c, obj, path, l);
+	if (get_name(c, obj, path, true, &l->name) == CFG_ABSENT && l->listen)
+		l->name = cfg_strdup(c, l->listen);
+	switch (get_string(c, obj, path, "pool", "a pool name (string)", &pool)) {
+	case CFG_OK:
+		l->pool = cfg_strdup(c, pool);
+		break;
+	case CFG_ABSENT:
+		err_missing(c, path, "pool", "the name of a pool");
+		break;
+	}
+	get_int(c, obj, path, "max_conns", 0, INT_MAX, &l->max_conns);
+	parse_cidrs(c, obj, path, "allow", &l->allow, &l->nallow);
+	parse_cidrs(c, obj, path, "deny", &l->deny, &l->ndeny);
+	if (get_enum(c, obj, path, "proxy_protocol", proxy_names, &proxy) == CFG_OK)
+		l->proxy_protocol = (enum cfg_proxy)proxy;
+	if (l->protocol == CFG_PROTO_UDP && l->proxy_protocol != CFG_PROXY_NONE) {
+		char p[CFG_PATH_MAX];
+		path_key(p, path, "proxy_protocol");
+		err_got(c, p, json_object_get(obj, "proxy_protocol"),
+			"\"none\" on a udp listener (PROXY headers are tcp only)");
+	}
+	parse_timeouts(c, obj, path, l);
+}
+
+/* ---- pools ---- */
+
+static const struct hc_rule *hc_rule_find(const char *name)
+{
+	for (size_t i = 0; i < HC_NRULES; i++)
+		if (strcmp(hc_rules[i].name, name) == 0)
+			return &hc_rules[i];
+	return NULL;
+}
+
+static void hc_type_names(char *buf, size_t len)
+{
+	size_t off = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < HC_NRULES && off < len; i++) {
+		int n = snprintf(buf + off, len - off, "%s%s", i ? ", " : "", hc_rules[i].name);
+		if (n < 0)
+			break;
+		off += (size_t)n;
+	}
+}
+
+/* A string option the type may use (flag) or need; duplicated into *out. */
+static void parse_hc_string(struct cfg_ctx *c, const json_t *hv, const char *path,
+			    const struct hc_rule *rule, const char *key, unsigned flag, char **out)
+{
+	char p[CFG_PATH_MAX];
+	const char *s;
+	int rc = get_string(c, hv, path, key, "a string", &s);
+
+	if (!rule || rc == CFG_BAD)
+		return;
+	path_key(p, path, key);
+	if (rc == CFG_OK && !(rule->uses & flag)) {
+		err_at(c, p, "not used by health type \"%s\"", rule->name);
+		return;
+	}
+	if ((rule->needs & flag) && (rc == CFG_ABSENT || !*s)) {
+		err_at(c, p, "health type \"%s\" requires a non-empty \"%s\"", rule->name, key);
+		return;
+	}
+	if (rc == CFG_OK)
+		*out = cfg_strdup(c, s);
+}
+
+/* http: path starts with '/' and holds no spaces or control characters (it goes into the
+ * request line verbatim); expect_status 100-599. */
+static void parse_hc_http(struct cfg_ctx *c, const json_t *hv, const char *path,
+			  const struct hc_rule *rule, struct cfg_health *h)
+{
+	char p[CFG_PATH_MAX];
+	const json_t *pv = json_object_get(hv, "path");
+	bool http = rule && (rule->uses & HC_USES_HTTP);
+
+	parse_hc_string(c, hv, path, rule, "path", HC_USES_HTTP, &h->path);
+	if (h->path && (h->path[0] != '/' || strpbrk(h->path, " \t\r\n"))) {
+		path_key(p, path, "path");
+		err_got(c, p, pv, "a request path starting with '/' without spaces");
+	}
+	if (http && !h->path)
+		h->path = cfg_strdup(c, CFG_DEFAULT_HTTP_PATH);
+	if (get_int(c, hv, path, "expect_status", 100, 599, &h->expect_status) == CFG_OK && rule &&
+	    !http) {
+		path_key(p, path, "expect_status");
+		err_at(c, p, "not used by health type \"%s\"", rule->name);
+	}
+}
+
+static void parse_health(struct cfg_ctx *c, const json_t *pool, const char *ppath,
+			 struct cfg_health *h)
+{
+	char path[CFG_PATH_MAX], list[256], what[300];
+	const struct hc_rule *rule = NULL;
+	const json_t *hv = NULL, *tv;
+
+	h->interval_ms = CFG_DEFAULT_HC_INTERVAL_MS;
+	h->timeout_ms = CFG_DEFAULT_HC_TIMEOUT_MS;
+	h->rise = CFG_DEFAULT_HC_RISE;
+	h->fall = CFG_DEFAULT_HC_FALL;
+	if (get_object(c, pool, ppath, "health", &hv) != CFG_OK) {
+		h->type = cfg_strdup(c, "none");
+		return;
+	}
+	path_key(path, ppath, "health");
+	check_keys(c, hv, path, health_keys);
+	hc_type_names(list, sizeof(list));
+	snprintf(what, sizeof(what), "one of %s", list);
+	tv = json_object_get(hv, "type");
+	if (!tv)
+		err_missing(c, path, "type", what);
+	else if (json_is_string(tv) && (rule = hc_rule_find(json_string_value(tv))))
+		h->type = cfg_strdup(c, rule->name);
+	else {
+		char tpath[CFG_PATH_MAX];
+		path_key(tpath, path, "type");
+		err_got(c, tpath, tv, what);
+	}
+	get_duration(c, hv, path, "interval", true, &h->interval_ms);
+	get_duration(c, hv, path, "timeout", true, &h->timeout_ms);
+	get_int(c, hv, path, "rise", 1, CFG_MAX_RISE_FALL, &h->rise);
+	get_int(c, hv, path, "fall", 1, CFG_MAX_RISE_FALL, &h->fall);
+	parse_hc_string(c, hv, path, rule, "send", HC_USES_SEND, &h->send);
+	parse_hc_string(c, hv, path, rule, "expect", HC_USES_EXPECT, &h->expect);
+	parse_hc_http(c, hv, path, rule, h);
+}
+
+static void parse_backend_address(struct cfg_ctx *c, const json_t *obj, const char *path,
+				  struct cfg_backend *b)
+{
+	char p[CFG_PATH_MAX];
+	const char *s, *why = "";
+	int rc = get_string(c, obj, path, "address", ADDR_EXPECTED, &s);
+
+	if (rc == CFG_ABSENT)
+		err_missing(c, path, "address", ADDR_EXPECTED);
+	if (rc != CFG_OK)
+		return;
+	path_key(p, path, "address");
+	rc = addr_parse_resolve(s, &b->addr, &why);
+	if (rc < 0) {
+		err_got_why(c, p, json_object_get(obj, "address"),
+			    rc == -ENOENT ? "a resolvable host name" : ADDR_EXPECTED, why);
+		return;
+	}
+	b->address = cfg_strdup(c, s);
+}
+
+static void parse_backend(struct cfg_ctx *c, const json_t *obj, const char *path,
+			  struct cfg_backend *b)
+{
+	b->weight = 1;
+	if (!json_is_object(obj)) {
+		err_got(c, path, obj, "a backend object");
+		return;
+	}
+	check_keys(c, obj, path, backend_keys);
+	parse_backend_address(c, obj, path, b);
+	if (get_name(c, obj, path, false, &b->name) == CFG_ABSENT && b->address)
+		b->name = cfg_strdup(c, b->address);
+	get_int(c, obj, path, "weight", 0, CFG_MAX_WEIGHT, &b->weight);
+	get_int(c, obj, path, "max_conns", 0, INT_MAX, &b->max_conns);
+	get_bool(c, obj, path, "backup", &b->backup);
+}
+
+static void check_backend_names(struct cfg_ctx *c, const struct cfg_pool *p, const char *path)
+{
+	char bpath[CFG_PATH_MAX], npath[CFG_PATH_MAX];
+
+	for (size_t i = 0; i < p->nbackends; i++) {
+		for (size_t j = 0; j < i && p->backends[i].name; j++) {
+			if (!p->backends[j].name ||
+			    strcmp(p->backends[i].name, p->backends[j].name))
+				continue;
+			path_index(bpath, path, i);
+			path_key(npath, bpath, "name");
+			err_at(c, npath,
+			       "duplicate backend name \"%s\" (also backends[%zu]); backend names "
+			       "must be unique within a pool",
+			       p->backends[i].name, j);
+			break;
+		}
+	}
+}
+
+static void parse_backends(struct cfg_ctx *c, const json_t *obj, const char *ppath,
+			   struct cfg_pool *p)
+{
+	char path[CFG_PATH_MAX], bpath[CFG_PATH_MAX];
+	const json_t *arr = json_object_get(obj, "backends"), *v;
+	size_t i;
+
+	if (!arr)
+		return;
+	path_key(path, ppath, "backends");
+	if (!json_is_array(arr)) {
+		err_got(c, path, arr, "an array of backend objects");
+		return;
+	}
+	p->backends = cfg_calloc(c, json_array_size(arr), sizeof(*p->backends));
+	if (!p->backends)
+		return;
+	p->nbackends = json_array_size(arr);
+	for (i = 0; i < json_array_size(arr); i++) {
+		v = json_array_get(arr, i);
+		path_index(bpath, path, i);
+		parse_backend(c, v, bpath, &p->backends[i]);
+	}
+	check_backend_names(c, p, path);
+}
+
+static void parse_algorithm(struct cfg_ctx *c, const json_t *obj, const char *path,
+			    struct cfg_pool *p)
+{
+	char apath[CFG_PATH_MAX], what[300];
+	const struct lb_algorithm *alg;
+	const json_t *v = json_object_get(obj, "algorithm");
+
+	alg = algorithm_find(v ? (json_is_string(v) ? json_string_value(v) : "")
+			       : CFG_DEFAULT_ALGORITHM);
+	if (!alg) {
+		snprintf(what, sizeof(what), "one of %s", algorithm_names());
+		path_key(apath, path, "algorithm");
+		err_got(c, apath, v ? v : json_null(), what);
+		return;
+	}
+	p->algorithm = cfg_strdup(c, alg->name);
+}
+
+static void parse_pool(struct cfg_ctx *c, const json_t *obj, const char *path, struct cfg_pool *p)
+{
+	p->retries = CFG_DEFAULT_RETRIES;
+	if (!json_is_object(obj)) {
+		err_got(c, path, obj, "a pool object");
+		return;
+	}
+	check_keys(c, obj, path, pool_keys);
+	if (get_name(c, obj, path, false, &p->name) == CFG_ABSENT)
+		err_missing(c, path, "name", "a pool name (string)");
+	parse_algorithm(c, obj, path, p);
+	get_int(c, obj, path, "retries", 0, CFG_MAX_RETRIES, &p->retries);
+	parse_health(c, obj, path, &p->health);
+	parse_backends(c, obj, path, p);
+}
+
+/* ---- arrays and cross-checks ---- */
+
+/* listeners / pools: a non-empty array; returns it or NULL (error recorded). */
+static const json_t *get_list(struct cfg_ctx *c, const json_t *root, const char *key,
+			      const char *noun)
+{
+	const json_t *arr = json_object_get(root, key);
+	char what[64];
+
+	if (arr && !json_is_array(arr)) {
+		snprintf(what, sizeof(what), "an array of %s objects", noun);
+		err_got(c, key, arr, what);
+		return NULL;
+	}
+	if (!arr || json_array_size(arr) == 0) {
+		err_at(c, key, "at least one %s is required", noun);
+		return NULL;
+	}
+	return arr;
+}
+
+static void parse_listeners(struct cfg_ctx *c, const json_t *root, struct config *cfg)
+{
+	char path[CFG_PATH_MAX];
+	const json_t *arr = get_list(c, root, "listeners", "listener"), *v;
+	size_t i;
+
+	if (!arr)
+		return;
+	cfg->listeners = cfg_calloc(c, json_array_size(arr), sizeof(*cfg->listeners));
+	if (!cfg->listeners)
+		return;
+	cfg->nlisteners = json_array_size(arr);
+	for (i = 0; i < json_array_size(arr); i++) {
+		v = json_array_get(arr, i);
+		path_index(path, "listeners", i);
+		parse_listener(c, v, path, &cfg->listeners[i]);
+	}
+}
+
+static void parse_pools(struct cfg_ctx *c, const json_t *root, struct config *cfg)
+{
+	char path[CFG_PATH_MAX];
+	const json_t *arr = get_list(c, root, "pools", "pool"), *v;
+	size_t i;
+
+	if (!arr)
+		return;
+	cfg->pools = cfg_calloc(c, json_array_size(arr), sizeof(*cfg->pools));
+	if (!cfg->pools)
+		return;
+	cfg->npools = json_array_size(arr);
+	for (i = 0; i < json_array_size(arr); i++) {
+		v = json_array_get(arr, i);
+		path_index(path, "pools", i);
+		parse_pool(c, v, path, &cfg->pools[i]);
+	}
+}
+
+static bool same_sockaddr(const struct lb_addr *a, const struct lb_addr *b)
+{
+	return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
+}
+
+static void check_pool_names(struct cfg_ctx *c, const struct config *cfg)
+{
+	char path[CFG_PATH_MAX];
+
+	for (size_t i = 0; i < cfg->npools; i++) {
+		for (size_t j = 0; j < i && cfg->pools[i].name; j++) {
+			if (!cfg->pools[j].name || strcmp(cfg->pools[i].name, cfg->pools[j].name))
+				continue;
+			snprintf(path, sizeof(path), "pools[%zu].name", i);
+			err_at(c, path, "duplicate pool name \"%s\" (also pools[%zu])",
+			       cfg->pools[i].name, j);
+			break;
+		}
+	}
+}
+
+/* Duplicate names, duplicate addresses (same protocol) among listeners before l. */
+static void check_listener_unique(struct cfg_ctx *c, const struct config *cfg, size_t i)
+{
+	const struct cfg_listener *l = &cfg->listeners[i];
+	char path[CFG_PATH_MAX];
+
+	for (size_t j = 0; j < i; j++) {
+		const struct cfg_listener *o = &cfg->listeners[j];
+		if (l->name && o->name && strcmp(l->name, o->name) == 0) {
+			snprintf(path, sizeof(path), "listeners[%zu].name", i);
+			err_at(c, path, "duplicate listener name \"%s\" (also listeners[%zu])",
+			       l->name, j);
+		}
+		if (l->listen && o->listen && l->protocol == o->protocol &&
+		    same_sockaddr(&l->addr, &o->addr)) {
+			snprintf(path, sizeof(path), "listeners[%zu].listen", i);
+			err_at(c, path, "duplicate listen address \"%s\" (%s; also listeners[%zu])",
+			       l->listen, proto_names[l->protocol], j);
+		}
+	}
+}
+
+static void resolve_pool_ref(struct cfg_ctx *c, struct config *cfg, size_t i)
+{
+	struct cfg_listener *l = &cfg->listeners[i];
+	char path[CFG_PATH_MAX];
+
+	if (!l->pool)
+		return;
+	for (size_t j = 0; j < cfg->npools; j++) {
+		if (cfg->pools[j].name && strcmp(cfg->pools[j].name, l->pool) == 0) {
+			l->pool_index = j;
+			return;
+		}
+	}
+	snprintf(path, sizeof(path), "listeners[%zu].pool", i);
+	err_at(c, path, "expected the name of a pool defined in \"pools\", got \"%s\"", l->pool);
+}
+
+static void check_metrics_addr(struct cfg_ctx *c, const struct config *cfg)
+{
+	if (!cfg->metrics_listen)
+		return;
+	for (size_t i = 0; i < cfg->nlisteners; i++) {
+		const struct cfg_listener *l = &cfg->listeners[i];
+		if (l->listen && l->protocol == CFG_PROTO_TCP &&
+		    same_sockaddr(&l->addr, &cfg->metrics_addr))
+			err_at(c, "metrics.listen",
+			       "address \"%s\" is already used by listeners[%zu]",
+			       cfg->metrics_listen, i);
+	}
+}
+
+static void cross_check(struct cfg_ctx *c, struct config *cfg)
+{
+	check_pool_names(c, cfg);
+	for (size_t i = 0; i < cfg->nlisteners; i++) {
+		check_listener_unique(c, cfg, i);
+		/* With no pools at all that error is already reported once; don't repeat it. */
+		if (cfg->npools > 0)
+			resolve_pool_ref(c, cfg, i);
+	}
+	check_metrics_addr(c, cfg);
+}
+
+/* ---- loading ---- */
+
+static void parse_root(struct cfg_ctx *c, const json_t *root, struct config *cfg, const char *file)
+{
+	if (!json_is_object(root)) {
+		err_got(c, "", root, "a JSON object at the top level");
+		return;
+	}
+	check_keys(c, root, "", top_keys);
+	parse_globals(c, root, cfg);
+	parse_control(c, root, cfg, file);
+	parse_metrics(c, root, cfg);
+	parse_log(c, root, cfg);
+	parse_listeners(c, root, cfg);
+	parse_pools(c, root, cfg);
+	cross_check(c, cfg);
+}
+
+/* Builds the config from parsed JSON; file is NULL when loading from a string. */
+static int config_build(json_t *root, const char *name, const char *file, struct config **out,
+			struct cfg_errors *errs)
+{
+	struct cfg_ctx c = {.file = name, .errs = errs};
+	size_t nerr = errs->n;
+	struct config *cfg = calloc(1, sizeof(*cfg));
+
+	if (!cfg)
+		return -ENOMEM;
+	cfg->path = cfg_strdup(&c, file ? file : name);
+	parse_root(&c, root, cfg, file);
+	if (c.oom || errs->n > nerr) {
+		config_free(cfg);
+		return c.oom ? -ENOMEM : -EINVAL;
+	}
+	*out = cfg;
+	return 0;
+}
+
+static void err_json(struct cfg_ctx *c, const json_error_t *je)
+{
+	char *msg = NULL;
+
+	if (je->line > 0) {
+		if (asprintf(&msg, "%s:%d:%d: invalid JSON: %s", c->file, je->line, je->column,
+			     je->text) < 0)
+			msg = NULL;
+	} else if (asprintf(&msg, "%s: invalid JSON: %s", c->file, je->text) < 0) {
+		msg = NULL;
+	}
+	err_add(c, msg);
+}
+
+static int load_with(json_t *root, const json_error_t *je, const char *name, const char *file,
+		     struct config **out, struct cfg_errors *errs)
+{
+	struct cfg_ctx c = {.file = name, .errs = errs};
+	int rc;
+
+	if (!root) {
+		err_json(&c, je);
+		return c.oom ? -ENOMEM : -EINVAL;
+	}
+	rc = config_build(root, name, file, out, errs);
+	json_decref(root);
+	return rc;
+}
+
+int config_load(const char *path, struct config **out, struct cfg_errors *errs)
+{
+	struct cfg_errors local = {0};
+	struct cfg_ctx c = {.file = path, .errs = errs ? errs : &local};
+	json_error_t je;
+	struct stat st;
+	FILE *fp;
+	int rc;
+
+	fp = fopen(path, "r");
+	if (!fp || fstat(fileno(fp), &st) < 0 || S_ISDIR(st.st_mode)) {
+		rc = !fp ? -errno : S_ISDIR(st.st_mode) ? -EISDIR : -errno;
+		err_at(&c, "", "cannot read: %s", strerror(-rc));
+		if (fp)
+			fclose(fp);
+		cfg_errors_free(&local);
+		return rc;
+	}
+	json_t *root = json_loadf(fp, JSON_REJECT_DUPLICATES, &je);
+	fclose(fp);
+	rc = load_with(root, &je, path, path, out, c.errs);
+	cfg_errors_free(&local);
+	return rc;
+}
+
+int config_load_string(const char *json, const char *name, struct config **out,
+		       struct cfg_errors *errs)
+{
+	struct cfg_errors local = {0};
+	json_error_t je;
+	json_t *root;
+	int rc;
+
+	if (!name)
+		name = "<string>";
+	root = json_loads(json ? json : "", JSON_REJECT_DUPLICATES, &je);
+	rc = load_with(root, &je, name, NULL, out, errs ? errs : &local);
+	cfg_errors_free(&local);
+	return rc;
+}
+
+/* ---- freeing ---- */
+
+static void health_free(struct cfg_health *h)
+{
+	free(h->type);
+	free(h->send);
+	free(h->expect);
+	free(h->path);
+}
+
+static void pool_free_fields(struct cfg_pool *p)
+{
+	for (size_t i = 0; i < p->nbackends; i++) {
+		free(p->backends[i].name);
+		free(p->backends[i].address);
+	}
+	free(p->backends);
+	free(p->name);
+	free(p->algorithm);
+	health_free(&p->health);
+}
+
+static void listener_free_fields(struct cfg_listener *l)
+{
+	free(l->name);
+	free(l->listen);
+	free(l->pool);
+	free(l->allow);
+	free(l->deny);
+}
+
+void config_free(struct config *cfg)
+{
+	if (!cfg)
+		return;
+	for (size_t i = 0; i < cfg->nlisteners; i++)
+		listener_free_fields(&cfg->listeners[i]);
+	free(cfg->listeners);
+	for (size_t i = 0; i < cfg->npools; i++)
+		pool_free_fields(&cfg->pools[i]);
+	free(cfg->pools);
+	free(cfg->path);
+	free(cfg->control_socket);
+	free(cfg->metrics_listen);
+	free(cfg);
+}
+
+void cfg_errors_free(struct cfg_errors *errs)
+{
+	if (!errs)
+		return;
+	for (size_t i = 0; i < errs->n; i++)
+		free(errs->msg[i]);
+	free(errs->msg);
+	errs->msg = NULL;
+	errs->n = 0;
+}

@@ -1,0 +1,776 @@
+/* Unit tests for lb/config.c: every key and default of SPEC.md "Config file", durations,
+ * aliases, each validation error's JSON path, error collection, and the sample configs in
+ * tests/configs/{good,bad} and examples/. The source tree is found through $LB_SRC_DIR. */
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lb/config.h"
+#include "lb/log.h"
+
+/* Smallest valid document with room for extra keys at each level (listener, pool, backend,
+ * top level), so that each case below differs from a valid config in exactly one place. */
+#define DOC(top, listener, pool, backend)                                                          \
+	"{" top "\"listeners\":[{\"listen\":\"127.0.0.1:8080\",\"pool\":\"web\"" listener "}],"    \
+	"\"pools\":[{\"name\":\"web\"" pool                                                        \
+	",\"backends\":[{\"address\":\"127.0.0.1:9001\"" backend "}]}]}"
+
+static const char *src_dir(void)
+{
+	const char *d = getenv("LB_SRC_DIR");
+
+	return d && *d ? d : ".";
+}
+
+static bool errs_contain(const struct cfg_errors *e, const char *needle)
+{
+	for (size_t i = 0; i < e->n; i++)
+		if (strstr(e->msg[i], needle))
+			return true;
+	return false;
+}
+
+static void errs_print(const struct cfg_errors *e)
+{
+	for (size_t i = 0; i < e->n; i++)
+		fprintf(stderr, "  %s\n", e->msg[i]);
+}
+
+/* Loads json, asserting success; the caller frees the config. */
+static struct config *load_ok(const char *json)
+{
+	struct cfg_errors errs = {0};
+	struct config *cfg = NULL;
+	int rc = config_load_string(json, "test.json", &cfg, &errs);
+
+	if (rc != 0)
+		errs_print(&errs);
+	ck_assert_int_eq(rc, 0);
+	ck_assert_uint_eq(errs.n, 0);
+	ck_assert_ptr_nonnull(cfg);
+	cfg_errors_free(&errs);
+	return cfg;
+}
+
+/* Loads json, asserting -EINVAL and an error containing needle. */
+static void load_fails_with(const char *json, const char *needle)
+{
+	struct cfg_errors errs = {0};
+	struct config *cfg = (struct config *)&errs; /* must stay untouched */
+	int rc = config_load_string(json, "test.json", &cfg, &errs);
+
+	ck_assert_int_eq(rc, -EINVAL);
+	ck_assert_ptr_eq(cfg, (struct config *)&errs);
+	if (!errs_contain(&errs, needle)) {
+		errs_print(&errs);
+		ck_abort_msg("no error contains \"%s\"", needle);
+	}
+	cfg_errors_free(&errs);
+}
+
+static char *read_line_file(const char *path)
+{
+	char buf[512];
+	FILE *f = fopen(path, "r");
+
+	ck_assert_msg(f != NULL, "cannot open %s", path);
+	ck_assert_ptr_nonnull(fgets(buf, sizeof(buf), f));
+	fclose(f);
+	buf[strcspn(buf, "\r\n")] = '\0';
+	return strdup(buf);
+}
+
+/* ---- a full config and the defaults ---- */
+
+START_TEST(test_full_config_fills_every_field)
+{
+	char path[PATH_MAX];
+	struct cfg_errors errs = {0};
+	struct config *cfg = NULL;
+
+	snprintf(path, sizeof(path), "%s/tests/configs/good/full.json", src_dir());
+	ck_assert_int_eq(config_load(path, &cfg, &errs), 0);
+	ck_assert_str_eq(cfg->path, path);
+	ck_assert_int_eq(cfg->engine, CFG_ENGINE_EPOLL);
+	ck_assert_int_eq(cfg->workers, 4);
+	ck_assert_uint_eq(cfg->shutdown_grace_ms, 15000);
+	ck_assert_str_eq(cfg->control_socket, "/run/lb/lb.sock");
+	ck_assert_uint_eq(cfg->control_mode, 0600);
+	ck_assert_str_eq(cfg->metrics_listen, "127.0.0.1:9100");
+	ck_assert_int_eq(cfg->metrics_addr.ss.ss_family, AF_INET);
+	ck_assert_int_eq(cfg->log_level, LOG_DEBUG);
+	ck_assert_int_eq(cfg->log_format, CFG_LOG_JSON);
+	ck_assert(cfg->log_access);
+
+	ck_assert_uint_eq(cfg->nlisteners, 2);
+	struct cfg_listener *l = &cfg->listeners[0];
+	ck_assert_str_eq(l->name, "pg");
+	ck_assert_int_eq(l->protocol, CFG_PROTO_TCP);
+	ck_assert_str_eq(l->listen, "0.0.0.0:5432");
+	ck_assert_str_eq(l->pool, "pg");
+	ck_assert_uint_eq(l->pool_index, 0);
+	ck_assert_int_eq(l->max_conns, 1000);
+	ck_assert_uint_eq(l->nallow, 3);
+	ck_assert_int_eq(l->allow[2].family, AF_INET6);
+	ck_assert_uint_eq(l->ndeny, 1);
+	ck_assert_uint_eq(l->deny[0].prefix, 16);
+	ck_assert_int_eq(l->proxy_protocol, CFG_PROXY_V2);
+	ck_assert_uint_eq(l->connect_timeout_ms, 500);
+	ck_assert_uint_eq(l->idle_timeout_ms, 30 * 60 * 1000);
+	l = &cfg->listeners[1];
+	ck_assert_int_eq(l->protocol, CFG_PROTO_UDP);
+	ck_assert_uint_eq(l->pool_index, 1);
+	ck_assert_uint_eq(l->connect_timeout_ms, 1000);
+	ck_assert_uint_eq(l->idle_timeout_ms, 10000);
+	ck_assert_uint_eq(l->nallow + l->ndeny, 0);
+
+	ck_assert_uint_eq(cfg->npools, 4);
+	struct cfg_pool *p = &cfg->pools[0];
+	ck_assert_str_eq(p->algorithm, "least_conn");
+	ck_assert_int_eq(p->retries, 3);
+	ck_assert_str_eq(p->health.type, "tcp");
+	ck_assert_uint_eq(p->health.interval_ms, 3000);
+	ck_assert_uint_eq(p->health.timeout_ms, 1000);
+	ck_assert_int_eq(p->health.rise, 2);
+	ck_assert_int_eq(p->health.fall, 3);
+	ck_assert_uint_eq(p->nbackends, 3);
+	ck_assert_str_eq(p->backends[0].name, "pg1");
+	ck_assert_str_eq(p->backends[0].address, "10.0.0.11:5432");
+	ck_assert_int_eq(p->backends[0].weight, 2);
+	ck_assert_int_eq(p->backends[0].max_conns, 100);
+	ck_assert(!p->backends[0].backup);
+	ck_assert_int_eq(p->backends[2].weight, 0);
+	ck_assert(p->backends[2].backup);
+	p = &cfg->pools[1];
+	ck_assert_str_eq(p->algorithm, "weighted_round_robin");
+	ck_assert_int_eq(p->retries, 0);
+	ck_assert_str_eq(p->health.type, "udp");
+	ck_assert_uint_eq(p->health.interval_ms, 5000);
+	ck_assert_str_eq(p->health.send, "ping");
+	ck_assert_str_eq(p->health.expect, "pong");
+	p = &cfg->pools[2];
+	ck_assert_str_eq(p->health.type, "http");
+	ck_assert_str_eq(p->health.path, "/healthz");
+	ck_assert_int_eq(p->health.expect_status, 204);
+	ck_assert_str_eq(p->backends[0].name, "10.0.2.1:80");
+	p = &cfg->pools[3];
+	ck_assert_str_eq(p->health.send, "HELLO\r\n");
+	ck_assert_str_eq(p->health.expect, "OK");
+	ck_assert_uint_eq(p->nbackends, 0);
+	config_free(cfg);
+	cfg_errors_free(&errs);
+}
+END_TEST
+
+START_TEST(test_minimal_config_gets_every_default)
+{
+	struct config *cfg = load_ok(DOC("", "", "", ""));
+	struct cfg_listener *l = &cfg->listeners[0];
+	struct cfg_pool *p = &cfg->pools[0];
+	struct cfg_backend *b = &p->backends[0];
+
+	ck_assert_int_eq(cfg->engine, CFG_ENGINE_AUTO);
+	ck_assert_int_eq(cfg->workers, 0);
+	ck_assert_uint_eq(cfg->shutdown_grace_ms, CFG_DEFAULT_SHUTDOWN_GRACE_MS);
+	ck_assert_str_eq(cfg->control_socket, "lb.sock");
+	ck_assert_uint_eq(cfg->control_mode, 0660);
+	ck_assert_ptr_null(cfg->metrics_listen);
+	ck_assert_int_eq(cfg->log_level, LOG_INFO);
+	ck_assert_int_eq(cfg->log_format, CFG_LOG_TEXT);
+	ck_assert(!cfg->log_access);
+
+	ck_assert_str_eq(l->name, "127.0.0.1:8080");
+	ck_assert_int_eq(l->protocol, CFG_PROTO_TCP);
+	ck_assert_int_eq(l->max_conns, 0);
+	ck_assert_uint_eq(l->nallow, 0);
+	ck_assert_uint_eq(l->ndeny, 0);
+	ck_assert_int_eq(l->proxy_protocol, CFG_PROXY_NONE);
+	ck_assert_uint_eq(l->connect_timeout_ms, CFG_DEFAULT_CONNECT_MS);
+	ck_assert_uint_eq(l->idle_timeout_ms, CFG_DEFAULT_TCP_IDLE_MS);
+
+	ck_assert_str_eq(p->algorithm, "round_robin");
+	ck_assert_int_eq(p->retries, CFG_DEFAULT_RETRIES);
+	ck_assert_str_eq(p->health.type, "none");
+	ck_assert_uint_eq(p->health.interval_ms, CFG_DEFAULT_HC_INTERVAL_MS);
+	ck_assert_uint_eq(p->health.timeout_ms, CFG_DEFAULT_HC_TIMEOUT_MS);
+	ck_assert_int_eq(p->health.rise, CFG_DEFAULT_HC_RISE);
+	ck_assert_int_eq(p->health.fall, CFG_DEFAULT_HC_FALL);
+	ck_assert_ptr_null(p->health.send);
+	ck_assert_ptr_null(p->health.expect);
+	ck_assert_int_eq(p->health.expect_status, 0);
+
+	ck_assert_str_eq(b->name, "127.0.0.1:9001");
+	ck_assert_str_eq(b->address, "127.0.0.1:9001");
+	ck_assert_int_eq(b->weight, 1);
+	ck_assert_int_eq(b->max_conns, 0);
+	ck_assert(!b->backup);
+	config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_udp_listener_idle_defaults_to_30s)
+{
+	struct config *cfg = load_ok(DOC("", ",\"protocol\":\"udp\"", "", ""));
+
+	ck_assert_uint_eq(cfg->listeners[0].idle_timeout_ms, 30000);
+	config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_control_socket_defaults_beside_the_config_file)
+{
+	char dir[] = "/tmp/lb_test_config_XXXXXX", path[PATH_MAX], want[PATH_MAX];
+	struct cfg_errors errs = {0};
+	struct config *cfg = NULL;
+	FILE *f;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/lb.json", dir);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(DOC("", "", "", ""), f);
+	fclose(f);
+	ck_assert_int_eq(config_load(path, &cfg, &errs), 0);
+	snprintf(want, sizeof(want), "%s/lb.sock", dir);
+	ck_assert_str_eq(cfg->control_socket, want);
+	config_free(cfg);
+	unlink(path);
+	rmdir(dir);
+}
+END_TEST
+
+START_TEST(test_http_health_path_defaults_to_slash)
+{
+	struct config *cfg = load_ok(DOC("", "", ",\"health\":{\"type\":\"http\"}", ""));
+
+	ck_assert_str_eq(cfg->pools[0].health.path, "/");
+	ck_assert_int_eq(cfg->pools[0].health.expect_status, 0);
+	config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_weighted_alias_resolves_to_canonical_name)
+{
+	struct config *cfg = load_ok(DOC("", "", ",\"algorithm\":\"weighted\"", ""));
+
+	ck_assert_str_eq(cfg->pools[0].algorithm, "weighted_round_robin");
+	config_free(cfg);
+}
+END_TEST
+
+static const char *const algorithms[] = {"round_robin", "weighted_round_robin", "least_conn",
+					 "ip_hash", "random_two"};
+
+START_TEST(test_every_algorithm_name_loads)
+{
+	char json[1024];
+	struct config *cfg;
+
+	snprintf(json, sizeof(json), DOC("", "", ",\"algorithm\":\"%s\"", ""), algorithms[_i]);
+	cfg = load_ok(json);
+	ck_assert_str_eq(cfg->pools[0].algorithm, algorithms[_i]);
+	config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_pool_reference_is_resolved_to_index)
+{
+	struct config *cfg = load_ok("{\"listeners\":[{\"listen\":\"127.0.0.1:1\",\"pool\":\"b\"},"
+				     "{\"listen\":\"127.0.0.1:2\",\"pool\":\"a\"}],"
+				     "\"pools\":[{\"name\":\"a\"},{\"name\":\"b\"}]}");
+
+	ck_assert_uint_eq(cfg->listeners[0].pool_index, 1);
+	ck_assert_uint_eq(cfg->listeners[1].pool_index, 0);
+	config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_same_port_on_tcp_and_udp_is_allowed)
+{
+	struct config *cfg = load_ok(
+	    "{\"listeners\":[{\"listen\":\"127.0.0.1:53\",\"pool\":\"a\"},"
+	    "{\"name\":\"u\",\"protocol\":\"udp\",\"listen\":\"127.0.0.1:53\",\"pool\":\"a\"}],"
+	    "\"pools\":[{\"name\":\"a\"}]}");
+
+	ck_assert_uint_eq(cfg->nlisteners, 2);
+	config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_hostname_backend_is_resolved_at_load)
+{
+	struct config *cfg =
+	    load_ok(DOC("", "", "", ",\"name\":\"n\"}, {\"address\":\"localhost:80\""));
+	struct cfg_backend *b = &cfg->pools[0].backends[1];
+
+	ck_assert_str_eq(b->address, "localhost:80");
+	ck_assert_str_eq(b->name, "localhost:80");
+	ck_assert_int_ne(b->addr.ss.ss_family, AF_UNSPEC);
+	config_free(cfg);
+}
+END_TEST
+
+/* ---- durations ---- */
+
+static const struct {
+	const char *in;
+	int rc;
+	uint64_t ms;
+} durations[] = {
+    {"250ms", 0, 250},
+    {"2s", 0, 2000},
+    {"5m", 0, 300000},
+    {"1h", 0, 3600000},
+    {"0s", 0, 0},
+    {"0ms", 0, 0},
+    {"007s", 0, 7000},
+    {"18446744073709551615ms", 0, UINT64_MAX},
+    {"18446744073709551616ms", -EINVAL, 0},
+    {"99999999999999999h", -EINVAL, 0},
+    {"", -EINVAL, 0},
+    {"s", -EINVAL, 0},
+    {"250", -EINVAL, 0},
+    {"-1s", -EINVAL, 0},
+    {"+1s", -EINVAL, 0},
+    {"1.5s", -EINVAL, 0},
+    {"2sec", -EINVAL, 0},
+    {"2S", -EINVAL, 0},
+    {"2d", -EINVAL, 0},
+    {" 2s", -EINVAL, 0},
+    {"2s ", -EINVAL, 0},
+    {"2 s", -EINVAL, 0},
+    {"1h30m", -EINVAL, 0},
+};
+
+START_TEST(test_durations_parse_or_reject)
+{
+	uint64_t ms = 12345;
+	int rc = config_parse_duration(durations[_i].in, &ms);
+
+	ck_assert_msg(rc == durations[_i].rc, "\"%s\": rc %d", durations[_i].in, rc);
+	if (rc == 0)
+		ck_assert_uint_eq(ms, durations[_i].ms);
+	else
+		ck_assert_uint_eq(ms, 12345);
+}
+END_TEST
+
+START_TEST(test_duration_accepts_integer_milliseconds)
+{
+	struct config *cfg = load_ok(DOC(
+	    "\"shutdown_grace\":1500,", ",\"timeouts\":{\"connect\":250,\"idle\":\"2h\"}", "", ""));
+
+	ck_assert_uint_eq(cfg->shutdown_grace_ms, 1500);
+	ck_assert_uint_eq(cfg->listeners[0].connect_timeout_ms, 250);
+	ck_assert_uint_eq(cfg->listeners[0].idle_timeout_ms, 7200000);
+	config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_zero_shutdown_grace_is_allowed_but_zero_timeouts_are_not)
+{
+	struct config *cfg = load_ok(DOC("\"shutdown_grace\":\"0s\",", "", "", ""));
+
+	ck_assert_uint_eq(cfg->shutdown_grace_ms, 0);
+	config_free(cfg);
+	load_fails_with(DOC("", ",\"timeouts\":{\"connect\":0}", "", ""),
+			"listeners[0].timeouts.connect: expected a duration greater than 0");
+}
+END_TEST
+
+/* ---- validation errors: each names its JSON path ---- */
+
+static const struct {
+	const char *json, *needle;
+} invalid[] = {
+    {DOC("\"colour\":1,", "", "", ""), "test.json: colour: unknown key; allowed keys: engine"},
+    {DOC("", ",\"timeouts\":{\"idel\":1}", "", ""),
+     "listeners[0].timeouts.idel: unknown key; allowed keys: connect, idle"},
+    {DOC("", "", ",\"helth\":{}", ""), "pools[0].helth: unknown key"},
+    {DOC("", "", "", ",\"wieght\":2"), "pools[0].backends[0].wieght: unknown key"},
+    {DOC("\"control\":{\"sock\":\"x\"},", "", "", ""), "control.sock: unknown key"},
+    {DOC("\"metrics\":{\"port\":9100},", "", "", ""), "metrics.port: unknown key"},
+    {DOC("\"log\":{\"lvl\":\"info\"},", "", "", ""), "log.lvl: unknown key"},
+    {DOC("", "", ",\"health\":{\"type\":\"tcp\",\"intervall\":1}", ""),
+     "pools[0].health.intervall: unknown key"},
+    {DOC("\"engine\":\"kqueue\",", "", "", ""),
+     "engine: expected one of auto, io_uring, epoll, got \"kqueue\""},
+    {DOC("\"workers\":-1,", "", "", ""), "workers: expected an integer 0-256, got -1"},
+    {DOC("\"workers\":2.0,", "", "", ""), "workers: expected an integer 0-256, got 2.0"},
+    {DOC("\"shutdown_grace\":\"10\",", "", "", ""), "shutdown_grace: expected a duration"},
+    {DOC("\"shutdown_grace\":-5,", "", "", ""), "shutdown_grace: expected a duration"},
+    {DOC("\"shutdown_grace\":\"87600001h\",", "", "", ""),
+     "shutdown_grace: expected a duration of at most"},
+    {DOC("\"control\":{\"mode\":\"660a\"},", "", "", ""),
+     "control.mode: expected a string of octal"},
+    {DOC("\"control\":{\"mode\":432},", "", "", ""), "control.mode"},
+    {DOC("\"control\":{\"socket\":\"\"},", "", "", ""), "control.socket"},
+    {DOC("\"metrics\":{\"listen\":\"localhost:9100\"},", "", "", ""),
+     "metrics.listen: expected a numeric"},
+    {DOC("\"log\":{\"level\":\"trace\"},", "", "", ""),
+     "log.level: expected one of debug, info, warn, error"},
+    {DOC("\"log\":{\"format\":\"xml\"},", "", "", ""), "log.format: expected one of text, json"},
+    {DOC("\"log\":{\"access\":1},", "", "", ""), "log.access: expected true or false, got 1"},
+    {DOC("", ",\"protocol\":\"sctp\"", "", ""), "listeners[0].protocol: expected one of tcp, udp"},
+    {DOC("", ",\"name\":\"\"", "", ""), "listeners[0].name: expected a non-empty name"},
+    {DOC("", ",\"name\":7", "", ""), "listeners[0].name: expected a name (string), got 7"},
+    {DOC("", ",\"max_conns\":-1", "", ""), "listeners[0].max_conns: expected an integer >= 0"},
+    {DOC("", ",\"allow\":\"10.0.0.0/8\"", "", ""), "listeners[0].allow: expected an array of CIDR"},
+    {DOC("", ",\"deny\":[\"10.0.0.0/8\",5]", "", ""), "listeners[0].deny[1]: expected a CIDR"},
+    {DOC("", ",\"proxy_protocol\":\"v3\"", "", ""),
+     "listeners[0].proxy_protocol: expected one of none, v1, v2"},
+    {DOC("", ",\"protocol\":\"udp\",\"proxy_protocol\":\"v1\"", "", ""),
+     "listeners[0].proxy_protocol"},
+    {DOC("", ",\"timeouts\":{\"connect\":\"1.5s\"}", "", ""), "listeners[0].timeouts.connect"},
+    {DOC("", ",\"timeouts\":[]", "", ""), "listeners[0].timeouts: expected an object, got []"},
+    {DOC("", "", ",\"algorithm\":\"fastest\"", ""),
+     "pools[0].algorithm: expected one of round_robin, weighted_round_robin, least_conn, ip_hash, "
+     "random_two, got \"fastest\""},
+    {DOC("", "", ",\"retries\":101", ""), "pools[0].retries: expected an integer 0-100, got 101"},
+    {"{\"listeners\":[{\"listen\":\"127.0.0.1:1\",\"pool\":\"a\"}],\"pools\":[{\"name\":\"a\","
+     "\"backends\":{}}]}",
+     "pools[0].backends: expected an array of backend objects"},
+    {DOC("", "", ",\"health\":{\"interval\":\"1s\"}", ""), "pools[0].health.type: missing"},
+    {DOC("", "", ",\"health\":{\"type\":\"icmp\"}", ""),
+     "pools[0].health.type: expected one of none, tcp, send_expect, http, udp, redis, postgres, "
+     "mysql, got \"icmp\""},
+    {DOC("", "", ",\"health\":{\"type\":\"tcp\",\"timeout\":0}", ""),
+     "pools[0].health.timeout: expected a duration greater than 0"},
+    {DOC("", "", ",\"health\":{\"type\":\"tcp\",\"fall\":101}", ""),
+     "pools[0].health.fall: expected an integer 1-100"},
+    {DOC("", "", ",\"health\":{\"type\":\"send_expect\"}", ""),
+     "pools[0].health.expect: health type \"send_expect\" requires"},
+    {DOC("", "", ",\"health\":{\"type\":\"udp\",\"send\":\"\"}", ""),
+     "pools[0].health.send: health type \"udp\" requires"},
+    {DOC("", "", ",\"health\":{\"type\":\"tcp\",\"path\":\"/\"}", ""),
+     "pools[0].health.path: not used by health type \"tcp\""},
+    {DOC("", "", ",\"health\":{\"type\":\"redis\",\"send\":\"PING\"}", ""),
+     "pools[0].health.send: not used by health type \"redis\""},
+    {DOC("", "", ",\"health\":{\"type\":\"http\",\"path\":\"health\"}", ""),
+     "pools[0].health.path: expected a request path"},
+    {DOC("", "", ",\"health\":{\"type\":\"http\",\"expect_status\":99}", ""),
+     "pools[0].health.expect_status: expected an integer 100-599"},
+    {"{\"listeners\":[{\"listen\":\"127.0.0.1:1\",\"pool\":\"a/b\"}],\"pools\":[{\"name\":\"a/"
+     "b\"}]}",
+     "pools[0].name: expected a name without '/'"},
+    {"{\"listeners\":[{\"listen\":\"127.0.0.1:1\",\"pool\":\"a\"}],\"pools\":[{\"name\":\"a\","
+     "\"backends\":[{\"address\":\"x:99999\"}]}]}",
+     "test.json: pools[0].backends[0].address: expected \"host:port\" (port 1-65535) or "
+     "\"[v6]:port\", got \"x:99999\""},
+    {DOC("", "", "", ",\"weight\":1001"),
+     "pools[0].backends[0].weight: expected an integer 0-1000, got 1001"},
+    {DOC("", "", "", ",\"weight\":\"1\""),
+     "pools[0].backends[0].weight: expected an integer 0-1000, got \"1\""},
+    {DOC("", "", "", ",\"max_conns\":-3"),
+     "pools[0].backends[0].max_conns: expected an integer >= 0"},
+    {DOC("", "", "", ",\"backup\":null"),
+     "pools[0].backends[0].backup: expected true or false, got null"},
+    {"[]", "test.json: expected a JSON object at the top level, got []"},
+    {"{\"pools\":[{\"name\":\"a\"}]}", "test.json: listeners: at least one listener is required"},
+    {"{\"listeners\":[{\"listen\":\"127.0.0.1:1\",\"pool\":\"a\"}],\"pools\":[]}",
+     "pools: at least one pool is required"},
+    {"{\"listeners\":[{\"listen\":\"127.0.0.1:1\"}],\"pools\":[{\"name\":\"a\"}]}",
+     "listeners[0].pool: missing"},
+    {"{\"listeners\":[{\"pool\":\"a\"}],\"pools\":[{\"name\":\"a\"}]}",
+     "listeners[0].listen: missing"},
+    {"{\"listeners\":[{\"listen\":\"127.0.0.1:1\",\"pool\":\"a\"}],\"pools\":[{}]}",
+     "pools[0].name: missing"},
+    {"{\"listeners\":[5],\"pools\":[{\"name\":\"a\"}]}",
+     "listeners[0]: expected a listener object, got 5"},
+    {"{\"listeners\":[{\"listen\":\"127.0.0.1:1\",\"pool\":\"a\"}],\"pools\":[{\"name\":\"a\","
+     "\"backends\":[\"127.0.0.1:80\"]}]}",
+     "pools[0].backends[0]: expected a backend object, got \"127.0.0.1:80\""},
+};
+
+START_TEST(test_validation_error_names_json_path)
+{
+	load_fails_with(invalid[_i].json, invalid[_i].needle);
+}
+END_TEST
+
+START_TEST(test_unknown_key_is_rejected_with_path)
+{
+	load_fails_with(DOC("", "", "", ",\"colour\":\"red\""),
+			"test.json: pools[0].backends[0].colour: unknown key; allowed keys: name, "
+			"address, weight, max_conns, backup");
+}
+END_TEST
+
+START_TEST(test_multiple_errors_are_collected)
+{
+	struct cfg_errors errs = {0};
+	struct config *cfg = NULL;
+	const char *json = "{\"engine\":\"x\",\"workers\":999,\"typo\":1,"
+			   "\"listeners\":[{\"listen\":\"1.2.3.4:0\",\"pool\":\"nope\"}],"
+			   "\"pools\":[{\"name\":\"a\",\"backends\":[{\"address\":\"1.2.3.4:1\","
+			   "\"weight\":-1}]}]}";
+
+	ck_assert_int_eq(config_load_string(json, "m.json", &cfg, &errs), -EINVAL);
+	ck_assert_ptr_null(cfg);
+	ck_assert_uint_eq(errs.n, 6);
+	ck_assert(errs_contain(&errs, "m.json: typo: unknown key"));
+	ck_assert(errs_contain(&errs, "m.json: engine:"));
+	ck_assert(errs_contain(&errs, "m.json: workers:"));
+	ck_assert(errs_contain(&errs, "m.json: listeners[0].listen:"));
+	ck_assert(errs_contain(&errs, "m.json: listeners[0].pool:"));
+	ck_assert(errs_contain(&errs, "m.json: pools[0].backends[0].weight:"));
+	cfg_errors_free(&errs);
+	ck_assert_uint_eq(errs.n, 0);
+}
+END_TEST
+
+START_TEST(test_errors_append_to_existing_list)
+{
+	struct cfg_errors errs = {0};
+	struct config *cfg = NULL;
+
+	ck_assert_int_eq(config_load_string("{}", "a.json", &cfg, &errs), -EINVAL);
+	ck_assert_uint_eq(errs.n, 2);
+	ck_assert_int_eq(config_load_string("{\"x\":1}", "b.json", &cfg, &errs), -EINVAL);
+	ck_assert_uint_eq(errs.n, 5);
+	cfg_errors_free(&errs);
+}
+END_TEST
+
+START_TEST(test_invalid_json_reports_line_and_column)
+{
+	load_fails_with("{\n  \"workers\": 1,\n  \"engine\": auto\n}",
+			"test.json:3:16: invalid JSON: ");
+	load_fails_with("{\"workers\": 1, \"workers\": 2}",
+			"test.json:1:24: invalid JSON: duplicate object key");
+	load_fails_with("", "test.json:1:0: invalid JSON");
+	load_fails_with("{} trailing", "invalid JSON: end of file expected");
+}
+END_TEST
+
+START_TEST(test_unreadable_file_returns_errno_and_message)
+{
+	struct cfg_errors errs = {0};
+	struct config *cfg = NULL;
+
+	ck_assert_int_eq(config_load("/nonexistent/lb.json", &cfg, &errs), -ENOENT);
+	ck_assert_uint_eq(errs.n, 1);
+	ck_assert_str_eq(errs.msg[0],
+			 "/nonexistent/lb.json: cannot read: No such file or directory");
+	cfg_errors_free(&errs);
+	ck_assert_int_eq(config_load("/tmp", &cfg, &errs), -EISDIR);
+	ck_assert_ptr_null(cfg);
+	cfg_errors_free(&errs);
+}
+END_TEST
+
+START_TEST(test_null_errs_is_allowed)
+{
+	struct config *cfg = NULL;
+
+	ck_assert_int_eq(config_load_string("{", "x", &cfg, NULL), -EINVAL);
+	ck_assert_int_eq(config_load_string(DOC("\"x\":1,", "", "", ""), "x", &cfg, NULL), -EINVAL);
+	ck_assert_ptr_null(cfg);
+}
+END_TEST
+
+START_TEST(test_control_mode_is_octal)
+{
+	struct config *cfg = load_ok(DOC("\"control\":{\"mode\":\"0600\"},", "", "", ""));
+
+	ck_assert_uint_eq(cfg->control_mode, 0600);
+	config_free(cfg);
+	cfg = load_ok(DOC("\"control\":{\"mode\":\"755\"},", "", "", ""));
+	ck_assert_uint_eq(cfg->control_mode, 0755);
+	config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_duplicates_are_rejected)
+{
+	load_fails_with(
+	    "{\"listeners\":[{\"name\":\"a\",\"listen\":\"127.0.0.1:1\",\"pool\":\"p\"},"
+	    "{\"name\":\"a\",\"listen\":\"127.0.0.1:2\",\"pool\":\"p\"}],"
+	    "\"pools\":[{\"name\":\"p\"}]}",
+	    "listeners[1].name: duplicate listener name \"a\" (also listeners[0])");
+	load_fails_with("{\"listeners\":[{\"listen\":\"[::1]:1\",\"pool\":\"p\"},"
+			"{\"name\":\"b\",\"listen\":\"[0::1]:1\",\"pool\":\"p\"}],"
+			"\"pools\":[{\"name\":\"p\"}]}",
+			"listeners[1].listen: duplicate listen address");
+	load_fails_with("{\"listeners\":[{\"listen\":\"127.0.0.1:1\",\"pool\":\"p\"}],"
+			"\"pools\":[{\"name\":\"p\"},{\"name\":\"q\"},{\"name\":\"p\"}]}",
+			"pools[2].name: duplicate pool name \"p\" (also pools[0])");
+	load_fails_with(DOC("", "", "", "},{\"address\":\"127.0.0.1:9001\""),
+			"pools[0].backends[1].name: duplicate backend name \"127.0.0.1:9001\"");
+}
+END_TEST
+
+/* ---- sample configs on disk ---- */
+
+/* Calls fn for every .json file in dir, sorted; returns the number of files. */
+static size_t for_each_json(const char *dir, void (*fn)(const char *path))
+{
+	struct dirent **names;
+	char path[PATH_MAX];
+	size_t count = 0;
+	int n = scandir(dir, &names, NULL, alphasort);
+
+	ck_assert_msg(n >= 0, "cannot read %s (set LB_SRC_DIR)", dir);
+	for (int i = 0; i < n; i++) {
+		size_t len = strlen(names[i]->d_name);
+		if (len > 5 && strcmp(names[i]->d_name + len - 5, ".json") == 0) {
+			int m = snprintf(path, sizeof(path), "%s/%s", dir, names[i]->d_name);
+			ck_assert_int_lt(m, (int)sizeof(path));
+			fn(path);
+			count++;
+		}
+		free(names[i]);
+	}
+	free(names);
+	return count;
+}
+
+static void check_good(const char *path)
+{
+	struct cfg_errors errs = {0};
+	struct config *cfg = NULL;
+	int rc = config_load(path, &cfg, &errs);
+
+	if (rc != 0)
+		errs_print(&errs);
+	ck_assert_msg(rc == 0, "%s failed to load", path);
+	ck_assert_uint_gt(cfg->nlisteners, 0);
+	config_free(cfg);
+	cfg_errors_free(&errs);
+}
+
+/* One defect per file: exactly one error, and it contains the sidecar's text. */
+static void check_bad(const char *path)
+{
+	struct cfg_errors errs = {0};
+	struct config *cfg = NULL;
+	char expect_path[PATH_MAX];
+	char *needle;
+
+	snprintf(expect_path, sizeof(expect_path), "%.*s.expect", (int)(strlen(path) - 5), path);
+	needle = read_line_file(expect_path);
+	ck_assert_msg(config_load(path, &cfg, &errs) == -EINVAL, "%s loaded", path);
+	ck_assert_ptr_null(cfg);
+	if (errs.n != 1 || !errs_contain(&errs, needle)) {
+		errs_print(&errs);
+		ck_abort_msg("%s: want exactly one error containing \"%s\"", path, needle);
+	}
+	ck_assert_ptr_nonnull(strstr(errs.msg[0], path));
+	free(needle);
+	cfg_errors_free(&errs);
+}
+
+START_TEST(test_every_good_config_loads)
+{
+	char dir[PATH_MAX];
+
+	snprintf(dir, sizeof(dir), "%s/tests/configs/good", src_dir());
+	ck_assert_uint_ge(for_each_json(dir, check_good), 3);
+}
+END_TEST
+
+START_TEST(test_every_example_config_loads)
+{
+	char dir[PATH_MAX];
+
+	snprintf(dir, sizeof(dir), "%s/examples", src_dir());
+	ck_assert_uint_ge(for_each_json(dir, check_good), 3);
+}
+END_TEST
+
+START_TEST(test_every_bad_config_fails_with_its_expected_message)
+{
+	char dir[PATH_MAX];
+
+	snprintf(dir, sizeof(dir), "%s/tests/configs/bad", src_dir());
+	ck_assert_uint_ge(for_each_json(dir, check_bad), 18);
+}
+END_TEST
+
+START_TEST(test_quickstart_example_matches_the_readme_promise)
+{
+	char path[PATH_MAX];
+	struct config *cfg = NULL;
+
+	snprintf(path, sizeof(path), "%s/examples/quickstart.json", src_dir());
+	ck_assert_int_eq(config_load(path, &cfg, NULL), 0);
+	ck_assert_str_eq(cfg->listeners[0].name, "demo");
+	ck_assert_str_eq(cfg->listeners[0].listen, "127.0.0.1:8080");
+	ck_assert_str_eq(cfg->pools[0].algorithm, "round_robin");
+	ck_assert_str_eq(cfg->pools[0].health.type, "none");
+	ck_assert_uint_eq(cfg->pools[0].nbackends, 3);
+	for (size_t i = 0; i < 3; i++) {
+		char name[8], addr[32];
+		snprintf(name, sizeof(name), "web%zu", i + 1);
+		snprintf(addr, sizeof(addr), "127.0.0.1:%zu", 9001 + i);
+		ck_assert_str_eq(cfg->pools[0].backends[i].name, name);
+		ck_assert_str_eq(cfg->pools[0].backends[i].address, addr);
+	}
+	config_free(cfg);
+}
+END_TEST
+
+static Suite *config_suite(void)
+{
+	Suite *s = suite_create("config");
+	TCase *load = tcase_create("load");
+	TCase *dur = tcase_create("durations");
+	TCase *bad = tcase_create("errors");
+	TCase *files = tcase_create("files");
+
+	tcase_add_test(load, test_full_config_fills_every_field);
+	tcase_add_test(load, test_minimal_config_gets_every_default);
+	tcase_add_test(load, test_udp_listener_idle_defaults_to_30s);
+	tcase_add_test(load, test_control_socket_defaults_beside_the_config_file);
+	tcase_add_test(load, test_http_health_path_defaults_to_slash);
+	tcase_add_test(load, test_weighted_alias_resolves_to_canonical_name);
+	tcase_add_loop_test(load, test_every_algorithm_name_loads, 0,
+			    sizeof(algorithms) / sizeof(algorithms[0]));
+	tcase_add_test(load, test_pool_reference_is_resolved_to_index);
+	tcase_add_test(load, test_same_port_on_tcp_and_udp_is_allowed);
+	tcase_add_test(load, test_hostname_backend_is_resolved_at_load);
+	tcase_add_test(load, test_control_mode_is_octal);
+	suite_add_tcase(s, load);
+
+	tcase_add_loop_test(dur, test_durations_parse_or_reject, 0,
+			    sizeof(durations) / sizeof(durations[0]));
+	tcase_add_test(dur, test_duration_accepts_integer_milliseconds);
+	tcase_add_test(dur, test_zero_shutdown_grace_is_allowed_but_zero_timeouts_are_not);
+	suite_add_tcase(s, dur);
+
+	tcase_add_loop_test(bad, test_validation_error_names_json_path, 0,
+			    sizeof(invalid) / sizeof(invalid[0]));
+	tcase_add_test(bad, test_unknown_key_is_rejected_with_path);
+	tcase_add_test(bad, test_multiple_errors_are_collected);
+	tcase_add_test(bad, test_errors_append_to_existing_list);
+	tcase_add_test(bad, test_invalid_json_reports_line_and_column);
+	tcase_add_test(bad, test_unreadable_file_returns_errno_and_message);
+	tcase_add_test(bad, test_null_errs_is_allowed);
+	tcase_add_test(bad, test_duplicates_are_rejected);
+	suite_add_tcase(s, bad);
+
+	tcase_add_test(files, test_every_good_config_loads);
+	tcase_add_test(files, test_every_example_config_loads);
+	tcase_add_test(files, test_every_bad_config_fails_with_its_expected_message);
+	tcase_add_test(files, test_quickstart_example_matches_the_readme_promise);
+	suite_add_tcase(s, files);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(config_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
