@@ -13,7 +13,9 @@ build:
 	cmake --build $(BUILD) -j $(JOBS)
 
 # Starts lb in front of three built-in test backends; Ctrl-C stops everything.
-demo: build
+demo:
+	@scripts/deps.sh demo
+	@$(MAKE) --no-print-directory build
 	@scripts/demo.sh $(BUILD)
 
 # Normal build, every suite; then (in CI, or with SANITIZE=1) the same suites under ASan+UBSan.

@@ -24,6 +24,7 @@ enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
 
 struct lb {
 	struct config *cfg;
+	struct qsbr qsbr;
 	struct lb_runtime rt;
 	struct pool **pools;
 	struct worker **workers;
@@ -103,7 +104,11 @@ static int start_workers(struct lb *lb)
 	int n = cfg->workers > 0 ? cfg->workers : (ncpu > 0 ? (int)ncpu : 1);
 	if (n > MAX_AUTO_WORKERS && cfg->workers <= 0)
 		n = MAX_AUTO_WORKERS;
+	if (n > QSBR_MAX_READERS)
+		n = QSBR_MAX_READERS;
 
+	qsbr_init(&lb->qsbr, n);
+	lb->rt.qsbr = &lb->qsbr;
 	lb->workers = calloc((size_t)n, sizeof(*lb->workers));
 	int *fds = calloc(cfg->nlisteners ? cfg->nlisteners : 1, sizeof(int));
 	if (!lb->workers || !fds) {
@@ -168,6 +173,9 @@ static void stop_all(struct lb *lb)
 	for (int i = 0; i < lb->nworkers; i++)
 		worker_free(lb->workers[i]);
 	free(lb->workers);
+	if (lb->rt.qsbr)
+		qsbr_destroy(lb->rt.qsbr);
+	lb->rt.qsbr = NULL;
 	lb->workers = NULL;
 	lb->nworkers = 0;
 }

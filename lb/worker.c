@@ -157,7 +157,10 @@ static void worker_loop(struct worker *w)
 			if (timeout < 0 || timeout > left)
 				timeout = left;
 		}
+		/* Blocked in wait, this worker holds no snapshot: let writers reclaim. */
+		qsbr_offline(w->rt->qsbr, w->id);
 		int ret = w->ops->wait(w->eng, timeout);
+		qsbr_online(w->rt->qsbr, w->id);
 		if (ret < 0) {
 			log_error("worker %d: %s wait failed: %s", w->id, w->ops->name,
 				  strerror(-ret));
@@ -178,8 +181,10 @@ static void *worker_main(void *arg)
 		atomic_store(&w->state, WORKER_FAILED);
 		return NULL;
 	}
+	qsbr_online(w->rt->qsbr, w->id);
 	atomic_store(&w->state, WORKER_RUNNING);
 	worker_loop(w);
+	qsbr_offline(w->rt->qsbr, w->id);
 	close_listeners(w);
 	atomic_store(&w->state, WORKER_DONE);
 	return NULL;

@@ -12,6 +12,7 @@
 #include "lb/engine.h"
 #include "lb/listener.h"
 #include "lb/pipe_pool.h"
+#include "lb/qsbr.h"
 #include "lb/timer.h"
 
 struct conn;
@@ -22,6 +23,7 @@ struct lb_runtime {
 	const struct engine_ops *engine;
 	struct listener *listeners; /* one per cfg->listeners entry */
 	size_t nlisteners;
+	struct qsbr *qsbr; /* worker i is reader i */
 };
 
 /* One worker's copy of a listener. */

@@ -14,10 +14,11 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
-"$build/lb-testsrv" --mode tagged --listen 127.0.0.1:9001 --name web1 \
+"$build/lb-testsrv" --mode http --listen 127.0.0.1:9001 --name web1 \
 	--listen 127.0.0.1:9002 --name web2 --listen 127.0.0.1:9003 --name web3 >"$dir/backends.log" 2>&1 &
 pids+=($!)
-sed "s#\"socket\": *\"[^\"]*\"#\"socket\": \"$dir/lb.sock\"#" examples/quickstart.json >"$dir/lb.json"
+# A copy in the temp dir, so the control socket (default: beside the config) lands there.
+cp examples/quickstart.json "$dir/lb.json"
 "$build/lb" -c "$dir/lb.json" &
 pids+=($!)
 for _ in $(seq 50); do
@@ -27,13 +28,13 @@ done
 cat <<TXT
 
 lb is balancing 127.0.0.1:8080 over three backends (web1..web3 on ports 9001-9003),
-round robin. Each backend answers with its name, then echoes what you send.
+round robin. Each backend is a tiny HTTP server that answers with its own name.
 
 Try, in another terminal:
-  for i in 1 2 3 4 5 6; do nc -q1 127.0.0.1 8080 </dev/null; done   # web1 web2 web3 web1 ...
-  echo hello | nc -q1 127.0.0.1 8080                                  # tag, then the echo
-  $build/lb -c examples/quickstart.json --check                       # validate a config
-  kill -TERM <lb pid>  or Ctrl-C here                                   # graceful stop
+  for i in 1 2 3 4 5 6; do curl -s 127.0.0.1:8080/; done      # web1 web2 web3 web1 web2 web3
+  curl -s 127.0.0.1:8080/ 127.0.0.1:8080/                     # one keep-alive connection: same backend
+  $build/lb -c examples/quickstart.json --check               # validate a config
+  kill -TERM $(pgrep -x lb)                                   # graceful stop (or Ctrl-C here)
 
 Config: examples/quickstart.json. Press Ctrl-C to stop the demo.
 TXT

@@ -7,7 +7,8 @@ set -euo pipefail
 
 build=(build-essential cmake pkg-config liburing-dev libjansson-dev check)
 case "${1:-build}" in
-build | demo) want=("${build[@]}") ;;
+build) want=("${build[@]}") ;;
+demo) want=("${build[@]}" curl) ;;
 test) want=("${build[@]}" curl) ;;
 bench) want=("${build[@]}" iperf3 wrk haproxy nginx libnginx-mod-stream gnuplot-nox python3) ;;
 *)
