@@ -132,6 +132,13 @@ static void close_listeners(struct worker *w)
 	}
 }
 
+/* Hand queued registrations and removals to the kernel now: io_uring keeps a socket open
+ * until its poll removal is submitted, so a closed listener would otherwise linger. */
+static void flush(struct worker *w)
+{
+	(void)w->ops->wait(w->eng, 0);
+}
+
 static void worker_loop(struct worker *w)
 {
 	for (;;) {
@@ -139,6 +146,7 @@ static void worker_loop(struct worker *w)
 		int state = atomic_load(&w->state);
 		if (state == WORKER_DRAIN_REQUESTED) {
 			close_listeners(w);
+			flush(w);
 			w->grace_deadline = w->now + atomic_load(&w->grace_ms);
 			atomic_store(&w->state, WORKER_DRAINING);
 			state = WORKER_DRAINING;
@@ -184,8 +192,9 @@ static void *worker_main(void *arg)
 	qsbr_online(w->rt->qsbr, w->id);
 	atomic_store(&w->state, WORKER_RUNNING);
 	worker_loop(w);
-	qsbr_offline(w->rt->qsbr, w->id);
 	close_listeners(w);
+	flush(w);
+	qsbr_offline(w->rt->qsbr, w->id);
 	atomic_store(&w->state, WORKER_DONE);
 	return NULL;
 }

@@ -1,0 +1,959 @@
+/* Integration: the TCP data path at its edges — many idle connections, caps, ACLs, PROXY
+ * headers, timeouts, resets, graceful shutdown, the access log and the engine fallback.
+ * Each test starts the real lb on loopback in front of in-process test backends. */
+#include <arpa/inet.h>
+#include <check.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "support.h"
+
+/* Enough to show that idle connections cost no fds beyond their two sockets. */
+#define MANY_CONNS 2000
+/* "Within a few fds": spare pipes a worker may keep after the warm-up, plus slack. */
+#define FD_SLACK 8
+/* A reply on loopback through lb takes microseconds; this only bounds a broken daemon. */
+#define REPLY_MS 2000
+
+/* One tcp listener "edge-in" on 127.0.0.1:port in front of one round-robin pool "edge".
+ * "@DIR@" in a config stands for the temp dir holding it (lb_start expands it). */
+struct edge_opts {
+	int port;
+	const char *engine;   /* NULL = t_engine() */
+	const char *top;      /* extra top-level members, each followed by a comma */
+	const char *listener; /* extra listener members, each preceded by a comma */
+	const char *backends; /* the pool's backend objects */
+};
+
+static void edge_config(char *buf, size_t len, const struct edge_opts *o)
+{
+	snprintf(buf, len,
+		 "{\"engine\":\"%s\",\"workers\":2,%s\"control\":{\"socket\":\"@DIR@/lb.sock\"},"
+		 "\"listeners\":[{\"name\":\"edge-in\",\"protocol\":\"tcp\","
+		 "\"listen\":\"127.0.0.1:%d\",\"pool\":\"edge\"%s}],"
+		 "\"pools\":[{\"name\":\"edge\",\"algorithm\":\"round_robin\","
+		 "\"health\":{\"type\":\"none\"},\"backends\":[%s]}]}",
+		 o->engine ? o->engine : t_engine(), o->top ? o->top : "", o->port,
+		 o->listener ? o->listener : "", o->backends);
+}
+
+/* A backend object for the pool, named after the test backend. */
+static void backend_json(char *buf, size_t len, struct tbackend *tb, const char *extra)
+{
+	snprintf(buf, len, "{\"name\":\"%s\",\"address\":\"%s\"%s}", tb_name(tb), tb_address(tb),
+		 extra ? extra : "");
+}
+
+/* Print the tail of lb's log, so that a failure report shows what the daemon said. */
+static void dump_log(const struct lbproc *lb)
+{
+	char *log = lb_log(lb);
+	size_t len;
+
+	if (!log)
+		return;
+	len = strlen(log);
+	fprintf(stderr, "---- lb log (%s, engine %s) ----\n%s\n----\n", lb->log_path, t_engine(),
+		len > 4000 ? log + len - 4000 : log);
+	free(log);
+}
+
+#define check_lb(lb, cond, ...)                                                                    \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			dump_log(lb);                                                              \
+			ck_abort_msg(__VA_ARGS__);                                                 \
+		}                                                                                  \
+	} while (0)
+
+static void start_lb(struct lbproc *lb, const char *json, int port)
+{
+	if (lb_start(lb, json, &port, 1) != 0) {
+		dump_log(lb);
+		ck_abort_msg("lb did not start on port %d with config %s", port, json);
+	}
+}
+
+static void stop_lb(struct lbproc *lb)
+{
+	int st = lb_stop(lb, 5000);
+
+	check_lb(lb, st == 0, "lb exited with %d on SIGTERM, expected 0", st);
+	lb_cleanup(lb);
+}
+
+static bool wait_readable(int fd, int timeout_ms)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+
+	return poll(&p, 1, timeout_ms) == 1;
+}
+
+/* Read exactly len bytes within timeout_ms. */
+static bool recv_exact(int fd, void *buf, size_t len, int timeout_ms)
+{
+	uint64_t deadline = t_now_ms() + (uint64_t)timeout_ms;
+	size_t got = 0;
+
+	while (got < len) {
+		uint64_t now = t_now_ms();
+		ssize_t n;
+
+		if (now >= deadline || !wait_readable(fd, (int)(deadline - now)))
+			return false;
+		n = recv(fd, (char *)buf + got, len - got, 0);
+		if (n <= 0)
+			return false;
+		got += (size_t)n;
+	}
+	return true;
+}
+
+static bool send_all(int fd, const void *buf, size_t len)
+{
+	size_t off = 0;
+
+	while (off < len) {
+		ssize_t n = send(fd, (const char *)buf + off, len - off, MSG_NOSIGNAL);
+
+		if (n <= 0)
+			return false;
+		off += (size_t)n;
+	}
+	return true;
+}
+
+/* One byte there and back. */
+static bool echo_byte(int fd, char c)
+{
+	char r = 0;
+
+	return send_all(fd, &c, 1) && recv_exact(fd, &r, 1, REPLY_MS) && r == c;
+}
+
+static bool wait_active(struct tbackend *tb, unsigned want, int timeout_ms)
+{
+	uint64_t deadline = t_now_ms() + (uint64_t)timeout_ms;
+
+	while (tb_active(tb) != want) {
+		if (t_now_ms() >= deadline)
+			return false;
+		usleep(10000);
+	}
+	return true;
+}
+
+/* Wait for pid to exit. Its exit status, -1 if killed by a signal, -2 on timeout. */
+static int wait_exit(pid_t pid, int timeout_ms)
+{
+	uint64_t deadline = t_now_ms() + (uint64_t)timeout_ms;
+	int st;
+
+	for (;;) {
+		pid_t r = waitpid(pid, &st, WNOHANG);
+
+		if (r == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+		if (r < 0 || t_now_ms() >= deadline)
+			return -2;
+		usleep(10000);
+	}
+}
+
+static void set_linger_zero(int fd)
+{
+	struct linger lg = {.l_onoff = 1, .l_linger = 0};
+
+	(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+}
+
+static int local_port(int fd)
+{
+	struct sockaddr_in sa;
+	socklen_t len = sizeof(sa);
+
+	if (getsockname(fd, (struct sockaddr *)&sa, &len) != 0)
+		return -1;
+	return ntohs(sa.sin_port);
+}
+
+/* Poll lb's fd count until it is at most want. The last count seen. */
+static int wait_fd_count_at_most(const struct lbproc *lb, int want, int timeout_ms)
+{
+	uint64_t deadline = t_now_ms() + (uint64_t)timeout_ms;
+	int n;
+
+	while ((n = lb_fd_count(lb)) > want && t_now_ms() < deadline)
+		usleep(50000);
+	return n;
+}
+
+START_TEST(test_many_idle_connections_echo_and_leave_no_fds)
+{
+	struct rlimit rl;
+	struct tbackend *be = tb_start("127.0.0.1:0", TB_ECHO, "many");
+	char bj[256], json[2048];
+	struct lbproc lb;
+	int port = t_free_port(), baseline, after, opened = 0, echoed = 0;
+	int *fds = calloc(MANY_CONNS, sizeof(*fds));
+
+	ck_assert_ptr_nonnull(be);
+	ck_assert_ptr_nonnull(fds);
+	/* Both ends of every connection live in this process: the clients and the backend. */
+	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	rl.rlim_cur = rl.rlim_max;
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	ck_assert_msg(rl.rlim_cur >= 2 * MANY_CONNS + 100, "RLIMIT_NOFILE hard limit %llu too low",
+		      (unsigned long long)rl.rlim_max);
+
+	backend_json(bj, sizeof(bj), be, NULL);
+	edge_config(json, sizeof(json), &(struct edge_opts){.port = port, .backends = bj});
+	start_lb(&lb, json, port);
+
+	/* Warm up (lazily made state such as spare pipes), then take the baseline. */
+	for (int i = 0; i < 16; i++) {
+		int fd = t_connect(NULL, port);
+
+		check_lb(&lb, fd >= 0 && echo_byte(fd, 'w'), "warm-up connection %d failed", i);
+		close(fd);
+	}
+	check_lb(&lb, wait_active(be, 0, 3000), "warm-up connections still open at the backend");
+	usleep(200000);
+	baseline = lb_fd_count(&lb);
+	check_lb(&lb, baseline > 0, "cannot count lb's fds");
+
+	for (; opened < MANY_CONNS; opened++) {
+		fds[opened] = t_connect(NULL, port);
+		if (fds[opened] < 0)
+			break;
+	}
+	check_lb(&lb, opened == MANY_CONNS, "only %d of %d connections opened", opened, MANY_CONNS);
+	check_lb(&lb, wait_active(be, MANY_CONNS, 5000), "backend has %u of %d connections",
+		 tb_active(be), MANY_CONNS);
+	for (; echoed < MANY_CONNS; echoed++)
+		if (!echo_byte(fds[echoed], (char)('a' + echoed % 26)))
+			break;
+	check_lb(&lb, echoed == MANY_CONNS, "connection %d of %d did not echo", echoed, MANY_CONNS);
+
+	for (int i = 0; i < MANY_CONNS; i++)
+		close(fds[i]);
+	free(fds);
+	check_lb(&lb, wait_active(be, 0, 5000), "backend still has %u connections", tb_active(be));
+	after = wait_fd_count_at_most(&lb, baseline + FD_SLACK, 5000);
+	check_lb(&lb, after <= baseline + FD_SLACK,
+		 "lb holds %d fds after the connections closed, baseline %d (leak)", after,
+		 baseline);
+
+	stop_lb(&lb);
+	tb_free(be);
+}
+END_TEST
+
+START_TEST(test_listener_max_conns_closes_the_extra_connection)
+{
+	struct tbackend *be = tb_start("127.0.0.1:0", TB_ECHO, "capped");
+	char bj[256], json[2048];
+	struct lbproc lb;
+	int port = t_free_port(), held[3], extra, r;
+	bool reopened = false;
+	uint64_t deadline;
+
+	ck_assert_ptr_nonnull(be);
+	backend_json(bj, sizeof(bj), be, NULL);
+	edge_config(
+	    json, sizeof(json),
+	    &(struct edge_opts){.port = port, .listener = ",\"max_conns\":3", .backends = bj});
+	start_lb(&lb, json, port);
+
+	for (int i = 0; i < 3; i++) {
+		held[i] = t_connect(NULL, port);
+		check_lb(&lb, held[i] >= 0 && echo_byte(held[i], 'h'), "held connection %d failed",
+			 i);
+	}
+	extra = t_connect(NULL, port);
+	if (extra >= 0) {
+		r = t_wait_closed(extra, 1000);
+		check_lb(&lb, r != -1, "a 4th connection over max_conns 3 was not closed in 1 s");
+		close(extra);
+	}
+	for (int i = 1; i < 3; i++)
+		check_lb(&lb, echo_byte(held[i], 'k'), "held connection %d broke", i);
+
+	/* Once one closes, lb must notice and admit a new one. */
+	close(held[0]);
+	deadline = t_now_ms() + 2000;
+	while (!reopened && t_now_ms() < deadline) {
+		int fd = t_connect(NULL, port);
+
+		reopened = fd >= 0 && echo_byte(fd, 'n');
+		if (fd >= 0 && !reopened)
+			close(fd);
+		else if (reopened)
+			held[0] = fd;
+		if (!reopened)
+			usleep(50000);
+	}
+	check_lb(&lb, reopened, "no new connection admitted within 2 s after one of 3 closed");
+
+	for (int i = 0; i < 3; i++)
+		close(held[i]);
+	stop_lb(&lb);
+	tb_free(be);
+}
+END_TEST
+
+START_TEST(test_backend_max_conns_spreads_then_refuses)
+{
+	struct tbackend *a = tb_start("127.0.0.1:0", TB_TAGGED, "bm-a");
+	struct tbackend *b = tb_start("127.0.0.1:0", TB_TAGGED, "bm-b");
+	char ja[256], jb[256], bj[600], json[2048], tag1[64], tag2[64];
+	struct lbproc lb;
+	int port = t_free_port(), c1, c2, c3, r;
+
+	ck_assert_ptr_nonnull(a);
+	ck_assert_ptr_nonnull(b);
+	backend_json(ja, sizeof(ja), a, ",\"max_conns\":1");
+	backend_json(jb, sizeof(jb), b, ",\"max_conns\":1");
+	snprintf(bj, sizeof(bj), "%s,%s", ja, jb);
+	edge_config(json, sizeof(json), &(struct edge_opts){.port = port, .backends = bj});
+	start_lb(&lb, json, port);
+
+	c1 = t_connect(NULL, port);
+	check_lb(&lb, c1 >= 0 && t_read_line(c1, tag1, sizeof(tag1), REPLY_MS) > 0,
+		 "first connection got no tag");
+	c2 = t_connect(NULL, port);
+	check_lb(&lb, c2 >= 0 && t_read_line(c2, tag2, sizeof(tag2), REPLY_MS) > 0,
+		 "second connection got no tag");
+	check_lb(&lb, strcmp(tag1, tag2) != 0,
+		 "two held connections both landed on %s despite max_conns 1", tag1);
+
+	c3 = t_connect(NULL, port);
+	if (c3 >= 0) {
+		r = t_wait_closed(c3, 1000);
+		check_lb(&lb, r != -1, "3rd connection with both backends full was not closed");
+		close(c3);
+	}
+	check_lb(&lb, tb_active(a) == 1 && tb_active(b) == 1,
+		 "backends hold %u and %u connections, expected 1 each", tb_active(a),
+		 tb_active(b));
+
+	close(c1);
+	close(c2);
+	stop_lb(&lb);
+	tb_free(a);
+	tb_free(b);
+}
+END_TEST
+
+START_TEST(test_deny_wins_over_allow_without_backend_connection)
+{
+	struct tbackend *be = tb_start("127.0.0.1:0", TB_ECHO, "acl");
+	char bj[256], json[2048];
+	struct lbproc lb;
+	int port = t_free_port(), fd, r;
+	unsigned before;
+
+	ck_assert_ptr_nonnull(be);
+	backend_json(bj, sizeof(bj), be, NULL);
+	edge_config(json, sizeof(json),
+		    &(struct edge_opts){.port = port,
+					.listener = ",\"allow\":[\"127.0.0.0/8\"],"
+						    "\"deny\":[\"127.0.0.9/32\"]",
+					.backends = bj});
+	start_lb(&lb, json, port);
+
+	before = tb_accepted(be);
+	fd = t_connect("127.0.0.9", port);
+	if (fd >= 0) {
+		r = t_wait_closed(fd, 1000);
+		check_lb(&lb, r != -1, "connection from denied 127.0.0.9 was not closed");
+		close(fd);
+	}
+	usleep(100000);
+	check_lb(&lb, tb_accepted(be) == before, "a denied client caused %u backend connection(s)",
+		 tb_accepted(be) - before);
+
+	fd = t_connect("127.0.0.8", port);
+	check_lb(&lb, fd >= 0 && echo_byte(fd, 'a'), "allowed 127.0.0.8 did not get through");
+	close(fd);
+
+	stop_lb(&lb);
+	tb_free(be);
+}
+END_TEST
+
+/* Send payload through a proxy_protocol listener from 127.0.0.5 and compare what the
+ * recording backend saw with expected header + payload. */
+static void check_proxy_header(const char *version)
+{
+	static const char payload[] = "client payload, unchanged\n";
+	static const uint8_t v2_sig[12] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d,
+					   0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a};
+	struct tbackend *be = tb_start("127.0.0.1:0", TB_RECORD, "rec");
+	char bj[256], json[2048], lst[64];
+	uint8_t want[TB_RECORD_MAX], got[TB_RECORD_MAX];
+	size_t hlen = 0;
+	struct lbproc lb;
+	int port = t_free_port(), fd, cport, n = -1;
+	uint64_t deadline;
+
+	ck_assert_ptr_nonnull(be);
+	backend_json(bj, sizeof(bj), be, NULL);
+	snprintf(lst, sizeof(lst), ",\"proxy_protocol\":\"%s\"", version);
+	edge_config(json, sizeof(json),
+		    &(struct edge_opts){.port = port, .listener = lst, .backends = bj});
+	start_lb(&lb, json, port);
+
+	/* Our connection is the next one the backend accepts. */
+	unsigned idx = tb_accepted(be);
+
+	fd = t_connect("127.0.0.5", port);
+	check_lb(&lb, fd >= 0, "connect from 127.0.0.5 failed");
+	cport = local_port(fd);
+	if (strcmp(version, "v1") == 0) {
+		hlen = (size_t)snprintf((char *)want, sizeof(want),
+					"PROXY TCP4 127.0.0.5 127.0.0.1 %d %d\r\n", cport, port);
+	} else {
+		memcpy(want, v2_sig, sizeof(v2_sig));
+		hlen = sizeof(v2_sig);
+		want[hlen++] = 0x21; /* version 2, PROXY */
+		want[hlen++] = 0x11; /* TCP over IPv4 */
+		want[hlen++] = 0;
+		want[hlen++] = 12;
+		uint8_t addrs[12] = {127, 0, 0, 5, 127, 0, 0, 1};
+		addrs[8] = (uint8_t)(cport >> 8);
+		addrs[9] = (uint8_t)cport;
+		addrs[10] = (uint8_t)(port >> 8);
+		addrs[11] = (uint8_t)port;
+		memcpy(want + hlen, addrs, sizeof(addrs));
+		hlen += sizeof(addrs);
+	}
+	memcpy(want + hlen, payload, strlen(payload));
+	check_lb(&lb, send_all(fd, payload, strlen(payload)), "send failed");
+
+	deadline = t_now_ms() + 2000;
+	while (t_now_ms() < deadline) {
+		n = tb_recorded(be, idx, got, sizeof(got));
+		if (n >= (int)(hlen + strlen(payload)))
+			break;
+		usleep(10000);
+	}
+	check_lb(&lb, n == (int)(hlen + strlen(payload)),
+		 "backend recorded %d bytes, expected %zu header + %zu payload", n, hlen,
+		 strlen(payload));
+	if (memcmp(got, want, hlen) != 0) {
+		fprintf(stderr, "proxy %s header: want/got bytes:\n", version);
+		for (size_t i = 0; i < hlen; i++)
+			fprintf(stderr, "%02x/%02x%s", want[i], got[i], i % 16 == 15 ? "\n" : " ");
+		fprintf(stderr, "\n");
+	}
+	check_lb(&lb, memcmp(got, want, hlen) == 0, "PROXY %s header differs (bytes on stderr)",
+		 version);
+	check_lb(&lb, memcmp(got + hlen, payload, strlen(payload)) == 0,
+		 "payload after the PROXY %s header was altered", version);
+
+	close(fd);
+	stop_lb(&lb);
+	tb_free(be);
+}
+
+START_TEST(test_proxy_protocol_v1_header_precedes_payload)
+{
+	check_proxy_header("v1");
+}
+END_TEST
+
+START_TEST(test_proxy_protocol_v2_header_precedes_payload)
+{
+	check_proxy_header("v2");
+}
+END_TEST
+
+START_TEST(test_connect_timeout_moves_on_to_live_backend)
+{
+	struct tbackend *live = tb_start("127.0.0.1:0", TB_TAGGED, "live");
+	char bj[512], jl[256], json[2048], tag[64];
+	struct lbproc lb;
+	int port = t_free_port(), hport = 0, hole;
+
+	ck_assert_ptr_nonnull(live);
+	hole = tb_blackhole_listener(&hport);
+	ck_assert_int_ge(hole, 0);
+	backend_json(jl, sizeof(jl), live, NULL);
+	snprintf(bj, sizeof(bj), "{\"name\":\"hole\",\"address\":\"127.0.0.1:%d\"},%s", hport, jl);
+	edge_config(json, sizeof(json),
+		    &(struct edge_opts){.port = port,
+					.listener = ",\"timeouts\":{\"connect\":\"300ms\"}",
+					.backends = bj});
+	start_lb(&lb, json, port);
+
+	for (int i = 0; i < 6; i++) {
+		uint64_t t0 = t_now_ms(), took;
+		int r = t_fetch_tag(NULL, port, tag, sizeof(tag));
+
+		took = t_now_ms() - t0;
+		check_lb(&lb, r == 0, "connection %d got no tag (closed after %llu ms)", i,
+			 (unsigned long long)took);
+		check_lb(&lb, strcmp(tag, "live") == 0, "connection %d landed on %s", i, tag);
+		check_lb(&lb, took < 1000, "connection %d took %llu ms to reach the live backend",
+			 i, (unsigned long long)took);
+	}
+
+	stop_lb(&lb);
+	close(hole);
+	tb_free(live);
+}
+END_TEST
+
+START_TEST(test_idle_timeout_closes_only_silent_connections)
+{
+	struct tbackend *be = tb_start("127.0.0.1:0", TB_ECHO, "idle");
+	char bj[256], json[2048];
+	struct lbproc lb;
+	int port = t_free_port(), quiet, busy, r;
+	uint64_t t0;
+
+	ck_assert_ptr_nonnull(be);
+	backend_json(bj, sizeof(bj), be, NULL);
+	edge_config(json, sizeof(json),
+		    &(struct edge_opts){.port = port,
+					.listener = ",\"timeouts\":{\"idle\":\"500ms\"}",
+					.backends = bj});
+	start_lb(&lb, json, port);
+
+	quiet = t_connect(NULL, port);
+	busy = t_connect(NULL, port);
+	t0 = t_now_ms();
+	check_lb(&lb, quiet >= 0 && busy >= 0, "connect failed");
+	/* Every 200 ms a byte: never idle for 500 ms. */
+	while (t_now_ms() - t0 < 1500) {
+		check_lb(&lb, echo_byte(busy, 'b'),
+			 "a connection sending every 200 ms was closed after %llu ms",
+			 (unsigned long long)(t_now_ms() - t0));
+		usleep(200000);
+	}
+	r = t_wait_closed(quiet, (int)(t0 + 2000 - t_now_ms()));
+	check_lb(&lb, r != -1, "an idle connection was still open 2 s after it went quiet");
+
+	close(quiet);
+	close(busy);
+	stop_lb(&lb);
+	tb_free(be);
+}
+END_TEST
+
+/* A backend that reads RST_AFTER bytes of each connection (or to EOF), then resets it. One
+ * connection at a time is enough for one client. */
+#define RST_AFTER 5
+struct rst_server {
+	int lfd, port;
+	atomic_bool stop;
+	pthread_t thread;
+};
+
+static void rst_one(int fd)
+{
+	char buf[64];
+	size_t got = 0;
+
+	while (got < RST_AFTER && wait_readable(fd, 5000)) {
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	set_linger_zero(fd);
+	close(fd);
+}
+
+static void *rst_server_main(void *arg)
+{
+	struct rst_server *s = arg;
+
+	while (!atomic_load(&s->stop)) {
+		int fd;
+
+		if (!wait_readable(s->lfd, 100))
+			continue;
+		fd = accept(s->lfd, NULL, NULL);
+		if (fd >= 0)
+			rst_one(fd);
+	}
+	return NULL;
+}
+
+static int rst_server_start(struct rst_server *s)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+
+	atomic_init(&s->stop, false);
+	s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s->lfd < 0)
+		return -1;
+	if (bind(s->lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(s->lfd, 8) != 0)
+		return -1;
+	s->port = local_port(s->lfd);
+	return pthread_create(&s->thread, NULL, rst_server_main, s) == 0 ? 0 : -1;
+}
+
+static void rst_server_stop(struct rst_server *s)
+{
+	atomic_store(&s->stop, true);
+	pthread_join(s->thread, NULL);
+	close(s->lfd);
+}
+
+START_TEST(test_backend_reset_mid_stream_resets_client)
+{
+	struct rst_server srv;
+	char bj[256], json[2048];
+	struct lbproc lb;
+	int port = t_free_port(), fd, r;
+
+	ck_assert_int_eq(rst_server_start(&srv), 0);
+	snprintf(bj, sizeof(bj), "{\"name\":\"rst\",\"address\":\"127.0.0.1:%d\"}", srv.port);
+	edge_config(json, sizeof(json), &(struct edge_opts){.port = port, .backends = bj});
+	start_lb(&lb, json, port);
+
+	fd = t_connect(NULL, port);
+	check_lb(&lb, fd >= 0, "connect failed");
+	check_lb(&lb, send_all(fd, "hello, reset me", 15), "send failed");
+	r = t_wait_closed(fd, 3000);
+	check_lb(&lb, r == 1, "client saw %s, expected a reset",
+		 r == 0 ? "a clean close" : "nothing (timeout)");
+
+	close(fd);
+	stop_lb(&lb);
+	rst_server_stop(&srv);
+}
+END_TEST
+
+START_TEST(test_client_reset_closes_backend_connection)
+{
+	struct tbackend *be = tb_start("127.0.0.1:0", TB_ECHO, "victim");
+	char bj[256], json[2048];
+	struct lbproc lb;
+	int port = t_free_port(), fd;
+
+	ck_assert_ptr_nonnull(be);
+	backend_json(bj, sizeof(bj), be, NULL);
+	edge_config(json, sizeof(json), &(struct edge_opts){.port = port, .backends = bj});
+	start_lb(&lb, json, port);
+
+	fd = t_connect(NULL, port);
+	check_lb(&lb, fd >= 0 && echo_byte(fd, 'r'), "connection failed");
+	check_lb(&lb, tb_active(be) == 1, "backend has %u connections", tb_active(be));
+	set_linger_zero(fd);
+	close(fd);
+	check_lb(&lb, wait_active(be, 0, 2000),
+		 "backend connection still open 2 s after the client reset");
+
+	stop_lb(&lb);
+	tb_free(be);
+}
+END_TEST
+
+/* Loopback round trip through lb, generously; a connect left unanswered this long sits in
+ * the accept queue of a listener nobody serves. */
+#define UNANSWERED_MS 150
+/* Connects that must all be refused once one was: SO_REUSEPORT spreads them over the
+ * workers' sockets, so one refusal alone does not show that every copy is closed. */
+#define REFUSED_PROBES 10
+
+/* A refused connect fails, or is closed or reset unanswered; one that is relayed or left
+ * hanging is not refused. */
+static bool connect_refused(int port)
+{
+	int fd = t_connect(NULL, port);
+	char c;
+	bool refused;
+
+	if (fd < 0)
+		return true;
+	refused =
+	    !send_all(fd, "x", 1) || (wait_readable(fd, UNANSWERED_MS) && recv(fd, &c, 1, 0) <= 0);
+	close(fd);
+	return refused;
+}
+
+/* True if, within timeout_ms, connects start being refused and every later one is too. */
+static bool new_connections_refused(int port, int timeout_ms)
+{
+	uint64_t deadline = t_now_ms() + (uint64_t)timeout_ms;
+
+	while (!connect_refused(port)) {
+		if (t_now_ms() >= deadline)
+			return false;
+		usleep(20000);
+	}
+	for (int i = 0; i < REFUSED_PROBES; i++)
+		if (!connect_refused(port))
+			return false;
+	return true;
+}
+
+START_TEST(test_sigterm_lets_open_connection_finish)
+{
+	struct tbackend *be = tb_start("127.0.0.1:0", TB_ECHO, "grace");
+	char bj[256], json[2048];
+	struct lbproc lb;
+	int port = t_free_port(), fd, st;
+	uint64_t t0, closed_at;
+
+	ck_assert_ptr_nonnull(be);
+	backend_json(bj, sizeof(bj), be, NULL);
+	edge_config(
+	    json, sizeof(json),
+	    &(struct edge_opts){.port = port, .top = "\"shutdown_grace\":\"2s\",", .backends = bj});
+	start_lb(&lb, json, port);
+
+	fd = t_connect(NULL, port);
+	check_lb(&lb, fd >= 0 && echo_byte(fd, '1'), "connection failed");
+	t0 = t_now_ms();
+	ck_assert_int_eq(kill(lb.pid, SIGTERM), 0);
+
+	check_lb(&lb, new_connections_refused(port, 500),
+		 "new connections not refused (relayed or left unanswered) after SIGTERM");
+	check_lb(&lb, echo_byte(fd, '2'), "the open connection stopped working after SIGTERM");
+	close(fd);
+	closed_at = t_now_ms();
+
+	st = wait_exit(lb.pid, 1500);
+	check_lb(&lb, st == 0, "lb %s after its last connection closed",
+		 st == -2 ? "did not exit within 1.5 s" : "exited non-zero");
+	check_lb(&lb, t_now_ms() - closed_at < 1000 && t_now_ms() - t0 < 1900,
+		 "lb waited out the grace period (%llu ms after SIGTERM) instead of exiting "
+		 "when the connection closed",
+		 (unsigned long long)(t_now_ms() - t0));
+	lb_cleanup(&lb);
+	tb_free(be);
+}
+END_TEST
+
+START_TEST(test_sigterm_closes_lingering_connection_after_grace)
+{
+	struct tbackend *be = tb_start("127.0.0.1:0", TB_ECHO, "linger");
+	char bj[256], json[2048];
+	struct lbproc lb;
+	int port = t_free_port(), fd, st;
+	uint64_t t0, took;
+
+	ck_assert_ptr_nonnull(be);
+	backend_json(bj, sizeof(bj), be, NULL);
+	edge_config(
+	    json, sizeof(json),
+	    &(struct edge_opts){.port = port, .top = "\"shutdown_grace\":\"2s\",", .backends = bj});
+	start_lb(&lb, json, port);
+
+	fd = t_connect(NULL, port);
+	check_lb(&lb, fd >= 0 && echo_byte(fd, '1'), "connection failed");
+	t0 = t_now_ms();
+	ck_assert_int_eq(kill(lb.pid, SIGTERM), 0);
+
+	st = wait_exit(lb.pid, 3000);
+	took = t_now_ms() - t0;
+	if (st == -2)
+		(void)lb_stop(&lb, 1000);
+	check_lb(&lb, st == 0, "lb %s with a connection open past shutdown_grace 2s",
+		 st == -2 ? "did not exit within 3 s" : "exited non-zero");
+	check_lb(&lb, took >= 1500, "lb exited %llu ms after SIGTERM, before the 2 s grace",
+		 (unsigned long long)took);
+	check_lb(&lb, t_wait_closed(fd, 500) != -1, "client connection not closed at exit");
+
+	close(fd);
+	lb_cleanup(&lb);
+	tb_free(be);
+}
+END_TEST
+
+START_TEST(test_access_log_names_listener_client_backend_and_bytes)
+{
+	enum { SENT = 12345 };
+	struct tbackend *be = tb_start("127.0.0.1:0", TB_TAGGED, "acc-be");
+	char bj[256], json[2048], tag[64], want_back[16];
+	static char out[SENT], back[SENT];
+	struct lbproc lb;
+	int port = t_free_port(), fd;
+	bool found = false;
+	char *log, *line;
+
+	ck_assert_ptr_nonnull(be);
+	backend_json(bj, sizeof(bj), be, NULL);
+	/* The listener is named "edge-in"; the backend sends "acc-be\n" before echoing, so the
+	 * backend-to-client count differs from the client-to-backend one. */
+	edge_config(
+	    json, sizeof(json),
+	    &(struct edge_opts){.port = port, .top = "\"log\":{\"access\":true},", .backends = bj});
+	start_lb(&lb, json, port);
+	snprintf(want_back, sizeof(want_back), "%d", SENT + (int)strlen("acc-be\n"));
+
+	for (int i = 0; i < SENT; i++)
+		out[i] = (char)('A' + i % 23);
+	fd = t_connect("127.0.0.7", port);
+	check_lb(&lb, fd >= 0 && t_read_line(fd, tag, sizeof(tag), REPLY_MS) > 0,
+		 "no tag from the backend");
+	check_lb(&lb, send_all(fd, out, SENT) && recv_exact(fd, back, SENT, 5000),
+		 "echo of %d bytes failed", SENT);
+	check_lb(&lb, memcmp(out, back, SENT) == 0, "echoed bytes differ");
+	close(fd);
+
+	check_lb(&lb, lb_log_wait(&lb, "127.0.0.7", 2000), "no log line names client 127.0.0.7");
+	log = lb_log(&lb);
+	ck_assert_ptr_nonnull(log);
+	for (char *save = NULL, *s = log; !found && (line = strtok_r(s, "\n", &save)); s = NULL)
+		found = strstr(line, "127.0.0.7") && strstr(line, "edge-in") &&
+			(strstr(line, "acc-be") || strstr(line, tb_address(be))) &&
+			strstr(line, "12345") && strstr(line, want_back);
+	free(log);
+	check_lb(&lb, found,
+		 "no access log line with listener edge-in, client 127.0.0.7, backend acc-be, "
+		 "12345 bytes in and %s out",
+		 want_back);
+
+	stop_lb(&lb);
+	tb_free(be);
+}
+END_TEST
+
+/* Write json to a fresh temp dir, "@DIR@" expanded as lb_start does; path receives
+ * dir/lb.json. For runs through t_run, which takes a file rather than a config text. */
+static void write_config(const char *json, char *path, size_t len)
+{
+	char dir[] = "/tmp/lbtest-cfg-XXXXXX";
+	FILE *f;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, len, "%s/lb.json", dir);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	for (const char *p = json, *hit; *p; p = hit + strlen("@DIR@")) {
+		hit = strstr(p, "@DIR@");
+		if (!hit) {
+			fputs(p, f);
+			break;
+		}
+		fprintf(f, "%.*s%s", (int)(hit - p), p, dir);
+	}
+	ck_assert_int_eq(fclose(f), 0);
+}
+
+static void remove_config(const char *path)
+{
+	char dir[300];
+	char *slash;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	unlink(path);
+	slash = strrchr(dir, '/');
+	if (!slash)
+		return;
+	strcpy(slash, "/lb.sock");
+	unlink(dir);
+	*slash = '\0';
+	rmdir(dir);
+}
+
+START_TEST(test_auto_engine_falls_back_to_epoll)
+{
+	struct tbackend *be = tb_start("127.0.0.1:0", TB_ECHO, "fallback");
+	char bj[256], json[2048];
+	struct lbproc lb;
+	int port = t_free_port(), fd, rc;
+
+	ck_assert_ptr_nonnull(be);
+	backend_json(bj, sizeof(bj), be, NULL);
+	edge_config(json, sizeof(json),
+		    &(struct edge_opts){.port = port, .engine = "auto", .backends = bj});
+	setenv("LB_TEST_FAIL_URING", "1", 1);
+	rc = lb_start(&lb, json, &port, 1);
+	unsetenv("LB_TEST_FAIL_URING");
+	if (rc != 0) {
+		dump_log(&lb);
+		ck_abort_msg("lb with engine auto did not start when io_uring was refused");
+	}
+	check_lb(&lb, lb_log_wait(&lb, "engine: epoll (io_uring unavailable", 2000),
+		 "lb did not log that it fell back to epoll");
+	fd = t_connect(NULL, port);
+	check_lb(&lb, fd >= 0 && echo_byte(fd, 'e'), "no relaying on the epoll fallback");
+	close(fd);
+
+	stop_lb(&lb);
+	tb_free(be);
+}
+END_TEST
+
+START_TEST(test_explicit_io_uring_refused_exits_1)
+{
+	char json[2048], path[300];
+	char *err = NULL;
+	int port = t_free_port(), st;
+
+	edge_config(
+	    json, sizeof(json),
+	    &(struct edge_opts){.port = port,
+				.engine = "io_uring",
+				.backends = "{\"name\":\"x\",\"address\":\"127.0.0.1:9\"}"});
+	write_config(json, path, sizeof(path));
+	char *argv[] = {(char *)t_lb_bin(), "-c", path, NULL};
+
+	setenv("LB_TEST_FAIL_URING", "1", 1);
+	st = t_run(argv, NULL, &err, 5000);
+	unsetenv("LB_TEST_FAIL_URING");
+	remove_config(path);
+	if (st != 1 || !err || !strstr(err, "io_uring"))
+		fprintf(stderr, "lb stderr:\n%s\n", err ? err : "(none)");
+	ck_assert_msg(st == 1, "engine io_uring without io_uring: exit %d, expected 1", st);
+	ck_assert_msg(err && strstr(err, "io_uring"), "the error does not mention io_uring");
+	free(err);
+}
+END_TEST
+
+static void add_test(Suite *s, const char *name, const TTest *t, int timeout_s)
+{
+	TCase *tc = tcase_create(name);
+
+	tcase_set_timeout(tc, timeout_s);
+	tcase_add_test(tc, t);
+	suite_add_tcase(s, tc);
+}
+
+int main(void)
+{
+	Suite *s = suite_create("tcp_edges");
+	SRunner *sr;
+	int failed;
+
+	add_test(s, "many_idle", test_many_idle_connections_echo_and_leave_no_fds, 60);
+	add_test(s, "listener_cap", test_listener_max_conns_closes_the_extra_connection, 20);
+	add_test(s, "backend_cap", test_backend_max_conns_spreads_then_refuses, 20);
+	add_test(s, "acl", test_deny_wins_over_allow_without_backend_connection, 20);
+	add_test(s, "proxy_v1", test_proxy_protocol_v1_header_precedes_payload, 20);
+	add_test(s, "proxy_v2", test_proxy_protocol_v2_header_precedes_payload, 20);
+	add_test(s, "connect_timeout", test_connect_timeout_moves_on_to_live_backend, 30);
+	add_test(s, "idle_timeout", test_idle_timeout_closes_only_silent_connections, 20);
+	add_test(s, "backend_reset", test_backend_reset_mid_stream_resets_client, 20);
+	add_test(s, "client_reset", test_client_reset_closes_backend_connection, 20);
+	add_test(s, "graceful", test_sigterm_lets_open_connection_finish, 20);
+	add_test(s, "grace_expiry", test_sigterm_closes_lingering_connection_after_grace, 20);
+	add_test(s, "access_log", test_access_log_names_listener_client_backend_and_bytes, 20);
+	add_test(s, "engine_fallback", test_auto_engine_falls_back_to_epoll, 20);
+	add_test(s, "engine_refused", test_explicit_io_uring_refused_exits_1, 20);
+
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_ENV);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
