@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -127,6 +128,9 @@ static void close_listeners(struct worker *w)
 			w->ops->unwatch(w->eng, wl->watch);
 		wl->watch = NULL;
 		timer_cancel(&w->timers, &wl->retry);
+		/* shutdown() leaves LISTEN at once, whoever else still holds a file reference
+		 * (an io_uring poll does until its removal completes): connects get refused. */
+		(void)shutdown(wl->fd, SHUT_RDWR);
 		close(wl->fd);
 		wl->fd = -1;
 	}
