@@ -6,19 +6,22 @@
 #include <unistd.h>
 
 #include "lb/engine.h"
+#include "lb/objpool.h"
 
 /* Events fetched per epoll_wait; beyond this they wait for the next turn, nothing is lost. */
 #define EPOLL_BATCH 256
+/* Watches allocated per slab. */
+#define EPOLL_WATCH_SLAB 256
 
 struct engine_watch {
 	engine_cb cb;
 	void *owner;		   /* NULL once unwatched */
-	struct engine_watch *next; /* free list / dead list */
+	struct engine_watch *next; /* dead list */
 };
 
 struct engine {
 	int epfd;
-	struct engine_watch *free_list;
+	struct objpool watches;
 	struct engine_watch *dead; /* unwatched during this batch; recycled after it */
 	struct epoll_event events[EPOLL_BATCH];
 };
@@ -36,33 +39,22 @@ static struct engine *ep_create(unsigned max_fds)
 		errno = err;
 		return NULL;
 	}
+	objpool_init(&e->watches, sizeof(struct engine_watch), EPOLL_WATCH_SLAB);
 	return e;
-}
-
-static void free_chain(struct engine_watch *w)
-{
-	while (w) {
-		struct engine_watch *next = w->next;
-		free(w);
-		w = next;
-	}
 }
 
 static void ep_destroy(struct engine *e)
 {
 	close(e->epfd);
-	free_chain(e->free_list);
-	free_chain(e->dead);
+	objpool_destroy(&e->watches);
 	free(e);
 }
 
 static struct engine_watch *ep_watch(struct engine *e, int fd, uint32_t events, engine_cb cb,
 				     void *owner)
 {
-	struct engine_watch *w = e->free_list;
-	if (w)
-		e->free_list = w->next;
-	else if (!(w = malloc(sizeof(*w))))
+	struct engine_watch *w = objpool_get(&e->watches);
+	if (!w)
 		return NULL;
 	w->cb = cb;
 	w->owner = owner;
@@ -74,8 +66,7 @@ static struct engine_watch *ep_watch(struct engine *e, int fd, uint32_t events, 
 	if (events & ENGINE_WRITE)
 		ev.events |= EPOLLOUT;
 	if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
-		w->next = e->free_list;
-		e->free_list = w;
+		objpool_put(&e->watches, w);
 		return NULL;
 	}
 	return w;
@@ -111,8 +102,7 @@ static int ep_wait(struct engine *e, int timeout_ms)
 	while (e->dead) {
 		struct engine_watch *w = e->dead;
 		e->dead = w->next;
-		w->next = e->free_list;
-		e->free_list = w;
+		objpool_put(&e->watches, w);
 	}
 	return n;
 }

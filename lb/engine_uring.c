@@ -9,12 +9,15 @@
 #include <liburing.h>
 
 #include "lb/engine.h"
+#include "lb/objpool.h"
 
 /* Submission queue depth: registrations and removals queued between two waits. */
 #define URING_SQ_ENTRIES 1024
 /* Completion queue: multishot polls can post several CQEs per fd per turn; overflow is
  * never lost (IORING_FEAT_NODROP) but costs a slow path, so keep it roomy. */
 #define URING_CQ_ENTRIES 16384
+/* Watches allocated per slab. */
+#define URING_WATCH_SLAB 256
 /* user_data of poll-remove requests; never a valid watch pointer. */
 #define URING_TAG_REMOVE 1ull
 
@@ -24,12 +27,11 @@ struct engine_watch {
 	int fd;
 	uint32_t mask;
 	int armed; /* a poll request is outstanding in the kernel */
-	struct engine_watch *next;
 };
 
 struct engine {
 	struct io_uring ring;
-	struct engine_watch *free_list;
+	struct objpool watches;
 };
 
 static int uring_init(struct io_uring *ring, unsigned sq, unsigned cq)
@@ -89,17 +91,14 @@ static struct engine *ur_create(unsigned max_fds)
 		errno = -ret;
 		return NULL;
 	}
+	objpool_init(&e->watches, sizeof(struct engine_watch), URING_WATCH_SLAB);
 	return e;
 }
 
 static void ur_destroy(struct engine *e)
 {
 	io_uring_queue_exit(&e->ring);
-	while (e->free_list) {
-		struct engine_watch *w = e->free_list;
-		e->free_list = w->next;
-		free(w);
-	}
+	objpool_destroy(&e->watches);
 	free(e);
 }
 
@@ -127,17 +126,14 @@ static int arm(struct engine *e, struct engine_watch *w)
 
 static void recycle(struct engine *e, struct engine_watch *w)
 {
-	w->next = e->free_list;
-	e->free_list = w;
+	objpool_put(&e->watches, w);
 }
 
 static struct engine_watch *ur_watch(struct engine *e, int fd, uint32_t events, engine_cb cb,
 				     void *owner)
 {
-	struct engine_watch *w = e->free_list;
-	if (w)
-		e->free_list = w->next;
-	else if (!(w = malloc(sizeof(*w))))
+	struct engine_watch *w = objpool_get(&e->watches);
+	if (!w)
 		return NULL;
 	w->cb = cb;
 	w->owner = owner;
@@ -147,7 +143,6 @@ static struct engine_watch *ur_watch(struct engine *e, int fd, uint32_t events, 
 		w->mask |= POLLIN;
 	if (events & ENGINE_WRITE)
 		w->mask |= POLLOUT;
-	w->next = NULL;
 	if (arm(e, w) < 0) {
 		recycle(e, w);
 		return NULL;

@@ -10,6 +10,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "health/prober.h"
 #include "lb/config.h"
 #include "lb/engine.h"
 #include "lb/listener.h"
@@ -29,6 +30,7 @@ struct lb {
 	struct pool **pools;
 	struct worker **workers;
 	int nworkers;
+	struct prober *prober;
 };
 
 static void usage(FILE *out)
@@ -173,6 +175,10 @@ static void stop_all(struct lb *lb)
 	for (int i = 0; i < lb->nworkers; i++)
 		worker_free(lb->workers[i]);
 	free(lb->workers);
+	/* After the workers: checks keep running through the shutdown grace period. */
+	if (lb->prober)
+		prober_stop(lb->prober);
+	lb->prober = NULL;
 	if (lb->rt.qsbr)
 		qsbr_destroy(lb->rt.qsbr);
 	lb->rt.qsbr = NULL;
@@ -294,6 +300,11 @@ int main(int argc, char **argv)
 	warn_unbuilt(lb.cfg);
 	if (start_workers(&lb) < 0)
 		goto out;
+	lb.prober = prober_start(lb.pools, lb.cfg->npools, lb.rt.qsbr);
+	if (!lb.prober) {
+		log_error("cannot start the health prober: %s", strerror(errno));
+		goto out;
+	}
 	signal_loop(sfd);
 	rc = EXIT_OK;
 out:

@@ -22,6 +22,8 @@
 #define CONN_MAX_TRIES 16
 /* Bytes asked of one splice call; the pipe's size bounds what actually moves. */
 #define SPLICE_CHUNK (1 << 20)
+/* Connection objects allocated per slab. */
+#define CONN_SLAB 64
 /* At most one "no usable backend" warning per worker per interval; the rest are counted. */
 #define REJECT_LOG_INTERVAL_MS 1000
 
@@ -138,8 +140,7 @@ static void conn_finish(struct conn *c, const char *how, bool reset_client, bool
 	if (c->next)
 		c->next->prev = c->prev;
 	w->nconns--;
-	c->next = w->free_conns;
-	w->free_conns = c;
+	objpool_put(&w->conn_pool, c);
 }
 
 /* Move what the source has towards the sink until one of them would block. */
@@ -400,12 +401,9 @@ static void connect_next(struct conn *c)
 
 static struct conn *conn_alloc(struct worker *w)
 {
-	struct conn *c = w->free_conns;
+	struct conn *c = objpool_get(&w->conn_pool);
 	if (c)
-		w->free_conns = c->next;
-	else if (!(c = malloc(sizeof(*c))))
-		return NULL;
-	memset(c, 0, offsetof(struct conn, tried));
+		memset(c, 0, offsetof(struct conn, tried));
 	return c;
 }
 
@@ -466,11 +464,7 @@ void tcp_relay_close_all(struct worker *w)
 		conn_finish(w->conns, "shutdown", false, false);
 }
 
-void tcp_relay_free_cache(struct worker *w)
+void tcp_relay_init(struct worker *w)
 {
-	while (w->free_conns) {
-		struct conn *c = w->free_conns;
-		w->free_conns = c->next;
-		free(c);
-	}
+	objpool_init(&w->conn_pool, sizeof(struct conn), CONN_SLAB);
 }

@@ -14,7 +14,7 @@ void tcp_relay_accept(struct worker *w, struct listener *l, int fd,
 		      const struct sockaddr_storage *client, socklen_t len);
 /* Close every connection of w at once (end of the shutdown grace period). */
 void tcp_relay_close_all(struct worker *w);
-/* Free the recycled connection objects of w. */
-void tcp_relay_free_cache(struct worker *w);
+/* Set up w's connection-object pool (freed with objpool_destroy(&w->conn_pool)). */
+void tcp_relay_init(struct worker *w);
 
 #endif

@@ -93,6 +93,7 @@ struct worker *worker_create(int id, const struct lb_runtime *rt, const int *lis
 		timer_init(&w->ls[i].retry, accept_retry);
 	}
 	pipe_pool_init(&w->pipes, PIPE_POOL_SPARE, PIPE_SIZE);
+	tcp_relay_init(w);
 	return w;
 }
 
@@ -248,7 +249,7 @@ void worker_free(struct worker *w)
 			close(w->ls[i].fd);
 	if (w->wake_fd >= 0)
 		close(w->wake_fd);
-	tcp_relay_free_cache(w);
+	objpool_destroy(&w->conn_pool);
 	pipe_pool_free(&w->pipes);
 	timer_heap_free(&w->timers);
 	free(w->ls);

@@ -11,6 +11,7 @@
 #include "lb/config.h"
 #include "lb/engine.h"
 #include "lb/listener.h"
+#include "lb/objpool.h"
 #include "lb/pipe_pool.h"
 #include "lb/qsbr.h"
 #include "lb/timer.h"
@@ -50,7 +51,7 @@ struct worker {
 
 	struct conn *conns; /* open connections (doubly linked) */
 	size_t nconns;
-	struct conn *free_conns; /* recycled connection objects */
+	struct objpool conn_pool; /* struct conn objects, owned by tcp_relay.c */
 
 	int wake_fd; /* eventfd: main thread -> worker */
 	struct engine_watch *wake_watch;
