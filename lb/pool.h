@@ -35,6 +35,14 @@ struct backend {
 	_Atomic uint64_t bytes_out; /* from client to backend */
 	_Atomic uint64_t connect_failures;
 	_Atomic int fail_streak; /* consecutive failed connects (passive check) */
+
+	/* ---- health results, written by the prober (health/prober.c) only; read them as
+	 * one consistent set with prober_last_check() (health/prober.h) ---- */
+	_Atomic uint32_t hc_seq;	/* seqlock over the fields below: odd while written */
+	_Atomic int hc_last;		/* enum prober_last: none yet, pass, fail */
+	_Atomic uint32_t hc_latency_us; /* last check: connect start to verdict */
+	_Atomic uint64_t hc_checks;	/* checks completed */
+	_Atomic char hc_reason[64];	/* why the last check failed ("timeout"); "" on pass */
 };
 
 /* What an algorithm's build() sees: one group (primaries or backups) of a pool. */

@@ -1,0 +1,355 @@
+/* The health check modules and their registry: each type is a request builder and a reply
+ * parser over the bytes received so far. Pure functions with no I/O, so that every parser is
+ * unit-tested on truncated, oversized and malformed replies (tests/unit/test_checks.c). */
+#include "health/checks.h"
+
+#include <ctype.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+/* At most this many reply bytes are quoted in a "bad reply" reason. */
+#define HC_EXCERPT_MAX 40
+
+/* ---- shared helpers ---- */
+
+/* snprintf-style copy of n bytes: returns n even when buf is too small (then untouched). */
+static size_t copy_out(const void *src, size_t n, uint8_t *buf, size_t len)
+{
+	if (n <= len && n)
+		memcpy(buf, src, n);
+	return n;
+}
+
+static size_t min_size(size_t a, size_t b)
+{
+	return a < b ? a : b;
+}
+
+void hc_bad_reply(char *reason, size_t rlen, const uint8_t *buf, size_t len)
+{
+	size_t off, n = min_size(len, HC_EXCERPT_MAX);
+	bool cut = len > n;
+
+	if (!rlen)
+		return;
+	/* The first line is what a human wants to see ("-NOAUTH ...", "HTTP/1.1 ..."). */
+	for (size_t i = 1; i < n; i++) {
+		if (buf[i] == '\r' || buf[i] == '\n') {
+			n = i;
+			cut = false;
+			break;
+		}
+	}
+	off = (size_t)snprintf(reason, rlen, "bad reply: \"");
+	for (size_t i = 0; i < n && off + 5 < rlen; i++) {
+		int w = isprint(buf[i]) && buf[i] != '"' && buf[i] != '\\'
+			    ? snprintf(reason + off, rlen - off, "%c", buf[i])
+			    : snprintf(reason + off, rlen - off, "\\x%02x", buf[i]);
+		off += (size_t)w;
+	}
+	if (off < rlen)
+		snprintf(reason + off, rlen - off, "%s\"", cut ? "..." : "");
+}
+
+enum hc_result hc_judge(const struct hc_check *c, const uint8_t *buf, size_t len,
+			const struct cfg_health *h, char *reason, size_t rlen)
+{
+	enum hc_result r;
+
+	if (!c->parse)
+		return HC_PASS;
+	if (rlen)
+		reason[0] = '\0';
+	r = c->parse(buf, len, h, reason, rlen);
+	if (r == HC_NEED_MORE && len >= HC_REPLY_MAX) {
+		snprintf(reason, rlen, "bad reply: no verdict in %zu bytes", len);
+		return HC_FAIL;
+	}
+	if (r == HC_FAIL && rlen && !reason[0])
+		snprintf(reason, rlen, "bad reply");
+	return r;
+}
+
+/* ---- none and tcp: no bytes exchanged ---- */
+
+static const struct hc_check hc_check_none = {.name = "none"};
+
+const struct hc_check hc_check_tcp = {.name = "tcp", .socktype = SOCK_STREAM};
+
+/* ---- send_expect: write `send`, pass once the reply contains `expect` ---- */
+
+static size_t send_request(const struct cfg_health *h, const char *host, uint8_t *buf, size_t len)
+{
+	(void)host;
+	return h->send ? copy_out(h->send, strlen(h->send), buf, len) : 0;
+}
+
+static enum hc_result send_expect_parse(const uint8_t *buf, size_t len, const struct cfg_health *h,
+					char *reason, size_t rlen)
+{
+	size_t elen = h->expect ? strlen(h->expect) : 0;
+
+	(void)reason;
+	(void)rlen;
+	if (!elen) /* config requires expect; be total anyway: any byte will do */
+		return len ? HC_PASS : HC_NEED_MORE;
+	return memmem(buf, len, h->expect, elen) ? HC_PASS : HC_NEED_MORE;
+}
+
+static const struct hc_check hc_check_send_expect = {
+    .name = "send_expect",
+    .socktype = SOCK_STREAM,
+    .request = send_request,
+    .parse = send_expect_parse,
+};
+
+/* ---- udp: one datagram out, one back containing `expect` (empty = any reply) ---- */
+
+static enum hc_result udp_parse(const uint8_t *buf, size_t len, const struct cfg_health *h,
+				char *reason, size_t rlen)
+{
+	size_t elen = h->expect ? strlen(h->expect) : 0;
+
+	/* A datagram is a whole reply: it matches or it does not, never "more to come". */
+	if (!elen || memmem(buf, len, h->expect, elen))
+		return HC_PASS;
+	hc_bad_reply(reason, rlen, buf, len);
+	return HC_FAIL;
+}
+
+static const struct hc_check hc_check_udp = {
+    .name = "udp",
+    .socktype = SOCK_DGRAM,
+    .request = send_request,
+    .parse = udp_parse,
+};
+
+/* ---- http: GET path, judge the status line ---- */
+
+/* A status line ("HTTP/1.1 503 Service Unavailable\r\n") longer than this is not one. */
+#define HTTP_STATUS_LINE_MAX 512
+/* "HTTP/1.1 200" is 12 bytes; the 13th ends the code (SP, or CR/LF with no reason). */
+#define HTTP_CODE_END 12
+
+static size_t http_request(const struct cfg_health *h, const char *host, uint8_t *buf, size_t len)
+{
+	/* HTTP/1.0 with Connection: close, so that the server ends the exchange itself. */
+	int n = snprintf((char *)buf, len,
+			 "GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: lb-health\r\n"
+			 "Connection: close\r\n\r\n",
+			 h->path ? h->path : "/", host ? host : "");
+
+	return n < 0 ? 0 : (size_t)n;
+}
+
+static bool is_digit(uint8_t c)
+{
+	return c >= '0' && c <= '9';
+}
+
+static enum hc_result http_parse(const uint8_t *buf, size_t len, const struct cfg_health *h,
+				 char *reason, size_t rlen)
+{
+	static const char prefix[] = "HTTP/";
+	const uint8_t *nl;
+	int status;
+	bool ok;
+
+	if (memcmp(buf, prefix, min_size(len, sizeof(prefix) - 1)) != 0)
+		goto bad;
+	nl = memchr(buf, '\n', min_size(len, HTTP_STATUS_LINE_MAX));
+	if (!nl) {
+		if (len < HTTP_STATUS_LINE_MAX)
+			return HC_NEED_MORE;
+		snprintf(reason, rlen, "bad reply: status line longer than %d bytes",
+			 HTTP_STATUS_LINE_MAX);
+		return HC_FAIL;
+	}
+	/* HTTP-version SP 3DIGIT (SP reason | CRLF), RFC 9112 section 4 */
+	if (nl - buf < HTTP_CODE_END || !is_digit(buf[5]) || buf[6] != '.' || !is_digit(buf[7]) ||
+	    buf[8] != ' ' || buf[9] < '1' || buf[9] > '5' || !is_digit(buf[10]) ||
+	    !is_digit(buf[11]) || !strchr(" \r\n", buf[HTTP_CODE_END]))
+		goto bad;
+	status = (buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0');
+	ok = h->expect_status ? status == h->expect_status : status >= 200 && status < 400;
+	if (ok)
+		return HC_PASS;
+	snprintf(reason, rlen, "status %d", status);
+	return HC_FAIL;
+bad:
+	hc_bad_reply(reason, rlen, buf, len);
+	return HC_FAIL;
+}
+
+static const struct hc_check hc_check_http = {
+    .name = "http",
+    .socktype = SOCK_STREAM,
+    .request = http_request,
+    .parse = http_parse,
+};
+
+/* ---- redis: inline PING, answered +PONG ---- */
+
+static const char redis_ping[] = "PING\r\n";
+static const char redis_pong[] = "+PONG\r\n";
+
+static size_t redis_request(const struct cfg_health *h, const char *host, uint8_t *buf, size_t len)
+{
+	(void)h;
+	(void)host;
+	return copy_out(redis_ping, sizeof(redis_ping) - 1, buf, len);
+}
+
+static enum hc_result redis_parse(const uint8_t *buf, size_t len, const struct cfg_health *h,
+				  char *reason, size_t rlen)
+{
+	const size_t want = sizeof(redis_pong) - 1;
+
+	(void)h;
+	/* Fail on the first wrong byte: "-NOAUTH ..." or "-LOADING ..." shows in the reason. */
+	if (memcmp(buf, redis_pong, min_size(len, want)) != 0) {
+		hc_bad_reply(reason, rlen, buf, len);
+		return HC_FAIL;
+	}
+	if (len < want)
+		return HC_NEED_MORE;
+	if (len > want) { /* one PING gets exactly one reply */
+		snprintf(reason, rlen, "bad reply: %zu bytes after +PONG", len - want);
+		return HC_FAIL;
+	}
+	return HC_PASS;
+}
+
+static const struct hc_check hc_check_redis = {
+    .name = "redis",
+    .socktype = SOCK_STREAM,
+    .request = redis_request,
+    .parse = redis_parse,
+};
+
+/* ---- postgres: SSLRequest, answered by the single byte 'S' or 'N' ---- */
+
+/* Int32 length 8, Int32 code 80877103 (0x04d2162f), both big-endian: PostgreSQL protocol,
+ * "SSLRequest" message. A server answers one byte and then waits; any server that speaks
+ * the protocol answers it before authentication, so no credentials are needed. With 'S' the
+ * server expects a TLS handshake next and may log the close as an SSL EOF. */
+static const uint8_t pg_ssl_request[8] = {0x00, 0x00, 0x00, 0x08, 0x04, 0xd2, 0x16, 0x2f};
+
+static size_t postgres_request(const struct cfg_health *h, const char *host, uint8_t *buf,
+			       size_t len)
+{
+	(void)h;
+	(void)host;
+	return copy_out(pg_ssl_request, sizeof(pg_ssl_request), buf, len);
+}
+
+static enum hc_result postgres_parse(const uint8_t *buf, size_t len, const struct cfg_health *h,
+				     char *reason, size_t rlen)
+{
+	(void)h;
+	if (!len)
+		return HC_NEED_MORE;
+	if (buf[0] == 'E') { /* ErrorResponse: a server that refuses us before the handshake */
+		snprintf(reason, rlen, "bad reply: error response to SSLRequest");
+		return HC_FAIL;
+	}
+	if (buf[0] != 'S' && buf[0] != 'N') {
+		hc_bad_reply(reason, rlen, buf, len);
+		return HC_FAIL;
+	}
+	if (len > 1) {
+		snprintf(reason, rlen, "bad reply: %zu bytes after '%c'", len - 1, buf[0]);
+		return HC_FAIL;
+	}
+	return HC_PASS;
+}
+
+static const struct hc_check hc_check_postgres = {
+    .name = "postgres",
+    .socktype = SOCK_STREAM,
+    .request = postgres_request,
+    .parse = postgres_parse,
+};
+
+/* ---- mysql: the server speaks first, a greeting packet of protocol version 10 ---- */
+
+/* Packet header: 3-byte little-endian payload length, 1-byte sequence number. */
+#define MYSQL_HEADER	  4
+#define MYSQL_PROTOCOL_10 10
+#define MYSQL_ERR_PACKET  0xff
+/* A greeting is ~80 bytes (version string, 20-byte scramble, capabilities, plugin name);
+ * a payload longer than this is not one. */
+#define MYSQL_GREETING_MAX 1024
+
+/* Closing after the greeting without a handshake response counts against the server's
+ * max_connect_errors for our address on some MySQL versions; operators raise it. */
+static enum hc_result mysql_parse(const uint8_t *buf, size_t len, const struct cfg_health *h,
+				  char *reason, size_t rlen)
+{
+	size_t plen;
+	const uint8_t *payload = buf + MYSQL_HEADER;
+
+	(void)h;
+	if (len < MYSQL_HEADER)
+		return HC_NEED_MORE;
+	plen = (size_t)buf[0] | (size_t)buf[1] << 8 | (size_t)buf[2] << 16;
+	if (plen == 0 || plen > MYSQL_GREETING_MAX) {
+		snprintf(reason, rlen, "bad reply: packet length %zu is no greeting", plen);
+		return HC_FAIL;
+	}
+	if (buf[3] != 0) {
+		snprintf(reason, rlen, "bad reply: sequence %u, expected 0", buf[3]);
+		return HC_FAIL;
+	}
+	if (len == MYSQL_HEADER)
+		return HC_NEED_MORE;
+	if (payload[0] != MYSQL_PROTOCOL_10 && payload[0] != MYSQL_ERR_PACKET) {
+		snprintf(reason, rlen, "bad reply: protocol version %u, expected 10", payload[0]);
+		return HC_FAIL;
+	}
+	if (len < MYSQL_HEADER + plen)
+		return HC_NEED_MORE;
+	if (payload[0] == MYSQL_ERR_PACKET) { /* 0xff, 2-byte code, message ("Too many ...") */
+		if (plen < 3) {
+			snprintf(reason, rlen, "bad reply: error packet");
+			return HC_FAIL;
+		}
+		hc_bad_reply(reason, rlen, payload + 3, plen - 3);
+		return HC_FAIL;
+	}
+	if (len > MYSQL_HEADER + plen) {
+		snprintf(reason, rlen, "bad reply: %zu bytes after the greeting",
+			 len - MYSQL_HEADER - plen);
+		return HC_FAIL;
+	}
+	if (!memchr(payload + 1, '\0', plen - 1)) { /* NUL-terminated server version */
+		snprintf(reason, rlen, "bad reply: greeting without a server version");
+		return HC_FAIL;
+	}
+	return HC_PASS;
+}
+
+static const struct hc_check hc_check_mysql = {
+    .name = "mysql",
+    .socktype = SOCK_STREAM,
+    .parse = mysql_parse,
+};
+
+/* ---- registry ---- */
+
+static const struct hc_check *const hc_checks[] = {
+    &hc_check_none, &hc_check_tcp,   &hc_check_send_expect, &hc_check_http,
+    &hc_check_udp,  &hc_check_redis, &hc_check_postgres,    &hc_check_mysql,
+};
+
+const struct hc_check *hc_find(const char *name)
+{
+	if (!name)
+		return NULL;
+	for (size_t i = 0; i < sizeof(hc_checks) / sizeof(hc_checks[0]); i++)
+		if (strcmp(hc_checks[i]->name, name) == 0)
+			return hc_checks[i];
+	return NULL;
+}

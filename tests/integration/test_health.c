@@ -1,0 +1,911 @@
+/* Integration: health checks through the real lb binary on the engine named by $LB_ENGINE.
+ * Each test starts its own lb in front of loopback backends — the shared test backends, small
+ * scripted servers defined here (HTTP with a switchable status, a MySQL greeting, a UDP echo)
+ * and real redis-server and PostgreSQL instances — and times the state transitions lb logs
+ * against the bounds SPEC.md promises. */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <glob.h>
+#include <grp.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "support.h"
+
+#define LB_WORKERS     2
+#define MAX_BACKENDS   4
+#define TEST_TIMEOUT_S 60
+/* Fast checks for tests whose failures are immediate (refused) or decided by a reply. */
+#define FAST_INTERVAL_MS 100
+#define FAST_TIMEOUT_MS	 250
+/* Checks that fail by timeout: timeout < interval, so fall failures take at most
+ * interval x fall + timeout after the backend stops answering. */
+#define SLOW_INTERVAL_MS 300
+#define SLOW_TIMEOUT_MS	 150
+#define RISE		 2
+#define FALL		 2
+/* What a bound allows beyond the SPEC formula: lb's log write, this suite's 10 ms log polling
+ * and scheduling on a loaded (or sanitizer) build. */
+#define SLACK_MS 500
+/* Waits for things outside lb's promises (a server starting, traffic settling). */
+#define SETTLE_MS     5000
+#define REDIS_WAIT_MS 10000
+#define PG_WAIT_MS    30000
+#define INITDB_MS     120000
+#define TAG_MAX	      64
+/* Where make test's packages put the servers. */
+#define PG_GLOB "/usr/lib/postgresql/*/bin/postgres"
+
+struct bdef {
+	const char *name;
+	const char *address;
+};
+
+/* A reply a scripted server sends; data NULL = accept and never answer. */
+struct blob {
+	const void *data;
+	size_t len;
+};
+
+#define SSRV_MAX_HELD 64
+
+/* Scripted server. TCP: answers each connection with replies[variant], which a test switches
+ * while lb runs; speaks_first sends on accept (a greeting) instead of after a request.
+ * UDP: echoes every datagram. */
+struct ssrv {
+	int type, lfd, port;
+	char address[32];
+	bool speaks_first;
+	const struct blob *replies;
+	_Atomic int variant;
+	_Atomic bool stop;
+	int held[SSRV_MAX_HELD];
+	size_t nheld;
+	pthread_t thread;
+};
+
+/* Everything the running test started (each Check test runs in its own process). */
+static struct {
+	struct lbproc lb;
+	bool lb_started;
+	int port;
+	struct tbackend *tb[MAX_BACKENDS];
+	size_t ntb;
+	struct ssrv *ssrv;
+	pid_t redis, pg;
+	char pg_dir[64];
+} h;
+
+/* ---- diagnostics ---- */
+
+static void dump_file(const char *path, const char *what)
+{
+	char buf[4096];
+	FILE *f = fopen(path, "r");
+	size_t n;
+
+	if (!f)
+		return;
+	fprintf(stderr, "---- %s (%s) ----\n", what, path);
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+		fwrite(buf, 1, n, stderr);
+	fprintf(stderr, "---- end of %s ----\n", what);
+	fclose(f);
+}
+
+static void dump_lb(void)
+{
+	int status;
+
+	if (!h.lb_started)
+		return;
+	if (h.lb.pid > 0 && waitpid(h.lb.pid, &status, WNOHANG) == h.lb.pid) {
+		fprintf(stderr, "lb %s %d\n",
+			WIFSIGNALED(status) ? "DIED by signal" : "EXITED with",
+			WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+		h.lb.pid = -1;
+	}
+	fprintf(stderr, "engine %s\n", t_engine());
+	dump_file(h.lb.log_path, "lb.log");
+}
+
+/* ck_abort_msg with lb's log: the condition must be free of side effects. */
+#define expect(cond, ...)                                                                          \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			dump_lb();                                                                 \
+			ck_abort_msg(__VA_ARGS__);                                                 \
+		}                                                                                  \
+	} while (0)
+
+/* ---- lb ---- */
+
+static void health_json(char *buf, size_t len, const char *type, const char *extra, int interval_ms,
+			int timeout_ms)
+{
+	snprintf(buf, len,
+		 "{\"type\":\"%s\"%s%s,\"interval\":\"%dms\",\"timeout\":\"%dms\","
+		 "\"rise\":%d,\"fall\":%d}",
+		 type, extra ? "," : "", extra ? extra : "", interval_ms, timeout_ms, RISE, FALL);
+}
+
+/* lb with one round_robin pool "p" behind one tcp listener. retries 0 makes a connection
+ * routed to a dead backend fail visibly instead of being retried elsewhere. */
+static void start_lb(const char *health, int retries, const struct bdef *b, size_t n)
+{
+	char *json = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&json, &len);
+	int rc;
+
+	ck_assert_ptr_nonnull(f);
+	h.port = t_free_port();
+	ck_assert_int_gt(h.port, 0);
+	fprintf(f,
+		"{\"engine\":\"%s\",\"workers\":%d,\"shutdown_grace\":\"1s\","
+		"\"log\":{\"level\":\"debug\"},\"control\":{\"socket\":\"@DIR@/lb.sock\"},"
+		"\"listeners\":[{\"name\":\"t\",\"listen\":\"127.0.0.1:%d\",\"pool\":\"p\"}],"
+		"\"pools\":[{\"name\":\"p\",\"algorithm\":\"round_robin\",\"retries\":%d,"
+		"\"health\":%s,\"backends\":[",
+		t_engine(), LB_WORKERS, h.port, retries, health);
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, "%s{\"name\":\"%s\",\"address\":\"%s\"}", i ? "," : "", b[i].name,
+			b[i].address);
+	fprintf(f, "]}]}\n");
+	fclose(f);
+	rc = lb_start(&h.lb, json, &h.port, 1);
+	h.lb_started = true;
+	expect(rc == 0, "lb did not start listening within 5 s; config: %s", json);
+	free(json);
+}
+
+static struct tbackend *backend(enum tb_mode mode, const char *name)
+{
+	struct tbackend *tb;
+
+	ck_assert_uint_lt(h.ntb, MAX_BACKENDS);
+	tb = tb_start("127.0.0.1:0", mode, name);
+	ck_assert_msg(tb != NULL, "cannot start test backend %s", name);
+	h.tb[h.ntb++] = tb;
+	return tb;
+}
+
+static struct bdef def_of(struct tbackend *tb)
+{
+	return (struct bdef){.name = tb_name(tb), .address = tb_address(tb)};
+}
+
+/* "backend NAME (ADDRESS) is WHAT", the start of every transition line lb logs. */
+static void transition(char *buf, size_t len, const char *name, const char *address,
+		       const char *what)
+{
+	snprintf(buf, len, "backend %s (%s) is %s", name, address, what);
+}
+
+static int log_count(const char *needle)
+{
+	char *log = lb_log(&h.lb);
+	int n = 0;
+
+	for (const char *s = log; s && (s = strstr(s, needle)); s += strlen(needle))
+		n++;
+	free(log);
+	return n;
+}
+
+/* Wait until lb has logged needle more than `before` times (take the count before the event
+ * that should cause it); returns the milliseconds that took. Fails the test (with lb's log)
+ * beyond limit_ms. */
+static int expect_log(const char *needle, int before, int limit_ms)
+{
+	uint64_t start = t_now_ms(), deadline = start + (uint64_t)limit_ms + 1000;
+	int took;
+
+	while (log_count(needle) <= before) {
+		expect(t_now_ms() < deadline, "lb never logged \"%s\" within %d ms", needle,
+		       limit_ms + 1000);
+		usleep(10 * 1000);
+	}
+	took = (int)(t_now_ms() - start);
+	expect(took <= limit_ms, "lb logged \"%s\" after %d ms; the bound is %d ms", needle, took,
+	       limit_ms);
+	return took;
+}
+
+/* Wait until backend name is up after lb started. Not a timed promise: the first check
+ * passes, or after a start-up hiccup on a loaded machine, rise checks do. */
+static void expect_up(const char *name, const char *address)
+{
+	char line[160];
+
+	transition(line, sizeof(line), name, address, "UP (");
+	expect_log(line, 0, SETTLE_MS);
+}
+
+/* ---- scripted TCP server ---- */
+
+static void write_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+
+	while (len) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+		if (n <= 0)
+			return;
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+/* Read an HTTP request head (up to the blank line) or whatever comes within the timeout. */
+static void read_request(int fd)
+{
+	char buf[2048];
+	size_t len = 0;
+
+	while (len < sizeof(buf) - 1) {
+		ssize_t n = recv(fd, buf + len, sizeof(buf) - 1 - len, 0);
+		if (n <= 0)
+			return;
+		len += (size_t)n;
+		buf[len] = '\0';
+		if (strstr(buf, "\r\n\r\n"))
+			return;
+	}
+}
+
+static void ssrv_serve(struct ssrv *s, int fd)
+{
+	const struct blob *r = &s->replies[atomic_load(&s->variant)];
+	struct timeval tv = {.tv_sec = 1};
+
+	if (!r->data) {
+		if (s->nheld < SSRV_MAX_HELD)
+			s->held[s->nheld++] = fd;
+		else
+			close(fd);
+		return;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (!s->speaks_first)
+		read_request(fd);
+	write_all(fd, r->data, r->len);
+	close(fd);
+}
+
+static void ssrv_echo_datagram(struct ssrv *s)
+{
+	char buf[2048];
+	struct sockaddr_storage from;
+	socklen_t flen = sizeof(from);
+	ssize_t n =
+	    recvfrom(s->lfd, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&from, &flen);
+
+	if (n >= 0)
+		sendto(s->lfd, buf, (size_t)n, 0, (struct sockaddr *)&from, flen);
+}
+
+static void *ssrv_main(void *arg)
+{
+	struct ssrv *s = arg;
+
+	while (!atomic_load(&s->stop)) {
+		struct pollfd pfd = {.fd = s->lfd, .events = POLLIN};
+		int fd;
+
+		if (poll(&pfd, 1, 20) <= 0)
+			continue;
+		if (s->type == SOCK_DGRAM) {
+			ssrv_echo_datagram(s);
+			continue;
+		}
+		fd = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd >= 0)
+			ssrv_serve(s, fd);
+	}
+	for (size_t i = 0; i < s->nheld; i++)
+		close(s->held[i]);
+	return NULL;
+}
+
+static int bind_loopback(int type, int *port)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sin);
+	int fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+	*port = ntohs(sin.sin_port);
+	return fd;
+}
+
+/* type SOCK_STREAM (replies, speaks_first) or SOCK_DGRAM (an echo; both unused). */
+static struct ssrv *ssrv_start(int type, bool speaks_first, const struct blob *replies)
+{
+	struct ssrv *s = calloc(1, sizeof(*s));
+
+	ck_assert_ptr_nonnull(s);
+	s->type = type;
+	s->speaks_first = speaks_first;
+	s->replies = replies;
+	s->lfd = bind_loopback(type, &s->port);
+	ck_assert_int_eq(type == SOCK_DGRAM || listen(s->lfd, 64) == 0, 1);
+	snprintf(s->address, sizeof(s->address), "127.0.0.1:%d", s->port);
+	ck_assert_int_eq(pthread_create(&s->thread, NULL, ssrv_main, s), 0);
+	h.ssrv = s;
+	return s;
+}
+
+/* Stop and close the port (datagrams to a closed UDP port draw ICMP port unreachable). */
+static void ssrv_free(struct ssrv *s)
+{
+	if (!s)
+		return;
+	atomic_store(&s->stop, true);
+	pthread_join(s->thread, NULL);
+	close(s->lfd);
+	free(s);
+}
+
+/* ---- real servers (redis-server, PostgreSQL) ---- */
+
+/* fork+exec argv with stdout/stderr to log_path, as user pw if not NULL. The child gets
+ * SIGKILL if this test process dies, so a failed test leaves no server behind. */
+static pid_t spawn(char *const argv[], const struct passwd *pw, const char *log_path)
+{
+	pid_t parent = getpid();
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid > 0)
+		return pid;
+	int out = open(log_path ? log_path : "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0644);
+	int in = open("/dev/null", O_RDONLY);
+	if (out < 0 || in < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
+		_exit(127);
+	close_range(3, ~0U, 0); /* no test backend's socket may stay open in the server */
+	if (pw && (setgid(pw->pw_gid) < 0 || initgroups(pw->pw_name, pw->pw_gid) < 0 ||
+		   setuid(pw->pw_uid) < 0))
+		_exit(126);
+	/* after setuid, which clears the parent-death signal */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+		_exit(125);
+	execv(argv[0], argv);
+	_exit(127);
+}
+
+static void stop_child(pid_t *pid, int sig, int timeout_ms)
+{
+	uint64_t deadline = t_now_ms() + (uint64_t)timeout_ms;
+
+	if (*pid <= 0)
+		return;
+	kill(*pid, sig);
+	while (waitpid(*pid, NULL, WNOHANG) == 0) {
+		if (t_now_ms() >= deadline) {
+			kill(*pid, SIGKILL);
+			waitpid(*pid, NULL, 0);
+			break;
+		}
+		usleep(10 * 1000);
+	}
+	*pid = -1;
+}
+
+/* Connect to 127.0.0.1:port, send req, read until want bytes, EOF or 2 s. Returns the
+ * number of bytes read into buf (NUL-terminated), or -1 if the connect failed. */
+static int exchange(int port, const void *req, size_t len, char *buf, size_t cap, size_t want)
+{
+	int fd = t_connect(NULL, port);
+	size_t got = 0;
+	uint64_t deadline = t_now_ms() + 2000;
+
+	if (fd < 0)
+		return -1;
+	write_all(fd, req, len);
+	while (got < want && got < cap - 1 && t_now_ms() < deadline) {
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		ssize_t n;
+
+		if (poll(&pfd, 1, 100) <= 0)
+			continue;
+		n = recv(fd, buf + got, cap - 1 - got, 0);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	buf[got] = '\0';
+	close(fd);
+	return (int)got;
+}
+
+static const char *find_redis(void)
+{
+	static const char *const paths[] = {"/usr/bin/redis-server", "/usr/local/bin/redis-server",
+					    "/usr/sbin/redis-server"};
+
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
+		if (access(paths[i], X_OK) == 0)
+			return paths[i];
+	return NULL;
+}
+
+/* Start redis-server on a free loopback port, without persistence; returns the port. */
+static int start_redis(void)
+{
+	const char *bin = find_redis();
+	char port_s[16], buf[64];
+	int port = t_free_port();
+	uint64_t deadline;
+
+	ck_assert_msg(bin, "redis-server is not installed: this suite checks the redis health "
+			   "check against a real server; `make test` installs it (Debian package "
+			   "redis-server)");
+	snprintf(port_s, sizeof(port_s), "%d", port);
+	char *const argv[] = {
+	    (char *)bin,    "--port", port_s,	     "--bind", "127.0.0.1",	   "--save", "",
+	    "--appendonly", "no",     "--daemonize", "no",     "--protected-mode", "yes",    NULL};
+	h.redis = spawn(argv, NULL, NULL);
+	deadline = t_now_ms() + REDIS_WAIT_MS;
+	while (exchange(port, "PING\r\n", 6, buf, sizeof(buf), 7) != 7 ||
+	       strcmp(buf, "+PONG\r\n") != 0) {
+		ck_assert_msg(t_now_ms() < deadline,
+			      "redis-server (%s) did not answer PING on port "
+			      "%d within %d ms",
+			      bin, port, REDIS_WAIT_MS);
+		ck_assert_msg(waitpid(h.redis, NULL, WNOHANG) == 0, "redis-server exited at start");
+		usleep(20 * 1000);
+	}
+	return port;
+}
+
+/* PostgreSQL's bin directory (highest version installed), or false. */
+static bool pg_bindir(char *buf, size_t len)
+{
+	glob_t g;
+	bool ok = false;
+
+	if (glob(PG_GLOB, 0, NULL, &g) == 0 && g.gl_pathc > 0) {
+		snprintf(buf, len, "%s", g.gl_pathv[g.gl_pathc - 1]);
+		*strrchr(buf, '/') = '\0';
+		ok = true;
+	}
+	globfree(&g);
+	return ok;
+}
+
+static const char *find_runuser(void)
+{
+	return access("/usr/sbin/runuser", X_OK) == 0 ? "/usr/sbin/runuser" : "/sbin/runuser";
+}
+
+/* initdb as the postgres user (through runuser when we are root). */
+static void pg_initdb(const char *bindir, const char *data, bool via_runuser)
+{
+	char initdb[300], *out = NULL, *err = NULL;
+	char *argv[20] = {(char *)find_runuser(), "-u", "postgres", "--"};
+	char *const cmd[] = {initdb,	 "-D", (char *)data, "-A",	   "trust",	"-U",
+			     "postgres", "-E", "UTF8",	     "--locale=C", "--no-sync", NULL};
+	int rc;
+
+	snprintf(initdb, sizeof(initdb), "%s/initdb", bindir);
+	memcpy(argv + 4, cmd, sizeof(cmd));
+	rc = t_run(via_runuser ? argv : argv + 4, &out, &err, INITDB_MS);
+	ck_assert_msg(rc == 0, "initdb failed (exit %d):\n%s\n%s", rc, out ? out : "",
+		      err ? err : "");
+	free(out);
+	free(err);
+}
+
+/* The one byte PostgreSQL answers an SSLRequest with, or -1. */
+static int pg_ssl_answer(int port)
+{
+	char buf[8];
+
+	if (exchange(port, "\x00\x00\x00\x08\x04\xd2\x16\x2f", 8, buf, sizeof(buf), 1) != 1)
+		return -1;
+	return (unsigned char)buf[0];
+}
+
+/* initdb a throw-away cluster in a temp dir and start postgres on a free loopback port
+ * (as the postgres user when we are root: PostgreSQL refuses to run as root). */
+static int start_postgres(void)
+{
+	char bindir[256], data[128], log[128], bin[300], port_s[16];
+	struct passwd *pw = NULL;
+	int port = t_free_port(), a;
+	uint64_t deadline;
+
+	ck_assert_msg(pg_bindir(bindir, sizeof(bindir)),
+		      "PostgreSQL is not installed (no %s): this suite checks the postgres "
+		      "health check against a real server; `make test` installs it (Debian "
+		      "package postgresql)",
+		      PG_GLOB);
+	if (geteuid() == 0) {
+		pw = getpwnam("postgres");
+		ck_assert_msg(pw, "no user postgres to run PostgreSQL as; `make test` installs "
+				  "the postgresql package, which creates it");
+	}
+	snprintf(h.pg_dir, sizeof(h.pg_dir), "/tmp/lb-pg-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(h.pg_dir));
+	if (pw)
+		ck_assert_int_eq(chown(h.pg_dir, pw->pw_uid, pw->pw_gid), 0);
+	snprintf(data, sizeof(data), "%s/data", h.pg_dir);
+	snprintf(log, sizeof(log), "%s/postgres.log", h.pg_dir);
+	snprintf(bin, sizeof(bin), "%s/postgres", bindir);
+	snprintf(port_s, sizeof(port_s), "%d", port);
+	pg_initdb(bindir, data, pw != NULL);
+	/* -h listen address, -k unix socket directory, -F fsync off, -N max connections */
+	char *const argv[] = {bin,  "-D",     data, "-p", port_s, "-h", "127.0.0.1",
+			      "-k", h.pg_dir, "-F", "-N", "20",	  NULL};
+	h.pg = spawn(argv, pw, log);
+	deadline = t_now_ms() + PG_WAIT_MS;
+	while ((a = pg_ssl_answer(port)) != 'N' && a != 'S') {
+		if (t_now_ms() >= deadline || waitpid(h.pg, NULL, WNOHANG) != 0) {
+			dump_file(log, "postgres log");
+			ck_abort_msg("postgres did not answer on port %d within %d ms", port,
+				     PG_WAIT_MS);
+		}
+		usleep(50 * 1000);
+	}
+	return port;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+/* ---- tear-down ---- */
+
+/* Stop lb (it must exit cleanly on SIGTERM with the prober running) and everything else. */
+static void finish(void)
+{
+	if (h.lb_started) {
+		int status = lb_stop(&h.lb, 5000);
+		expect(status == 0, "lb did not exit with 0 on SIGTERM (got %d)", status);
+		lb_cleanup(&h.lb);
+		h.lb_started = false;
+	}
+	for (size_t i = 0; i < h.ntb; i++)
+		tb_free(h.tb[i]);
+	h.ntb = 0;
+	ssrv_free(h.ssrv);
+	h.ssrv = NULL;
+	stop_child(&h.redis, SIGTERM, 5000);
+	stop_child(&h.pg, SIGINT, 10000); /* fast shutdown */
+	if (h.pg_dir[0])
+		nftw(h.pg_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	h.pg_dir[0] = '\0';
+}
+
+static void setup(void)
+{
+	memset(&h, 0, sizeof(h));
+	h.redis = h.pg = -1;
+}
+
+/* ---- clients ---- */
+
+/* n sequential connections through lb reading the tag of a TB_TAGGED backend: hits[i] counts
+ * connections answered by names[i]. Returns the number of connections that failed. */
+static int fetch_many(int n, const char *const *names, size_t nnames, unsigned *hits)
+{
+	int failed = 0;
+	char tag[TAG_MAX];
+
+	for (int i = 0; i < n; i++) {
+		if (t_fetch_tag(NULL, h.port, tag, sizeof(tag)) < 0) {
+			failed++;
+			continue;
+		}
+		for (size_t j = 0; j < nnames; j++)
+			if (strcmp(tag, names[j]) == 0)
+				hits[j]++;
+	}
+	return failed;
+}
+
+/* ---- tests ---- */
+
+START_TEST(test_closed_backend_goes_down_gets_no_connections_and_comes_back)
+{
+	struct tbackend *b1 = backend(TB_TAGGED, "b1"), *b2 = backend(TB_TAGGED, "b2");
+	struct bdef b[] = {def_of(b1), def_of(b2)};
+	const char *names[] = {"b1", "b2"};
+	char health[256], down[160], back[128], any_down[128], any_up[128];
+	unsigned hits[2] = {0};
+	int failed, took, downs, ups;
+
+	health_json(health, sizeof(health), "tcp", NULL, FAST_INTERVAL_MS, FAST_TIMEOUT_MS);
+	start_lb(health, 0, b, 2);
+	expect_up("b1", tb_address(b1));
+	expect_up("b2", tb_address(b2));
+	transition(any_down, sizeof(any_down), "b1", tb_address(b1), "DOWN");
+	transition(any_up, sizeof(any_up), "b1", tb_address(b1), "UP");
+	transition(down, sizeof(down), "b1", tb_address(b1),
+		   "DOWN: connection refused (2 consecutive failures)");
+	transition(back, sizeof(back), "b1", tb_address(b1), "UP (2 consecutive passes)");
+	downs = log_count(any_down);
+	ups = log_count(any_up);
+
+	tb_stop(b1);
+	took =
+	    expect_log(down, log_count(down), FAST_INTERVAL_MS * FALL + FAST_TIMEOUT_MS + SLACK_MS);
+	fprintf(stderr, "closed backend marked down in %d ms\n", took);
+	/* retries 0: a connection sent to b1 would fail, so none may be */
+	failed = fetch_many(20, names, 2, hits);
+	expect(failed == 0 && hits[1] == 20, "b1 down: %d of 20 failed, b2 got %u", failed,
+	       hits[1]);
+
+	expect(tb_restart(b1) == 0, "cannot restart b1");
+	took = expect_log(back, log_count(back), FAST_INTERVAL_MS * RISE + SLACK_MS);
+	fprintf(stderr, "restarted backend marked up in %d ms\n", took);
+	memset(hits, 0, sizeof(hits));
+	failed = fetch_many(20, names, 2, hits);
+	expect(failed == 0 && hits[0] >= 5 && hits[1] >= 5,
+	       "b1 back: %d of 20 failed, b1 got %u, b2 got %u", failed, hits[0], hits[1]);
+	/* each transition is logged once, however many checks ran meanwhile */
+	expect(log_count(any_down) == downs + 1 && log_count(any_up) == ups + 1,
+	       "b1's transitions were not logged exactly once each");
+	finish();
+}
+END_TEST
+
+/* A blackhole next to a healthy backend: the checks must time out on it, not hang. */
+static void blackhole_goes_down_by_timeout(const char *type, const char *extra,
+					   enum tb_mode good_mode)
+{
+	struct tbackend *bh = backend(TB_BLACKHOLE, "bh"), *ok = backend(good_mode, "ok");
+	struct bdef b[] = {def_of(bh), def_of(ok)};
+	char health[256], down[128], up[128];
+
+	health_json(health, sizeof(health), type, extra, SLOW_INTERVAL_MS, SLOW_TIMEOUT_MS);
+	start_lb(health, 0, b, 2);
+	transition(down, sizeof(down), "bh", tb_address(bh), "DOWN: timeout");
+	expect_log(down, 0, SLOW_INTERVAL_MS + SLOW_TIMEOUT_MS + SLACK_MS);
+	expect_up("ok", tb_address(ok));
+	expect(tb_accepted(bh) >= 1, "the blackhole was never probed");
+	transition(up, sizeof(up), "bh", tb_address(bh), "UP");
+	expect(log_count(up) == 0, "the blackhole was marked up");
+	finish();
+}
+
+START_TEST(test_blackhole_is_marked_down_by_send_expect_timeout)
+{
+	/* the echo backend returns "PONG\r\n", which contains expect */
+	blackhole_goes_down_by_timeout("send_expect", "\"send\":\"PONG\\r\\n\",\"expect\":\"PONG\"",
+				       TB_ECHO);
+}
+END_TEST
+
+START_TEST(test_blackhole_is_marked_down_by_http_timeout)
+{
+	blackhole_goes_down_by_timeout("http", "\"path\":\"/health\"", TB_HTTP);
+}
+END_TEST
+
+static const char http_200[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+static const char http_503[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+			       "Connection: close\r\n\r\n";
+
+START_TEST(test_http_check_follows_status_and_silence)
+{
+	enum { OK, UNAVAILABLE, SILENT };
+	static const struct blob replies[] = {
+	    [OK] = {http_200, sizeof(http_200) - 1},
+	    [UNAVAILABLE] = {http_503, sizeof(http_503) - 1},
+	    [SILENT] = {NULL, 0},
+	};
+	struct ssrv *s = ssrv_start(SOCK_STREAM, false, replies);
+	struct bdef b[] = {{"web", s->address}};
+	char health[256], line[160];
+	const int down_bound = SLOW_INTERVAL_MS * FALL + SLOW_TIMEOUT_MS + SLACK_MS;
+
+	health_json(health, sizeof(health), "http", NULL, SLOW_INTERVAL_MS, SLOW_TIMEOUT_MS);
+	start_lb(health, 0, b, 1);
+	expect_up("web", s->address);
+
+	atomic_store(&s->variant, UNAVAILABLE);
+	transition(line, sizeof(line), "web", s->address,
+		   "DOWN: status 503 (2 consecutive failures)");
+	expect_log(line, log_count(line), down_bound);
+
+	atomic_store(&s->variant, OK);
+	transition(line, sizeof(line), "web", s->address, "UP (2 consecutive passes)");
+	expect_log(line, log_count(line), SLOW_INTERVAL_MS * RISE + SLACK_MS);
+
+	atomic_store(&s->variant, SILENT);
+	transition(line, sizeof(line), "web", s->address, "DOWN: timeout (2 consecutive failures)");
+	expect_log(line, log_count(line), down_bound);
+	finish();
+}
+END_TEST
+
+START_TEST(test_udp_check_passes_against_an_echo_and_fails_when_it_stops)
+{
+	struct ssrv *u = ssrv_start(SOCK_DGRAM, false, NULL);
+	struct bdef b[] = {{"dns", u->address}};
+	char health[256], line[160];
+	int n;
+
+	health_json(health, sizeof(health), "udp", "\"send\":\"ping\",\"expect\":\"ping\"",
+		    FAST_INTERVAL_MS, FAST_TIMEOUT_MS);
+	start_lb(health, 0, b, 1);
+	expect_up("dns", u->address);
+	/* refused (ICMP port unreachable) on loopback, or a timeout where ICMP is filtered */
+	transition(line, sizeof(line), "dns", u->address, "DOWN: ");
+	n = log_count(line);
+	ssrv_free(u);
+	h.ssrv = NULL;
+	expect_log(line, n, FAST_INTERVAL_MS * FALL + FAST_TIMEOUT_MS + SLACK_MS);
+	finish();
+}
+END_TEST
+
+/* lb in front of a real server (name, at 127.0.0.1:port) and an echo backend: the check
+ * passes on the server and fails on the echo with a reason starting with echo_reason. */
+static void server_up_echo_down(const char *type, const char *name, int port,
+				const char *echo_reason)
+{
+	char address[32], line[160], health[256];
+	struct tbackend *echo = backend(TB_ECHO, "echo");
+	struct bdef b[] = {{name, address}, def_of(echo)};
+
+	snprintf(address, sizeof(address), "127.0.0.1:%d", port);
+	health_json(health, sizeof(health), type, NULL, FAST_INTERVAL_MS, FAST_TIMEOUT_MS);
+	start_lb(health, 0, b, 2);
+	expect_up(name, address);
+	transition(line, sizeof(line), "echo", tb_address(echo), "DOWN: ");
+	expect_log(line, 0, FAST_INTERVAL_MS * FALL + FAST_TIMEOUT_MS + SLACK_MS);
+	snprintf(line, sizeof(line), "check of echo failed: %s", echo_reason);
+	expect_log(line, 0, FAST_INTERVAL_MS + SLACK_MS);
+	transition(line, sizeof(line), "echo", tb_address(echo), "UP");
+	expect(log_count(line) == 0, "the echo server passed a %s check", type);
+}
+
+START_TEST(test_redis_check_passes_against_redis_and_fails_against_echo)
+{
+	char buf[64];
+
+	server_up_echo_down("redis", "redis", start_redis(), "bad reply: \"PING\"");
+	/* with the echo out of rotation (retries 0), every client reaches redis */
+	for (int i = 0; i < 6; i++) {
+		int n = exchange(h.port, "PING\r\n", 6, buf, sizeof(buf), 7);
+		expect(n == 7 && strcmp(buf, "+PONG\r\n") == 0,
+		       "PING %d through lb got %d bytes: %s", i, n, buf);
+	}
+	finish();
+}
+END_TEST
+
+START_TEST(test_postgres_check_passes_against_postgres_and_fails_against_echo)
+{
+	server_up_echo_down("postgres", "pg", start_postgres(), "bad reply: ");
+	for (int i = 0; i < 6; i++) {
+		int a = pg_ssl_answer(h.port);
+		expect(a == 'N' || a == 'S', "SSLRequest %d through lb got %d", i, a);
+	}
+	finish();
+}
+END_TEST
+
+/* A MySQL 8 initial handshake (protocol 10), as a server sends it on accept. */
+static const uint8_t mysql_greeting[] = {
+    0x4a, 0x00, 0x00, 0x00, 0x0a, '8',	'.',  '0',  '.',  '3',	'6',  0x00, 0x2a, 0x00, 0x00, 0x00,
+    'a',  'b',	'c',  'd',  'e',  'f',	'g',  'h',  0x00, 0xff, 0xff, 0xff, 0x02, 0x00, 0xff, 0xdf,
+    0x15, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 'i',  'j',  'k',	'l',  'm',
+    'n',  'o',	'p',  'q',  'r',  's',	't',  0x00, 'c',  'a',	'c',  'h',  'i',  'n',	'g',  '_',
+    's',  'h',	'a',  '2',  '_',  'p',	'a',  's',  's',  'w',	'o',  'r',  'd',  0x00,
+};
+static const char not_mysql[] = "hello, this is not a database\r\n";
+
+START_TEST(test_mysql_check_passes_against_a_greeting_and_fails_against_garbage)
+{
+	enum { GREETING, GARBAGE };
+	static const struct blob replies[] = {
+	    [GREETING] = {mysql_greeting, sizeof(mysql_greeting)},
+	    [GARBAGE] = {not_mysql, sizeof(not_mysql) - 1},
+	};
+	struct ssrv *s = ssrv_start(SOCK_STREAM, true, replies);
+	struct bdef b[] = {{"db", s->address}};
+	char health[256], line[160];
+
+	ck_assert_uint_eq(sizeof(mysql_greeting), 4 + 0x4a);
+	health_json(health, sizeof(health), "mysql", NULL, FAST_INTERVAL_MS, FAST_TIMEOUT_MS);
+	start_lb(health, 0, b, 1);
+	expect_up("db", s->address);
+	transition(line, sizeof(line), "db", s->address, "DOWN: bad reply: ");
+	atomic_store(&s->variant, GARBAGE);
+	expect_log(line, log_count(line), FAST_INTERVAL_MS * FALL + FAST_TIMEOUT_MS + SLACK_MS);
+	finish();
+}
+END_TEST
+
+START_TEST(test_passive_failures_mark_down_and_probes_bring_back)
+{
+	struct tbackend *b1 = backend(TB_TAGGED, "b1"), *b2 = backend(TB_TAGGED, "b2");
+	struct bdef b[] = {def_of(b1), def_of(b2)};
+	const char *names[] = {"b1", "b2"};
+	char health[256], down[160], back[128];
+	unsigned hits[2] = {0};
+	int failed;
+
+	/* no active checks; retries 1 so clients never notice b1's refusals */
+	health_json(health, sizeof(health), "none", NULL, FAST_INTERVAL_MS, FAST_TIMEOUT_MS);
+	start_lb(health, 1, b, 2);
+	tb_stop(b1);
+	failed = fetch_many(2 * FALL + 2, names, 2, hits);
+	expect(failed == 0, "%d connections failed although a retry was allowed", failed);
+	transition(down, sizeof(down), "b1", tb_address(b1), "DOWN: ");
+	expect_log(down, 0, 100 + SLACK_MS); /* the prober's 100 ms passive tick */
+	expect(log_count("consecutive failed connects from the data plane") == 1,
+	       "passive down not logged once with its reason");
+
+	memset(hits, 0, sizeof(hits));
+	failed = fetch_many(10, names, 2, hits);
+	expect(failed == 0 && hits[1] == 10, "b1 down: %d of 10 failed, b2 got %u", failed,
+	       hits[1]);
+
+	expect(tb_restart(b1) == 0, "cannot restart b1");
+	transition(back, sizeof(back), "b1", tb_address(b1), "UP (2 consecutive passes)");
+	expect_log(back, 0, FAST_INTERVAL_MS * RISE + SLACK_MS);
+	memset(hits, 0, sizeof(hits));
+	failed = fetch_many(20, names, 2, hits);
+	expect(failed == 0 && hits[0] >= 5, "b1 back: %d of 20 failed, b1 got %u", failed, hits[0]);
+	expect(log_count(down) == 1, "b1 went down again after coming back");
+	finish();
+}
+END_TEST
+
+static Suite *health_suite(void)
+{
+	Suite *s = suite_create("health");
+	TCase *tc = tcase_create("health");
+
+	tcase_add_checked_fixture(tc, setup, NULL);
+	tcase_set_timeout(tc, TEST_TIMEOUT_S);
+	tcase_add_test(tc, test_closed_backend_goes_down_gets_no_connections_and_comes_back);
+	tcase_add_test(tc, test_blackhole_is_marked_down_by_send_expect_timeout);
+	tcase_add_test(tc, test_blackhole_is_marked_down_by_http_timeout);
+	tcase_add_test(tc, test_http_check_follows_status_and_silence);
+	tcase_add_test(tc, test_udp_check_passes_against_an_echo_and_fails_when_it_stops);
+	tcase_add_test(tc, test_redis_check_passes_against_redis_and_fails_against_echo);
+	tcase_add_test(tc, test_postgres_check_passes_against_postgres_and_fails_against_echo);
+	tcase_add_test(tc, test_mysql_check_passes_against_a_greeting_and_fails_against_garbage);
+	tcase_add_test(tc, test_passive_failures_mark_down_and_probes_bring_back);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(health_suite());
+	int failed;
+
+	signal(SIGPIPE, SIG_IGN);
+	srunner_run_all(sr, CK_ENV); /* CK_VERBOSITY=verbose lists every test */
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? 0 : 1;
+}

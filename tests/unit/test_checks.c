@@ -1,0 +1,742 @@
+/* Unit: the health check modules (health/checks.c) — the registry, the exact bytes each
+ * check sends, and each reply parser on good, truncated (need more), oversized and malformed
+ * replies, as they arrive from a real server — and the prober (health/prober.c) in-process
+ * against loopback listeners, with a concurrent reader of the results (for TSan). */
+#include <check.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "health/checks.h"
+#include "health/prober.h"
+#include "lb/log.h"
+
+/* ---- helpers ---- */
+
+static struct cfg_health health(const char *type)
+{
+	return (struct cfg_health){
+	    .type = (char *)type,
+	    .interval_ms = 2000,
+	    .timeout_ms = 1000,
+	    .rise = 2,
+	    .fall = 3,
+	};
+}
+
+static const struct hc_check *check(const char *name)
+{
+	const struct hc_check *c = hc_find(name);
+
+	ck_assert_msg(c != NULL, "no check module named %s", name);
+	ck_assert_str_eq(c->name, name);
+	return c;
+}
+
+/* Judge len bytes of buf; the reason (if it failed) lands in reason. */
+static enum hc_result judge_n(const char *name, const struct cfg_health *h, const void *buf,
+			      size_t len, char *reason)
+{
+	memset(reason, 0, HC_REASON_MAX);
+	return hc_judge(check(name), buf, len, h, reason, HC_REASON_MAX);
+}
+
+static enum hc_result judge(const char *name, const struct cfg_health *h, const char *reply,
+			    char *reason)
+{
+	return judge_n(name, h, reply, strlen(reply), reason);
+}
+
+/* Every proper prefix of a good reply must ask for more, never decide early. */
+static void assert_prefixes_need_more(const char *name, const struct cfg_health *h,
+				      const uint8_t *buf, size_t len)
+{
+	char reason[HC_REASON_MAX];
+
+	for (size_t i = 0; i < len; i++)
+		ck_assert_msg(judge_n(name, h, buf, i, reason) == HC_NEED_MORE,
+			      "%s: %zu of %zu bytes decided early (%s)", name, i, len, reason);
+}
+
+/* The request a check sends, NUL-terminated into buf; returns its length. */
+static size_t request(const char *name, const struct cfg_health *h, const char *host, uint8_t *buf,
+		      size_t len)
+{
+	const struct hc_check *c = check(name);
+	size_t n;
+
+	ck_assert_ptr_nonnull(c->request);
+	n = c->request(h, host, NULL, 0);
+	ck_assert_uint_lt(n, len);
+	ck_assert_uint_eq(c->request(h, host, buf, len), n);
+	buf[n] = '\0';
+	return n;
+}
+
+/* A MySQL 8 initial handshake packet (protocol 10), as the server sends it on connect. */
+static size_t mysql_greeting(uint8_t *buf, size_t len)
+{
+	static const char version[] = "8.0.36";
+	static const char plugin[] = "caching_sha2_password";
+	uint8_t p[128];
+	size_t n = 0;
+
+	p[n++] = 10;
+	memcpy(p + n, version, sizeof(version)); /* with its NUL */
+	n += sizeof(version);
+	memcpy(p + n, "\x2a\x00\x00\x00", 4); /* thread id */
+	n += 4;
+	memcpy(p + n, "abcdefgh", 8); /* auth-plugin-data part 1 */
+	n += 8;
+	p[n++] = 0;					      /* filler */
+	memcpy(p + n, "\xff\xff\xff\x02\x00\xff\xdf\x15", 8); /* caps, charset, status, caps */
+	n += 8;
+	memset(p + n, 0, 10); /* reserved */
+	n += 10;
+	memcpy(p + n, "ijklmnopqrst", 13); /* auth-plugin-data part 2, NUL included */
+	n += 13;
+	memcpy(p + n, plugin, sizeof(plugin));
+	n += sizeof(plugin);
+	ck_assert_uint_le(n + 4, len);
+	buf[0] = (uint8_t)(n & 0xff);
+	buf[1] = (uint8_t)(n >> 8);
+	buf[2] = 0;
+	buf[3] = 0; /* sequence 0 */
+	memcpy(buf + 4, p, n);
+	return n + 4;
+}
+
+/* ---- registry ---- */
+
+START_TEST(test_every_configured_type_has_a_module)
+{
+	static const char *const stream[] = {"tcp",   "send_expect", "http",
+					     "redis", "postgres",    "mysql"};
+
+	for (size_t i = 0; i < sizeof(stream) / sizeof(stream[0]); i++)
+		ck_assert_int_eq(check(stream[i])->socktype, SOCK_STREAM);
+	ck_assert_int_eq(check("udp")->socktype, SOCK_DGRAM);
+	ck_assert_int_eq(check("none")->socktype, 0);
+	ck_assert_ptr_eq(hc_find("tcp"), &hc_check_tcp);
+	ck_assert_ptr_null(hc_find("icmp"));
+	ck_assert_ptr_null(hc_find("TCP"));
+	ck_assert_ptr_null(hc_find(""));
+	ck_assert_ptr_null(hc_find(NULL));
+}
+END_TEST
+
+START_TEST(test_tcp_passes_on_connect_alone)
+{
+	struct cfg_health h = health("tcp");
+	char reason[HC_REASON_MAX];
+
+	ck_assert_ptr_null(hc_check_tcp.request);
+	ck_assert_ptr_null(hc_check_tcp.parse);
+	ck_assert_int_eq(judge_n("tcp", &h, "", 0, reason), HC_PASS);
+}
+END_TEST
+
+/* ---- send_expect ---- */
+
+START_TEST(test_send_expect_sends_send_and_finds_expect_anywhere)
+{
+	struct cfg_health h = health("send_expect");
+	char reason[HC_REASON_MAX];
+	uint8_t req[64];
+
+	h.send = "HELLO\r\n";
+	h.expect = "READY";
+	ck_assert_uint_eq(request("send_expect", &h, "db:1", req, sizeof(req)), 7);
+	ck_assert_str_eq((char *)req, "HELLO\r\n");
+	ck_assert_int_eq(judge("send_expect", &h, "READY", reason), HC_PASS);
+	ck_assert_int_eq(judge("send_expect", &h, "banner\r\nstatus: READY\r\n", reason), HC_PASS);
+	/* binary bytes before the text do not hide it */
+	ck_assert_int_eq(judge_n("send_expect", &h, "\0\x01READY", 7, reason), HC_PASS);
+}
+END_TEST
+
+START_TEST(test_send_expect_waits_for_a_truncated_match)
+{
+	struct cfg_health h = health("send_expect");
+	char reason[HC_REASON_MAX];
+
+	h.expect = "READY";
+	ck_assert_int_eq(judge("send_expect", &h, "", reason), HC_NEED_MORE);
+	ck_assert_int_eq(judge("send_expect", &h, "status: REA", reason), HC_NEED_MORE);
+	ck_assert_int_eq(judge("send_expect", &h, "NOT-READ", reason), HC_NEED_MORE);
+}
+END_TEST
+
+START_TEST(test_send_expect_fails_when_the_reply_grows_past_the_limit)
+{
+	struct cfg_health h = health("send_expect");
+	char reason[HC_REASON_MAX];
+	uint8_t *big = malloc(HC_REPLY_MAX);
+
+	h.expect = "READY";
+	memset(big, 'x', HC_REPLY_MAX);
+	ck_assert_int_eq(judge_n("send_expect", &h, big, HC_REPLY_MAX - 1, reason), HC_NEED_MORE);
+	ck_assert_int_eq(judge_n("send_expect", &h, big, HC_REPLY_MAX, reason), HC_FAIL);
+	ck_assert_str_eq(reason, "bad reply: no verdict in 4096 bytes");
+	memcpy(big + HC_REPLY_MAX - 5, "READY", 5); /* found in the last bytes allowed */
+	ck_assert_int_eq(judge_n("send_expect", &h, big, HC_REPLY_MAX, reason), HC_PASS);
+	free(big);
+}
+END_TEST
+
+/* ---- http ---- */
+
+START_TEST(test_http_request_is_a_closing_http10_get)
+{
+	struct cfg_health h = health("http");
+	uint8_t req[256];
+
+	h.path = "/healthz?full=1";
+	request("http", &h, "web1.internal:8080", req, sizeof(req));
+	ck_assert_str_eq((char *)req, "GET /healthz?full=1 HTTP/1.0\r\n"
+				      "Host: web1.internal:8080\r\n"
+				      "User-Agent: lb-health\r\n"
+				      "Connection: close\r\n"
+				      "\r\n");
+	h.path = NULL; /* default path */
+	request("http", &h, "10.0.0.1:80", req, sizeof(req));
+	ck_assert_msg(strncmp((char *)req, "GET / HTTP/1.0\r\n", 16) == 0, "got %s", req);
+}
+END_TEST
+
+START_TEST(test_http_2xx_and_3xx_pass_by_default)
+{
+	struct cfg_health h = health("http");
+	char reason[HC_REASON_MAX];
+
+	ck_assert_int_eq(judge("http", &h, "HTTP/1.1 200 OK\r\n", reason), HC_PASS);
+	ck_assert_int_eq(judge("http", &h, "HTTP/1.0 204 No Content\r\nServer: x\r\n\r\n", reason),
+			 HC_PASS);
+	ck_assert_int_eq(judge("http", &h, "HTTP/1.1 301 Moved Permanently\r\n", reason), HC_PASS);
+	ck_assert_int_eq(judge("http", &h, "HTTP/1.1 399 Odd\n", reason), HC_PASS);
+	/* the reason phrase is optional */
+	ck_assert_int_eq(judge("http", &h, "HTTP/1.1 200\r\n", reason), HC_PASS);
+	ck_assert_int_eq(judge("http", &h, "HTTP/1.1 200 \r\n", reason), HC_PASS);
+}
+END_TEST
+
+START_TEST(test_http_other_statuses_fail_with_the_status_as_reason)
+{
+	struct cfg_health h = health("http");
+	char reason[HC_REASON_MAX];
+
+	ck_assert_int_eq(judge("http", &h, "HTTP/1.1 503 Service Unavailable\r\n", reason),
+			 HC_FAIL);
+	ck_assert_str_eq(reason, "status 503");
+	ck_assert_int_eq(judge("http", &h, "HTTP/1.1 404 Not Found\r\n", reason), HC_FAIL);
+	ck_assert_str_eq(reason, "status 404");
+	ck_assert_int_eq(judge("http", &h, "HTTP/1.1 199 Early\r\n", reason), HC_FAIL);
+	ck_assert_str_eq(reason, "status 199");
+	ck_assert_int_eq(judge("http", &h, "HTTP/1.1 400 Bad Request\r\n", reason), HC_FAIL);
+	ck_assert_str_eq(reason, "status 400");
+}
+END_TEST
+
+START_TEST(test_http_expect_status_must_match_exactly)
+{
+	struct cfg_health h = health("http");
+	char reason[HC_REASON_MAX];
+
+	h.expect_status = 418;
+	ck_assert_int_eq(judge("http", &h, "HTTP/1.1 418 I'm a teapot\r\n", reason), HC_PASS);
+	ck_assert_int_eq(judge("http", &h, "HTTP/1.1 200 OK\r\n", reason), HC_FAIL);
+	ck_assert_str_eq(reason, "status 200");
+	h.expect_status = 503; /* e.g. a standby that must answer 503 */
+	ck_assert_int_eq(judge("http", &h, "HTTP/1.1 503 Standby\r\n", reason), HC_PASS);
+}
+END_TEST
+
+START_TEST(test_http_truncated_status_line_needs_more)
+{
+	struct cfg_health h = health("http");
+	static const char ok[] = "HTTP/1.1 200 OK\r\n";
+
+	assert_prefixes_need_more("http", &h, (const uint8_t *)ok, strlen(ok) - 1);
+}
+END_TEST
+
+START_TEST(test_http_malformed_status_lines_fail_as_bad_reply)
+{
+	static const char *const bad[] = {
+	    "SSH-2.0-OpenSSH_9.6\r\n", "HTTP/1.1 2x0 OK\r\n",
+	    "HTTP/1.1 20\r\n",	       "HTTP/1.1  200 OK\r\n",
+	    "HTTP/x.1 200 OK\r\n",     "HTTP/1.1 600 Odd\r\n",
+	    "HTTP/1.1 099 Odd\r\n",    "HTTP/1.1 2000 OK\r\n",
+	    "http/1.1 200 OK\r\n",     "+PONG\r\n",
+	};
+	struct cfg_health h = health("http");
+	char reason[HC_REASON_MAX];
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_msg(judge("http", &h, bad[i], reason) == HC_FAIL, "passed: %s", bad[i]);
+		ck_assert_msg(strncmp(reason, "bad reply: ", 11) == 0, "%s -> reason %s", bad[i],
+			      reason);
+	}
+	/* a non-HTTP answer fails on its first bytes, without waiting for a line */
+	ck_assert_int_eq(judge("http", &h, "SSH", reason), HC_FAIL);
+	ck_assert_str_eq(reason, "bad reply: \"SSH\"");
+}
+END_TEST
+
+START_TEST(test_http_oversized_status_line_fails)
+{
+	struct cfg_health h = health("http");
+	char reason[HC_REASON_MAX];
+	char *line = malloc(HC_REPLY_MAX + 1);
+
+	memset(line, 'a', HC_REPLY_MAX);
+	memcpy(line, "HTTP/1.1 200 ", 13);
+	line[HC_REPLY_MAX] = '\0';
+	ck_assert_int_eq(judge_n("http", &h, line, 300, reason), HC_NEED_MORE);
+	ck_assert_int_eq(judge_n("http", &h, line, 512, reason), HC_FAIL);
+	ck_assert_str_eq(reason, "bad reply: status line longer than 512 bytes");
+	ck_assert_int_eq(judge("http", &h, line, reason), HC_FAIL);
+	free(line);
+}
+END_TEST
+
+/* ---- udp ---- */
+
+START_TEST(test_udp_reply_must_contain_expect)
+{
+	struct cfg_health h = health("udp");
+	char reason[HC_REASON_MAX];
+	uint8_t req[64];
+
+	h.send = "ping";
+	h.expect = "pong";
+	ck_assert_uint_eq(request("udp", &h, "10.0.0.1:53", req, sizeof(req)), 4);
+	ck_assert_str_eq((char *)req, "ping");
+	ck_assert_int_eq(judge("udp", &h, "pong", reason), HC_PASS);
+	ck_assert_int_eq(judge("udp", &h, "1 pong 2", reason), HC_PASS);
+	/* a datagram is whole: a partial match is a failure, not "more to come" */
+	ck_assert_int_eq(judge("udp", &h, "pon", reason), HC_FAIL);
+	ck_assert_str_eq(reason, "bad reply: \"pon\"");
+	ck_assert_int_eq(judge("udp", &h, "ping", reason), HC_FAIL);
+	ck_assert_int_eq(judge_n("udp", &h, "", 0, reason), HC_FAIL);
+}
+END_TEST
+
+START_TEST(test_udp_empty_expect_takes_any_reply)
+{
+	struct cfg_health h = health("udp");
+	char reason[HC_REASON_MAX];
+
+	h.send = "ping";
+	ck_assert_int_eq(judge("udp", &h, "anything", reason), HC_PASS);
+	ck_assert_int_eq(judge_n("udp", &h, "", 0, reason), HC_PASS); /* an empty datagram */
+	h.expect = "";
+	ck_assert_int_eq(judge_n("udp", &h, "\xff", 1, reason), HC_PASS);
+}
+END_TEST
+
+/* ---- redis ---- */
+
+START_TEST(test_redis_ping_is_answered_pong)
+{
+	struct cfg_health h = health("redis");
+	char reason[HC_REASON_MAX];
+	uint8_t req[16];
+
+	ck_assert_uint_eq(request("redis", &h, "cache:6379", req, sizeof(req)), 6);
+	ck_assert_str_eq((char *)req, "PING\r\n");
+	ck_assert_int_eq(judge("redis", &h, "+PONG\r\n", reason), HC_PASS);
+	assert_prefixes_need_more("redis", &h, (const uint8_t *)"+PONG\r\n", 7);
+}
+END_TEST
+
+START_TEST(test_redis_error_and_echo_replies_fail)
+{
+	struct cfg_health h = health("redis");
+	char reason[HC_REASON_MAX];
+
+	ck_assert_int_eq(judge("redis", &h, "-NOAUTH Authentication required.\r\n", reason),
+			 HC_FAIL);
+	ck_assert_str_eq(reason, "bad reply: \"-NOAUTH Authentication required.\"");
+	ck_assert_int_eq(judge("redis", &h, "-LOADING", reason), HC_FAIL);
+	ck_assert_int_eq(judge("redis", &h, "PING\r\n", reason), HC_FAIL); /* an echo server */
+	ck_assert_str_eq(reason, "bad reply: \"PING\"");
+	ck_assert_int_eq(judge("redis", &h, "+PONX\r\n", reason), HC_FAIL);
+	ck_assert_int_eq(judge("redis", &h, "+pong\r\n", reason), HC_FAIL);
+}
+END_TEST
+
+START_TEST(test_redis_bytes_after_pong_fail)
+{
+	struct cfg_health h = health("redis");
+	char reason[HC_REASON_MAX];
+
+	ck_assert_int_eq(judge("redis", &h, "+PONG\r\n+PONG\r\n", reason), HC_FAIL);
+	ck_assert_str_eq(reason, "bad reply: 7 bytes after +PONG");
+}
+END_TEST
+
+/* ---- postgres ---- */
+
+START_TEST(test_postgres_sends_the_exact_ssl_request)
+{
+	struct cfg_health h = health("postgres");
+	uint8_t req[16];
+	uint32_t length, code;
+
+	ck_assert_uint_eq(request("postgres", &h, "pg:5432", req, sizeof(req)), 8);
+	length = (uint32_t)req[0] << 24 | (uint32_t)req[1] << 16 | (uint32_t)req[2] << 8 | req[3];
+	code = (uint32_t)req[4] << 24 | (uint32_t)req[5] << 16 | (uint32_t)req[6] << 8 | req[7];
+	ck_assert_uint_eq(length, 8);
+	ck_assert_uint_eq(code, 80877103); /* 1234 << 16 | 5679 */
+	ck_assert_int_eq(memcmp(req, "\x00\x00\x00\x08\x04\xd2\x16\x2f", 8), 0);
+}
+END_TEST
+
+START_TEST(test_postgres_single_s_or_n_passes)
+{
+	struct cfg_health h = health("postgres");
+	char reason[HC_REASON_MAX];
+
+	ck_assert_int_eq(judge("postgres", &h, "S", reason), HC_PASS);
+	ck_assert_int_eq(judge("postgres", &h, "N", reason), HC_PASS);
+	ck_assert_int_eq(judge_n("postgres", &h, "", 0, reason), HC_NEED_MORE);
+}
+END_TEST
+
+START_TEST(test_postgres_other_replies_fail)
+{
+	struct cfg_health h = health("postgres");
+	char reason[HC_REASON_MAX];
+
+	/* an echo server sends our own SSLRequest back */
+	ck_assert_int_eq(judge_n("postgres", &h, "\x00\x00\x00\x08\x04\xd2\x16\x2f", 8, reason),
+			 HC_FAIL);
+	ck_assert_str_eq(reason, "bad reply: \"\\x00\\x00\\x00\\x08\\x04\\xd2\\x16/\"");
+	ck_assert_int_eq(judge_n("postgres", &h, "\x00", 1, reason), HC_FAIL);
+	ck_assert_int_eq(judge("postgres", &h, "EFATAL", reason), HC_FAIL);
+	ck_assert_str_eq(reason, "bad reply: error response to SSLRequest");
+	ck_assert_int_eq(judge("postgres", &h, "s", reason), HC_FAIL);
+	ck_assert_int_eq(judge("postgres", &h, "NX", reason), HC_FAIL); /* oversized */
+	ck_assert_str_eq(reason, "bad reply: 1 bytes after 'N'");
+}
+END_TEST
+
+/* ---- mysql ---- */
+
+START_TEST(test_mysql_greeting_passes_and_sends_nothing)
+{
+	struct cfg_health h = health("mysql");
+	char reason[HC_REASON_MAX];
+	uint8_t g[256];
+	size_t n = mysql_greeting(g, sizeof(g));
+
+	ck_assert_ptr_null(check("mysql")->request); /* the server speaks first */
+	ck_assert_int_eq(judge_n("mysql", &h, g, n, reason), HC_PASS);
+}
+END_TEST
+
+START_TEST(test_mysql_truncated_greeting_needs_more)
+{
+	struct cfg_health h = health("mysql");
+	uint8_t g[256];
+	size_t n = mysql_greeting(g, sizeof(g));
+
+	assert_prefixes_need_more("mysql", &h, g, n);
+}
+END_TEST
+
+START_TEST(test_mysql_malformed_greetings_fail)
+{
+	struct cfg_health h = health("mysql");
+	char reason[HC_REASON_MAX];
+	uint8_t g[256], b[256];
+	size_t n = mysql_greeting(g, sizeof(g));
+
+	memcpy(b, g, n);
+	b[4] = 9; /* protocol 9 (MySQL 3.x) */
+	ck_assert_int_eq(judge_n("mysql", &h, b, n, reason), HC_FAIL);
+	ck_assert_str_eq(reason, "bad reply: protocol version 9, expected 10");
+	memcpy(b, g, n);
+	b[3] = 1; /* not the first packet */
+	ck_assert_int_eq(judge_n("mysql", &h, b, n, reason), HC_FAIL);
+	ck_assert_str_eq(reason, "bad reply: sequence 1, expected 0");
+	memcpy(b, g, n);
+	memset(b + 5, 'x', n - 5); /* server version never terminated */
+	ck_assert_int_eq(judge_n("mysql", &h, b, n, reason), HC_FAIL);
+	ck_assert_str_eq(reason, "bad reply: greeting without a server version");
+	ck_assert_int_eq(judge("mysql", &h, "hello world\n", reason), HC_FAIL); /* garbage */
+	ck_assert_str_eq(reason, "bad reply: packet length 7103848 is no greeting");
+	ck_assert_int_eq(judge_n("mysql", &h, "\0\0\0\0", 4, reason), HC_FAIL);
+}
+END_TEST
+
+START_TEST(test_mysql_oversized_greetings_fail)
+{
+	struct cfg_health h = health("mysql");
+	char reason[HC_REASON_MAX];
+	uint8_t g[256];
+	size_t n = mysql_greeting(g, sizeof(g));
+
+	/* a declared length no greeting has */
+	ck_assert_int_eq(judge_n("mysql", &h, "\x01\x04\x00\x00\x0a", 5, reason), HC_FAIL);
+	ck_assert_str_eq(reason, "bad reply: packet length 1025 is no greeting");
+	/* bytes beyond the packet: the server sends nothing after its greeting */
+	g[n] = 'x';
+	ck_assert_int_eq(judge_n("mysql", &h, g, n + 1, reason), HC_FAIL);
+	ck_assert_str_eq(reason, "bad reply: 1 bytes after the greeting");
+}
+END_TEST
+
+START_TEST(test_mysql_error_packet_fails_with_its_message)
+{
+	static const char msg[] = "Too many connections";
+	struct cfg_health h = health("mysql");
+	char reason[HC_REASON_MAX];
+	uint8_t b[64];
+	size_t plen = 3 + sizeof(msg) - 1;
+
+	b[0] = (uint8_t)plen;
+	b[1] = b[2] = b[3] = 0;
+	b[4] = 0xff;
+	b[5] = 0x10; /* 1040, ER_CON_COUNT_ERROR */
+	b[6] = 0x04;
+	memcpy(b + 7, msg, sizeof(msg) - 1);
+	ck_assert_int_eq(judge_n("mysql", &h, b, 4 + plen - 1, reason), HC_NEED_MORE);
+	ck_assert_int_eq(judge_n("mysql", &h, b, 4 + plen, reason), HC_FAIL);
+	ck_assert_str_eq(reason, "bad reply: \"Too many connections\"");
+}
+END_TEST
+
+/* ---- shared ---- */
+
+START_TEST(test_bad_reply_reason_is_escaped_and_cut)
+{
+	char reason[HC_REASON_MAX];
+	char long_line[200];
+
+	hc_bad_reply(reason, sizeof(reason), (const uint8_t *)"a\"b\\c\x01", 6);
+	ck_assert_str_eq(reason, "bad reply: \"a\\x22b\\x5cc\\x01\"");
+	memset(long_line, 'z', sizeof(long_line));
+	hc_bad_reply(reason, sizeof(reason), (const uint8_t *)long_line, sizeof(long_line));
+	ck_assert_str_eq(reason, "bad reply: \"zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz...\"");
+	/* a tiny buffer still ends in a NUL */
+	hc_bad_reply(reason, 8, (const uint8_t *)long_line, sizeof(long_line));
+	ck_assert_uint_lt(strlen(reason), 8);
+	/* the first line only; a leading newline is shown, not taken as the end */
+	hc_bad_reply(reason, sizeof(reason), (const uint8_t *)"\nERR x\r\nmore", 12);
+	ck_assert_str_eq(reason, "bad reply: \"\\x0aERR x\"");
+}
+END_TEST
+
+/* ---- the prober, in-process ---- */
+
+/* A loopback TCP listener that the kernel completes connects on (no accept needed). */
+static int listener(int *port)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sin);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int one = 1;
+
+	ck_assert_int_ge(fd, 0);
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	sin.sin_port = htons((uint16_t)*port);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	ck_assert_int_eq(listen(fd, 128), 0);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+	*port = ntohs(sin.sin_port);
+	return fd;
+}
+
+/* A one-backend pool at 127.0.0.1:port with fast checks of the given type. */
+static struct pool *one_backend_pool(const char *type, int port)
+{
+	char address[32];
+	const char *why = "";
+	struct cfg_backend cb = {.name = "b1", .address = address, .weight = 1};
+	struct cfg_pool cp = {
+	    .name = "p",
+	    .algorithm = "round_robin",
+	    .health = health(type),
+	    .backends = &cb,
+	    .nbackends = 1,
+	};
+	struct pool *p;
+
+	cp.health.interval_ms = 20;
+	cp.health.timeout_ms = 200;
+	cp.health.rise = 2;
+	cp.health.fall = 2;
+	snprintf(address, sizeof(address), "127.0.0.1:%d", port);
+	ck_assert_int_eq(addr_parse_numeric(address, &cb.addr, &why), 0);
+	p = pool_create(&cp);
+	ck_assert_ptr_nonnull(p);
+	return p;
+}
+
+static bool wait_health(struct backend *b, int want, int timeout_ms)
+{
+	for (int waited = 0; waited < timeout_ms; waited += 5) {
+		if (atomic_load(&b->health) == want)
+			return true;
+		usleep(5000);
+	}
+	return atomic_load(&b->health) == want;
+}
+
+/* Reads the results the whole time the prober writes them, as the control plane will. */
+struct reader {
+	struct backend *b;
+	_Atomic bool stop;
+	unsigned torn; /* results that mixed a pass with a failure reason */
+	pthread_t thread;
+};
+
+static void *reader_main(void *arg)
+{
+	struct reader *r = arg;
+	struct prober_check c;
+
+	while (!atomic_load(&r->stop)) {
+		prober_last_check(r->b, &c);
+		if (c.last == PROBER_LAST_PASS && c.reason[0])
+			r->torn++;
+		if (c.last == PROBER_LAST_FAIL && !c.reason[0])
+			r->torn++;
+	}
+	return NULL;
+}
+
+START_TEST(test_prober_marks_down_and_up_and_records_results)
+{
+	int port = 0, lfd = listener(&port);
+	struct pool *pool = one_backend_pool("tcp", port);
+	struct backend *b = pool->backends[0];
+	struct reader r = {.b = b};
+	struct prober *pr;
+	struct prober_check c;
+
+	ck_assert_int_eq(atomic_load(&b->health), BACKEND_UNKNOWN);
+	ck_assert_int_eq(pthread_create(&r.thread, NULL, reader_main, &r), 0);
+	pr = prober_start(&pool, 1, NULL);
+	ck_assert_ptr_nonnull(pr);
+	ck_assert_msg(wait_health(b, BACKEND_UP, 2000), "never up against a listener");
+	prober_last_check(b, &c);
+	ck_assert_int_eq(c.last, PROBER_LAST_PASS);
+	ck_assert_str_eq(c.reason, "");
+	ck_assert_uint_ge(c.checks, 1);
+
+	close(lfd); /* connects are refused from now on */
+	ck_assert_msg(wait_health(b, BACKEND_DOWN, 2000), "never down with the listener closed");
+	prober_last_check(b, &c);
+	ck_assert_int_eq(c.last, PROBER_LAST_FAIL);
+	ck_assert_str_eq(c.reason, "connection refused");
+
+	lfd = listener(&port); /* same port again */
+	ck_assert_msg(wait_health(b, BACKEND_UP, 2000), "never back up");
+	prober_stop(pr);
+	atomic_store(&r.stop, true);
+	pthread_join(r.thread, NULL);
+	ck_assert_uint_eq(r.torn, 0);
+	close(lfd);
+	pool_destroy(pool);
+}
+END_TEST
+
+START_TEST(test_prober_passive_failures_mark_down_and_tcp_probes_recover)
+{
+	int port = 0, lfd = listener(&port);
+	struct pool *pool = one_backend_pool("none", port);
+	struct backend *b = pool->backends[0];
+	struct prober *pr = prober_start(&pool, 1, NULL);
+
+	ck_assert_ptr_nonnull(pr);
+	ck_assert_int_eq(atomic_load(&b->health), BACKEND_UP);
+	usleep(100 * 1000);
+	ck_assert_uint_eq(atomic_load(&b->hc_checks), 0); /* type none probes nothing */
+	atomic_store(&b->fail_streak, 2);		  /* what the data plane counts */
+	ck_assert_msg(wait_health(b, BACKEND_DOWN, 1000), "passive failures ignored");
+	/* the listener still accepts, so the recovery probes pass rise times */
+	ck_assert_msg(wait_health(b, BACKEND_UP, 2000), "recovery probes never brought it up");
+	ck_assert_int_eq(atomic_load(&b->fail_streak), 0);
+	ck_assert_uint_ge(atomic_load(&b->hc_checks), 2);
+	prober_stop(pr);
+	close(lfd);
+	pool_destroy(pool);
+}
+END_TEST
+
+START_TEST(test_prober_rejects_an_unknown_check_type)
+{
+	struct pool *pool = one_backend_pool("tcp", 9);
+
+	free(pool->health.type);
+	pool->health.type = strdup("icmp");
+	errno = 0;
+	ck_assert_ptr_null(prober_start(&pool, 1, NULL));
+	ck_assert_int_eq(errno, EINVAL);
+	prober_stop(NULL); /* a no-op */
+	pool_destroy(pool);
+}
+END_TEST
+
+static Suite *checks_suite(void)
+{
+	Suite *s = suite_create("checks");
+	TCase *tc = tcase_create("checks");
+
+	tcase_add_test(tc, test_every_configured_type_has_a_module);
+	tcase_add_test(tc, test_tcp_passes_on_connect_alone);
+	tcase_add_test(tc, test_send_expect_sends_send_and_finds_expect_anywhere);
+	tcase_add_test(tc, test_send_expect_waits_for_a_truncated_match);
+	tcase_add_test(tc, test_send_expect_fails_when_the_reply_grows_past_the_limit);
+	tcase_add_test(tc, test_http_request_is_a_closing_http10_get);
+	tcase_add_test(tc, test_http_2xx_and_3xx_pass_by_default);
+	tcase_add_test(tc, test_http_other_statuses_fail_with_the_status_as_reason);
+	tcase_add_test(tc, test_http_expect_status_must_match_exactly);
+	tcase_add_test(tc, test_http_truncated_status_line_needs_more);
+	tcase_add_test(tc, test_http_malformed_status_lines_fail_as_bad_reply);
+	tcase_add_test(tc, test_http_oversized_status_line_fails);
+	tcase_add_test(tc, test_udp_reply_must_contain_expect);
+	tcase_add_test(tc, test_udp_empty_expect_takes_any_reply);
+	tcase_add_test(tc, test_redis_ping_is_answered_pong);
+	tcase_add_test(tc, test_redis_error_and_echo_replies_fail);
+	tcase_add_test(tc, test_redis_bytes_after_pong_fail);
+	tcase_add_test(tc, test_postgres_sends_the_exact_ssl_request);
+	tcase_add_test(tc, test_postgres_single_s_or_n_passes);
+	tcase_add_test(tc, test_postgres_other_replies_fail);
+	tcase_add_test(tc, test_mysql_greeting_passes_and_sends_nothing);
+	tcase_add_test(tc, test_mysql_truncated_greeting_needs_more);
+	tcase_add_test(tc, test_mysql_malformed_greetings_fail);
+	tcase_add_test(tc, test_mysql_oversized_greetings_fail);
+	tcase_add_test(tc, test_mysql_error_packet_fails_with_its_message);
+	tcase_add_test(tc, test_bad_reply_reason_is_escaped_and_cut);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("prober");
+	tcase_add_test(tc, test_prober_marks_down_and_up_and_records_results);
+	tcase_add_test(tc, test_prober_passive_failures_mark_down_and_tcp_probes_recover);
+	tcase_add_test(tc, test_prober_rejects_an_unknown_check_type);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(checks_suite());
+	int failed;
+
+	log_setup(LOG_ERROR, 0); /* the prober's transition lines are not this suite's output */
+	srunner_run_all(sr, CK_ENV);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
