@@ -1,0 +1,80 @@
+/* least_conn: the allowed backend with the fewest active connections per unit of weight.
+ * Loads are compared as cross-multiplied integers (a1 * w2 < a2 * w1), never as floats; ties
+ * go to whichever comes first from a start offset that rotates with every pick, so that an
+ * idle pool is still shared evenly between workers. */
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "algorithms/algorithm.h"
+
+struct lc_state {
+	struct backend **backends; /* the view's array; owned by the snapshot */
+	size_t n;
+	_Atomic uint64_t cursor; /* rotating start offset for tie-breaking */
+};
+
+struct lc_load {
+	int64_t active;
+	int64_t weight;
+};
+
+static void *lc_build(const struct pool_view *view)
+{
+	struct lc_state *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	s->backends = view->backends;
+	s->n = view->n;
+	atomic_init(&s->cursor, 0);
+	return s;
+}
+
+/* a is strictly lighter than b: a.active / a.weight < b.active / b.weight. Both weights are
+ * positive and at most INT_MAX, so the products fit in 64 bits. */
+static bool lc_lighter(struct lc_load a, struct lc_load b)
+{
+	return a.active * b.weight < b.active * a.weight;
+}
+
+static struct backend *lc_pick(void *state, const struct pick_ctx *ctx)
+{
+	struct lc_state *s = state;
+	struct backend *best = NULL;
+	struct lc_load best_load = {0, 0};
+	uint64_t start;
+
+	if (s->n == 0)
+		return NULL;
+	start = atomic_fetch_add_explicit(&s->cursor, 1, memory_order_relaxed);
+	for (size_t k = 0; k < s->n; k++) {
+		struct backend *b = s->backends[(start + k) % s->n];
+		struct lc_load load;
+
+		if (!pick_allowed(ctx, b))
+			continue;
+		/* Read once: the weight may change under us, and 0 would make every load equal. */
+		load.weight = atomic_load_explicit(&b->weight, memory_order_relaxed);
+		load.active = atomic_load_explicit(&b->active, memory_order_relaxed);
+		if (load.weight <= 0)
+			continue;
+		if (!best || lc_lighter(load, best_load)) {
+			best = b;
+			best_load = load;
+		}
+	}
+	return best;
+}
+
+static void lc_destroy(void *state)
+{
+	free(state);
+}
+
+const struct lb_algorithm algorithm_least_conn = {
+    .name = "least_conn",
+    .build = lc_build,
+    .pick = lc_pick,
+    .destroy = lc_destroy,
+};

@@ -1,0 +1,270 @@
+/* Pools and backends: creation from config, the usability rules every algorithm applies, and
+ * the snapshot an algorithm picks from. Workers only load the snapshot pointer and atomics;
+ * the prober and the control plane rebuild and publish a new snapshot by pointer swap. */
+#include "lb/pool.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "algorithms/algorithm.h"
+
+bool backend_usable(const struct backend *b)
+{
+	int max;
+
+	if (atomic_load_explicit(&b->health, memory_order_relaxed) == BACKEND_DOWN)
+		return false;
+	if (atomic_load_explicit(&b->admin, memory_order_relaxed) != BACKEND_ENABLED)
+		return false;
+	if (atomic_load_explicit(&b->weight, memory_order_relaxed) <= 0)
+		return false;
+	max = atomic_load_explicit(&b->max_conns, memory_order_relaxed);
+	return max <= 0 || atomic_load_explicit(&b->active, memory_order_relaxed) < max;
+}
+
+static bool pick_tried(const struct pick_ctx *ctx, const struct backend *b)
+{
+	for (size_t i = 0; i < ctx->ntried; i++)
+		if (ctx->tried[i] == b)
+			return true;
+	return false;
+}
+
+bool pick_allowed(const struct pick_ctx *ctx, const struct backend *b)
+{
+	return backend_usable(b) && !pick_tried(ctx, b);
+}
+
+bool backend_take(struct backend *b)
+{
+	int max = atomic_load_explicit(&b->max_conns, memory_order_relaxed);
+	int cur;
+
+	if (max <= 0) {
+		atomic_fetch_add_explicit(&b->active, 1, memory_order_relaxed);
+	} else {
+		/* A CAS loop rather than add-then-undo: a transient overshoot would make other
+		 * workers see the backend as full and skip it for no reason. */
+		cur = atomic_load_explicit(&b->active, memory_order_relaxed);
+		do {
+			if (cur >= max)
+				return false;
+		} while (!atomic_compare_exchange_weak_explicit(
+		    &b->active, &cur, cur + 1, memory_order_relaxed, memory_order_relaxed));
+	}
+	atomic_fetch_add_explicit(&b->total, 1, memory_order_relaxed);
+	return true;
+}
+
+void backend_release(struct backend *b)
+{
+	atomic_fetch_sub_explicit(&b->active, 1, memory_order_relaxed);
+}
+
+/* strdup that passes NULL through; *ok turns false on ENOMEM. */
+static char *dup_opt(const char *s, bool *ok)
+{
+	char *d;
+
+	if (!s)
+		return NULL;
+	d = strdup(s);
+	if (!d)
+		*ok = false;
+	return d;
+}
+
+static void health_free(struct cfg_health *h)
+{
+	free(h->type);
+	free(h->send);
+	free(h->expect);
+	free(h->path);
+}
+
+static bool health_copy(struct cfg_health *dst, const struct cfg_health *src)
+{
+	bool ok = true;
+
+	*dst = *src;
+	dst->type = dup_opt(src->type, &ok);
+	dst->send = dup_opt(src->send, &ok);
+	dst->expect = dup_opt(src->expect, &ok);
+	dst->path = dup_opt(src->path, &ok);
+	if (!ok) {
+		health_free(dst);
+		memset(dst, 0, sizeof(*dst)); /* pool_destroy frees it again */
+	}
+	return ok;
+}
+
+static void backend_free(struct backend *b)
+{
+	if (!b)
+		return;
+	free(b->name);
+	free(b->address);
+	free(b);
+}
+
+static struct backend *backend_create(struct pool *p, const struct cfg_backend *cb)
+{
+	struct backend *b = calloc(1, sizeof(*b));
+	bool ok = true;
+	bool passive_only = !p->health.type || strcmp(p->health.type, "none") == 0;
+
+	if (!b)
+		return NULL;
+	b->address = dup_opt(cb->address, &ok);
+	b->name = dup_opt(cb->name ? cb->name : cb->address, &ok);
+	if (!ok) {
+		backend_free(b);
+		return NULL;
+	}
+	b->addr = cb->addr;
+	b->backup = cb->backup;
+	b->pool = p;
+	atomic_init(&b->health, passive_only ? BACKEND_UP : BACKEND_UNKNOWN);
+	atomic_init(&b->admin, BACKEND_ENABLED);
+	atomic_init(&b->weight, cb->weight);
+	atomic_init(&b->max_conns, cb->max_conns);
+	return b;
+}
+
+struct pool *pool_create(const struct cfg_pool *cp)
+{
+	struct pool *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return NULL;
+	p->algorithm = algorithm_find(cp->algorithm ? cp->algorithm : "round_robin");
+	p->name = strdup(cp->name ? cp->name : "");
+	if (!p->algorithm || !p->name || !health_copy(&p->health, &cp->health))
+		goto fail;
+	p->retries = cp->retries;
+	p->backends = calloc(cp->nbackends ? cp->nbackends : 1, sizeof(*p->backends));
+	if (!p->backends)
+		goto fail;
+	for (; p->nbackends < cp->nbackends; p->nbackends++) {
+		p->backends[p->nbackends] = backend_create(p, &cp->backends[p->nbackends]);
+		if (!p->backends[p->nbackends])
+			goto fail;
+	}
+	pool_rebuild(p, NULL);
+	if (!atomic_load_explicit(&p->snap, memory_order_relaxed))
+		goto fail;
+	return p;
+fail:
+	pool_destroy(p);
+	return NULL;
+}
+
+void pool_destroy(struct pool *p)
+{
+	if (!p)
+		return;
+	pool_snapshot_free(atomic_load_explicit(&p->snap, memory_order_relaxed));
+	for (size_t i = 0; i < p->nbackends; i++)
+		backend_free(p->backends[i]);
+	free(p->backends);
+	health_free(&p->health);
+	free(p->name);
+	free(p);
+}
+
+static struct backend *group_pick(const struct pool_snapshot *s, void *state, size_t n,
+				  const struct pick_ctx *ctx)
+{
+	if (n == 0)
+		return NULL;
+	return s->alg->pick(state, ctx);
+}
+
+struct backend *pool_pick(struct pool *p, const struct pick_ctx *ctx)
+{
+	/* Acquire pairs with the release in pool_rebuild: the snapshot's contents (arrays,
+	 * algorithm state) are fully visible before we use them. */
+	struct pool_snapshot *s = atomic_load_explicit(&p->snap, memory_order_acquire);
+	struct backend *b;
+
+	if (!s)
+		return NULL;
+	b = group_pick(s, s->primary_state, s->nprimaries, ctx);
+	if (b)
+		return b;
+	return group_pick(s, s->backup_state, s->nbackups, ctx);
+}
+
+void pool_snapshot_free(struct pool_snapshot *s)
+{
+	if (!s)
+		return;
+	if (s->primary_state)
+		s->alg->destroy(s->primary_state);
+	if (s->backup_state)
+		s->alg->destroy(s->backup_state);
+	free(s->primaries);
+	free(s->backups);
+	free(s);
+}
+
+/* Split the pool's backends into the two groups, keeping config order (ip_hash and the
+ * rotations are stable only if the order is). */
+static bool snapshot_fill_groups(struct pool_snapshot *s, const struct pool *p)
+{
+	size_t cap = p->nbackends ? p->nbackends : 1;
+
+	s->primaries = calloc(cap, sizeof(*s->primaries));
+	s->backups = calloc(cap, sizeof(*s->backups));
+	if (!s->primaries || !s->backups)
+		return false;
+	for (size_t i = 0; i < p->nbackends; i++) {
+		struct backend *b = p->backends[i];
+
+		if (b->backup)
+			s->backups[s->nbackups++] = b;
+		else
+			s->primaries[s->nprimaries++] = b;
+	}
+	return true;
+}
+
+static struct pool_snapshot *snapshot_build(const struct pool *p)
+{
+	struct pool_snapshot *s = calloc(1, sizeof(*s));
+	struct pool_view primaries, backups;
+
+	if (!s)
+		return NULL;
+	s->alg = p->algorithm;
+	if (!snapshot_fill_groups(s, p))
+		goto fail;
+	primaries = (struct pool_view){.backends = s->primaries, .n = s->nprimaries};
+	backups = (struct pool_view){.backends = s->backups, .n = s->nbackups};
+	s->primary_state = s->alg->build(&primaries);
+	s->backup_state = s->alg->build(&backups);
+	if (!s->primary_state || !s->backup_state)
+		goto fail;
+	return s;
+fail:
+	pool_snapshot_free(s);
+	return NULL;
+}
+
+void pool_rebuild(struct pool *p, void (*retire)(struct pool_snapshot *old))
+{
+	struct pool_snapshot *s = snapshot_build(p);
+	struct pool_snapshot *old;
+
+	/* On ENOMEM the old snapshot stays published: picks still honour live health and admin
+	 * state through pick_allowed(), only weights and membership are stale. */
+	if (!s)
+		return;
+	old = atomic_exchange_explicit(&p->snap, s, memory_order_acq_rel);
+	if (!old)
+		return;
+	if (retire)
+		retire(old);
+	else
+		pool_snapshot_free(old);
+}

@@ -1,0 +1,811 @@
+/* Unit tests for the balancing algorithms and the pool around them: each algorithm's
+ * distribution promise (also when several worker threads pick at once), the usability rules
+ * every pick must honour, backups, snapshots and the connection counters. */
+#include <check.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "algorithms/algorithm.h"
+#include "lb/pool.h"
+
+#define MAX_BACKENDS 80
+#define NALGORITHMS  5
+
+static const char *const all_algorithms[NALGORITHMS] = {
+    "round_robin", "weighted_round_robin", "least_conn", "ip_hash", "random_two",
+};
+
+/* A hand-built pool config: backend i is named "b<i>" with the given weight. */
+struct test_cfg {
+	struct cfg_pool cp;
+	struct cfg_backend be[MAX_BACKENDS];
+	char names[MAX_BACKENDS][16];
+};
+
+static void test_cfg_init(struct test_cfg *t, const char *alg, const int *weights, size_t n)
+{
+	ck_assert_uint_le(n, MAX_BACKENDS);
+	memset(t, 0, sizeof(*t));
+	t->cp.name = "test";
+	t->cp.algorithm = (char *)alg;
+	t->cp.retries = CFG_DEFAULT_RETRIES;
+	t->cp.health.type = "none";
+	t->cp.backends = t->be;
+	t->cp.nbackends = n;
+	for (size_t i = 0; i < n; i++) {
+		snprintf(t->names[i], sizeof(t->names[i]), "b%zu", i);
+		t->be[i].name = t->names[i];
+		t->be[i].address = t->names[i];
+		t->be[i].weight = weights ? weights[i] : 1;
+	}
+}
+
+static struct pool *make_pool(const char *alg, const int *weights, size_t n)
+{
+	struct test_cfg t;
+	struct pool *p;
+
+	test_cfg_init(&t, alg, weights, n);
+	p = pool_create(&t.cp);
+	ck_assert_ptr_nonnull(p);
+	return p;
+}
+
+/* Index of b in the pool, or nbackends if b is NULL or foreign. */
+static size_t backend_slot(const struct pool *p, const struct backend *b)
+{
+	size_t i = 0;
+
+	while (i < p->nbackends && p->backends[i] != b)
+		i++;
+	return i;
+}
+
+static size_t backend_index(const struct pool *p, const struct backend *b)
+{
+	size_t i = backend_slot(p, b);
+
+	ck_assert_msg(i < p->nbackends, "picked NULL or a backend that is not in the pool");
+	return i;
+}
+
+/* Pick n times with one context, adding to counts[] by backend index. Asserts once at the
+ * end: Check logs every passing assertion through a file, which is slow in a loop. */
+static void pick_n(struct pool *p, const struct pick_ctx *ctx, int n, int *counts)
+{
+	int misses = 0;
+
+	for (int i = 0; i < n; i++) {
+		size_t j = backend_slot(p, pool_pick(p, ctx));
+
+		if (j == p->nbackends)
+			misses++;
+		else
+			counts[j]++;
+	}
+	ck_assert_int_eq(misses, 0);
+}
+
+/* ---- picks from several threads at once ---- */
+
+struct picker {
+	pthread_t thread;
+	pthread_barrier_t *start;
+	struct pool *p;
+	int picks;
+	int counts[MAX_BACKENDS];
+	int misses; /* NULL picks or foreign backends, checked by the main thread */
+};
+
+static void *picker_run(void *arg)
+{
+	struct picker *pk = arg;
+	struct pick_ctx ctx = {0};
+
+	pthread_barrier_wait(pk->start);
+	for (int i = 0; i < pk->picks; i++) {
+		size_t j = backend_slot(pk->p, pool_pick(pk->p, &ctx));
+
+		if (j == pk->p->nbackends)
+			pk->misses++;
+		else
+			pk->counts[j]++;
+	}
+	return NULL;
+}
+
+/* nthreads threads each pick picks_each times, all starting together; totals in counts. */
+static void pick_concurrently(struct pool *p, int nthreads, int picks_each, int *counts)
+{
+	struct picker pk[8];
+	pthread_barrier_t start;
+
+	ck_assert_int_le(nthreads, 8);
+	pthread_barrier_init(&start, NULL, (unsigned)nthreads);
+	memset(pk, 0, sizeof(pk));
+	for (int t = 0; t < nthreads; t++) {
+		pk[t] = (struct picker){.start = &start, .p = p, .picks = picks_each};
+		ck_assert_int_eq(pthread_create(&pk[t].thread, NULL, picker_run, &pk[t]), 0);
+	}
+	for (int t = 0; t < nthreads; t++) {
+		pthread_join(pk[t].thread, NULL);
+		ck_assert_int_eq(pk[t].misses, 0);
+		for (size_t i = 0; i < p->nbackends; i++)
+			counts[i] += pk[t].counts[i];
+	}
+	pthread_barrier_destroy(&start);
+}
+
+/* ---- registry ---- */
+
+START_TEST(test_registry_resolves_every_listed_name_and_the_alias)
+{
+	char names[256];
+	char *save = NULL;
+	int found = 0;
+
+	snprintf(names, sizeof(names), "%s", algorithm_names());
+	for (char *n = strtok_r(names, ", ", &save); n; n = strtok_r(NULL, ", ", &save)) {
+		const struct lb_algorithm *alg = algorithm_find(n);
+
+		ck_assert_ptr_nonnull(alg);
+		ck_assert_str_eq(alg->name, n);
+		found++;
+	}
+	ck_assert_int_eq(found, NALGORITHMS);
+	ck_assert_ptr_eq(algorithm_find("weighted"), &algorithm_weighted_round_robin);
+	ck_assert_ptr_null(algorithm_find("least_connections"));
+	ck_assert_ptr_null(algorithm_find(NULL));
+}
+END_TEST
+
+START_TEST(test_pool_create_refuses_an_unknown_algorithm)
+{
+	struct test_cfg t;
+
+	test_cfg_init(&t, "fastest", NULL, 2);
+	ck_assert_ptr_null(pool_create(&t.cp));
+}
+END_TEST
+
+/* ---- round_robin ---- */
+
+START_TEST(test_round_robin_is_exact)
+{
+	struct pool *p = make_pool("round_robin", NULL, 3);
+	struct pick_ctx ctx = {0};
+	int counts[3] = {0};
+
+	pick_n(p, &ctx, 30, counts);
+	ck_assert_int_eq(counts[0], 10);
+	ck_assert_int_eq(counts[1], 10);
+	ck_assert_int_eq(counts[2], 10);
+	pool_destroy(p);
+}
+END_TEST
+
+START_TEST(test_round_robin_is_exact_across_threads)
+{
+	struct pool *p = make_pool("round_robin", NULL, 3);
+	int counts[3] = {0};
+
+	pick_concurrently(p, 2, 15, counts);
+	ck_assert_int_eq(counts[0], 10);
+	ck_assert_int_eq(counts[1], 10);
+	ck_assert_int_eq(counts[2], 10);
+
+	memset(counts, 0, sizeof(counts));
+	pick_concurrently(p, 4, 3000, counts);
+	ck_assert_int_eq(counts[0], 4000);
+	ck_assert_int_eq(counts[1], 4000);
+	ck_assert_int_eq(counts[2], 4000);
+	pool_destroy(p);
+}
+END_TEST
+
+START_TEST(test_round_robin_rotates_over_usable_backends_only)
+{
+	struct pool *p = make_pool("round_robin", NULL, 4);
+	struct pick_ctx ctx = {0};
+	int counts[4] = {0};
+
+	atomic_store(&p->backends[1]->health, BACKEND_DOWN);
+	pick_n(p, &ctx, 30, counts);
+	ck_assert_int_eq(counts[0], 10);
+	ck_assert_int_eq(counts[1], 0);
+	ck_assert_int_eq(counts[2], 10);
+	ck_assert_int_eq(counts[3], 10);
+	pool_destroy(p);
+}
+END_TEST
+
+/* ---- weighted_round_robin ---- */
+
+START_TEST(test_weighted_round_robin_gives_each_its_weight)
+{
+	const int w[] = {1, 2, 3};
+	struct pool *p = make_pool("weighted_round_robin", w, 3);
+	struct pick_ctx ctx = {0};
+	int counts[3] = {0};
+
+	pick_n(p, &ctx, 60, counts);
+	ck_assert_int_eq(counts[0], 10);
+	ck_assert_int_eq(counts[1], 20);
+	ck_assert_int_eq(counts[2], 30);
+	pool_destroy(p);
+}
+END_TEST
+
+START_TEST(test_weighted_round_robin_is_exact_across_threads)
+{
+	const int w[] = {1, 2, 3};
+	struct pool *p = make_pool("weighted", w, 3);
+	int counts[3] = {0};
+
+	pick_concurrently(p, 2, 30, counts);
+	ck_assert_int_eq(counts[0], 10);
+	ck_assert_int_eq(counts[1], 20);
+	ck_assert_int_eq(counts[2], 30);
+
+	memset(counts, 0, sizeof(counts));
+	pick_concurrently(p, 4, 6000, counts);
+	ck_assert_int_eq(counts[0], 4000);
+	ck_assert_int_eq(counts[1], 8000);
+	ck_assert_int_eq(counts[2], 12000);
+	pool_destroy(p);
+}
+END_TEST
+
+START_TEST(test_weighted_round_robin_interleaves_and_every_window_is_exact)
+{
+	enum { PICKS = 70, WINDOW = 7 };
+	const int w[] = {5, 1, 1};
+	struct pool *p = make_pool("weighted_round_robin", w, 3);
+	struct pick_ctx ctx = {0};
+	size_t seq[PICKS];
+	int run = 1;
+
+	for (int i = 0; i < PICKS; i++) {
+		seq[i] = backend_index(p, pool_pick(p, &ctx));
+		run = i > 0 && seq[i] == seq[i - 1] ? run + 1 : 1;
+		ck_assert_msg(run < 5, "run of %d picks of b%zu at pick %d", run, seq[i], i);
+	}
+	for (int start = 0; start + WINDOW <= PICKS; start++) {
+		int counts[3] = {0};
+
+		for (int i = start; i < start + WINDOW; i++)
+			counts[seq[i]]++;
+		ck_assert_int_eq(counts[0], 5);
+		ck_assert_int_eq(counts[1], 1);
+		ck_assert_int_eq(counts[2], 1);
+	}
+	pool_destroy(p);
+}
+END_TEST
+
+START_TEST(test_weighted_round_robin_reads_weights_at_rebuild)
+{
+	const int w[] = {1, 1};
+	struct pool *p = make_pool("weighted_round_robin", w, 2);
+	struct pick_ctx ctx = {0};
+	int counts[2] = {0};
+
+	atomic_store(&p->backends[1]->weight, 3);
+	pool_rebuild(p, NULL);
+	pick_n(p, &ctx, 40, counts);
+	ck_assert_int_eq(counts[0], 10);
+	ck_assert_int_eq(counts[1], 30);
+	pool_destroy(p);
+}
+END_TEST
+
+START_TEST(test_weighted_round_robin_skips_a_down_backend)
+{
+	const int w[] = {1, 2, 3};
+	struct pool *p = make_pool("weighted_round_robin", w, 3);
+	struct pick_ctx ctx = {0};
+	int counts[3] = {0};
+
+	atomic_store(&p->backends[2]->health, BACKEND_DOWN);
+	pick_n(p, &ctx, 600, counts);
+	ck_assert_int_eq(counts[2], 0);
+	ck_assert_int_gt(counts[0], 0);
+	ck_assert_int_gt(counts[1], counts[0]);
+	pool_destroy(p);
+}
+END_TEST
+
+START_TEST(test_weighted_round_robin_stays_proportional_above_the_sequence_cap)
+{
+	enum { N = 70, PICKS = 655360 };
+	int w[N], counts[N] = {0}, sum = 0;
+	struct pool *p;
+	struct pick_ctx ctx = {0};
+
+	/* 1000, 999, ... 931: sum 67585 with gcd 1 passes the 65536-entry cap. */
+	for (int i = 0; i < N; i++) {
+		w[i] = 1000 - i;
+		sum += w[i];
+	}
+	p = make_pool("weighted_round_robin", w, N);
+	pick_n(p, &ctx, PICKS, counts);
+	for (int i = 0; i < N; i++) {
+		double want = (double)PICKS * w[i] / sum;
+
+		ck_assert_msg(counts[i] > want * 0.99 && counts[i] < want * 1.01,
+			      "weight %d: %d picks, want %.0f", w[i], counts[i], want);
+	}
+	pool_destroy(p);
+}
+END_TEST
+
+/* ---- least_conn ---- */
+
+START_TEST(test_least_conn_prefers_fewer_active_per_weight)
+{
+	const int w[] = {1, 1, 2};
+	struct pool *p = make_pool("least_conn", w, 3);
+	struct pick_ctx ctx = {0};
+
+	atomic_store(&p->backends[0]->active, 5);
+	atomic_store(&p->backends[1]->active, 3);
+	atomic_store(&p->backends[2]->active, 8); /* 8/2 = 4 per unit of weight */
+	for (int i = 0; i < 10; i++)
+		ck_assert_ptr_eq(pool_pick(p, &ctx), p->backends[1]);
+	atomic_store(&p->backends[2]->active, 4); /* 4/2 = 2: now the lightest */
+	for (int i = 0; i < 10; i++)
+		ck_assert_ptr_eq(pool_pick(p, &ctx), p->backends[2]);
+	pool_destroy(p);
+}
+END_TEST
+
+START_TEST(test_least_conn_breaks_ties_by_rotation)
+{
+	struct pool *p = make_pool("least_conn", NULL, 3);
+	int counts[3] = {0};
+
+	pick_concurrently(p, 2, 15, counts);
+	ck_assert_int_eq(counts[0], 10);
+	ck_assert_int_eq(counts[1], 10);
+	ck_assert_int_eq(counts[2], 10);
+	pool_destroy(p);
+}
+END_TEST
+
+START_TEST(test_least_conn_follows_connections_as_they_open)
+{
+	struct pool *p = make_pool("least_conn", NULL, 3);
+	struct pick_ctx ctx = {0};
+
+	/* Every connection stays open: least_conn must fill the backends evenly. */
+	for (int i = 0; i < 30; i++)
+		ck_assert(backend_take(pool_pick(p, &ctx)));
+	for (size_t i = 0; i < 3; i++)
+		ck_assert_int_eq(atomic_load(&p->backends[i]->active), 10);
+	pool_destroy(p);
+}
+END_TEST
+
+/* ---- random_two ---- */
+
+START_TEST(test_random_two_never_returns_an_unusable_or_tried_backend)
+{
+	const int w[] = {1, 1, 1, 1, 0, 1, 1, 1};
+	struct pool *p = make_pool("random_two", w, 8);
+	struct backend *tried[] = {p->backends[5]};
+	struct pick_ctx ctx = {.tried = tried, .ntried = 1};
+	int counts[8] = {0};
+
+	atomic_store(&p->backends[0]->admin, BACKEND_DISABLED);
+	atomic_store(&p->backends[1]->health, BACKEND_DOWN);
+	atomic_store(&p->backends[2]->max_conns, 1);
+	ck_assert(backend_take(p->backends[2])); /* now full */
+	atomic_store(&p->backends[3]->admin, BACKEND_DRAINING);
+	pick_n(p, &ctx, 10000, counts);
+	for (int i = 0; i < 6; i++)
+		ck_assert_msg(counts[i] == 0, "b%d picked %d times", i, counts[i]);
+	ck_assert_int_gt(counts[6], 0);
+	ck_assert_int_gt(counts[7], 0);
+	ck_assert_int_eq(counts[6] + counts[7], 10000);
+	pool_destroy(p);
+}
+END_TEST
+
+START_TEST(test_random_two_takes_the_lighter_of_two)
+{
+	struct pool *p = make_pool("random_two", NULL, 2);
+	struct pick_ctx ctx = {0};
+
+	/* With two allowed backends both are always drawn, so the lighter always wins. */
+	atomic_store(&p->backends[0]->active, 7);
+	for (int i = 0; i < 1000; i++)
+		ck_assert_ptr_eq(pool_pick(p, &ctx), p->backends[1]);
+	pool_destroy(p);
+}
+END_TEST
+
+START_TEST(test_random_two_returns_the_only_allowed_backend)
+{
+	struct pool *p = make_pool("random_two", NULL, 5);
+	struct pick_ctx ctx = {0};
+
+	for (size_t i = 0; i < 5; i++)
+		if (i != 3)
+			atomic_store(&p->backends[i]->health, BACKEND_DOWN);
+	for (int i = 0; i < 1000; i++)
+		ck_assert_ptr_eq(pool_pick(p, &ctx), p->backends[3]);
+	pool_destroy(p);
+}
+END_TEST
+
+START_TEST(test_random_two_spreads_load_across_threads)
+{
+	struct pool *p = make_pool("random_two", NULL, 4);
+	int counts[4] = {0};
+
+	pick_concurrently(p, 4, 5000, counts);
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_gt(counts[i], 20000 / 4 / 2);
+	pool_destroy(p);
+}
+END_TEST
+
+/* ---- rules every algorithm follows (loop tests: _i indexes all_algorithms) ---- */
+
+START_TEST(test_pick_never_returns_a_tried_backend)
+{
+	struct pool *p = make_pool(all_algorithms[_i], NULL, 4);
+	struct backend *tried[] = {p->backends[0], p->backends[2]};
+	struct pick_ctx ctx = {.tried = tried, .ntried = 2};
+
+	for (uint32_t i = 0; i < 2000; i++) {
+		struct backend *b;
+
+		ctx.hash = i * 2654435761u;
+		b = pool_pick(p, &ctx);
+		ck_assert_ptr_nonnull(b);
+		ck_assert(b != p->backends[0] && b != p->backends[2]);
+	}
+	pool_destroy(p);
+}
+END_TEST
+
+START_TEST(test_weight_zero_gets_nothing)
+{
+	const int w[] = {0, 1, 0, 2};
+	struct pool *p = make_pool(all_algorithms[_i], w, 4);
+	struct pick_ctx ctx = {0};
+
+	for (uint32_t i = 0; i < 2000; i++) {
+		struct backend *b;
+
+		ctx.hash = i * 2654435761u;
+		b = pool_pick(p, &ctx);
+		ck_assert_ptr_nonnull(b);
+		ck_assert(b == p->backends[1] || b == p->backends[3]);
+	}
+	pool_destroy(p);
+}
+END_TEST
+
+START_TEST(test_unusable_backends_are_never_picked)
+{
+	struct pool *p = make_pool(all_algorithms[_i], NULL, 6);
+	struct pick_ctx ctx = {0};
+	int counts[6] = {0};
+
+	atomic_store(&p->backends[0]->health, BACKEND_DOWN);
+	atomic_store(&p->backends[1]->admin, BACKEND_DISABLED);
+	atomic_store(&p->backends[2]->admin, BACKEND_DRAINING);
+	atomic_store(&p->backends[3]->max_conns, 2);
+	atomic_store(&p->backends[3]->active, 2);
+	for (uint32_t i = 0; i < 2000; i++) {
+		ctx.hash = i * 2654435761u;
+		pick_n(p, &ctx, 1, counts);
+	}
+	ck_assert_int_eq(counts[0] + counts[1] + counts[2] + counts[3], 0);
+	ck_assert_int_gt(counts[4], 0);
+	ck_assert_int_gt(counts[5], 0);
+	pool_destroy(p);
+}
+END_TEST
+
+START_TEST(test_pick_returns_null_when_nothing_is_allowed)
+{
+	struct pool *p = make_pool(all_algorithms[_i], NULL, 3);
+	struct pool *empty = make_pool(all_algorithms[_i], NULL, 0);
+	struct pick_ctx ctx = {.hash = 12345};
+
+	for (size_t i = 0; i < 3; i++)
+		atomic_store(&p->backends[i]->health, BACKEND_DOWN);
+	ck_assert_ptr_null(pool_pick(p, &ctx));
+	ck_assert_ptr_null(pool_pick(empty, &ctx));
+	pool_destroy(p);
+	pool_destroy(empty);
+}
+END_TEST
+
+START_TEST(test_pool_pick_uses_backups_only_when_no_primary_is_allowed)
+{
+	struct test_cfg t;
+	struct pool *p;
+	struct pick_ctx ctx = {0};
+
+	test_cfg_init(&t, all_algorithms[_i], NULL, 4);
+	t.be[2].backup = true;
+	t.be[3].backup = true;
+	p = pool_create(&t.cp);
+	ck_assert_ptr_nonnull(p);
+
+	for (uint32_t i = 0; i < 500; i++) {
+		ctx.hash = i * 2654435761u;
+		ck_assert(!pool_pick(p, &ctx)->backup);
+	}
+	atomic_store(&p->backends[0]->health, BACKEND_DOWN);
+	for (uint32_t i = 0; i < 500; i++) {
+		ctx.hash = i * 2654435761u;
+		ck_assert_ptr_eq(pool_pick(p, &ctx), p->backends[1]);
+	}
+	atomic_store(&p->backends[1]->admin, BACKEND_DISABLED);
+	for (uint32_t i = 0; i < 500; i++) {
+		ctx.hash = i * 2654435761u;
+		ck_assert(pool_pick(p, &ctx)->backup);
+	}
+	pool_destroy(p);
+}
+END_TEST
+
+START_TEST(test_retry_falls_to_backups_once_every_primary_was_tried)
+{
+	struct test_cfg t;
+	struct pool *p;
+	struct backend *tried[2];
+	struct pick_ctx ctx = {.tried = tried, .ntried = 2};
+
+	test_cfg_init(&t, all_algorithms[_i], NULL, 3);
+	t.be[2].backup = true;
+	p = pool_create(&t.cp);
+	ck_assert_ptr_nonnull(p);
+	tried[0] = p->backends[0];
+	tried[1] = p->backends[1];
+	ck_assert_ptr_eq(pool_pick(p, &ctx), p->backends[2]);
+	pool_destroy(p);
+}
+END_TEST
+
+/* ---- pool ---- */
+
+START_TEST(test_pool_create_copies_the_config)
+{
+	struct test_cfg t;
+	struct pool *p;
+
+	test_cfg_init(&t, "least_conn", NULL, 2);
+	t.cp.health.type = "http";
+	t.cp.health.path = "/healthz";
+	t.be[1].max_conns = 7;
+	t.be[1].weight = 4;
+	p = pool_create(&t.cp);
+	ck_assert_ptr_nonnull(p);
+	ck_assert_ptr_eq(p->algorithm, &algorithm_least_conn);
+	ck_assert_str_eq(p->health.type, "http");
+	ck_assert_ptr_ne(p->health.type, t.cp.health.type);
+	ck_assert_str_eq(p->health.path, "/healthz");
+	ck_assert_ptr_ne(p->health.path, t.cp.health.path);
+	ck_assert_ptr_null(p->health.send);
+	ck_assert_uint_eq(p->nbackends, 2);
+	ck_assert_str_eq(p->backends[1]->name, "b1");
+	ck_assert_ptr_ne(p->backends[1]->name, t.names[1]);
+	ck_assert_ptr_eq(p->backends[1]->pool, p);
+	ck_assert_int_eq(atomic_load(&p->backends[1]->max_conns), 7);
+	ck_assert_int_eq(atomic_load(&p->backends[1]->weight), 4);
+	ck_assert_int_eq(atomic_load(&p->backends[0]->admin), BACKEND_ENABLED);
+	pool_destroy(p);
+}
+END_TEST
+
+START_TEST(test_backends_start_up_only_without_active_health_checks)
+{
+	struct test_cfg t;
+	struct pool *p;
+
+	test_cfg_init(&t, "round_robin", NULL, 1);
+	p = pool_create(&t.cp);
+	ck_assert_int_eq(atomic_load(&p->backends[0]->health), BACKEND_UP);
+	pool_destroy(p);
+
+	t.cp.health.type = "tcp";
+	p = pool_create(&t.cp);
+	ck_assert_int_eq(atomic_load(&p->backends[0]->health), BACKEND_UNKNOWN);
+	ck_assert(backend_usable(p->backends[0])); /* unknown is usable until the first check */
+	pool_destroy(p);
+}
+END_TEST
+
+static struct pool_snapshot *retired[4];
+static int nretired;
+
+static void retire_for_test(struct pool_snapshot *old)
+{
+	retired[nretired++] = old;
+}
+
+START_TEST(test_pool_rebuild_publishes_a_new_snapshot_and_retires_the_old)
+{
+	struct pool *p = make_pool("ip_hash", NULL, 3);
+	struct pool_snapshot *first = atomic_load(&p->snap);
+
+	nretired = 0;
+	pool_rebuild(p, retire_for_test);
+	ck_assert_int_eq(nretired, 1);
+	ck_assert_ptr_eq(retired[0], first);
+	ck_assert_ptr_ne(atomic_load(&p->snap), first);
+	pool_snapshot_free(retired[0]);
+
+	/* A switched algorithm takes effect at the next rebuild. */
+	p->algorithm = &algorithm_least_conn;
+	pool_rebuild(p, NULL);
+	ck_assert_ptr_eq(atomic_load(&p->snap)->alg, &algorithm_least_conn);
+	pool_destroy(p);
+}
+END_TEST
+
+struct rebuilder {
+	struct pool *p;
+	struct pool_snapshot **old;
+	int n;
+};
+
+static struct rebuilder *rebuilding; /* where retire_deferred parks old snapshots */
+
+static void retire_deferred(struct pool_snapshot *old)
+{
+	rebuilding->old[rebuilding->n++] = old;
+}
+
+static void *rebuilder_run(void *arg)
+{
+	struct rebuilder *r = arg;
+
+	for (int i = 0; i < 200; i++) {
+		atomic_store(&r->p->backends[i % 4]->weight, 1 + i % 3);
+		pool_rebuild(r->p, retire_deferred);
+	}
+	return NULL;
+}
+
+START_TEST(test_picks_race_safely_with_rebuilds)
+{
+	const char *alg = all_algorithms[_i];
+	struct pool *p = make_pool(alg, NULL, 4);
+	struct rebuilder r = {.p = p, .old = calloc(200, sizeof(*r.old))};
+	pthread_t thread;
+	int counts[4] = {0};
+
+	/* Old snapshots are freed only after the pickers have joined: the QSBR stand-in. */
+	rebuilding = &r;
+	ck_assert_int_eq(pthread_create(&thread, NULL, rebuilder_run, &r), 0);
+	pick_concurrently(p, 2, 20000, counts);
+	pthread_join(thread, NULL);
+	ck_assert_int_eq(counts[0] + counts[1] + counts[2] + counts[3], 40000);
+	for (int i = 0; i < r.n; i++)
+		pool_snapshot_free(r.old[i]);
+	free(r.old);
+	pool_destroy(p);
+}
+END_TEST
+
+/* ---- connection counters ---- */
+
+START_TEST(test_backend_take_respects_max_conns)
+{
+	struct pool *p = make_pool("round_robin", NULL, 1);
+	struct backend *b = p->backends[0];
+
+	atomic_store(&b->max_conns, 2);
+	ck_assert(backend_take(b));
+	ck_assert(backend_take(b));
+	ck_assert(!backend_take(b));
+	ck_assert_int_eq(atomic_load(&b->active), 2);
+	ck_assert_uint_eq(atomic_load(&b->total), 2);
+	ck_assert(!backend_usable(b));
+	backend_release(b);
+	ck_assert(backend_usable(b));
+	ck_assert(backend_take(b));
+	ck_assert_uint_eq(atomic_load(&b->total), 3);
+	pool_destroy(p);
+}
+END_TEST
+
+struct taker {
+	pthread_t thread;
+	struct backend *b;
+	int won;
+};
+
+static void *taker_run(void *arg)
+{
+	struct taker *t = arg;
+
+	for (int i = 0; i < 1000; i++)
+		if (backend_take(t->b))
+			t->won++;
+	return NULL;
+}
+
+START_TEST(test_backend_take_never_overshoots_max_conns_across_threads)
+{
+	struct pool *p = make_pool("round_robin", NULL, 1);
+	struct taker t[4];
+	int won = 0;
+
+	atomic_store(&p->backends[0]->max_conns, 100);
+	for (int i = 0; i < 4; i++) {
+		t[i] = (struct taker){.b = p->backends[0]};
+		ck_assert_int_eq(pthread_create(&t[i].thread, NULL, taker_run, &t[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i].thread, NULL);
+		won += t[i].won;
+	}
+	ck_assert_int_eq(won, 100);
+	ck_assert_int_eq(atomic_load(&p->backends[0]->active), 100);
+	ck_assert_uint_eq(atomic_load(&p->backends[0]->total), 100);
+	pool_destroy(p);
+}
+END_TEST
+
+static Suite *algorithms_suite(void)
+{
+	Suite *s = suite_create("algorithms");
+	TCase *tc = tcase_create("core");
+
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_registry_resolves_every_listed_name_and_the_alias);
+	tcase_add_test(tc, test_pool_create_refuses_an_unknown_algorithm);
+	tcase_add_test(tc, test_round_robin_is_exact);
+	tcase_add_test(tc, test_round_robin_is_exact_across_threads);
+	tcase_add_test(tc, test_round_robin_rotates_over_usable_backends_only);
+	tcase_add_test(tc, test_weighted_round_robin_gives_each_its_weight);
+	tcase_add_test(tc, test_weighted_round_robin_is_exact_across_threads);
+	tcase_add_test(tc, test_weighted_round_robin_interleaves_and_every_window_is_exact);
+	tcase_add_test(tc, test_weighted_round_robin_reads_weights_at_rebuild);
+	tcase_add_test(tc, test_weighted_round_robin_skips_a_down_backend);
+	tcase_add_test(tc, test_weighted_round_robin_stays_proportional_above_the_sequence_cap);
+	tcase_add_test(tc, test_least_conn_prefers_fewer_active_per_weight);
+	tcase_add_test(tc, test_least_conn_breaks_ties_by_rotation);
+	tcase_add_test(tc, test_least_conn_follows_connections_as_they_open);
+	tcase_add_test(tc, test_random_two_never_returns_an_unusable_or_tried_backend);
+	tcase_add_test(tc, test_random_two_takes_the_lighter_of_two);
+	tcase_add_test(tc, test_random_two_returns_the_only_allowed_backend);
+	tcase_add_test(tc, test_random_two_spreads_load_across_threads);
+	tcase_add_loop_test(tc, test_pick_never_returns_a_tried_backend, 0, NALGORITHMS);
+	tcase_add_loop_test(tc, test_weight_zero_gets_nothing, 0, NALGORITHMS);
+	tcase_add_loop_test(tc, test_unusable_backends_are_never_picked, 0, NALGORITHMS);
+	tcase_add_loop_test(tc, test_pick_returns_null_when_nothing_is_allowed, 0, NALGORITHMS);
+	tcase_add_loop_test(tc, test_pool_pick_uses_backups_only_when_no_primary_is_allowed, 0,
+			    NALGORITHMS);
+	tcase_add_loop_test(tc, test_retry_falls_to_backups_once_every_primary_was_tried, 0,
+			    NALGORITHMS);
+	tcase_add_test(tc, test_pool_create_copies_the_config);
+	tcase_add_test(tc, test_backends_start_up_only_without_active_health_checks);
+	tcase_add_test(tc, test_pool_rebuild_publishes_a_new_snapshot_and_retires_the_old);
+	tcase_add_loop_test(tc, test_picks_race_safely_with_rebuilds, 0, NALGORITHMS);
+	tcase_add_test(tc, test_backend_take_respects_max_conns);
+	tcase_add_test(tc, test_backend_take_never_overshoots_max_conns_across_threads);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(algorithms_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
