@@ -66,23 +66,6 @@ struct prober {
 	uint64_t rng; /* xorshift64 state for the start-up spread */
 };
 
-/* pool_rebuild's retire hook carries no context; until it takes a struct qsbr *, the prober
- * thread parks its own here (thread-local: no other thread ever sees it). */
-static _Thread_local struct qsbr *prober_qsbr;
-
-static void snapshot_free_cb(void *s)
-{
-	pool_snapshot_free(s);
-}
-
-static void retire_snapshot(struct pool_snapshot *old)
-{
-	if (prober_qsbr)
-		qsbr_retire(prober_qsbr, old, snapshot_free_cb);
-	else
-		pool_snapshot_free(old);
-}
-
 static uint64_t now_ns(void)
 {
 	struct timespec ts;
@@ -451,7 +434,11 @@ static void publish(struct prober *pr)
 		if (!pr->dirty[i])
 			continue;
 		pr->dirty[i] = false;
-		pool_rebuild(pr->pools[i], retire_snapshot);
+		if (pool_rebuild(pr->pools[i], pr->q) < 0) {
+			pr->dirty[i] = true; /* out of memory: try again on the next change */
+			log_warn("pool %s: cannot rebuild the snapshot: out of memory",
+				 pr->pools[i]->name);
+		}
 	}
 }
 
@@ -460,7 +447,6 @@ static void *prober_main(void *arg)
 	struct prober *pr = arg;
 	struct epoll_event ev[PROBER_MAX_EVENTS];
 
-	prober_qsbr = pr->q;
 	for (;;) {
 		int n = epoll_wait(pr->epfd, ev, PROBER_MAX_EVENTS,
 				   timer_next_ms(&pr->timers, timer_now_ms()));

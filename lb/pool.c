@@ -3,10 +3,12 @@
  * the prober and the control plane rebuild and publish a new snapshot by pointer swap. */
 #include "lb/pool.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "algorithms/algorithm.h"
+#include "lb/qsbr.h"
 
 bool backend_usable(const struct backend *b)
 {
@@ -150,8 +152,7 @@ struct pool *pool_create(const struct cfg_pool *cp)
 		if (!p->backends[p->nbackends])
 			goto fail;
 	}
-	pool_rebuild(p, NULL);
-	if (!atomic_load_explicit(&p->snap, memory_order_relaxed))
+	if (pool_rebuild(p, NULL) < 0)
 		goto fail;
 	return p;
 fail:
@@ -251,7 +252,12 @@ fail:
 	return NULL;
 }
 
-void pool_rebuild(struct pool *p, void (*retire)(struct pool_snapshot *old))
+static void snapshot_free_cb(void *s)
+{
+	pool_snapshot_free(s);
+}
+
+int pool_rebuild(struct pool *p, struct qsbr *q)
 {
 	struct pool_snapshot *s = snapshot_build(p);
 	struct pool_snapshot *old;
@@ -259,12 +265,13 @@ void pool_rebuild(struct pool *p, void (*retire)(struct pool_snapshot *old))
 	/* On ENOMEM the old snapshot stays published: picks still honour live health and admin
 	 * state through pick_allowed(), only weights and membership are stale. */
 	if (!s)
-		return;
+		return -ENOMEM;
 	old = atomic_exchange_explicit(&p->snap, s, memory_order_acq_rel);
 	if (!old)
-		return;
-	if (retire)
-		retire(old);
+		return 0;
+	if (q)
+		qsbr_retire(q, old, snapshot_free_cb);
 	else
 		pool_snapshot_free(old);
+	return 0;
 }

@@ -13,6 +13,7 @@
 #include "lb/config.h"
 
 struct lb_algorithm;
+struct qsbr;
 
 enum backend_health { BACKEND_UNKNOWN = 0, BACKEND_UP = 1, BACKEND_DOWN = 2 };
 enum backend_admin { BACKEND_ENABLED = 0, BACKEND_DISABLED = 1, BACKEND_DRAINING = 2 };
@@ -101,9 +102,10 @@ void pool_destroy(struct pool *p);
 struct backend *pool_pick(struct pool *p, const struct pick_ctx *ctx);
 
 /* Rebuild and publish the snapshot after health/admin/weight/backend-list changes. The old
- * snapshot is handed to retire() (e.g. QSBR deferred free) or freed at once if retire is NULL.
+ * snapshot is retired through q (freed once no worker can hold it), or freed at once if q is
+ * NULL (no worker runs yet). Returns 0, or -ENOMEM with the old snapshot still published.
  * Call from one thread at a time (prober/control), never from a worker. */
-void pool_rebuild(struct pool *p, void (*retire)(struct pool_snapshot *old));
+int pool_rebuild(struct pool *p, struct qsbr *q);
 void pool_snapshot_free(struct pool_snapshot *s);
 
 #endif

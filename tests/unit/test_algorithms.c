@@ -9,6 +9,7 @@
 
 #include "algorithms/algorithm.h"
 #include "lb/pool.h"
+#include "lb/qsbr.h"
 
 #define MAX_BACKENDS 80
 #define NALGORITHMS  5
@@ -624,46 +625,34 @@ START_TEST(test_backends_start_up_only_without_active_health_checks)
 }
 END_TEST
 
-static struct pool_snapshot *retired[4];
-static int nretired;
-
-static void retire_for_test(struct pool_snapshot *old)
-{
-	retired[nretired++] = old;
-}
-
 START_TEST(test_pool_rebuild_publishes_a_new_snapshot_and_retires_the_old)
 {
 	struct pool *p = make_pool("ip_hash", NULL, 3);
 	struct pool_snapshot *first = atomic_load(&p->snap);
+	struct qsbr q;
 
-	nretired = 0;
-	pool_rebuild(p, retire_for_test);
-	ck_assert_int_eq(nretired, 1);
-	ck_assert_ptr_eq(retired[0], first);
+	/* One reader, online and never quiescent: the old snapshot must wait for it. */
+	qsbr_init(&q, 1);
+	qsbr_online(&q, 0);
+	ck_assert_int_eq(pool_rebuild(p, &q), 0);
 	ck_assert_ptr_ne(atomic_load(&p->snap), first);
-	pool_snapshot_free(retired[0]);
+	ck_assert_int_eq(qsbr_reclaim(&q), 1);
+	qsbr_offline(&q, 0);
+	ck_assert_int_eq(qsbr_reclaim(&q), 0);
 
 	/* A switched algorithm takes effect at the next rebuild. */
 	p->algorithm = &algorithm_least_conn;
-	pool_rebuild(p, NULL);
+	ck_assert_int_eq(pool_rebuild(p, NULL), 0);
 	ck_assert_ptr_eq(atomic_load(&p->snap)->alg, &algorithm_least_conn);
+	qsbr_destroy(&q);
 	pool_destroy(p);
 }
 END_TEST
 
 struct rebuilder {
 	struct pool *p;
-	struct pool_snapshot **old;
-	int n;
+	struct qsbr *q;
 };
-
-static struct rebuilder *rebuilding; /* where retire_deferred parks old snapshots */
-
-static void retire_deferred(struct pool_snapshot *old)
-{
-	rebuilding->old[rebuilding->n++] = old;
-}
 
 static void *rebuilder_run(void *arg)
 {
@@ -671,7 +660,7 @@ static void *rebuilder_run(void *arg)
 
 	for (int i = 0; i < 200; i++) {
 		atomic_store(&r->p->backends[i % 4]->weight, 1 + i % 3);
-		pool_rebuild(r->p, retire_deferred);
+		pool_rebuild(r->p, r->q);
 	}
 	return NULL;
 }
@@ -680,19 +669,23 @@ START_TEST(test_picks_race_safely_with_rebuilds)
 {
 	const char *alg = all_algorithms[_i];
 	struct pool *p = make_pool(alg, NULL, 4);
-	struct rebuilder r = {.p = p, .old = calloc(200, sizeof(*r.old))};
+	struct qsbr q;
+	struct rebuilder r = {.p = p, .q = &q};
 	pthread_t thread;
 	int counts[4] = {0};
 
-	/* Old snapshots are freed only after the pickers have joined: the QSBR stand-in. */
-	rebuilding = &r;
+	/* The pickers are one QSBR reader that stays online until they have joined, so every
+	 * retired snapshot must still be there for them (ASan/TSan would catch a free). */
+	qsbr_init(&q, 1);
+	qsbr_online(&q, 0);
 	ck_assert_int_eq(pthread_create(&thread, NULL, rebuilder_run, &r), 0);
 	pick_concurrently(p, 2, 20000, counts);
 	pthread_join(thread, NULL);
 	ck_assert_int_eq(counts[0] + counts[1] + counts[2] + counts[3], 40000);
-	for (int i = 0; i < r.n; i++)
-		pool_snapshot_free(r.old[i]);
-	free(r.old);
+	ck_assert_int_eq(qsbr_reclaim(&q), 200);
+	qsbr_offline(&q, 0);
+	ck_assert_int_eq(qsbr_reclaim(&q), 0);
+	qsbr_destroy(&q);
 	pool_destroy(p);
 }
 END_TEST
