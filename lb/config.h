@@ -60,7 +60,7 @@ struct cfg_listener {
 	enum cfg_proto protocol;
 	char *listen; /* as written */
 	struct lb_addr addr;
-	char *pool;	  /* pool name */
+	char *pool;	   /* pool name */
 	size_t pool_index; /* index into config.pools */
 	int max_conns;
 	struct cidr *allow, *deny;

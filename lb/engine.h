@@ -27,9 +27,13 @@ struct engine_ops {
 	/* Stop watching. After it returns cb is never called again for w, and the caller must
 	 * close the fd before it next waits (the engine may rely on close to drop the fd). */
 	void (*unwatch)(struct engine *e, struct engine_watch *w);
-	/* Wait up to timeout_ms (-1 = forever) and dispatch callbacks. Returns the number of
-	 * events dispatched, or -errno (EINTR is not an error: returns 0). */
+	/* Submit what is queued and wait up to timeout_ms (-1 = forever) for events; callbacks
+	 * do not run yet. Returns 0 or -errno (EINTR and timeouts are not errors). */
 	int (*wait)(struct engine *e, int timeout_ms);
+	/* Run the callbacks of the events the last wait collected. Split from wait so that the
+	 * caller can read the clock once the wait is over (timers armed in callbacks must not
+	 * start from the time before a long sleep). Returns how many events ran. */
+	int (*dispatch)(struct engine *e);
 };
 
 extern const struct engine_ops engine_epoll;

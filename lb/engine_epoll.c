@@ -23,6 +23,7 @@ struct engine {
 	int epfd;
 	struct objpool watches;
 	struct engine_watch *dead; /* unwatched during this batch; recycled after it */
+	int nready;		   /* events collected by the last wait */
 	struct epoll_event events[EPOLL_BATCH];
 };
 
@@ -84,8 +85,17 @@ static void ep_unwatch(struct engine *e, struct engine_watch *w)
 static int ep_wait(struct engine *e, int timeout_ms)
 {
 	int n = epoll_wait(e->epfd, e->events, EPOLL_BATCH, timeout_ms);
-	if (n < 0)
+	if (n < 0) {
+		e->nready = 0;
 		return errno == EINTR ? 0 : -errno;
+	}
+	e->nready = n;
+	return 0;
+}
+
+static int ep_dispatch(struct engine *e)
+{
+	int n = e->nready;
 	for (int i = 0; i < n; i++) {
 		struct engine_watch *w = e->events[i].data.ptr;
 		if (!w->owner)
@@ -99,6 +109,7 @@ static int ep_wait(struct engine *e, int timeout_ms)
 			ev |= ENGINE_ERROR;
 		w->cb(w->owner, ev);
 	}
+	e->nready = 0;
 	while (e->dead) {
 		struct engine_watch *w = e->dead;
 		e->dead = w->next;
@@ -114,4 +125,5 @@ const struct engine_ops engine_epoll = {
     .watch = ep_watch,
     .unwatch = ep_unwatch,
     .wait = ep_wait,
+    .dispatch = ep_dispatch,
 };

@@ -218,8 +218,14 @@ static int ur_wait(struct engine *e, int timeout_ms)
 	}
 	if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EBUSY)
 		return ret;
+	return 0;
+}
 
+static int ur_dispatch(struct engine *e)
+{
+	struct io_uring_cqe *cqe;
 	unsigned head, n = 0;
+
 	io_uring_for_each_cqe(&e->ring, head, cqe)
 	{
 		handle_cqe(e, cqe);
@@ -236,4 +242,5 @@ const struct engine_ops engine_uring = {
     .watch = ur_watch,
     .unwatch = ur_unwatch,
     .wait = ur_wait,
+    .dispatch = ur_dispatch,
 };

@@ -141,7 +141,8 @@ static void close_listeners(struct worker *w)
  * until its poll removal is submitted, so a closed listener would otherwise linger. */
 static void flush(struct worker *w)
 {
-	(void)w->ops->wait(w->eng, 0);
+	if (w->ops->wait(w->eng, 0) == 0)
+		w->ops->dispatch(w->eng);
 }
 
 static void worker_loop(struct worker *w)
@@ -180,7 +181,9 @@ static void worker_loop(struct worker *w)
 			tcp_relay_close_all(w);
 			return;
 		}
+		/* The wait may have slept long: callbacks arm timers from the time now. */
 		w->now = timer_now_ms();
+		w->ops->dispatch(w->eng);
 		timer_run(&w->timers, w->now);
 	}
 }

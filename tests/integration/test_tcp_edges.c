@@ -516,6 +516,34 @@ START_TEST(test_connect_timeout_moves_on_to_live_backend)
 }
 END_TEST
 
+/* A worker that slept longer than the connect timeout must not arm the next connection's
+ * timer from the time before its sleep (regression: such connects "timed out" at once). */
+START_TEST(test_connect_after_idle_gap_longer_than_connect_timeout)
+{
+	struct tbackend *be = tb_start("127.0.0.1:0", TB_TAGGED, "after-gap");
+	char bj[256], json[2048], tag[64];
+	struct lbproc lb;
+	int port = t_free_port();
+
+	ck_assert_ptr_nonnull(be);
+	backend_json(bj, sizeof(bj), be, NULL);
+	edge_config(json, sizeof(json),
+		    &(struct edge_opts){.port = port,
+					.listener = ",\"timeouts\":{\"connect\":\"200ms\"}",
+					.backends = bj});
+	start_lb(&lb, json, port);
+
+	for (int i = 0; i < 4; i++) {
+		usleep(600 * 1000); /* both workers idle for 3x the connect timeout */
+		check_lb(&lb, t_fetch_tag(NULL, port, tag, sizeof(tag)) == 0,
+			 "connection %d after an idle gap got no tag", i);
+		check_lb(&lb, strcmp(tag, "after-gap") == 0, "connection %d landed on %s", i, tag);
+	}
+	stop_lb(&lb);
+	tb_free(be);
+}
+END_TEST
+
 START_TEST(test_idle_timeout_closes_only_silent_connections)
 {
 	struct tbackend *be = tb_start("127.0.0.1:0", TB_ECHO, "idle");
@@ -942,6 +970,7 @@ int main(void)
 	add_test(s, "proxy_v1", test_proxy_protocol_v1_header_precedes_payload, 20);
 	add_test(s, "proxy_v2", test_proxy_protocol_v2_header_precedes_payload, 20);
 	add_test(s, "connect_timeout", test_connect_timeout_moves_on_to_live_backend, 30);
+	add_test(s, "idle_gap", test_connect_after_idle_gap_longer_than_connect_timeout, 20);
 	add_test(s, "idle_timeout", test_idle_timeout_closes_only_silent_connections, 20);
 	add_test(s, "backend_reset", test_backend_reset_mid_stream_resets_client, 20);
 	add_test(s, "client_reset", test_client_reset_closes_backend_connection, 20);
