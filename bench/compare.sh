@@ -1,0 +1,575 @@
+#!/usr/bin/env bash
+# bench/compare.sh — `make bench`: lb (both engines), HAProxy and nginx stream in front of
+# the same loopback backends, same worker count, same client commands; alternates systems,
+# repeats rounds and writes the medians to docs/BENCHMARKS.md and docs/bench.png.
+#
+# Usage: bash bench/compare.sh [--quick] [--rounds N] [--systems "direct lb-uring ..."]
+# Env:   LB_BIN (default build/lb), LB_BENCH_ENGINE (engine of the plain "lb" system,
+#        default auto), BENCH_IDLE_CONNS, BENCH_BUDGET (seconds, default 560),
+#        BENCH_OUT (where BENCHMARKS.md and bench.png go; default docs/, or the raw
+#        directory with --quick), BENCH_KEEP_TMP=1 (keep the temp dir).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH="$ROOT/bench"
+HELPER="$BENCH/helper.py"
+
+QUICK=0
+ROUNDS=
+SYSTEMS="direct lb-uring lb-epoll haproxy nginx"
+WORKERS=$(nproc)
+LB_BENCH_ENGINE=${LB_BENCH_ENGINE:-auto}
+
+usage() {
+	sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+}
+
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--quick) QUICK=1 ;;
+	--rounds) ROUNDS=${2:?--rounds needs a number}; shift ;;
+	--systems) SYSTEMS=${2:?--systems needs a list}; shift ;;
+	-h | --help) usage; exit 0 ;;
+	*) echo "compare.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
+	esac
+	shift
+done
+
+case "$ROUNDS" in '' | [1-9] | [1-9][0-9]) ;; *) echo "compare.sh: --rounds wants 1..99" >&2; exit 2 ;; esac
+
+# Durations (seconds) and sizes. Full: 3 rounds fit in ~8 minutes on 2 cores.
+if [ "$QUICK" = 1 ]; then
+	ROUNDS=${ROUNDS:-1}
+	T_TCP=2 T_WRK=2 T_UDP=2
+	IDLE_CONNS=${BENCH_IDLE_CONNS:-2000}
+else
+	ROUNDS=${ROUNDS:-3}
+	T_TCP=5 T_WRK=5 T_UDP=3
+	IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
+fi
+WRK_CONNS=50
+UDP_LEN=1200
+# The backend body: 100 bytes, as small as a typical health/API reply.
+BODY=$(printf 'x%.0s' $(seq 1 100))
+
+LB_BIN=${LB_BIN:-build/lb}
+case "$LB_BIN" in /*) ;; *) [ -e "$LB_BIN" ] || LB_BIN="$ROOT/$LB_BIN" ;; esac
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# ---------------------------------------------------------------- dependencies
+
+need_pkgs=()
+need() { command -v "$1" >/dev/null 2>&1 || need_pkgs+=("$2"); }
+
+stream_module() {
+	for f in /usr/lib/nginx/modules/ngx_stream_module.so \
+		/usr/share/nginx/modules/ngx_stream_module.so; do
+		[ -e "$f" ] && { echo "$f"; return 0; }
+	done
+	return 1
+}
+
+check_deps() {
+	need iperf3 iperf3
+	need wrk wrk
+	need haproxy haproxy
+	need nginx nginx
+	need python3 python3
+	need ss iproute2
+	need gnuplot gnuplot-nox
+	if command -v nginx >/dev/null 2>&1 && ! stream_module >/dev/null &&
+		! nginx -V 2>&1 | grep -q -- '--with-stream\( \|$\)'; then
+		need_pkgs+=(libnginx-mod-stream)
+	elif ! command -v nginx >/dev/null 2>&1; then
+		need_pkgs+=(libnginx-mod-stream)
+	fi
+	[ ${#need_pkgs[@]} -eq 0 ] && return 0
+	if [ "$(id -u)" != 0 ]; then
+		echo "compare.sh: missing tools; install them with:" >&2
+		echo "  sudo apt-get update && sudo apt-get install -y ${need_pkgs[*]}" >&2
+		exit 2
+	fi
+	log "installing ${need_pkgs[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	if ! apt-get install -y "${need_pkgs[@]}" >/dev/null; then
+		apt-get update >/dev/null
+		apt-get install -y "${need_pkgs[@]}" >/dev/null
+	fi
+}
+
+# ------------------------------------------------------------ processes, ports
+
+TMP=$(mktemp -d /tmp/lb-bench.XXXXXX)
+chmod 755 "$TMP"
+PIDS=()
+
+kill_tree() { # kill_tree PID: TERM the process and its children, KILL what is left after 5 s
+	local pid=$1 kids
+	kids=$(pgrep -P "$pid" 2>/dev/null || true)
+	kill -TERM "$pid" 2>/dev/null || return 0
+	for _ in $(seq 50); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	# shellcheck disable=SC2086 # word splitting of the pid list is intended
+	kill -KILL "$pid" $kids 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+	local rc=$? pid
+	trap - EXIT INT TERM
+	for pid in "${PIDS[@]}"; do
+		kill_tree "$pid"
+	done
+	if [ "${BENCH_KEEP_TMP:-0}" = 1 ]; then
+		log "kept $TMP"
+	else
+		rm -rf "$TMP"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+start_bg() { # start_bg VAR LOG CMD... : run CMD in the background, pid into VAR
+	local var=$1 logf=$2
+	shift 2
+	"$@" >"$logf" 2>&1 </dev/null &
+	PIDS+=("$!")
+	printf -v "$var" '%s' "$!"
+}
+
+stop_pid() {
+	local pid=$1 p keep=()
+	kill_tree "$pid"
+	for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
+	PIDS=("${keep[@]}")
+}
+
+NEXT_PORT=$((21000 + RANDOM % 4000))
+alloc_port() { # alloc_port VAR: a loopback port free for both TCP and UDP, below the ephemeral range
+	while [ -n "$(ss -Htuan "( sport = :$NEXT_PORT )")" ]; do
+		NEXT_PORT=$((NEXT_PORT + 1))
+	done
+	printf -v "$1" '%s' "$NEXT_PORT"
+	NEXT_PORT=$((NEXT_PORT + 1))
+}
+
+wait_listen() { # wait_listen PORT PID: until PORT listens (10 s), or PID dies
+	local port=$1 pid=$2
+	for _ in $(seq 100); do
+		[ -n "$(ss -Htln "( sport = :$port )")" ] && return 0
+		kill -0 "$pid" 2>/dev/null || return 1
+		sleep 0.1
+	done
+	return 1
+}
+
+render() { # render TEMPLATE OUT KEY=VALUE...: replace @KEY@ by VALUE
+	local tmpl=$1 out=$2 line kv
+	shift 2
+	: >"$out"
+	while IFS= read -r line || [ -n "$line" ]; do
+		for kv in "$@"; do
+			line=${line//@${kv%%=*}@/${kv#*=}}
+		done
+		printf '%s\n' "$line" >>"$out"
+	done <"$tmpl"
+}
+
+# -------------------------------------------------------------------- backends
+
+alloc_port BACKEND_IPERF
+alloc_port BACKEND_HTTP
+IPERF_PID=
+BACKEND_NGINX_PID=
+
+start_iperf_server() {
+	start_bg IPERF_PID "$TMP/iperf3-server.log" iperf3 -s -B 127.0.0.1 -p "$BACKEND_IPERF"
+	wait_listen "$BACKEND_IPERF" "$IPERF_PID" || { log "iperf3 server did not start"; exit 1; }
+}
+
+# A client killed mid-test can leave the iperf3 server waiting; a fresh one costs 0.1 s.
+restart_iperf_server() {
+	stop_pid "$IPERF_PID"
+	start_iperf_server
+}
+
+start_backends() {
+	local d="$TMP/backend-nginx"
+	mkdir -p "$d"
+	render "$BENCH/nginx-backend.conf.in" "$d/nginx.conf" WORKERS="$WORKERS" DIR="$d" NOFILE="$NOFILE" \
+		BACKEND_HTTP_PORT="$BACKEND_HTTP" BODY="$BODY"
+	start_bg BACKEND_NGINX_PID "$RAW/logs/backend-nginx.log" \
+		nginx -p "$d" -c "$d/nginx.conf" -g 'daemon off;'
+	wait_listen "$BACKEND_HTTP" "$BACKEND_NGINX_PID" || {
+		log "backend nginx did not start: $(tail -3 "$d/error.log" "$RAW/logs/backend-nginx.log" 2>/dev/null)"
+		exit 1
+	}
+	start_iperf_server
+	python3 "$HELPER" probe "$BACKEND_HTTP" || { log "backend nginx does not answer"; exit 1; }
+}
+
+# ------------------------------------------------------------------- balancers
+
+declare -A SYS_IPERF SYS_HTTP SYS_PID SYS_UDP NOTE
+
+add_note() { # add_note SYS TEXT: once per run, however many rounds repeat it
+	case "; ${NOTE[$1]:-}; " in *"; $2; "*) return 0 ;; esac
+	NOTE[$1]="${NOTE[$1]:+${NOTE[$1]}; }$2"
+}
+
+declare -A FAILS FIRST_ERR
+FAIL_KEYS=()
+note_fail() { # note_fail SYS WHAT ERROR: counted per run, summarised in the notes at the end
+	local k="$1|$2"
+	if [ -z "${FAILS[$k]:-}" ]; then
+		FAILS[$k]=0 FIRST_ERR[$k]=$3
+		FAIL_KEYS+=("$k")
+	fi
+	FAILS[$k]=$((FAILS[$k] + 1))
+}
+
+assign_ports() {
+	local s p
+	for s in $SYSTEMS; do
+		if [ "$s" = direct ]; then
+			SYS_IPERF[$s]=$BACKEND_IPERF SYS_HTTP[$s]=$BACKEND_HTTP SYS_UDP[$s]=1
+			continue
+		fi
+		alloc_port p
+		SYS_IPERF[$s]=$p
+		alloc_port p
+		SYS_HTTP[$s]=$p
+		SYS_UDP[$s]=0
+	done
+}
+
+lb_engine() {
+	case "$1" in
+	lb-uring) echo io_uring ;;
+	lb-epoll) echo epoll ;;
+	*) echo "$LB_BENCH_ENGINE" ;;
+	esac
+}
+
+start_lb() {
+	local s=$1 d="$TMP/$1" engine udp pid err
+	engine=$(lb_engine "$s")
+	if [ ! -x "$LB_BIN" ]; then
+		add_note "$s" "lb binary not found at $LB_BIN (build it first)"
+		return 1
+	fi
+	mkdir -p "$d"
+	udp=", { \"name\": \"iperf-udp\", \"protocol\": \"udp\", \"listen\": \"127.0.0.1:${SYS_IPERF[$s]}\", \"pool\": \"iperf\" }"
+	render "$BENCH/lb.json.in" "$d/lb.json" ENGINE="$engine" WORKERS="$WORKERS" DIR="$d" \
+		IPERF_PORT="${SYS_IPERF[$s]}" HTTP_PORT="${SYS_HTTP[$s]}" \
+		BACKEND_IPERF_PORT="$BACKEND_IPERF" BACKEND_HTTP_PORT="$BACKEND_HTTP" UDP_LISTENER="$udp"
+	SYS_UDP[$s]=1
+	if ! "$LB_BIN" -c "$d/lb.json" --check >"$d/check.log" 2>&1; then
+		SYS_UDP[$s]=0
+		add_note "$s" "udp listener rejected by lb --check: $(head -1 "$d/check.log")"
+		render "$BENCH/lb.json.in" "$d/lb.json" ENGINE="$engine" WORKERS="$WORKERS" DIR="$d" \
+			IPERF_PORT="${SYS_IPERF[$s]}" HTTP_PORT="${SYS_HTTP[$s]}" \
+			BACKEND_IPERF_PORT="$BACKEND_IPERF" BACKEND_HTTP_PORT="$BACKEND_HTTP" UDP_LISTENER=""
+		if ! "$LB_BIN" -c "$d/lb.json" --check >"$d/check.log" 2>&1; then
+			add_note "$s" "config rejected by lb --check: $(head -3 "$d/check.log" | tr '\n' ' ')"
+			return 1
+		fi
+	fi
+	start_bg pid "$RAW/logs/$s.log" "$LB_BIN" -c "$d/lb.json"
+	SYS_PID[$s]=$pid
+	if ! wait_listen "${SYS_HTTP[$s]}" "$pid" || ! wait_listen "${SYS_IPERF[$s]}" "$pid"; then
+		err=$(tail -2 "$RAW/logs/$s.log" | tr '\n' ' ')
+		add_note "$s" "lb ($engine) did not start listening: $err"
+		return 1
+	fi
+	return 0
+}
+
+start_haproxy() {
+	local s=$1 d="$TMP/$1" pid
+	mkdir -p "$d"
+	render "$BENCH/haproxy.cfg.in" "$d/haproxy.cfg" WORKERS="$WORKERS" DIR="$d" MAXCONN="$HAPROXY_MAXCONN" \
+		IPERF_PORT="${SYS_IPERF[$s]}" HTTP_PORT="${SYS_HTTP[$s]}" \
+		BACKEND_IPERF_PORT="$BACKEND_IPERF" BACKEND_HTTP_PORT="$BACKEND_HTTP"
+	start_bg pid "$RAW/logs/$s.log" haproxy -db -f "$d/haproxy.cfg"
+	SYS_PID[$s]=$pid
+	if ! wait_listen "${SYS_HTTP[$s]}" "$pid" || ! wait_listen "${SYS_IPERF[$s]}" "$pid"; then
+		add_note "$s" "did not start: $(grep -m1 ALERT "$RAW/logs/$s.log" || tail -1 "$RAW/logs/$s.log")"
+		return 1
+	fi
+	add_note "$s" "HAProxy has no UDP proxying"
+}
+
+start_nginx() {
+	local s=$1 d="$TMP/$1" pid load=""
+	mkdir -p "$d"
+	if stream_module >/dev/null; then load="load_module $(stream_module);"; fi
+	render "$BENCH/nginx-stream.conf.in" "$d/nginx.conf" WORKERS="$WORKERS" DIR="$d" NOFILE="$NOFILE" \
+		LOAD_STREAM="$load" IPERF_PORT="${SYS_IPERF[$s]}" HTTP_PORT="${SYS_HTTP[$s]}" \
+		BACKEND_IPERF_PORT="$BACKEND_IPERF" BACKEND_HTTP_PORT="$BACKEND_HTTP"
+	start_bg pid "$RAW/logs/$s.log" nginx -p "$d" -c "$d/nginx.conf" -g 'daemon off;'
+	SYS_PID[$s]=$pid
+	SYS_UDP[$s]=1
+	if ! wait_listen "${SYS_HTTP[$s]}" "$pid" || ! wait_listen "${SYS_IPERF[$s]}" "$pid"; then
+		add_note "$s" "did not start: $(tail -1 "$d/error.log" 2>/dev/null)"
+		return 1
+	fi
+}
+
+declare -A UP
+start_system() { # marks UP[s]=1 when it runs and relays an HTTP request
+	local s=$1 ok=0
+	UP[$s]=0
+	[ "$s" = direct ] && { UP[$s]=1; return 0; }
+	case "$s" in
+	lb | lb-*) start_lb "$s" && ok=1 ;;
+	haproxy) start_haproxy "$s" && ok=1 ;;
+	nginx) start_nginx "$s" && ok=1 ;;
+	*) log "unknown system $s"; exit 2 ;;
+	esac
+	if [ "$ok" = 1 ] && ! python3 "$HELPER" probe "${SYS_HTTP[$s]}" 2>>"$RAW/logs/$s.log"; then
+		add_note "$s" "does not relay TCP (HTTP probe failed)"
+		ok=0
+	fi
+	if [ "$ok" = 1 ]; then
+		UP[$s]=1
+	else
+		log "$s: n/a — ${NOTE[$s]:-failed to start, see $RAW/logs/$s.log}"
+		[ -n "${SYS_PID[$s]:-}" ] && stop_pid "${SYS_PID[$s]}"
+		SYS_PID[$s]=
+	fi
+}
+
+stop_system() {
+	local s=$1
+	[ -n "${SYS_PID[$s]:-}" ] && stop_pid "${SYS_PID[$s]}"
+	SYS_PID[$s]=
+	UP[$s]=0
+}
+
+alive() { # alive SYS: still running (direct always is)
+	local s=$1
+	[ "${UP[$s]}" = 1 ] || return 1
+	[ "$s" = direct ] && return 0
+	if ! kill -0 "${SYS_PID[$s]}" 2>/dev/null; then
+		add_note "$s" "exited during round $ROUND (see bench-raw logs)"
+		log "$s exited; its remaining rows in round $ROUND are n/a"
+		UP[$s]=0
+		return 1
+	fi
+}
+
+# ------------------------------------------------------------------- workloads
+
+record() { # record SYS METRIC VALUE
+	printf '%s\t%s\t%s\t%s\n' "$ROUND" "$1" "$2" "$3" >>"$RAW/results.tsv"
+}
+
+cpu_now() {
+	if [ "$1" = direct ]; then echo NA; else python3 "$HELPER" cpu "${SYS_PID[$1]}"; fi
+}
+
+declare -A CPU_S BYTES
+run_tcp() { # run_tcp SYS STREAMS
+	local s=$1 n=$2 out c0 c1 gbps bytes
+	out="$RAW/r$ROUND-$s-tcp$n.json"
+	c0=$(cpu_now "$s")
+	timeout -k 2 $((T_TCP + 15)) iperf3 -c 127.0.0.1 -p "${SYS_IPERF[$s]}" -P "$n" -t "$T_TCP" \
+		--connect-timeout 3000 -J >"$out" 2>&1 || true
+	c1=$(cpu_now "$s")
+	gbps=NA bytes=NA
+	read -r gbps bytes < <(python3 "$HELPER" iperf "$out" tcp 2>"$TMP/iperf.err" || true) || true
+	record "$s" "tcp$n" "$gbps"
+	if [ "$gbps" = NA ]; then
+		note_fail "$s" "iperf3 -P $n" "$(head -1 "$TMP/iperf.err")"
+		restart_iperf_server
+	fi
+	if [ "$c0" != NA ] && [ "$bytes" != NA ]; then
+		CPU_S[$s]=$(awk -v a="${CPU_S[$s]:-0}" -v b="$c0" -v c="$c1" 'BEGIN { print a + c - b }')
+		BYTES[$s]=$(awk -v a="${BYTES[$s]:-0}" -v b="$bytes" 'BEGIN { print a + b }')
+	fi
+}
+
+run_udp() { # run_udp SYS RATE_MBIT
+	local s=$1 rate=$2 out loss pkts
+	out="$RAW/r$ROUND-$s-udp$rate.json"
+	if [ "${SYS_UDP[$s]}" != 1 ]; then record "$s" "udp$rate" NA; return; fi
+	timeout -k 2 $((T_UDP + 15)) iperf3 -c 127.0.0.1 -p "${SYS_IPERF[$s]}" -u -b "${rate}M" \
+		-l "$UDP_LEN" -t "$T_UDP" --connect-timeout 3000 -J >"$out" 2>&1 || true
+	loss=NA pkts=NA
+	read -r loss pkts < <(python3 "$HELPER" iperf "$out" udp 2>"$TMP/iperf.err" || true) || true
+	record "$s" "udp$rate" "$loss"
+	if [ "$loss" = NA ]; then
+		note_fail "$s" "iperf3 -u" "$(head -1 "$TMP/iperf.err")"
+		restart_iperf_server
+		# lb's UDP may not exist yet: do not spend the remaining UDP rows of this round on it.
+		case "$s" in lb | lb-*) SYS_UDP[$s]=0 ;; esac
+	fi
+	: "$pkts"
+}
+
+run_wrk() { # run_wrk SYS keepalive|close
+	local s=$1 mode=$2 out rps p99 errs hdr=()
+	out="$RAW/r$ROUND-$s-wrk-$mode.txt"
+	[ "$mode" = close ] && hdr=(-H "Connection: close")
+	timeout -k 2 $((T_WRK + 15)) wrk -t 2 -c "$WRK_CONNS" -d "${T_WRK}s" --latency --timeout 2s \
+		"${hdr[@]}" "http://127.0.0.1:${SYS_HTTP[$s]}/" >"$out" 2>&1 || true
+	rps=NA p99=NA errs=NA
+	read -r rps p99 errs < <(python3 "$HELPER" wrk "$out" || true) || true
+	if [ "$mode" = close ]; then
+		record "$s" close_cps "$rps"
+	else
+		record "$s" ka_rps "$rps"
+		record "$s" ka_p99_ms "$p99"
+	fi
+	record "$s" "wrk_${mode}_errors" "$errs"
+}
+
+run_idle() {
+	local s=$1 per held
+	if [ "$s" = direct ]; then record "$s" mem_per_conn_kb NA; return; fi
+	per=NA held=0
+	read -r per held < <(timeout -k 2 60 python3 "$HELPER" idle "${SYS_HTTP[$s]}" "$BACKEND_HTTP" \
+		"$IDLE_CONNS" "${SYS_PID[$s]}" 2>>"$RAW/logs/$s.log" || true) || true
+	record "$s" idle_held "$held"
+	if [ "$per" = NA ]; then
+		record "$s" mem_per_conn_kb NA
+	else
+		record "$s" mem_per_conn_kb "$(awk -v b="$per" 'BEGIN { printf "%.2f", b / 1024 }')"
+	fi
+	sleep 0.5 # let the balancer and backend reap the closed connections
+}
+
+run_workload() { # run_workload NAME SYS
+	local w=$1 s=$2
+	if ! alive "$s"; then
+		case "$w" in
+		idle) record "$s" mem_per_conn_kb NA ;;
+		tcp1 | tcp4) record "$s" "$w" NA ;;
+		ka) record "$s" ka_rps NA; record "$s" ka_p99_ms NA ;;
+		close) record "$s" close_cps NA ;;
+		udp200 | udp500) record "$s" "$w" NA ;;
+		esac
+		return
+	fi
+	case "$w" in
+	idle) run_idle "$s" ;;
+	tcp1) run_tcp "$s" 1 ;;
+	tcp4) run_tcp "$s" 4 ;;
+	ka) run_wrk "$s" keepalive ;;
+	close) run_wrk "$s" close ;;
+	udp200) run_udp "$s" 200 ;;
+	udp500) run_udp "$s" 500 ;;
+	esac
+}
+
+# ------------------------------------------------------------------------ main
+
+START=$(date +%s)
+LOAD_START=$(cut -d" " -f1-3 /proc/loadavg)
+if awk -v l="${LOAD_START%% *}" -v n="$WORKERS" 'BEGIN { exit !(l > n / 2) }'; then
+	log "warning: load average $LOAD_START on $WORKERS CPUs; other work will add noise"
+fi
+check_deps
+
+# Enough descriptors for IDLE_CONNS through a balancer (two sockets each) plus the backend's.
+# Raising the hard limit needs CAP_SYS_RESOURCE, which containers often lack.
+if [ "$(id -u)" = 0 ]; then ulimit -Hn 200000 2>/dev/null || true; fi
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+NOFILE=$(ulimit -n)
+[ "$NOFILE" = unlimited ] && NOFILE=200000
+max_idle=$(((NOFILE - 1000) / 2))
+if [ "$IDLE_CONNS" -gt "$max_idle" ]; then
+	log "RLIMIT_NOFILE is $NOFILE (hard limit): idle-connection test uses $max_idle, not $IDLE_CONNS"
+	IDLE_CONNS=$max_idle
+fi
+# HAProxy refuses to start when 2 * maxconn descriptors exceed the limit.
+HAPROXY_MAXCONN=$(((NOFILE - 500) / 2))
+
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+RAW="$ROOT/docs/bench-raw/$STAMP"
+mkdir -p "$RAW/logs"
+: >"$RAW/results.tsv"
+log "raw results in ${RAW#"$ROOT"/}"
+
+start_backends
+assign_ports
+WORKLOADS="idle tcp1 tcp4 ka close udp200 udp500"
+
+# `make bench` must end within 10 minutes: start a round only if the slowest one so far fits.
+BUDGET=${BENCH_BUDGET:-560}
+ROUNDS_DONE=0
+slowest=0
+for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+	round_start=$(date +%s)
+	if [ "$ROUND" -gt 1 ] && [ $((round_start - START + slowest)) -gt "$BUDGET" ]; then
+		log "time budget ${BUDGET}s: stopping after $ROUNDS_DONE round(s)"
+		add_note all "only $ROUNDS_DONE of $ROUNDS rounds fit in the ${BUDGET}s budget"
+		break
+	fi
+	# Rotate the order each round so no system always runs first (or right after another).
+	read -r -a sys_list <<<"$SYSTEMS"
+	shift_by=$(((ROUND - 1) % ${#sys_list[@]}))
+	order=("${sys_list[@]:shift_by}" "${sys_list[@]:0:shift_by}")
+	log "round $ROUND/$ROUNDS: ${order[*]}"
+	for s in "${order[@]}"; do
+		start_system "$s"
+		CPU_S[$s]=0 BYTES[$s]=0
+	done
+	for w in $WORKLOADS; do
+		log "round $ROUND: $w"
+		for s in "${order[@]}"; do
+			run_workload "$w" "$s"
+		done
+		if [ "$w" = tcp4 ]; then
+			for s in "${order[@]}"; do
+				record "$s" cpu_s_per_gb "$(awk -v c="${CPU_S[$s]}" -v b="${BYTES[$s]}" \
+					'BEGIN { if (b > 0 && c != "") printf "%.3f", c / (b / 1e9); else print "NA" }')"
+			done
+		fi
+	done
+	for s in "${order[@]}"; do stop_system "$s"; done
+	ROUNDS_DONE=$ROUND
+	took=$(($(date +%s) - round_start))
+	[ "$took" -gt "$slowest" ] && slowest=$took
+done
+
+# Notes (why a cell is n/a) and the facts the report prints.
+for k in "${FAIL_KEYS[@]}"; do
+	add_note "${k%%|*}" "${k#*|} failed in ${FAILS[$k]} run(s) over $ROUNDS_DONE round(s) (first error: ${FIRST_ERR[$k]})"
+done
+: >"$RAW/notes.tsv"
+for s in all $SYSTEMS; do
+	[ -n "${NOTE[$s]:-}" ] && printf '%s\t%s\n' "$s" "${NOTE[$s]}" >>"$RAW/notes.tsv"
+done
+ELAPSED=$(($(date +%s) - START))
+{
+	printf 'date\t%s\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
+	printf 'kernel\t%s\n' "$(uname -r)"
+	printf 'cpu\t%s\n' "$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)"
+	printf 'cpus\t%s\n' "$(nproc)"
+	printf 'rounds\t%s\n' "$ROUNDS_DONE"
+	printf 'quick\t%s\n' "$QUICK"
+	printf 'elapsed\t%s\n' "$ELAPSED"
+	printf 'workers\t%s\n' "$WORKERS"
+	printf 't_tcp\t%s\nt_wrk\t%s\nt_udp\t%s\n' "$T_TCP" "$T_WRK" "$T_UDP"
+	printf 'nofile\t%s\n' "$NOFILE"
+	printf 'idle_conns\t%s\nwrk_conns\t%s\nudp_len\t%s\n' "$IDLE_CONNS" "$WRK_CONNS" "$UDP_LEN"
+	printf 'systems\t%s\n' "$SYSTEMS"
+	printf 'haproxy\t%s\n' "$(haproxy -v 2>/dev/null | head -1 | awk '{print $3}')"
+	printf 'nginx\t%s\n' "$(nginx -v 2>&1 | sed 's|.*/||')"
+	printf 'iperf3\t%s\n' "$(iperf3 --version | head -1 | awk '{print $2}')"
+	printf 'wrk\t%s\n' "$(wrk -v 2>&1 | head -1 | awk '{print $2}')"
+	printf 'lb\t%s\n' "$([ -x "$LB_BIN" ] && "$LB_BIN" --version 2>/dev/null | head -1 | sed 's/^lb //' || echo 'not built')"
+	printf 'load\t%s\n' "$LOAD_START → $(cut -d" " -f1-3 /proc/loadavg)"
+} >"$RAW/meta.tsv"
+
+# Quick runs are for development: they do not overwrite the committed report.
+if [ "$QUICK" = 1 ]; then OUT=${BENCH_OUT:-$RAW}; else OUT=${BENCH_OUT:-$ROOT/docs}; fi
+mkdir -p "$OUT"
+python3 "$BENCH/report.py" "$RAW" "$OUT/BENCHMARKS.md" "$OUT/bench.png"
+log "done in ${ELAPSED}s; report: ${OUT#"$ROOT"/}/BENCHMARKS.md"

@@ -1,0 +1,231 @@
+#!/usr/bin/env python3
+"""Measurement helpers for bench/compare.sh: probing a balancer, holding idle
+connections while reading its memory, CPU time of a process tree, and parsing
+iperf3/wrk output into single numbers. Standard library only."""
+
+import json
+import os
+import re
+import resource
+import socket
+import subprocess
+import sys
+import time
+
+# utime/stime in /proc/PID/stat are in clock ticks; this converts them to seconds.
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def tree(pids):
+    """The given pids plus all their live descendants (nginx workers, etc.)."""
+    parent = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        parent[int(entry)] = int(fields[1])
+    out = set(p for p in pids if p in parent)
+    grew = True
+    while grew:
+        grew = False
+        for pid, ppid in parent.items():
+            if ppid in out and pid not in out:
+                out.add(pid)
+                grew = True
+    return sorted(out)
+
+
+def cpu_seconds(pids):
+    """utime + stime of every process in the trees (threads included)."""
+    total = 0
+    for pid in tree(pids):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / CLK_TCK
+
+
+def mem_kb(pids):
+    """Pss (kB) summed over the trees; VmRSS where smaps_rollup is missing.
+    Pss splits pages shared between nginx's master and workers fairly."""
+    total = 0
+    for pid in tree(pids):
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                m = re.search(r"^Pss:\s+(\d+) kB", f.read(), re.M)
+        except OSError:
+            m = None
+        if m is None:
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    m = re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M)
+            except OSError:
+                m = None
+        if m:
+            total += int(m.group(1))
+    return total
+
+
+def http_get(port, timeout=3.0):
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return data
+
+
+def cmd_probe(args):
+    """Exit 0 when an HTTP GET through PORT returns 200."""
+    port = int(args[0])
+    try:
+        data = http_get(port)
+    except OSError as e:
+        print(f"probe 127.0.0.1:{port}: {e}", file=sys.stderr)
+        return 1
+    if not data.startswith(b"HTTP/1.1 200"):
+        print(f"probe 127.0.0.1:{port}: unexpected reply {data[:40]!r}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def established_to(port):
+    out = subprocess.run(["ss", "-Htn", "state", "established", f"( dport = :{port} )"],
+                         capture_output=True, text=True, timeout=30).stdout
+    return sum(1 for line in out.splitlines() if line.strip())
+
+
+def cmd_idle(args):
+    """idle PORT BACKEND_PORT COUNT PID... : open COUNT idle connections through
+    the balancer at PORT, wait until it holds COUNT connections to BACKEND_PORT,
+    and print 'bytes_per_conn held' from the memory delta of the PID trees."""
+    port, backend, count = int(args[0]), int(args[1]), int(args[2])
+    pids = [int(p) for p in args[3:]]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = count + 256
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
+
+    # Warm-up: lazily initialised per-worker state must not count as per-connection.
+    warm = [socket.create_connection(("127.0.0.1", port), timeout=3) for _ in range(64)]
+    time.sleep(0.3)
+    for s in warm:
+        s.close()
+    time.sleep(0.7)
+    before_conns = established_to(backend)
+    before = mem_kb(pids)
+
+    socks = []
+    try:
+        for _ in range(count):
+            socks.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+    except OSError as e:
+        print(f"idle: opened {len(socks)} of {count}: {e}", file=sys.stderr)
+    deadline = time.time() + 15
+    held = 0
+    while time.time() < deadline:
+        held = established_to(backend) - before_conns
+        if held >= len(socks):
+            break
+        time.sleep(0.25)
+    time.sleep(1.0)
+    held = established_to(backend) - before_conns
+    after = mem_kb(pids)
+    for s in socks:
+        s.close()
+    if held <= 0 or not socks:
+        print("NA 0")
+        return 1
+    # Divide by what the balancer actually holds to the backend, at most what we opened.
+    n = min(held, len(socks))
+    print(f"{(after - before) * 1024 / n:.0f} {n}")
+    return 0
+
+
+def cmd_cpu(args):
+    print(f"{cpu_seconds([int(p) for p in args]):.3f}")
+    return 0
+
+
+def cmd_iperf(args):
+    """iperf FILE tcp|udp : 'gbps bytes' (receiver side) or 'loss_percent'."""
+    path, kind = args
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+    except (OSError, ValueError):
+        print("no JSON output (killed by timeout?)", file=sys.stderr)
+        print("NA NA")
+        return 1
+    if "error" in doc or "end" not in doc:
+        print(doc.get("error", "no result"), file=sys.stderr)
+        print("NA NA")
+        return 1
+    end = doc["end"]
+    if kind == "tcp":
+        s = end.get("sum_received", {})
+        if not s.get("bytes"):
+            print("NA NA")
+            return 1
+        print(f"{s['bits_per_second'] / 1e9:.3f} {s['bytes']}")
+        return 0
+    s = end.get("sum_received") or end.get("sum") or {}
+    if "lost_percent" not in s or not s.get("packets"):
+        print("NA NA")
+        return 1
+    print(f"{s['lost_percent']:.3f} {s['packets']}")
+    return 0
+
+
+UNIT_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}
+
+
+def cmd_wrk(args):
+    """wrk FILE : 'requests_per_sec p99_ms errors'."""
+    try:
+        with open(args[0]) as f:
+            text = f.read()
+    except OSError:
+        print("NA NA NA")
+        return 1
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.M)
+    p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s|m)\s*$", text, re.M)
+    errs = 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if m:
+        errs += sum(int(x) for x in m.groups())
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    if m:
+        errs += int(m.group(1))
+    total = re.search(r"^\s+(\d+) requests in", text, re.M)
+    if not rps or not total or int(total.group(1)) == 0:
+        print("NA NA NA")
+        return 1
+    p99_ms = f"{float(p99.group(1)) * UNIT_MS[p99.group(2)]:.3f}" if p99 else "NA"
+    print(f"{float(rps.group(1)):.0f} {p99_ms} {errs}")
+    return 0
+
+
+def main():
+    cmds = {"probe": cmd_probe, "idle": cmd_idle, "cpu": cmd_cpu,
+            "iperf": cmd_iperf, "wrk": cmd_wrk}
+    if len(sys.argv) < 2 or sys.argv[1] not in cmds:
+        print(f"usage: helper.py {'|'.join(cmds)} ARGS...", file=sys.stderr)
+        return 2
+    return cmds[sys.argv[1]](sys.argv[2:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
