@@ -18,13 +18,14 @@ demo:
 	@$(MAKE) --no-print-directory build
 	@scripts/demo.sh $(BUILD)
 
-# Normal build, every suite; then (in CI, or with SANITIZE=1) the same suites under ASan+UBSan.
+# Normal build, every suite; then (in CI, or with SANITIZE=1) the same suites under ASan+UBSan
+# and the threaded ones under ThreadSanitizer.
 test:
 	@scripts/deps.sh test
 	@$(MAKE) --no-print-directory build
 	scripts/check-format.sh
 	cd $(BUILD) && ctest --output-on-failure -j 1
-	@if [ -n "$$CI" ] || [ -n "$$SANITIZE" ]; then $(MAKE) --no-print-directory test-asan; fi
+	@if [ -n "$$CI" ] || [ -n "$$SANITIZE" ]; then $(MAKE) --no-print-directory test-asan test-tsan; fi
 
 test-unit: build
 	cd $(BUILD) && ctest --output-on-failure -L unit
@@ -38,7 +39,11 @@ test-asan:
 
 test-tsan:
 	@$(MAKE) --no-print-directory build BUILD=build-tsan CMAKE_FLAGS="-DLB_SANITIZE=thread -DCMAKE_BUILD_TYPE=Debug"
-	cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -j 1 -L unit
+	cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -j 1 -R '$(TSAN_TESTS)'
+
+# The threaded suites: algorithms/QSBR from several threads, the prober, and lb itself
+# (workers + prober) running the health and core TCP suites.
+TSAN_TESTS = unit/test_algorithms|unit/test_checks|integration/test_health|integration/test_tcp_core
 
 bench: build
 	@scripts/deps.sh bench
