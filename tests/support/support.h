@@ -12,10 +12,10 @@
 /* ---- test backends (each runs its own thread with its own poll loop) ---- */
 
 enum tb_mode {
-	TB_ECHO,      /* echo every byte back; half-close: after client FIN, finish echo, then FIN */
-	TB_TAGGED,    /* send "<name>\n" on accept, then behave as TB_ECHO */
-	TB_HTTP,      /* answer each HTTP/1.1 request with 200 and body "<name>\n"; keep-alive */
-	TB_SINK,      /* read and discard */
+	TB_ECHO,   /* echo every byte back; half-close: after client FIN, finish echo, then FIN */
+	TB_TAGGED, /* send "<name>\n" on accept, then behave as TB_ECHO */
+	TB_HTTP,   /* answer each HTTP/1.1 request with 200 and body "<name>\n"; keep-alive */
+	TB_SINK,   /* read and discard */
 	TB_BLACKHOLE, /* accept, never read, never write */
 	TB_RECORD,    /* like TB_ECHO, and keep the first TB_RECORD_MAX bytes of each connection */
 };
@@ -71,7 +71,7 @@ int lb_start(struct lbproc *lb, const char *json, const int *ports, size_t nport
 /* SIGTERM, wait up to timeout_ms (then SIGKILL). Returns the exit status (WEXITSTATUS), or
  * -1 if it had to be killed or died by a signal. Keeps the temp dir. */
 int lb_stop(struct lbproc *lb, int timeout_ms);
-/* Remove the temp dir. */
+/* Remove the temp dir (kept, and named on stderr, when $LB_TEST_KEEP is set and not "0"). */
 void lb_cleanup(struct lbproc *lb);
 /* Number of open fds of the process (from /proc/PID/fd), or -1. */
 int lb_fd_count(const struct lbproc *lb);

@@ -1,0 +1,745 @@
+/* Integration: the TCP data path of the real lb binary on the engine named by $LB_ENGINE —
+ * each balancing algorithm's distribution, retries, backups, byte-exact relaying, half-close
+ * and connects after an idle spell. Every test starts its own lb (2 workers, so that cross-worker
+ * state is exercised) in front of in-process tagged backends on loopback. */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "support.h"
+
+/* Two data-plane threads: connections land on either, so shared pool state is tested. */
+#define LB_WORKERS   2
+#define MAX_BACKENDS 8
+/* Per-test limit; the whole suite must stay well under a minute per engine. */
+#define TEST_TIMEOUT_S 60
+/* Health settings for tests that need state changes seen quickly. */
+#define FAST_TCP_HEALTH                                                                            \
+	"{\"type\":\"tcp\",\"interval\":\"100ms\",\"timeout\":\"200ms\",\"rise\":1,\"fall\":1}"
+/* How long a test waits for lb to notice a backend going down or coming back. */
+#define CONVERGE_MS 5000
+#define TAG_MAX	    64
+
+struct bspec {
+	const char *name;
+	const char *address;
+	int weight; /* < 0: leave out, i.e. the default */
+	bool backup;
+};
+
+/* The lb and backends of the running test (each Check test runs in its own process). */
+static struct {
+	struct lbproc lb;
+	bool lb_started;
+	uint64_t started_ms;	   /* when lb_start returned, to place failures on lb's timeline */
+	const char *listener_opts; /* extra JSON members for the listener, or NULL */
+	int port;
+	struct tbackend *tb[MAX_BACKENDS];
+	size_t ntb;
+} h;
+
+/* ---- diagnostics ---- */
+
+/* Print whether lb still runs and the tail of its log, so a failure explains itself. */
+static void dump_lb(void)
+{
+	if (!h.lb_started)
+		return;
+	int status;
+	if (h.lb.pid > 0 && waitpid(h.lb.pid, &status, WNOHANG) == h.lb.pid) {
+		if (WIFSIGNALED(status))
+			fprintf(stderr, "lb DIED by signal %d\n", WTERMSIG(status));
+		else
+			fprintf(stderr, "lb EXITED with status %d\n", WEXITSTATUS(status));
+		h.lb.pid = -1;
+	}
+	char *log = lb_log(&h.lb);
+	if (!log)
+		return;
+	size_t len = strlen(log);
+	const char *tail = len > 6000 ? log + len - 6000 : log;
+	fprintf(stderr,
+		"---- %s (engine %s; failed %llu ms after lb was listening) ----\n%s"
+		"---- end of lb.log ----\n",
+		h.lb.log_path, t_engine(), (unsigned long long)(t_now_ms() - h.started_ms), tail);
+	free(log);
+}
+
+/* "accepted a/b/c": connections each backend saw, to tell lb-side from backend-side trouble */
+static const char *accepted_counts(void)
+{
+	static char buf[128];
+	size_t off = 0;
+
+	off += (size_t)snprintf(buf, sizeof(buf), "backends accepted");
+	for (size_t i = 0; i < h.ntb && off < sizeof(buf); i++)
+		off += (size_t)snprintf(buf + off, sizeof(buf) - off, "%s%u", i ? "/" : " ",
+					tb_accepted(h.tb[i]));
+	return buf;
+}
+
+/* ck_abort_msg with lb's log: the condition must be free of side effects. */
+#define expect(cond, ...)                                                                          \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			dump_lb();                                                                 \
+			ck_abort_msg(__VA_ARGS__);                                                 \
+		}                                                                                  \
+	} while (0)
+
+/* ---- set-up and tear-down ---- */
+
+static struct tbackend *backend(enum tb_mode mode, const char *name)
+{
+	ck_assert_uint_lt(h.ntb, MAX_BACKENDS);
+	struct tbackend *tb = tb_start("127.0.0.1:0", mode, name);
+	ck_assert_msg(tb != NULL, "cannot start test backend %s", name);
+	h.tb[h.ntb++] = tb;
+	return tb;
+}
+
+static struct bspec spec_of(struct tbackend *tb)
+{
+	return (struct bspec){.name = tb_name(tb), .address = tb_address(tb), .weight = -1};
+}
+
+/* An address with nothing listening: connects are refused. */
+static void refused_address(char *buf, size_t len)
+{
+	int port = t_free_port();
+	ck_assert_int_gt(port, 0);
+	snprintf(buf, len, "127.0.0.1:%d", port);
+}
+
+static char *config_json(int port, const char *algorithm, const char *health, const struct bspec *b,
+			 size_t n)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	ck_assert_ptr_nonnull(f);
+	/* debug: lb then logs every failed backend connect with its reason, for dump_lb() */
+	fprintf(f,
+		"{\"engine\":\"%s\",\"workers\":%d,\"shutdown_grace\":\"1s\","
+		"\"log\":{\"level\":\"debug\"},\"control\":{\"socket\":\"@DIR@/lb.sock\"},"
+		"\"listeners\":[{\"name\":\"t\",\"listen\":\"127.0.0.1:%d\",\"pool\":\"p\"%s%s}],"
+		"\"pools\":[{\"name\":\"p\",\"algorithm\":\"%s\",\"retries\":2,\"health\":%s,"
+		"\"backends\":[",
+		t_engine(), LB_WORKERS, port, h.listener_opts ? "," : "",
+		h.listener_opts ? h.listener_opts : "", algorithm,
+		health ? health : "{\"type\":\"none\"}");
+	for (size_t i = 0; i < n; i++) {
+		fprintf(f, "%s{\"name\":\"%s\",\"address\":\"%s\"", i ? "," : "", b[i].name,
+			b[i].address);
+		if (b[i].weight >= 0)
+			fprintf(f, ",\"weight\":%d", b[i].weight);
+		if (b[i].backup)
+			fprintf(f, ",\"backup\":true");
+		fprintf(f, "}");
+	}
+	fprintf(f, "]}]}\n");
+	fclose(f);
+	return text;
+}
+
+static void start_lb(const char *algorithm, const char *health, const struct bspec *b, size_t n)
+{
+	h.port = t_free_port();
+	ck_assert_int_gt(h.port, 0);
+	char *json = config_json(h.port, algorithm, health, b, n);
+	int rc = lb_start(&h.lb, json, &h.port, 1);
+	h.lb_started = true;
+	h.started_ms = t_now_ms();
+	expect(rc == 0, "lb did not start listening within 5 s; config: %s", json);
+	free(json);
+}
+
+/* Stop lb (it must exit cleanly on SIGTERM), remove its temp dir, stop the backends. */
+static void finish(void)
+{
+	if (h.lb_started) {
+		int status = lb_stop(&h.lb, 5000);
+		expect(status == 0, "lb did not exit with 0 on SIGTERM (got %d)", status);
+		lb_cleanup(&h.lb);
+		h.lb_started = false;
+	}
+	for (size_t i = 0; i < h.ntb; i++)
+		tb_free(h.tb[i]);
+	h.ntb = 0;
+}
+
+/* ---- client helpers ---- */
+
+/* Index in h.tb of the backend named tag, or -1. */
+static int backend_index(const char *tag)
+{
+	for (size_t i = 0; i < h.ntb; i++)
+		if (strcmp(tb_name(h.tb[i]), tag) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* One connection through lb from src (NULL = 127.0.0.1): the index of the backend that
+ * answered, or -1 if the connection failed or brought no known tag. */
+static int fetch(const char *src)
+{
+	char tag[TAG_MAX];
+
+	if (t_fetch_tag(src, h.port, tag, sizeof(tag)) < 0)
+		return -1;
+	return backend_index(tag);
+}
+
+/* n sequential connections; counts[i] += hits on backend i. Returns the number that failed. */
+static int fetch_many(int n, unsigned *counts)
+{
+	int failed = 0;
+
+	for (int i = 0; i < n; i++) {
+		int b = fetch(NULL);
+		if (b < 0)
+			failed++;
+		else
+			counts[b]++;
+	}
+	return failed;
+}
+
+/* Open a connection through lb and keep it; *idx = the backend that answered. */
+static int hold(int *idx)
+{
+	char tag[TAG_MAX];
+	int fd = t_connect(NULL, h.port);
+
+	expect(fd >= 0, "connect to lb port %d failed: %s", h.port, strerror(errno));
+	int n = t_read_line(fd, tag, sizeof(tag), 3000);
+	expect(n > 0, "held connection brought no tag (read returned %d)", n);
+	*idx = backend_index(tag);
+	expect(*idx >= 0, "unknown tag '%s'", tag);
+	return fd;
+}
+
+/* Repeat connections until one reaches backend want (bounded). */
+static bool wait_for_backend(int want, int timeout_ms)
+{
+	uint64_t deadline = t_now_ms() + (uint64_t)timeout_ms;
+
+	while (t_now_ms() < deadline) {
+		if (fetch(NULL) == want)
+			return true;
+		usleep(20 * 1000);
+	}
+	return false;
+}
+
+static bool wait_backend_idle(struct tbackend *tb, int timeout_ms)
+{
+	uint64_t deadline = t_now_ms() + (uint64_t)timeout_ms;
+
+	while (tb_active(tb) != 0) {
+		if (t_now_ms() >= deadline)
+			return false;
+		usleep(5 * 1000);
+	}
+	return true;
+}
+
+/* ---- byte streams ---- */
+
+/* A reproducible pseudo-random byte stream (xorshift64*): the writer produces it, the
+ * reader regenerates it to find the first differing byte. */
+struct prng_stream {
+	uint64_t s;
+	uint8_t word[8];
+	unsigned pos;
+};
+
+static void prng_init(struct prng_stream *p, uint64_t seed)
+{
+	p->s = seed ? seed : 0x9e3779b97f4a7c15ULL;
+	p->pos = 8;
+}
+
+static void prng_fill(struct prng_stream *p, uint8_t *dst, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		if (p->pos == 8) {
+			p->s ^= p->s >> 12;
+			p->s ^= p->s << 25;
+			p->s ^= p->s >> 27;
+			uint64_t v = p->s * 0x2545f4914f6cdd1dULL;
+			memcpy(p->word, &v, 8);
+			p->pos = 0;
+		}
+		dst[i] = p->word[p->pos++];
+	}
+}
+
+#define FNV64_OFFSET 0xcbf29ce484222325ULL
+#define FNV64_PRIME  0x100000001b3ULL
+
+static uint64_t fnv1a(uint64_t h64, const uint8_t *p, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		h64 = (h64 ^ p[i]) * FNV64_PRIME;
+	return h64;
+}
+
+struct stream_result {
+	uint64_t sent, received;
+	uint64_t hash_sent, hash_received;
+	int64_t first_mismatch; /* offset of the first wrong byte, -1 if none */
+	bool eof;		/* the peer's FIN arrived after the data */
+	const char *error;	/* NULL, or what went wrong */
+	int err;		/* errno for error, if any */
+};
+
+/* Write total pseudo-random bytes to fd while reading the echo, without blocking either
+ * way; then shutdown(SHUT_WR) and expect the rest of the echo followed by EOF. */
+static void stream_echo(int fd, uint64_t total, int timeout_ms, struct stream_result *r)
+{
+	enum { CHUNK = 64 * 1024 };
+	static uint8_t out[CHUNK], in[CHUNK], want[CHUNK];
+	struct prng_stream tx, rx;
+	size_t out_off = 0, out_len = 0;
+	bool shut = false;
+	uint64_t seed = t_now_ms() * 0x9e3779b97f4a7c15ULL;
+	uint64_t deadline = t_now_ms() + (uint64_t)timeout_ms;
+
+	memset(r, 0, sizeof(*r));
+	r->first_mismatch = -1;
+	r->hash_sent = r->hash_received = FNV64_OFFSET;
+	prng_init(&tx, seed);
+	prng_init(&rx, seed);
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+
+	while (!r->eof) {
+		if (out_len == 0 && r->sent < total) {
+			out_len = total - r->sent < CHUNK ? (size_t)(total - r->sent) : CHUNK;
+			out_off = 0;
+			prng_fill(&tx, out, out_len);
+		}
+		if (out_len == 0 && !shut) {
+			shutdown(fd, SHUT_WR);
+			shut = true;
+		}
+		uint64_t now = t_now_ms();
+		if (now >= deadline) {
+			r->error = "timeout";
+			return;
+		}
+		struct pollfd pfd = {.fd = fd, .events = POLLIN | (out_len ? POLLOUT : 0)};
+		if (poll(&pfd, 1, (int)(deadline - now)) < 0 && errno != EINTR) {
+			r->error = "poll";
+			r->err = errno;
+			return;
+		}
+		if (out_len) {
+			ssize_t n = send(fd, out + out_off, out_len, MSG_NOSIGNAL);
+			if (n > 0) {
+				r->hash_sent = fnv1a(r->hash_sent, out + out_off, (size_t)n);
+				r->sent += (uint64_t)n;
+				out_off += (size_t)n;
+				out_len -= (size_t)n;
+			} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+				r->error = "send";
+				r->err = errno;
+				return;
+			}
+		}
+		ssize_t n = recv(fd, in, sizeof(in), 0);
+		if (n > 0) {
+			prng_fill(&rx, want, (size_t)n);
+			if (r->first_mismatch < 0 && memcmp(in, want, (size_t)n) != 0) {
+				size_t i = 0;
+				while (in[i] == want[i])
+					i++;
+				r->first_mismatch = (int64_t)(r->received + i);
+			}
+			r->hash_received = fnv1a(r->hash_received, in, (size_t)n);
+			r->received += (uint64_t)n;
+			if (r->received > total) {
+				r->error = "more bytes came back than were sent";
+				return;
+			}
+		} else if (n == 0) {
+			r->eof = true;
+		} else if (errno != EAGAIN && errno != EINTR) {
+			r->error = "recv";
+			r->err = errno;
+			return;
+		}
+	}
+}
+
+/* ---- tests ---- */
+
+START_TEST(test_round_robin_gives_each_backend_an_equal_share)
+{
+	struct tbackend *b[3] = {backend(TB_TAGGED, "b1"), backend(TB_TAGGED, "b2"),
+				 backend(TB_TAGGED, "b3")};
+	struct bspec s[3] = {spec_of(b[0]), spec_of(b[1]), spec_of(b[2])};
+	unsigned counts[MAX_BACKENDS] = {0};
+
+	start_lb("round_robin", NULL, s, 3);
+	int failed = fetch_many(30, counts);
+	expect(failed == 0, "%d of 30 connections failed", failed);
+	expect(counts[0] == 10 && counts[1] == 10 && counts[2] == 10,
+	       "round_robin over 30 connections gave %u/%u/%u, want 10/10/10 (%s)", counts[0],
+	       counts[1], counts[2], accepted_counts());
+	finish();
+}
+END_TEST
+
+START_TEST(test_weighted_round_robin_follows_weights)
+{
+	struct tbackend *b[3] = {backend(TB_TAGGED, "w1"), backend(TB_TAGGED, "w2"),
+				 backend(TB_TAGGED, "w3")};
+	struct bspec s[3] = {spec_of(b[0]), spec_of(b[1]), spec_of(b[2])};
+	unsigned counts[MAX_BACKENDS] = {0};
+
+	for (int i = 0; i < 3; i++)
+		s[i].weight = i + 1;
+	start_lb("weighted_round_robin", NULL, s, 3);
+	int failed = fetch_many(60, counts);
+	expect(failed == 0, "%d of 60 connections failed", failed);
+	expect(counts[0] == 10 && counts[1] == 20 && counts[2] == 30,
+	       "weights 1:2:3 over 60 connections gave %u/%u/%u, want 10/20/30 (%s)", counts[0],
+	       counts[1], counts[2], accepted_counts());
+	finish();
+}
+END_TEST
+
+START_TEST(test_least_conn_avoids_backend_holding_connections)
+{
+	struct tbackend *b[3] = {backend(TB_TAGGED, "l1"), backend(TB_TAGGED, "l2"),
+				 backend(TB_TAGGED, "l3")};
+	struct bspec s[3] = {spec_of(b[0]), spec_of(b[1]), spec_of(b[2])};
+	int fds[6], on[6], extra[7], extra_on[7];
+	unsigned counts[3] = {0};
+
+	start_lb("least_conn", NULL, s, 3);
+	/* six held connections: each pick takes a least-loaded backend, so 2/2/2 */
+	for (int i = 0; i < 6; i++) {
+		fds[i] = hold(&on[i]);
+		counts[on[i]]++;
+	}
+	expect(counts[0] == 2 && counts[1] == 2 && counts[2] == 2,
+	       "6 held connections spread %u/%u/%u, want 2/2/2", counts[0], counts[1], counts[2]);
+
+	/* keep the two on l1 open, close the rest: l1 is now the busiest backend */
+	for (int i = 0; i < 6; i++)
+		if (on[i] != 0)
+			close(fds[i]);
+	expect(wait_backend_idle(b[1], 3000) && wait_backend_idle(b[2], 3000),
+	       "closed connections still open at the backends (l2 %u, l3 %u)", tb_active(b[1]),
+	       tb_active(b[2]));
+	usleep(100 * 1000); /* lb counts its side closed right after the backend's */
+
+	/* four new connections must all avoid l1 (2 active) and fill l2 and l3 to 2 each */
+	unsigned fresh[3] = {0};
+	for (int i = 0; i < 4; i++) {
+		extra[i] = hold(&extra_on[i]);
+		fresh[extra_on[i]]++;
+	}
+	expect(fresh[0] == 0 && fresh[1] == 2 && fresh[2] == 2,
+	       "with l1 holding 2 connections, 4 new ones went %u/%u/%u, want 0/2/2", fresh[0],
+	       fresh[1], fresh[2]);
+	/* all equal again: the next three go one to each */
+	unsigned third[3] = {0};
+	for (int i = 4; i < 7; i++) {
+		extra[i] = hold(&extra_on[i]);
+		third[extra_on[i]]++;
+	}
+	expect(third[0] == 1 && third[1] == 1 && third[2] == 1,
+	       "with 2/2/2 active, 3 new connections went %u/%u/%u, want 1/1/1", third[0], third[1],
+	       third[2]);
+
+	for (int i = 0; i < 6; i++)
+		if (on[i] == 0)
+			close(fds[i]);
+	for (int i = 0; i < 7; i++)
+		close(extra[i]);
+	finish();
+}
+END_TEST
+
+#define IP_HASH_CLIENTS 24
+
+START_TEST(test_ip_hash_keeps_clients_and_moves_only_those_of_a_lost_backend)
+{
+	struct tbackend *b[4] = {backend(TB_TAGGED, "h1"), backend(TB_TAGGED, "h2"),
+				 backend(TB_TAGGED, "h3"), backend(TB_TAGGED, "h4")};
+	struct bspec s[4] = {spec_of(b[0]), spec_of(b[1]), spec_of(b[2]), spec_of(b[3])};
+	int home[IP_HASH_CLIENTS];
+	unsigned per_backend[4] = {0};
+	char ip[32];
+
+	start_lb("ip_hash", NULL, s, 4);
+	for (int c = 0; c < IP_HASH_CLIENTS; c++) {
+		snprintf(ip, sizeof(ip), "127.0.0.%d", c + 2);
+		home[c] = fetch(ip);
+		expect(home[c] >= 0, "client %s: connection failed", ip);
+		for (int rep = 0; rep < 3; rep++) {
+			int again = fetch(ip);
+			expect(again == home[c], "client %s went to %s, then to %d (%s); %s", ip,
+			       tb_name(b[home[c]]), again, again >= 0 ? tb_name(b[again]) : "-",
+			       accepted_counts());
+		}
+		per_backend[home[c]]++;
+	}
+	unsigned used = 0, victim = 0;
+	for (unsigned i = 0; i < 4; i++) {
+		used += per_backend[i] > 0;
+		if (per_backend[i] > per_backend[victim])
+			victim = i;
+	}
+	expect(used >= 2, "24 client addresses all hashed to %u backend(s): %u/%u/%u/%u", used,
+	       per_backend[0], per_backend[1], per_backend[2], per_backend[3]);
+
+	tb_stop(b[victim]);
+	for (int rep = 0; rep < 2; rep++) {
+		for (int c = 0; c < IP_HASH_CLIENTS; c++) {
+			snprintf(ip, sizeof(ip), "127.0.0.%d", c + 2);
+			int now = fetch(ip);
+			if (home[c] != (int)victim)
+				expect(now == home[c],
+				       "client %s of live %s moved to %d (%s) after %s stopped", ip,
+				       tb_name(b[home[c]]), now, now >= 0 ? tb_name(b[now]) : "-",
+				       tb_name(b[victim]));
+			else
+				expect(now >= 0 && now != (int)victim,
+				       "client %s of stopped %s got %d (%s), want a live backend",
+				       ip, tb_name(b[victim]), now,
+				       now >= 0 ? tb_name(b[now]) : "-");
+		}
+	}
+	finish();
+}
+END_TEST
+
+START_TEST(test_random_two_skips_refused_and_zero_weight_backends)
+{
+	struct tbackend *b[4] = {backend(TB_TAGGED, "r1"), backend(TB_TAGGED, "r2"),
+				 backend(TB_TAGGED, "down"), backend(TB_TAGGED, "zero")};
+	struct bspec s[4] = {spec_of(b[0]), spec_of(b[1]), spec_of(b[2]), spec_of(b[3])};
+	unsigned counts[MAX_BACKENDS] = {0};
+
+	tb_stop(b[2]); /* its port now refuses connections */
+	s[3].weight = 0;
+	start_lb("random_two", NULL, s, 4);
+	int failed = fetch_many(40, counts);
+	expect(failed == 0, "%d of 40 connections failed", failed);
+	expect(counts[2] == 0 && counts[3] == 0, "refused/zero-weight backends got %u/%u",
+	       counts[2], counts[3]);
+	expect(tb_accepted(b[3]) == 0, "weight 0 backend was connected to %u times",
+	       tb_accepted(b[3]));
+	expect(counts[0] > 0 && counts[1] > 0, "40 random_two picks went %u/%u: not random",
+	       counts[0], counts[1]);
+	finish();
+}
+END_TEST
+
+START_TEST(test_relays_64_mib_intact_both_ways)
+{
+	const uint64_t total = 64ULL << 20;
+	struct tbackend *e = backend(TB_ECHO, "e1");
+	struct bspec s = spec_of(e);
+	struct stream_result r;
+
+	start_lb("round_robin", NULL, &s, 1);
+	int fd = t_connect(NULL, h.port);
+	expect(fd >= 0, "connect to lb failed: %s", strerror(errno));
+	uint64_t t0 = t_now_ms();
+	stream_echo(fd, total, 40000, &r);
+	close(fd);
+	expect(r.error == NULL,
+	       "stream failed: %s (%s) after %llu sent, %llu received, %llu ms; %s", r.error,
+	       strerror(r.err), (unsigned long long)r.sent, (unsigned long long)r.received,
+	       (unsigned long long)(t_now_ms() - t0), accepted_counts());
+	expect(r.first_mismatch < 0, "echoed stream differs from byte %lld on",
+	       (long long)r.first_mismatch);
+	expect(r.sent == total && r.received == total, "sent %llu, received %llu of %llu",
+	       (unsigned long long)r.sent, (unsigned long long)r.received,
+	       (unsigned long long)total);
+	expect(r.hash_sent == r.hash_received, "FNV-1a differs: sent %016llx, received %016llx",
+	       (unsigned long long)r.hash_sent, (unsigned long long)r.hash_received);
+	finish();
+}
+END_TEST
+
+START_TEST(test_half_close_still_delivers_the_reply_then_eof)
+{
+	const uint64_t total = 1 << 20;
+	struct tbackend *e = backend(TB_ECHO, "e1");
+	struct bspec s = spec_of(e);
+	struct stream_result r;
+	char buf[16];
+
+	start_lb("round_robin", NULL, &s, 1);
+
+	/* a small request, then FIN at once: the reply must still come, then EOF */
+	int fd = t_connect(NULL, h.port);
+	expect(fd >= 0, "connect to lb failed: %s", strerror(errno));
+	expect(send(fd, "ping\n", 5, MSG_NOSIGNAL) == 5, "send failed: %s", strerror(errno));
+	expect(shutdown(fd, SHUT_WR) == 0, "shutdown failed: %s", strerror(errno));
+	int n = t_read_line(fd, buf, sizeof(buf), 3000);
+	expect(n == 4 && strcmp(buf, "ping") == 0,
+	       "after our FIN the echo did not come back (read %d)", n);
+	int closed = t_wait_closed(fd, 3000);
+	expect(closed == 0, "want EOF after the echo, got %s",
+	       closed < 0 ? "nothing within 3 s" : "a reset");
+	close(fd);
+
+	/* 1 MiB in flight when the FIN is sent: all of it comes back before the EOF */
+	fd = t_connect(NULL, h.port);
+	expect(fd >= 0, "connect to lb failed: %s", strerror(errno));
+	stream_echo(fd, total, 10000, &r);
+	close(fd);
+	expect(r.error == NULL, "half-closed stream failed: %s (%s), %llu sent, %llu received",
+	       r.error, strerror(r.err), (unsigned long long)r.sent,
+	       (unsigned long long)r.received);
+	expect(r.eof && r.received == total && r.first_mismatch < 0,
+	       "after FIN: received %llu of %llu, eof %d, first mismatch %lld",
+	       (unsigned long long)r.received, (unsigned long long)total, r.eof,
+	       (long long)r.first_mismatch);
+	finish();
+}
+END_TEST
+
+START_TEST(test_retry_moves_past_a_refused_backend)
+{
+	struct tbackend *live = backend(TB_TAGGED, "live");
+	char dead_addr[64];
+	unsigned counts[MAX_BACKENDS] = {0};
+
+	refused_address(dead_addr, sizeof(dead_addr));
+	struct bspec s[2] = {{.name = "dead", .address = dead_addr, .weight = -1}, spec_of(live)};
+	start_lb("round_robin", NULL, s, 2);
+	int failed = fetch_many(20, counts);
+	expect(failed == 0 && counts[0] == 20,
+	       "with a refused first backend, %d of 20 connections failed, %u reached live", failed,
+	       counts[0]);
+	finish();
+}
+END_TEST
+
+START_TEST(test_no_usable_backend_closes_the_client_at_once)
+{
+	char a1[64], a2[64];
+
+	refused_address(a1, sizeof(a1));
+	refused_address(a2, sizeof(a2));
+	struct bspec s[2] = {{.name = "x1", .address = a1, .weight = -1},
+			     {.name = "x2", .address = a2, .weight = -1}};
+	start_lb("round_robin", NULL, s, 2);
+	/* the first connections fail over all retries; later ones may find both marked down */
+	for (int i = 0; i < 5; i++) {
+		uint64_t t0 = t_now_ms();
+		int fd = t_connect(NULL, h.port);
+		expect(fd >= 0, "connect to lb failed: %s", strerror(errno));
+		int closed = t_wait_closed(fd, 1000);
+		uint64_t took = t_now_ms() - t0;
+		close(fd);
+		expect(closed >= 0 && took < 1000,
+		       "connection %d with no usable backend not closed within 1 s (%llu ms)", i,
+		       (unsigned long long)took);
+	}
+	finish();
+}
+END_TEST
+
+START_TEST(test_backup_serves_only_while_all_primaries_are_down)
+{
+	struct tbackend *b[3] = {backend(TB_TAGGED, "p1"), backend(TB_TAGGED, "p2"),
+				 backend(TB_TAGGED, "bk")};
+	struct bspec s[3] = {spec_of(b[0]), spec_of(b[1]), spec_of(b[2])};
+	unsigned counts[MAX_BACKENDS] = {0};
+
+	s[2].backup = true;
+	start_lb("round_robin", FAST_TCP_HEALTH, s, 3);
+	int failed = fetch_many(20, counts);
+	expect(failed == 0 && counts[2] == 0,
+	       "primaries up: %d of 20 failed, backup got %u (p1 %u, p2 %u)", failed, counts[2],
+	       counts[0], counts[1]);
+
+	tb_stop(b[0]);
+	tb_stop(b[1]);
+	expect(wait_for_backend(2, CONVERGE_MS), "primaries down: backup never answered in %d ms",
+	       CONVERGE_MS);
+	memset(counts, 0, sizeof(counts));
+	failed = fetch_many(20, counts);
+	expect(failed == 0 && counts[2] == 20,
+	       "primaries down: %d of 20 failed, backup got %u of 20", failed, counts[2]);
+
+	expect(tb_restart(b[0]) == 0, "cannot restart p1");
+	expect(wait_for_backend(0, CONVERGE_MS), "p1 back: it got no traffic within %d ms",
+	       CONVERGE_MS);
+	memset(counts, 0, sizeof(counts));
+	failed = fetch_many(20, counts);
+	expect(failed == 0 && counts[0] == 20, "p1 back: %d of 20 failed, p1 got %u, backup %u",
+	       failed, counts[0], counts[2]);
+	finish();
+}
+END_TEST
+
+/* Longer than the connect timeout below: a timer armed with a clock read before the worker
+ * went to sleep would already be due when the next connection wakes it. */
+#define IDLE_SPELL_MS 700
+
+START_TEST(test_connection_after_an_idle_spell_is_relayed)
+{
+	struct tbackend *b = backend(TB_TAGGED, "i1");
+	struct bspec s = spec_of(b);
+
+	h.listener_opts = "\"timeouts\":{\"connect\":\"300ms\"}";
+	start_lb("round_robin", NULL, &s, 1);
+	for (int i = 0; i < 3; i++) {
+		usleep(IDLE_SPELL_MS * 1000);
+		int got = fetch(NULL);
+		expect(got == 0, "connection %d after %d ms without traffic was not relayed (%s)",
+		       i, IDLE_SPELL_MS, accepted_counts());
+	}
+	finish();
+}
+END_TEST
+
+static Suite *tcp_core_suite(void)
+{
+	Suite *s = suite_create("tcp_core");
+	TCase *tc = tcase_create("core");
+
+	tcase_set_timeout(tc, TEST_TIMEOUT_S);
+	tcase_add_test(tc, test_round_robin_gives_each_backend_an_equal_share);
+	tcase_add_test(tc, test_weighted_round_robin_follows_weights);
+	tcase_add_test(tc, test_least_conn_avoids_backend_holding_connections);
+	tcase_add_test(tc, test_ip_hash_keeps_clients_and_moves_only_those_of_a_lost_backend);
+	tcase_add_test(tc, test_random_two_skips_refused_and_zero_weight_backends);
+	tcase_add_test(tc, test_relays_64_mib_intact_both_ways);
+	tcase_add_test(tc, test_half_close_still_delivers_the_reply_then_eof);
+	tcase_add_test(tc, test_retry_moves_past_a_refused_backend);
+	tcase_add_test(tc, test_no_usable_backend_closes_the_client_at_once);
+	tcase_add_test(tc, test_backup_serves_only_while_all_primaries_are_down);
+	tcase_add_test(tc, test_connection_after_an_idle_spell_is_relayed);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	SRunner *sr = srunner_create(tcp_core_suite());
+	srunner_run_all(sr, CK_ENV); /* CK_VERBOSITY=verbose lists every test */
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? 0 : 1;
+}

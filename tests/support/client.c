@@ -1,0 +1,155 @@
+/* Client-side helpers for the suites: free ports, connects from chosen loopback sources,
+ * line reads and close detection. Every call is bounded by a timeout. */
+#include "support.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Receive/send timeout put on every t_connect socket: no test may hang on a silent peer. */
+#define T_SOCKET_TIMEOUT_MS 5000
+/* How long t_fetch_tag waits for the tag line. */
+#define T_TAG_TIMEOUT_MS 3000
+
+uint64_t t_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static struct sockaddr_in loopback(int port)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	return sin;
+}
+
+int t_free_port(void)
+{
+	struct sockaddr_in sin = loopback(0);
+	socklen_t len = sizeof(sin);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int port = -1;
+
+	if (fd < 0)
+		return -1;
+	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&sin, &len) == 0)
+		port = ntohs(sin.sin_port);
+	close(fd);
+	return port;
+}
+
+int t_connect(const char *src_ip, int port)
+{
+	struct sockaddr_in dst = loopback(port);
+	struct timeval tv = {T_SOCKET_TIMEOUT_MS / 1000, (T_SOCKET_TIMEOUT_MS % 1000) * 1000};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -1;
+	/* Linux bounds a blocking connect by SO_SNDTIMEO too */
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
+		goto fail;
+	if (src_ip) {
+		struct sockaddr_in src = {.sin_family = AF_INET};
+		if (inet_pton(AF_INET, src_ip, &src.sin_addr) != 1)
+			goto fail;
+		if (bind(fd, (struct sockaddr *)&src, sizeof(src)) < 0)
+			goto fail;
+	}
+	if (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) < 0)
+		goto fail;
+	return fd;
+fail:
+	close(fd);
+	return -1;
+}
+
+/* Wait until fd is readable or the deadline passes. 1 readable, 0 timeout, -1 error. */
+static int wait_readable(int fd, uint64_t deadline)
+{
+	for (;;) {
+		uint64_t now = t_now_ms();
+		if (now >= deadline)
+			return 0;
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		int r = poll(&pfd, 1, (int)(deadline - now));
+		if (r > 0)
+			return 1;
+		if (r < 0 && errno != EINTR)
+			return -1;
+	}
+}
+
+int t_read_line(int fd, char *buf, size_t len, int timeout_ms)
+{
+	uint64_t deadline = t_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+	size_t n = 0;
+
+	if (len == 0)
+		return -1;
+	/* one byte at a time: whatever follows the line stays in the socket for the caller */
+	for (;;) {
+		char ch;
+		if (wait_readable(fd, deadline) != 1)
+			return -1;
+		ssize_t r = recv(fd, &ch, 1, MSG_DONTWAIT);
+		if (r < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+			continue;
+		if (r < 0)
+			return -1;
+		if (r == 0)
+			return n == 0 ? 0 : -1;
+		if (ch == '\n') {
+			buf[n] = '\0';
+			return (int)n;
+		}
+		if (n + 1 >= len)
+			return -1;
+		buf[n++] = ch;
+	}
+}
+
+int t_fetch_tag(const char *src_ip, int port, char *buf, size_t len)
+{
+	int fd = t_connect(src_ip, port);
+
+	if (fd < 0)
+		return -1;
+	int n = t_read_line(fd, buf, len, T_TAG_TIMEOUT_MS);
+	close(fd);
+	return n > 0 ? 0 : -1;
+}
+
+int t_wait_closed(int fd, int timeout_ms)
+{
+	uint64_t deadline = t_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+	char buf[4096];
+
+	for (;;) {
+		int w = wait_readable(fd, deadline);
+		if (w == 0)
+			return -1;
+		if (w < 0)
+			return 1;
+		ssize_t r = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (r == 0)
+			return 0;
+		if (r > 0)
+			continue; /* data before the close is not what we wait for */
+		if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
+			continue;
+		return 1; /* ECONNRESET, or any other error ending the connection */
+	}
+}
