@@ -6,16 +6,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
 #include "health/prober.h"
 #include "lb/config.h"
+#include "lb/control.h"
 #include "lb/engine.h"
 #include "lb/listener.h"
 #include "lb/log.h"
+#include "lb/mainloop.h"
+#include "lb/metrics.h"
 #include "lb/pool.h"
+#include "lb/timer.h"
 #include "lb/worker.h"
 
 enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
@@ -31,6 +36,9 @@ struct lb {
 	struct worker **workers;
 	int nworkers;
 	struct prober *prober;
+	struct ctl_env ctl_env;
+	struct ctl *ctl;
+	struct metrics_http *metrics;
 };
 
 static void usage(FILE *out)
@@ -197,27 +205,99 @@ static void free_all(struct lb *lb)
 	config_free(lb->cfg);
 }
 
-/* Main thread: wait for signals. SIGHUP reload arrives with the control-plane work. */
-static void signal_loop(int sfd)
+/* ---- main loop: signals, control socket, metrics (edit for issue 4) ---- */
+
+/* Events taken per epoll_wait on the main loop. */
+#define MAIN_MAX_EVENTS 32
+
+struct sig_handler {
+	struct mainloop_handler h;
+	int fd;
+	bool stop;
+};
+
+static void signal_ready(struct mainloop_handler *h, uint32_t events)
 {
-	for (;;) {
-		struct signalfd_siginfo si;
-		ssize_t n = read(sfd, &si, sizeof(si));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n != sizeof(si)) {
-			log_error("signalfd read: %s", strerror(errno));
-			return;
-		}
+	struct sig_handler *s = (struct sig_handler *)h;
+	struct signalfd_siginfo si;
+	(void)events;
+
+	while (read(s->fd, &si, sizeof(si)) == sizeof(si)) {
 		if (si.ssi_signo == SIGHUP) {
 			log_warn("SIGHUP: configuration reload is not implemented yet; ignored");
 			continue;
 		}
 		log_info("%s: stopping; open connections get the shutdown grace period",
 			 strsignal((int)si.ssi_signo));
-		return;
+		s->stop = true;
 	}
 }
+
+static int start_control(struct lb *lb, int epfd)
+{
+	char why[512];
+	struct ctl_env *env = &lb->ctl_env;
+
+	*env = (struct ctl_env){
+	    .cfg = lb->cfg,
+	    .m = {.version = LB_VERSION,
+		  .engine = lb->rt.engine->name,
+		  .pools = lb->pools,
+		  .npools = lb->cfg->npools,
+		  .listeners = lb->rt.listeners,
+		  .nlisteners = lb->rt.nlisteners},
+	    .workers = lb->workers,
+	    .nworkers = lb->nworkers,
+	    .qsbr = lb->rt.qsbr,
+	    .started_ms = timer_now_ms(),
+	};
+	lb->ctl = ctl_open(epfd, env, why, sizeof(why));
+	if (!lb->ctl) {
+		log_error("control socket: %s", why);
+		return -1;
+	}
+	if (lb->cfg->metrics_listen) {
+		int err = 0;
+		lb->metrics = metrics_http_open(epfd, &lb->cfg->metrics_addr, &env->m, &err);
+		if (!lb->metrics) {
+			log_error("metrics: cannot listen on %s: %s", lb->cfg->metrics_listen,
+				  strerror(-err));
+			return -1;
+		}
+		log_info("metrics on http://%s/metrics", lb->cfg->metrics_listen);
+	}
+	return 0;
+}
+
+static int min_timeout(int a, int b)
+{
+	return a < 0 ? b : b < 0 ? a : a < b ? a : b;
+}
+
+/* Main thread: serve signals, the control socket and metrics until SIGTERM/SIGINT. */
+static int main_loop(struct lb *lb, int epfd, int sfd)
+{
+	struct sig_handler sig = {.h.fn = signal_ready, .fd = sfd};
+	struct epoll_event ev[MAIN_MAX_EVENTS];
+
+	if (mainloop_watch(epfd, EPOLL_CTL_ADD, sfd, EPOLLIN, &sig.h) < 0)
+		return -1;
+	while (!sig.stop) {
+		int timeout = min_timeout(ctl_tick(lb->ctl), metrics_http_tick(lb->metrics));
+		int n = epoll_wait(epfd, ev, MAIN_MAX_EVENTS, timeout);
+		if (n < 0 && errno != EINTR) {
+			log_error("main loop: epoll_wait: %s", strerror(errno));
+			return -1;
+		}
+		for (int i = 0; i < n; i++) {
+			struct mainloop_handler *h = ev[i].data.ptr;
+			h->fn(h, ev[i].events);
+		}
+	}
+	return 0;
+}
+
+/* ---- end of the main loop ---- */
 
 static int load_config(const char *path, struct config **cfg)
 {
@@ -285,13 +365,14 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN); /* splice to a closed socket must fail, not kill us */
-	int sfd = signalfd(-1, &set, SFD_CLOEXEC);
+	int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	int epfd = epoll_create1(EPOLL_CLOEXEC);
 	raise_nofile();
 
 	int rc = EXIT_RUNTIME;
 	lb.rt.cfg = lb.cfg;
 	lb.rt.engine = choose_engine(lb.cfg->engine);
-	if (sfd < 0 || !lb.rt.engine)
+	if (sfd < 0 || epfd < 0 || !lb.rt.engine)
 		goto out;
 	if (build_pools(&lb) < 0) {
 		log_error("out of memory building pools");
@@ -305,11 +386,18 @@ int main(int argc, char **argv)
 		log_error("cannot start the health prober: %s", strerror(errno));
 		goto out;
 	}
-	signal_loop(sfd);
-	rc = EXIT_OK;
+	if (start_control(&lb, epfd) < 0)
+		goto out;
+	if (main_loop(&lb, epfd, sfd) == 0)
+		rc = EXIT_OK;
 out:
+	ctl_shutdown(lb.ctl); /* no commands while the workers drain */
+	metrics_http_close(lb.metrics);
 	stop_all(&lb);
+	ctl_free(lb.ctl); /* removed backends: after the workers and QSBR are gone */
 	free_all(&lb);
+	if (epfd >= 0)
+		close(epfd);
 	if (sfd >= 0)
 		close(sfd);
 	if (rc == EXIT_OK)

@@ -100,7 +100,7 @@ static bool health_copy(struct cfg_health *dst, const struct cfg_health *src)
 	return ok;
 }
 
-static void backend_free(struct backend *b)
+void pool_backend_free(struct backend *b)
 {
 	if (!b)
 		return;
@@ -120,7 +120,7 @@ static struct backend *backend_create(struct pool *p, const struct cfg_backend *
 	b->address = dup_opt(cb->address, &ok);
 	b->name = dup_opt(cb->name ? cb->name : cb->address, &ok);
 	if (!ok) {
-		backend_free(b);
+		pool_backend_free(b);
 		return NULL;
 	}
 	b->addr = cb->addr;
@@ -139,6 +139,7 @@ struct pool *pool_create(const struct cfg_pool *cp)
 
 	if (!p)
 		return NULL;
+	pthread_mutex_init(&p->lock, NULL);
 	p->algorithm = algorithm_find(cp->algorithm ? cp->algorithm : "round_robin");
 	p->name = strdup(cp->name ? cp->name : "");
 	if (!p->algorithm || !p->name || !health_copy(&p->health, &cp->health))
@@ -151,6 +152,7 @@ struct pool *pool_create(const struct cfg_pool *cp)
 		p->backends[p->nbackends] = backend_create(p, &cp->backends[p->nbackends]);
 		if (!p->backends[p->nbackends])
 			goto fail;
+		p->backends[p->nbackends]->from_config = true;
 	}
 	if (pool_rebuild(p, NULL) < 0)
 		goto fail;
@@ -166,8 +168,12 @@ void pool_destroy(struct pool *p)
 		return;
 	pool_snapshot_free(atomic_load_explicit(&p->snap, memory_order_relaxed));
 	for (size_t i = 0; i < p->nbackends; i++)
-		backend_free(p->backends[i]);
+		pool_backend_free(p->backends[i]);
+	for (size_t i = 0; i < p->nretired; i++)
+		pool_backend_free(p->retired[i]);
 	free(p->backends);
+	free(p->retired);
+	pthread_mutex_destroy(&p->lock);
 	health_free(&p->health);
 	free(p->name);
 	free(p);
@@ -257,7 +263,7 @@ static void snapshot_free_cb(void *s)
 	pool_snapshot_free(s);
 }
 
-int pool_rebuild(struct pool *p, struct qsbr *q)
+static int rebuild_locked(struct pool *p, struct qsbr *q)
 {
 	struct pool_snapshot *s = snapshot_build(p);
 	struct pool_snapshot *old;
@@ -274,4 +280,101 @@ int pool_rebuild(struct pool *p, struct qsbr *q)
 	else
 		pool_snapshot_free(old);
 	return 0;
+}
+
+int pool_rebuild(struct pool *p, struct qsbr *q)
+{
+	pthread_mutex_lock(&p->lock);
+	int ret = rebuild_locked(p, q);
+	pthread_mutex_unlock(&p->lock);
+	return ret;
+}
+
+struct backend *pool_find_backend(const struct pool *p, const char *name)
+{
+	for (size_t i = 0; i < p->nbackends; i++)
+		if (strcmp(p->backends[i]->name, name) == 0)
+			return p->backends[i];
+	return NULL;
+}
+
+int pool_add_backend(struct pool *p, const struct cfg_backend *cb, struct qsbr *q,
+		     struct backend **out)
+{
+	const char *name = cb->name ? cb->name : cb->address;
+	struct backend *b;
+	struct backend **arr;
+	int ret = -ENOMEM;
+
+	if (pool_find_backend(p, name))
+		return -EEXIST;
+	b = backend_create(p, cb);
+	if (!b)
+		return -ENOMEM;
+	pthread_mutex_lock(&p->lock);
+	arr = realloc(p->backends, (p->nbackends + 1) * sizeof(*arr));
+	if (arr) {
+		p->backends = arr;
+		p->backends[p->nbackends++] = b;
+		ret = rebuild_locked(p, q);
+		if (ret < 0)
+			p->nbackends--;
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (ret < 0) {
+		pool_backend_free(b);
+		return ret;
+	}
+	if (out)
+		*out = b;
+	return 0;
+}
+
+int pool_remove_backend(struct pool *p, struct backend *b, struct qsbr *q)
+{
+	size_t i;
+	int ret = 0;
+
+	pthread_mutex_lock(&p->lock);
+	for (i = 0; i < p->nbackends && p->backends[i] != b; i++)
+		;
+	if (i == p->nbackends) {
+		ret = -ENOENT;
+		goto out;
+	}
+	if (b->from_config) {
+		struct backend **r = realloc(p->retired, (p->nretired + 1) * sizeof(*r));
+		if (!r) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		p->retired = r;
+	}
+	memmove(&p->backends[i], &p->backends[i + 1], (p->nbackends - i - 1) * sizeof(b));
+	p->nbackends--;
+	ret = rebuild_locked(p, q);
+	if (ret < 0) {
+		memmove(&p->backends[i + 1], &p->backends[i], (p->nbackends - i) * sizeof(b));
+		p->backends[i] = b;
+		p->nbackends++;
+		goto out;
+	}
+	if (b->from_config)
+		p->retired[p->nretired++] = b;
+	ret = b->from_config ? 0 : 1;
+out:
+	pthread_mutex_unlock(&p->lock);
+	return ret;
+}
+
+int pool_set_algorithm(struct pool *p, const struct lb_algorithm *alg, struct qsbr *q)
+{
+	pthread_mutex_lock(&p->lock);
+	const struct lb_algorithm *prev = p->algorithm;
+	p->algorithm = alg;
+	int ret = rebuild_locked(p, q);
+	if (ret < 0)
+		p->algorithm = prev;
+	pthread_mutex_unlock(&p->lock);
+	return ret;
 }

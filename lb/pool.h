@@ -4,6 +4,7 @@
 #ifndef LB_POOL_H
 #define LB_POOL_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -23,6 +24,7 @@ struct backend {
 	char *address;
 	struct lb_addr addr;
 	bool backup;
+	bool from_config; /* the prober holds it for life: never freed before the pool */
 	struct pool *pool;
 
 	_Atomic int health; /* enum backend_health */
@@ -35,7 +37,8 @@ struct backend {
 	_Atomic uint64_t bytes_in;  /* from backend to client */
 	_Atomic uint64_t bytes_out; /* from client to backend */
 	_Atomic uint64_t connect_failures;
-	_Atomic int fail_streak; /* consecutive failed connects (passive check) */
+	_Atomic int fail_streak;   /* consecutive failed connects (passive check) */
+	_Atomic uint32_t kill_gen; /* bumped by `kill`: connections started before it close */
 
 	/* ---- health results, written by the prober (health/prober.c) only; read them as
 	 * one consistent set with prober_last_check() (health/prober.h) ---- */
@@ -78,6 +81,11 @@ struct pool {
 	struct backend **backends; /* owned */
 	size_t nbackends;
 	_Atomic(struct pool_snapshot *) snap;
+	/* Serialises rebuilds and changes of backends/algorithm between the prober and the
+	 * control plane; never taken by workers. */
+	pthread_mutex_t lock;
+	struct backend **retired; /* removed config backends the prober may still probe */
+	size_t nretired;
 };
 
 /* Usable for a new connection: health not down, admin enabled, weight > 0, below max_conns. */
@@ -107,5 +115,22 @@ struct backend *pool_pick(struct pool *p, const struct pick_ctx *ctx);
  * Call from one thread at a time (prober/control), never from a worker. */
 int pool_rebuild(struct pool *p, struct qsbr *q);
 void pool_snapshot_free(struct pool_snapshot *s);
+
+/* ---- control-plane operations (main thread; each publishes a new snapshot via q) ---- */
+
+/* The backend called name, or NULL. */
+struct backend *pool_find_backend(const struct pool *p, const char *name);
+/* Add a backend built from cb (address already resolved). It is not health-checked by the
+ * prober (which knows only config backends): it starts up for health "none", else unknown.
+ * 0, -EEXIST (name taken) or -ENOMEM. */
+int pool_add_backend(struct pool *p, const struct cfg_backend *cb, struct qsbr *q,
+		     struct backend **out);
+/* Unpublish b: no new connection picks it once workers pass a quiescent point. Returns 1 if
+ * the caller now owns b (free it with pool_backend_free once no worker can reference it), 0
+ * if the pool keeps it until pool_destroy (config backends), or -ENOMEM/-ENOENT. */
+int pool_remove_backend(struct pool *p, struct backend *b, struct qsbr *q);
+void pool_backend_free(struct backend *b);
+/* Switch the algorithm and publish. 0 or -ENOMEM (old algorithm kept). */
+int pool_set_algorithm(struct pool *p, const struct lb_algorithm *alg, struct qsbr *q);
 
 #endif

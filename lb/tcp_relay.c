@@ -47,6 +47,7 @@ struct conn {
 	uint8_t state;
 	uint8_t ntried;
 	uint32_t hash;
+	uint32_t kill_gen;  /* c->be->kill_gen when the connect started */
 	struct half up;	    /* client -> backend */
 	struct half down;   /* backend -> client */
 	struct timer timer; /* connect timeout, then idle timeout */
@@ -365,6 +366,7 @@ static int start_connect(struct conn *c, struct backend *b)
 	}
 	c->bfd = fd;
 	c->be = b;
+	c->kill_gen = atomic_load_explicit(&b->kill_gen, memory_order_relaxed);
 	timer_arm(&w->timers, &c->timer, w->now + c->l->cfg->connect_timeout_ms);
 	return 0;
 }
@@ -462,6 +464,16 @@ void tcp_relay_close_all(struct worker *w)
 {
 	while (w->conns)
 		conn_finish(w->conns, "shutdown", false, false);
+}
+
+void tcp_relay_kill_scan(struct worker *w)
+{
+	for (struct conn *c = w->conns, *next; c; c = next) {
+		next = c->next;
+		if (c->be &&
+		    atomic_load_explicit(&c->be->kill_gen, memory_order_relaxed) != c->kill_gen)
+			conn_finish(c, "killed", true, true);
+	}
 }
 
 void tcp_relay_init(struct worker *w)

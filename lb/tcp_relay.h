@@ -14,6 +14,9 @@ void tcp_relay_accept(struct worker *w, struct listener *l, int fd,
 		      const struct sockaddr_storage *client, socklen_t len);
 /* Close every connection of w at once (end of the shutdown grace period). */
 void tcp_relay_close_all(struct worker *w);
+/* Close (reset both sides) every connection of w whose backend was killed since it started
+ * (struct backend kill_gen). Runs when the worker is woken, never per byte. */
+void tcp_relay_kill_scan(struct worker *w);
 /* Set up w's connection-object pool (freed with objpool_destroy(&w->conn_pool)). */
 void tcp_relay_init(struct worker *w);
 

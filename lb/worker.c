@@ -69,6 +69,7 @@ static void wake_ready(void *arg, uint32_t events)
 	(void)events;
 	while (read(w->wake_fd, &v, sizeof(v)) > 0)
 		;
+	tcp_relay_kill_scan(w); /* a wake may come from `kill` (worker_kick) */
 }
 
 struct worker *worker_create(int id, const struct lb_runtime *rt, const int *listen_fds)
@@ -232,6 +233,13 @@ void worker_drain(struct worker *w, uint64_t grace_ms)
 		return;
 	uint64_t one = 1;
 	if (write(w->wake_fd, &one, sizeof(one)) < 0)
+		log_warn("worker %d: wake: %s", w->id, strerror(errno));
+}
+
+void worker_kick(struct worker *w)
+{
+	uint64_t one = 1;
+	if (w->wake_fd >= 0 && write(w->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 		log_warn("worker %d: wake: %s", w->id, strerror(errno));
 }
 

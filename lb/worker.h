@@ -77,6 +77,9 @@ struct worker *worker_create(int id, const struct lb_runtime *rt, const int *lis
 int worker_start(struct worker *w);
 /* Stop accepting; close remaining connections after grace_ms. Returns at once. */
 void worker_drain(struct worker *w, uint64_t grace_ms);
+/* Wake the worker: it closes the connections of killed backends (tcp_relay_kill_scan).
+ * Any thread; returns at once. */
+void worker_kick(struct worker *w);
 /* Join the thread (if started) and free everything. */
 void worker_free(struct worker *w);
 

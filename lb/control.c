@@ -1,0 +1,408 @@
+/* The control socket's I/O on the main loop: accept many clients, frame their input into
+ * lines (capped at CTL_LINE_MAX), hand each line to control_cmds.c and write the answers
+ * back without ever blocking. A client that does not read its answers stops being read
+ * from; nobody else waits for it. */
+#include "lb/control.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "lb/config.h"
+#include "lb/control_cmds.h"
+#include "lb/log.h"
+#include "lb/mainloop.h"
+
+/* Bytes read from one client per wake-up, so that a flood from one is interleaved with
+ * the others' requests. */
+#define READ_CHUNK (16 * 1024)
+/* Stop executing a client's queued requests while this much output is unsent. */
+#define OUT_HIGH (256 * 1024)
+/* Open control connections; more are closed at once (lbctl holds one per command). */
+#define MAX_CLIENTS    1024
+#define LISTEN_BACKLOG 128
+
+struct ctl_client {
+	struct mainloop_handler h;
+	struct ctl *ctl;
+	int fd;
+	char *in; /* up to CTL_LINE_MAX bytes of unprocessed input */
+	size_t inlen;
+	bool discard; /* inside an oversized line: drop up to the next newline */
+	bool eof;     /* the client shut down its side: answer what is complete, then close */
+	char *out;
+	size_t outlen, outoff, outcap;
+	uint32_t events; /* what epoll watches now */
+	struct ctl_client *prev, *next;
+};
+
+struct ctl {
+	struct mainloop_handler h;
+	int epfd, fd;
+	char *path;
+	dev_t dev;
+	ino_t ino; /* of the socket file we bound: unlink only that one */
+	struct ctl_cmds *cmds;
+	struct ctl_client *clients;
+	size_t nclients;
+};
+
+/* ---- clients ---- */
+
+static void client_close(struct ctl_client *cl)
+{
+	struct ctl *c = cl->ctl;
+
+	close(cl->fd);
+	if (cl->prev)
+		cl->prev->next = cl->next;
+	else
+		c->clients = cl->next;
+	if (cl->next)
+		cl->next->prev = cl->prev;
+	c->nclients--;
+	free(cl->in);
+	free(cl->out);
+	free(cl);
+}
+
+static bool out_append(struct ctl_client *cl, const char *s, size_t n)
+{
+	if (cl->outoff == cl->outlen)
+		cl->outoff = cl->outlen = 0;
+	if (cl->outlen + n > cl->outcap) {
+		size_t cap = cl->outcap ? cl->outcap : 4096;
+		while (cap < cl->outlen + n)
+			cap *= 2;
+		char *o = realloc(cl->out, cap);
+		if (!o)
+			return false;
+		cl->out = o;
+		cl->outcap = cap;
+	}
+	memcpy(cl->out + cl->outlen, s, n);
+	cl->outlen += n;
+	return true;
+}
+
+static bool answer(struct ctl_client *cl, char *line, size_t len)
+{
+	bool ok = line && out_append(cl, line, len);
+	free(line);
+	return ok;
+}
+
+static bool answer_error(struct ctl_client *cl, const char *msg)
+{
+	size_t len = 0;
+	char *line = ctl_cmds_error(msg, &len); /* before reading len */
+	return answer(cl, line, len);
+}
+
+/* Execute complete lines while the output is below OUT_HIGH. false: out of memory. */
+static bool run_lines(struct ctl_client *cl)
+{
+	size_t off = 0;
+	bool ok = true;
+
+	while (ok && cl->outlen - cl->outoff < OUT_HIGH) {
+		char *nl = memchr(cl->in + off, '\n', cl->inlen - off);
+		size_t len;
+
+		if (!nl && !(cl->eof && off < cl->inlen))
+			break;
+		/* At EOF an unterminated last line still counts (printf ... | nc -U). */
+		len = nl ? (size_t)(nl - (cl->in + off)) : cl->inlen - off;
+		size_t linelen = len;
+		if (linelen && cl->in[off + linelen - 1] == '\r')
+			linelen--;
+		if (linelen) {
+			size_t n = 0;
+			char *resp = ctl_cmds_execute(cl->ctl->cmds, cl->in + off, linelen, &n);
+			ok = answer(cl, resp, n);
+		}
+		off += nl ? len + 1 : len;
+	}
+	memmove(cl->in, cl->in + off, cl->inlen - off);
+	cl->inlen -= off;
+	return ok;
+}
+
+/* Read once. Returns false when the client is gone or broken. */
+static bool client_read(struct ctl_client *cl)
+{
+	size_t room = CTL_LINE_MAX - cl->inlen;
+	ssize_t n;
+
+	if (room > READ_CHUNK)
+		room = READ_CHUNK;
+	n = recv(cl->fd, cl->in + cl->inlen, room, 0);
+	if (n < 0)
+		return errno == EAGAIN || errno == EINTR;
+	if (n == 0) {
+		cl->eof = true;
+		if (cl->discard)
+			cl->inlen = 0;
+		return true;
+	}
+	if (cl->discard) {
+		char *nl = memchr(cl->in + cl->inlen, '\n', (size_t)n);
+		if (!nl)
+			return true; /* still inside the oversized line: drop it all */
+		size_t keep = (size_t)n - (size_t)(nl + 1 - (cl->in + cl->inlen));
+		memmove(cl->in, nl + 1, keep);
+		cl->inlen = keep;
+		cl->discard = false;
+		return true;
+	}
+	cl->inlen += (size_t)n;
+	if (cl->inlen == CTL_LINE_MAX && !memchr(cl->in, '\n', cl->inlen)) {
+		char msg[96];
+		snprintf(msg, sizeof(msg), "request line longer than %d bytes; skipped",
+			 CTL_LINE_MAX);
+		cl->inlen = 0;
+		cl->discard = true;
+		return answer_error(cl, msg);
+	}
+	return true;
+}
+
+/* Write what is pending. false when the client is gone. */
+static bool client_write(struct ctl_client *cl)
+{
+	while (cl->outoff < cl->outlen) {
+		ssize_t n = send(cl->fd, cl->out + cl->outoff, cl->outlen - cl->outoff,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0) {
+			cl->outoff += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		return n < 0 && errno == EAGAIN;
+	}
+	return true;
+}
+
+static void client_ready(struct mainloop_handler *h, uint32_t events)
+{
+	struct ctl_client *cl = (struct ctl_client *)h;
+	bool pending_out;
+	uint32_t want;
+
+	if (!client_write(cl))
+		goto gone;
+	if (cl->outoff == cl->outlen) {
+		bool has_line = memchr(cl->in, '\n', cl->inlen) != NULL;
+		if (!has_line && !cl->eof && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) &&
+		    !client_read(cl))
+			goto gone;
+		if (!run_lines(cl) || !client_write(cl))
+			goto gone;
+	}
+	pending_out = cl->outoff < cl->outlen;
+	if (!pending_out && cl->eof && !memchr(cl->in, '\n', cl->inlen))
+		goto gone; /* everything answered */
+	/* Output first: a client that does not read its answers is not read from either. */
+	want = pending_out ? EPOLLOUT : EPOLLIN;
+	if (!pending_out && memchr(cl->in, '\n', cl->inlen))
+		want = EPOLLOUT; /* queued requests left: come back at once */
+	if (want != cl->events) {
+		if (mainloop_watch(cl->ctl->epfd, EPOLL_CTL_MOD, cl->fd, want, &cl->h) < 0)
+			goto gone;
+		cl->events = want;
+	}
+	return;
+gone:
+	client_close(cl);
+}
+
+static void accept_ready(struct mainloop_handler *h, uint32_t events)
+{
+	struct ctl *c = (struct ctl *)h;
+	(void)events;
+
+	for (;;) {
+		int fd = accept4(c->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno != EAGAIN)
+				log_warn("control: accept: %s", strerror(errno));
+			return;
+		}
+		struct ctl_client *cl = c->nclients < MAX_CLIENTS ? calloc(1, sizeof(*cl)) : NULL;
+		char *in = cl ? malloc(CTL_LINE_MAX) : NULL;
+		if (!cl || !in) {
+			static const char busy[] =
+			    "{\"ok\":false,\"error\":\"too many control clients\"}\n";
+			(void)send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+			close(fd);
+			free(cl);
+			free(in);
+			continue;
+		}
+		cl->h.fn = client_ready;
+		cl->ctl = c;
+		cl->fd = fd;
+		cl->in = in;
+		cl->events = EPOLLIN;
+		if (mainloop_watch(c->epfd, EPOLL_CTL_ADD, fd, EPOLLIN, &cl->h) < 0) {
+			close(fd);
+			free(in);
+			free(cl);
+			continue;
+		}
+		cl->next = c->clients;
+		if (c->clients)
+			c->clients->prev = cl;
+		c->clients = cl;
+		c->nclients++;
+	}
+}
+
+/* ---- the socket file ---- */
+
+/* A socket file at path: stale (nobody answers) -> removed; live or not a socket -> error. */
+static int clear_stale(const char *path, const struct sockaddr_un *sun, char *why, size_t len)
+{
+	struct stat st;
+
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0
+				       : (snprintf(why, len, "%s: %s", path, strerror(errno)), -1);
+	if (!S_ISSOCK(st.st_mode)) {
+		snprintf(why, len, "%s exists and is not a socket; not replacing it", path);
+		return -1;
+	}
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(why, len, "socket: %s", strerror(errno));
+		return -1;
+	}
+	int rc = connect(fd, (const struct sockaddr *)sun, sizeof(*sun));
+	int err = errno;
+	close(fd);
+	if (rc == 0) {
+		snprintf(why, len, "%s: another lb is running there (it answers); not replacing it",
+			 path);
+		return -1;
+	}
+	if (err != ECONNREFUSED) {
+		snprintf(why, len, "%s: cannot tell whether it is in use: %s", path, strerror(err));
+		return -1;
+	}
+	log_warn("control: removing stale socket %s", path);
+	if (unlink(path) < 0 && errno != ENOENT) {
+		snprintf(why, len, "cannot remove stale %s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int bind_socket(struct ctl *c, mode_t mode, char *why, size_t len)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	struct stat st;
+
+	if (strlen(c->path) >= sizeof(sun.sun_path)) {
+		snprintf(why, len, "%s: path longer than %zu bytes", c->path,
+			 sizeof(sun.sun_path) - 1);
+		return -1;
+	}
+	strcpy(sun.sun_path, c->path);
+	if (clear_stale(c->path, &sun, why, len) < 0)
+		return -1;
+	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (c->fd < 0) {
+		snprintf(why, len, "socket: %s", strerror(errno));
+		return -1;
+	}
+	/* Create the file with no access for others, then open it up to the configured mode:
+	 * nobody can connect in between with more rights than configured. */
+	mode_t old = umask(0177);
+	int rc = bind(c->fd, (const struct sockaddr *)&sun, sizeof(sun));
+	int err = errno;
+	umask(old);
+	if (rc < 0) {
+		snprintf(why, len, "bind %s: %s", c->path, strerror(err));
+		return -1;
+	}
+	if (chmod(c->path, mode) < 0 || stat(c->path, &st) < 0 ||
+	    listen(c->fd, LISTEN_BACKLOG) < 0) {
+		snprintf(why, len, "%s: %s", c->path, strerror(errno));
+		unlink(c->path);
+		return -1;
+	}
+	c->dev = st.st_dev;
+	c->ino = st.st_ino;
+	return 0;
+}
+
+struct ctl *ctl_open(int epfd, const struct ctl_env *env, char *why, size_t whylen)
+{
+	struct ctl *c = calloc(1, sizeof(*c));
+
+	if (!c || !(c->path = strdup(env->cfg->control_socket)) ||
+	    !(c->cmds = ctl_cmds_create(env))) {
+		snprintf(why, whylen, "out of memory");
+		goto fail;
+	}
+	c->h.fn = accept_ready;
+	c->epfd = epfd;
+	c->fd = -1;
+	if (bind_socket(c, env->cfg->control_mode, why, whylen) < 0)
+		goto fail;
+	if (mainloop_watch(epfd, EPOLL_CTL_ADD, c->fd, EPOLLIN, &c->h) < 0) {
+		snprintf(why, whylen, "epoll: %s", strerror(errno));
+		unlink(c->path);
+		goto fail;
+	}
+	log_info("control socket %s (mode %04o)", c->path, (unsigned)env->cfg->control_mode);
+	return c;
+fail:
+	if (c && c->fd >= 0)
+		close(c->fd);
+	if (c)
+		ctl_cmds_free(c->cmds);
+	if (c)
+		free(c->path);
+	free(c);
+	return NULL;
+}
+
+int ctl_tick(struct ctl *c)
+{
+	return c ? ctl_cmds_tick(c->cmds) : -1;
+}
+
+void ctl_shutdown(struct ctl *c)
+{
+	struct stat st;
+
+	if (!c || c->fd < 0)
+		return;
+	while (c->clients)
+		client_close(c->clients);
+	close(c->fd);
+	c->fd = -1;
+	/* Only our own file: a second lb may have replaced it meanwhile. */
+	if (stat(c->path, &st) == 0 && st.st_dev == c->dev && st.st_ino == c->ino)
+		unlink(c->path);
+}
+
+void ctl_free(struct ctl *c)
+{
+	if (!c)
+		return;
+	ctl_shutdown(c);
+	ctl_cmds_free(c->cmds);
+	free(c->path);
+	free(c);
+}

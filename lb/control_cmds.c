@@ -1,0 +1,592 @@
+/* Control commands: one NDJSON request in, one response out. Admin changes store the
+ * backend's atomics and republish the pool snapshot, so new connections see them at once.
+ * A removed backend is freed only after (1) a QSBR grace period, so no worker can still pick
+ * it, (2) its last connection closed, and (3) another grace period, so that the worker that
+ * closed it has left the callback that still read its name. */
+#include "lb/control_cmds.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "algorithms/algorithm.h"
+#include "health/prober.h"
+#include "lb/config.h"
+#include "lb/listener.h"
+#include "lb/log.h"
+#include "lb/pool.h"
+#include "lb/qsbr.h"
+#include "lb/timer.h"
+#include "lb/worker.h"
+
+/* How often removed backends are re-examined while some wait to be freed. */
+#define REAP_INTERVAL_MS 20
+/* Longest backend name accepted by `add`; config names are not longer in practice. */
+#define NAME_MAX_LEN 255
+#define ERR_MAX	     512
+
+enum zombie_state { Z_GRACE_PICKS, Z_WAIT_IDLE, Z_GRACE_CLOSE };
+
+/* A backend removed at run time, waiting until no worker can reference it. */
+struct zombie {
+	struct backend *b;
+	bool owned; /* false: the pool keeps it (the prober references it) */
+	bool force; /* kill again once no new connection can start on it */
+	enum zombie_state state;
+	_Atomic bool graced;
+	struct zombie *next;
+};
+
+struct ctl_cmds {
+	const struct ctl_env *env;
+	struct zombie *zombies;
+};
+
+struct req {
+	struct ctl_cmds *x;
+	json_t *obj;
+	char err[ERR_MAX];
+};
+
+typedef json_t *(*cmd_fn)(struct req *r);
+
+static json_t *fail(struct req *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static json_t *fail(struct req *r, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(r->err, sizeof(r->err), fmt, ap);
+	va_end(ap);
+	return NULL;
+}
+
+/* ---- request fields ---- */
+
+/* 1 found, 0 absent (not required), -1 error set. */
+static int field_str(struct req *r, const char *key, bool required, const char **out)
+{
+	json_t *v = json_object_get(r->obj, key);
+
+	if (!v || json_is_null(v)) {
+		if (required)
+			fail(r, "missing \"%s\"", key);
+		return required ? -1 : 0;
+	}
+	if (!json_is_string(v)) {
+		fail(r, "\"%s\" must be a string", key);
+		return -1;
+	}
+	*out = json_string_value(v);
+	return 1;
+}
+
+static int field_int(struct req *r, const char *key, bool required, long long min, long long max,
+		     int *out)
+{
+	json_t *v = json_object_get(r->obj, key);
+
+	if (!v || json_is_null(v)) {
+		if (required)
+			fail(r, "missing \"%s\"", key);
+		return required ? -1 : 0;
+	}
+	if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
+		fail(r, "\"%s\" must be an integer from %lld to %lld", key, min, max);
+		return -1;
+	}
+	*out = (int)json_integer_value(v);
+	return 1;
+}
+
+static int field_bool(struct req *r, const char *key, bool *out)
+{
+	json_t *v = json_object_get(r->obj, key);
+
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_boolean(v)) {
+		fail(r, "\"%s\" must be true or false", key);
+		return -1;
+	}
+	*out = json_is_true(v);
+	return 1;
+}
+
+static struct pool *find_pool(struct req *r, const char *name)
+{
+	const struct metrics_src *m = &r->x->env->m;
+
+	for (size_t i = 0; i < m->npools; i++)
+		if (strcmp(m->pools[i]->name, name) == 0)
+			return m->pools[i];
+	fail(r, "no such pool: %s", name);
+	return NULL;
+}
+
+/* "pool" and "backend", or "backend" as "POOL/BACKEND". */
+static struct backend *target(struct req *r)
+{
+	const char *pool = NULL, *be = NULL;
+	char buf[2 * NAME_MAX_LEN + 2];
+	struct pool *p;
+	struct backend *b;
+
+	if (field_str(r, "pool", false, &pool) < 0 || field_str(r, "backend", true, &be) < 0)
+		return NULL;
+	if (!pool) {
+		const char *slash = strchr(be, '/');
+		if (!slash || (size_t)(slash - be) >= sizeof(buf)) {
+			fail(r, "missing \"pool\" (or give \"backend\" as POOL/BACKEND)");
+			return NULL;
+		}
+		memcpy(buf, be, (size_t)(slash - be));
+		buf[slash - be] = '\0';
+		pool = buf;
+		be = slash + 1;
+	}
+	p = find_pool(r, pool);
+	if (!p)
+		return NULL;
+	b = pool_find_backend(p, be);
+	if (!b)
+		fail(r, "no such backend: %s/%s", pool, be);
+	return b;
+}
+
+/* ---- views ---- */
+
+static const char *health_name(int h)
+{
+	return h == BACKEND_UP ? "up" : h == BACKEND_DOWN ? "down" : "unknown";
+}
+
+static const char *admin_name(int a)
+{
+	return a == BACKEND_DISABLED ? "disabled" : a == BACKEND_DRAINING ? "draining" : "enabled";
+}
+
+static json_t *backend_json(struct backend *b)
+{
+	struct prober_check chk;
+	static const char *const results[] = {"none", "pass", "fail"};
+
+	prober_last_check(b, &chk);
+	return json_pack(
+	    "{s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:b, s:i, s:I, s:I, s:I, s:I, s:s, s:f, s:s}",
+	    "pool", b->pool->name, "name", b->name, "address", b->address, "state",
+	    health_name(atomic_load(&b->health)), "admin", admin_name(atomic_load(&b->admin)),
+	    "weight", atomic_load(&b->weight), "max_conns", atomic_load(&b->max_conns), "backup",
+	    b->backup, "active", atomic_load(&b->active), "total",
+	    (json_int_t)atomic_load(&b->total), "bytes_in", (json_int_t)atomic_load(&b->bytes_in),
+	    "bytes_out", (json_int_t)atomic_load(&b->bytes_out), "failures",
+	    (json_int_t)atomic_load(&b->connect_failures), "check",
+	    results[chk.last >= 0 && chk.last <= 2 ? chk.last : 0], "check_latency_ms",
+	    chk.latency_us / 1000.0, "check_reason", chk.reason);
+}
+
+static json_t *listener_json(struct listener *l)
+{
+	json_t *rej = json_object();
+
+	for (int i = 0; i < LISTENER_REJECT_COUNT; i++)
+		json_object_set_new(rej, listener_reject_name(i),
+				    json_integer((json_int_t)atomic_load(&l->rejected[i])));
+	return json_pack("{s:s, s:s, s:s, s:s, s:i, s:I, s:o}", "name", l->cfg->name, "protocol",
+			 l->cfg->protocol == CFG_PROTO_UDP ? "udp" : "tcp", "listen",
+			 l->cfg->listen, "pool", l->cfg->pool, "active", atomic_load(&l->active),
+			 "accepted", (json_int_t)atomic_load(&l->accepted), "rejected", rej);
+}
+
+static json_t *cmd_status(struct req *r)
+{
+	const struct ctl_env *env = r->x->env;
+	const struct metrics_src *m = &env->m;
+	json_t *ls = json_array();
+	json_int_t active = 0, accepted = 0, rejected = 0, in = 0, out = 0, nb = 0;
+
+	for (size_t i = 0; i < m->nlisteners; i++) {
+		struct listener *l = &m->listeners[i];
+		json_array_append_new(ls, listener_json(l));
+		active += atomic_load(&l->active);
+		accepted += (json_int_t)atomic_load(&l->accepted);
+		for (int k = 0; k < LISTENER_REJECT_COUNT; k++)
+			rejected += (json_int_t)atomic_load(&l->rejected[k]);
+	}
+	for (size_t i = 0; i < m->npools; i++) {
+		struct pool *p = m->pools[i];
+		nb += (json_int_t)p->nbackends;
+		for (size_t j = 0; j < p->nbackends; j++) {
+			in += (json_int_t)atomic_load(&p->backends[j]->bytes_in);
+			out += (json_int_t)atomic_load(&p->backends[j]->bytes_out);
+		}
+	}
+	return json_pack("{s:s, s:s, s:i, s:i, s:I, s:s, s:I, s:I, s:o, s:{s:I, s:I, s:I, "
+			 "s:I, s:I}}",
+			 "version", m->version, "engine", m->engine, "workers", env->nworkers,
+			 "pid", (int)getpid(), "uptime_s",
+			 (json_int_t)((timer_now_ms() - env->started_ms) / 1000), "config",
+			 env->cfg->path ? env->cfg->path : "", "pools", (json_int_t)m->npools,
+			 "backends", nb, "listeners", ls, "totals", "active", active, "connections",
+			 accepted, "rejected", rejected, "bytes_in", in, "bytes_out", out);
+}
+
+static json_t *cmd_backends(struct req *r)
+{
+	const struct metrics_src *m = &r->x->env->m;
+	const char *pool = NULL;
+	json_t *arr;
+
+	if (field_str(r, "pool", false, &pool) < 0)
+		return NULL;
+	if (pool && !find_pool(r, pool))
+		return NULL;
+	arr = json_array();
+	for (size_t i = 0; i < m->npools; i++) {
+		struct pool *p = m->pools[i];
+		if (pool && strcmp(p->name, pool) != 0)
+			continue;
+		for (size_t j = 0; j < p->nbackends; j++)
+			json_array_append_new(arr, backend_json(p->backends[j]));
+	}
+	return arr;
+}
+
+/* ---- admin ---- */
+
+static json_t *republish(struct req *r, struct backend *b)
+{
+	if (pool_rebuild(b->pool, r->x->env->qsbr) < 0)
+		return fail(r, "out of memory publishing the change (applied to the backend)");
+	return backend_json(b);
+}
+
+static json_t *set_admin(struct req *r, int admin)
+{
+	struct backend *b = target(r);
+
+	if (!b)
+		return NULL;
+	atomic_store(&b->admin, admin);
+	log_info("control: backend %s/%s is now %s", b->pool->name, b->name, admin_name(admin));
+	return republish(r, b);
+}
+
+static json_t *cmd_enable(struct req *r)
+{
+	return set_admin(r, BACKEND_ENABLED);
+}
+
+static json_t *cmd_disable(struct req *r)
+{
+	return set_admin(r, BACKEND_DISABLED);
+}
+
+static json_t *cmd_drain(struct req *r)
+{
+	return set_admin(r, BACKEND_DRAINING);
+}
+
+/* Close b's open connections: each worker compares its connections' generation on wake. */
+static void kill_backend(const struct ctl_env *env, struct backend *b)
+{
+	atomic_fetch_add(&b->kill_gen, 1);
+	for (int i = 0; i < env->nworkers; i++)
+		if (env->workers[i])
+			worker_kick(env->workers[i]);
+}
+
+static json_t *cmd_kill(struct req *r)
+{
+	struct backend *b = target(r);
+
+	if (!b)
+		return NULL;
+	int open = atomic_load(&b->active);
+	kill_backend(r->x->env, b);
+	log_info("control: closing %d connections of backend %s/%s", open, b->pool->name, b->name);
+	return json_pack("{s:s, s:s, s:i}", "pool", b->pool->name, "backend", b->name, "killed",
+			 open);
+}
+
+static json_t *cmd_weight(struct req *r)
+{
+	struct backend *b = target(r);
+	int w;
+
+	if (!b || field_int(r, "weight", true, 0, CFG_MAX_WEIGHT, &w) < 0)
+		return NULL;
+	atomic_store(&b->weight, w);
+	log_info("control: backend %s/%s weight %d", b->pool->name, b->name, w);
+	return republish(r, b);
+}
+
+static bool name_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > NAME_MAX_LEN)
+		return false;
+	for (; *s; s++)
+		if (*s == '/' || (unsigned char)*s < 0x20 || *s == 0x7f)
+			return false;
+	return true;
+}
+
+static json_t *cmd_add(struct req *r)
+{
+	struct cfg_backend cb = {.weight = 1};
+	const char *pname, *name, *address, *why = "";
+	struct backend *b;
+	struct pool *p;
+
+	if (field_str(r, "pool", true, &pname) < 0 || field_str(r, "name", true, &name) < 0 ||
+	    field_str(r, "address", true, &address) < 0 ||
+	    field_int(r, "weight", false, 0, CFG_MAX_WEIGHT, &cb.weight) < 0 ||
+	    field_int(r, "max_conns", false, 0, 1000000000, &cb.max_conns) < 0 ||
+	    field_bool(r, "backup", &cb.backup) < 0)
+		return NULL;
+	cb.name = (char *)name; /* pool_add_backend copies them */
+	cb.address = (char *)address;
+	if (!name_ok(cb.name))
+		return fail(r,
+			    "bad backend name \"%s\": 1-%d characters, no '/' or control "
+			    "characters",
+			    cb.name, NAME_MAX_LEN);
+	p = find_pool(r, pname);
+	if (!p)
+		return NULL;
+	if (addr_parse_resolve(cb.address, &cb.addr, &why) < 0)
+		return fail(r, "bad address \"%s\": %s", cb.address, why);
+	int err = pool_add_backend(p, &cb, r->x->env->qsbr, &b);
+	if (err == -EEXIST)
+		return fail(r, "backend %s/%s already exists", pname, cb.name);
+	if (err < 0)
+		return fail(r, "cannot add backend: %s", strerror(-err));
+	log_info("control: added backend %s/%s (%s)", p->name, b->name, b->address);
+	return backend_json(b);
+}
+
+static void graced(void *ptr)
+{
+	struct zombie *z = ptr;
+	atomic_store(&z->graced, true);
+}
+
+static void grace_start(struct ctl_cmds *x, struct zombie *z)
+{
+	atomic_store(&z->graced, false);
+	qsbr_retire(x->env->qsbr, z, graced); /* may run graced() at once */
+}
+
+static json_t *cmd_remove(struct req *r)
+{
+	struct backend *b = target(r);
+	struct zombie *z;
+	bool force = false;
+
+	if (!b || field_bool(r, "force", &force) < 0)
+		return NULL;
+	int open = atomic_load(&b->active);
+	if (open > 0 && !force)
+		return fail(r,
+			    "backend %s/%s has %d open connections; drain it first or use "
+			    "--force to close them",
+			    b->pool->name, b->name, open);
+	z = calloc(1, sizeof(*z));
+	if (!z)
+		return fail(r, "out of memory");
+	json_t *data = json_pack("{s:s, s:s, s:b, s:i}", "pool", b->pool->name, "backend", b->name,
+				 "removed", 1, "killed", force ? open : 0);
+	int owned = pool_remove_backend(b->pool, b, r->x->env->qsbr);
+	if (owned < 0) {
+		free(z);
+		json_decref(data);
+		return fail(r, "cannot remove backend: %s", strerror(-owned));
+	}
+	log_info("control: removed backend %s/%s%s", b->pool->name, b->name,
+		 force ? " (closing its connections)" : "");
+	z->b = b;
+	z->owned = owned == 1;
+	z->force = force;
+	z->state = Z_GRACE_PICKS;
+	z->next = r->x->zombies;
+	r->x->zombies = z;
+	if (force)
+		kill_backend(r->x->env, b);
+	grace_start(r->x, z);
+	return data;
+}
+
+static json_t *cmd_algorithm(struct req *r)
+{
+	const char *pname, *name;
+	const struct lb_algorithm *alg;
+	struct pool *p;
+
+	if (field_str(r, "pool", true, &pname) < 0 || field_str(r, "algorithm", true, &name) < 0)
+		return NULL;
+	p = find_pool(r, pname);
+	if (!p)
+		return NULL;
+	alg = algorithm_find(name);
+	if (!alg)
+		return fail(r, "unknown algorithm: %s (known: %s)", name, algorithm_names());
+	const char *prev = p->algorithm->name;
+	if (pool_set_algorithm(p, alg, r->x->env->qsbr) < 0)
+		return fail(r, "out of memory switching the algorithm");
+	log_info("control: pool %s algorithm %s (was %s)", p->name, alg->name, prev);
+	return json_pack("{s:s, s:s, s:s}", "pool", p->name, "algorithm", alg->name, "previous",
+			 prev);
+}
+
+static json_t *cmd_metrics(struct req *r)
+{
+	size_t len;
+	char *text = metrics_render(&r->x->env->m, &len);
+
+	if (!text)
+		return fail(r, "out of memory");
+	json_t *s = json_stringn(text, len);
+	free(text);
+	return s ? s : fail(r, "metrics text is not valid UTF-8");
+}
+
+static json_t *cmd_reload(struct req *r)
+{
+	return fail(r, "reload is not supported by this build yet");
+}
+
+static const struct {
+	const char *name;
+	cmd_fn fn;
+} commands[] = {
+    {"status", cmd_status},	  {"backends", cmd_backends}, {"enable", cmd_enable},
+    {"disable", cmd_disable},	  {"drain", cmd_drain},	      {"kill", cmd_kill},
+    {"weight", cmd_weight},	  {"add", cmd_add},	      {"remove", cmd_remove},
+    {"algorithm", cmd_algorithm}, {"metrics", cmd_metrics},   {"reload", cmd_reload},
+};
+
+/* ---- the request/response cycle ---- */
+
+static char *dump_line(json_t *resp, size_t *outlen)
+{
+	char *s = json_dumps(resp, JSON_COMPACT | JSON_ENSURE_ASCII);
+	json_decref(resp);
+	if (!s)
+		return NULL;
+	size_t n = strlen(s);
+	char *line = realloc(s, n + 2);
+	if (!line) {
+		free(s);
+		return NULL;
+	}
+	line[n] = '\n';
+	line[n + 1] = '\0';
+	*outlen = n + 1;
+	return line;
+}
+
+char *ctl_cmds_error(const char *msg, size_t *outlen)
+{
+	return dump_line(json_pack("{s:b, s:s}", "ok", 0, "error", msg), outlen);
+}
+
+static json_t *run(struct req *r, const char *line, size_t len)
+{
+	json_error_t jerr;
+	const char *cmd;
+
+	r->obj = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!r->obj)
+		return fail(r, "bad JSON at column %d: %s", jerr.column, jerr.text);
+	if (!json_is_object(r->obj))
+		return fail(r, "a request must be a JSON object like {\"cmd\":\"status\"}");
+	if (field_str(r, "cmd", true, &cmd) < 0)
+		return NULL;
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(commands[i].name, cmd) == 0)
+			return commands[i].fn(r);
+	return fail(r, "unknown command: %.100s", cmd);
+}
+
+char *ctl_cmds_execute(struct ctl_cmds *x, const char *line, size_t len, size_t *outlen)
+{
+	struct req r = {.x = x};
+	json_t *data = run(&r, line, len);
+	json_t *resp;
+
+	if (data)
+		resp = json_pack("{s:b, s:o}", "ok", 1, "data", data);
+	else
+		resp =
+		    json_pack("{s:b, s:s}", "ok", 0, "error", r.err[0] ? r.err : "out of memory");
+	json_decref(r.obj);
+	if (!resp)
+		return ctl_cmds_error("cannot encode the response", outlen);
+	return dump_line(resp, outlen);
+}
+
+/* ---- removed backends ---- */
+
+int ctl_cmds_tick(struct ctl_cmds *x)
+{
+	if (!x->zombies)
+		return -1;
+	qsbr_reclaim(x->env->qsbr);
+	for (struct zombie **pp = &x->zombies; *pp;) {
+		struct zombie *z = *pp;
+		bool done = false;
+
+		if (z->state == Z_GRACE_PICKS && atomic_load(&z->graced)) {
+			/* No worker can pick it now; catch connections that started meanwhile. */
+			if (z->force)
+				kill_backend(x->env, z->b);
+			z->state = Z_WAIT_IDLE;
+		}
+		if (z->state == Z_WAIT_IDLE && atomic_load(&z->b->active) == 0) {
+			z->state = Z_GRACE_CLOSE;
+			grace_start(x, z);
+		}
+		if (z->state == Z_GRACE_CLOSE && atomic_load(&z->graced)) {
+			if (z->owned)
+				pool_backend_free(z->b);
+			done = true;
+		}
+		if (done) {
+			*pp = z->next;
+			free(z);
+		} else {
+			pp = &z->next;
+		}
+	}
+	return x->zombies ? REAP_INTERVAL_MS : -1;
+}
+
+struct ctl_cmds *ctl_cmds_create(const struct ctl_env *env)
+{
+	struct ctl_cmds *x = calloc(1, sizeof(*x));
+
+	if (x)
+		x->env = env;
+	return x;
+}
+
+void ctl_cmds_free(struct ctl_cmds *x)
+{
+	if (!x)
+		return;
+	while (x->zombies) {
+		struct zombie *z = x->zombies;
+		x->zombies = z->next;
+		if (z->owned)
+			pool_backend_free(z->b);
+		free(z);
+	}
+	free(x);
+}

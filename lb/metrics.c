@@ -1,0 +1,457 @@
+/* Prometheus metrics: render the shared atomics as text exposition format 0.0.4, and serve it
+ * over a minimal HTTP/1.1 listener on the main loop (one request per connection, then close).
+ * Read-only over the data plane's state: nothing here is on a worker's path. */
+#include "lb/metrics.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "health/prober.h"
+#include "lb/listener.h"
+#include "lb/log.h"
+#include "lb/mainloop.h"
+#include "lb/pool.h"
+#include "lb/timer.h"
+
+/* Longest request head we read; a scraper's GET is a few hundred bytes. */
+#define HTTP_REQ_MAX 8192
+/* Concurrent scrapers; more are closed at once (Prometheus scrapes one at a time). */
+#define HTTP_MAX_CLIENTS 64
+/* A client must finish its request and read the answer within this long. */
+#define HTTP_CLIENT_TIMEOUT_MS 10000
+/* Label value buffer; names are at most a few hundred bytes in practice. */
+#define LABEL_MAX 1024
+
+size_t metrics_escape(const char *s, char *buf, size_t cap)
+{
+	size_t n = 0;
+
+	for (; *s; s++) {
+		const char *rep = NULL;
+		char one[2] = {*s, 0};
+
+		if (*s == '\\')
+			rep = "\\\\";
+		else if (*s == '"')
+			rep = "\\\"";
+		else if (*s == '\n')
+			rep = "\\n";
+		else
+			rep = one;
+		for (; *rep; rep++, n++)
+			if (n + 1 < cap)
+				buf[n] = *rep;
+	}
+	if (cap)
+		buf[n < cap ? n : cap - 1] = '\0';
+	return n;
+}
+
+static const char *esc(const char *s, char *buf)
+{
+	metrics_escape(s, buf, LABEL_MAX);
+	return buf;
+}
+
+static void header(FILE *f, const char *name, const char *type, const char *help)
+{
+	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* One line per backend of every pool: value(b) formatted by fmt. */
+enum backend_metric {
+	BM_UP,
+	BM_ACTIVE,
+	BM_TOTAL,
+	BM_BYTES,
+	BM_FAILURES,
+	BM_WEIGHT,
+	BM_ADMIN,
+	BM_CHECK
+};
+
+static void backend_line(FILE *f, const char *name, struct backend *b, enum backend_metric m)
+{
+	char pool[LABEL_MAX], be[LABEL_MAX];
+	const char *labels_fmt = "%s{pool=\"%s\",backend=\"%s\"";
+
+	fprintf(f, labels_fmt, name, esc(b->pool->name, pool), esc(b->name, be));
+	switch (m) {
+	case BM_UP:
+		/* Unknown (not checked yet) counts as up: the backend is usable. */
+		fprintf(f, "} %d\n", atomic_load(&b->health) != BACKEND_DOWN);
+		break;
+	case BM_ACTIVE:
+		fprintf(f, "} %d\n", atomic_load(&b->active));
+		break;
+	case BM_TOTAL:
+		fprintf(f, "} %llu\n", (unsigned long long)atomic_load(&b->total));
+		break;
+	case BM_BYTES:
+		fprintf(f, ",direction=\"in\"} %llu\n",
+			(unsigned long long)atomic_load(&b->bytes_in));
+		fprintf(f, labels_fmt, name, pool, be);
+		fprintf(f, ",direction=\"out\"} %llu\n",
+			(unsigned long long)atomic_load(&b->bytes_out));
+		break;
+	case BM_FAILURES:
+		fprintf(f, "} %llu\n", (unsigned long long)atomic_load(&b->connect_failures));
+		break;
+	case BM_WEIGHT:
+		fprintf(f, "} %d\n", atomic_load(&b->weight));
+		break;
+	case BM_ADMIN:
+		fprintf(f, ",state=\"enabled\"} %d\n", atomic_load(&b->admin) == BACKEND_ENABLED);
+		fprintf(f, labels_fmt, name, pool, be);
+		fprintf(f, ",state=\"disabled\"} %d\n", atomic_load(&b->admin) == BACKEND_DISABLED);
+		fprintf(f, labels_fmt, name, pool, be);
+		fprintf(f, ",state=\"draining\"} %d\n", atomic_load(&b->admin) == BACKEND_DRAINING);
+		break;
+	case BM_CHECK: {
+		struct prober_check chk;
+		prober_last_check(b, &chk);
+		fprintf(f, "} %.6f\n", chk.latency_us / 1e6);
+		break;
+	}
+	}
+}
+
+static void backend_family(FILE *f, const struct metrics_src *src, const char *name,
+			   const char *type, const char *help, enum backend_metric m)
+{
+	header(f, name, type, help);
+	for (size_t i = 0; i < src->npools; i++) {
+		struct pool *p = src->pools[i];
+		for (size_t j = 0; j < p->nbackends; j++) {
+			struct prober_check chk;
+			if (m == BM_CHECK) {
+				prober_last_check(p->backends[j], &chk);
+				if (chk.last == PROBER_LAST_NONE)
+					continue; /* never checked: no duration to report */
+			}
+			backend_line(f, name, p->backends[j], m);
+		}
+	}
+}
+
+static void listener_metrics(FILE *f, const struct metrics_src *src)
+{
+	char name[LABEL_MAX];
+
+	header(f, "lb_listener_connections_total", "counter",
+	       "Connections accepted by the listener (before ACL and limits).");
+	for (size_t i = 0; i < src->nlisteners; i++) {
+		struct listener *l = &src->listeners[i];
+		if (l->cfg->protocol == CFG_PROTO_TCP)
+			fprintf(f, "lb_listener_connections_total{listener=\"%s\"} %llu\n",
+				esc(l->cfg->name, name),
+				(unsigned long long)atomic_load(&l->accepted));
+	}
+	header(f, "lb_listener_active_connections", "gauge",
+	       "Connections open on the listener now.");
+	for (size_t i = 0; i < src->nlisteners; i++) {
+		struct listener *l = &src->listeners[i];
+		if (l->cfg->protocol == CFG_PROTO_TCP)
+			fprintf(f, "lb_listener_active_connections{listener=\"%s\"} %d\n",
+				esc(l->cfg->name, name), atomic_load(&l->active));
+	}
+	header(f, "lb_listener_rejected_total", "counter",
+	       "Connections closed without reaching a backend, by reason.");
+	for (size_t i = 0; i < src->nlisteners; i++) {
+		struct listener *l = &src->listeners[i];
+		if (l->cfg->protocol != CFG_PROTO_TCP)
+			continue;
+		for (int r = 0; r < LISTENER_REJECT_COUNT; r++)
+			fprintf(f,
+				"lb_listener_rejected_total{listener=\"%s\",reason=\"%s\"} %llu\n",
+				esc(l->cfg->name, name), listener_reject_name(r),
+				(unsigned long long)atomic_load(&l->rejected[r]));
+	}
+	header(f, "lb_udp_sessions_active", "gauge", "UDP sessions open on the listener now.");
+	for (size_t i = 0; i < src->nlisteners; i++) {
+		struct listener *l = &src->listeners[i];
+		if (l->cfg->protocol == CFG_PROTO_UDP)
+			fprintf(f, "lb_udp_sessions_active{listener=\"%s\"} 0\n",
+				esc(l->cfg->name, name));
+	}
+}
+
+char *metrics_render(const struct metrics_src *src, size_t *len)
+{
+	char *buf = NULL, v[LABEL_MAX], e[LABEL_MAX];
+	FILE *f = open_memstream(&buf, len);
+
+	if (!f)
+		return NULL;
+	header(f, "lb_build_info", "gauge", "Version and event engine of the running lb.");
+	fprintf(f, "lb_build_info{version=\"%s\",engine=\"%s\"} 1\n", esc(src->version, v),
+		esc(src->engine, e));
+	backend_family(f, src, "lb_backend_up", "gauge",
+		       "1 if the backend's health is up or not yet known, 0 if down.", BM_UP);
+	backend_family(f, src, "lb_backend_active_connections", "gauge",
+		       "Connections open to the backend now.", BM_ACTIVE);
+	backend_family(f, src, "lb_backend_connections_total", "counter",
+		       "Connections sent to the backend.", BM_TOTAL);
+	backend_family(f, src, "lb_backend_bytes_total", "counter",
+		       "Bytes relayed: in = from the backend, out = to the backend.", BM_BYTES);
+	backend_family(f, src, "lb_backend_connect_failures_total", "counter",
+		       "Failed or timed-out connects to the backend.", BM_FAILURES);
+	backend_family(f, src, "lb_backend_weight", "gauge", "The backend's current weight.",
+		       BM_WEIGHT);
+	backend_family(f, src, "lb_backend_admin_state", "gauge",
+		       "1 for the backend's current admin state.", BM_ADMIN);
+	backend_family(f, src, "lb_health_check_duration_seconds", "gauge",
+		       "Duration of the backend's last health check.", BM_CHECK);
+	listener_metrics(f, src);
+	if (fclose(f) != 0) {
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}
+
+/* ---- the HTTP listener ---- */
+
+struct mclient {
+	struct mainloop_handler h;
+	struct metrics_http *m;
+	int fd;
+	uint64_t deadline;
+	char req[HTTP_REQ_MAX];
+	size_t reqlen;
+	char *out; /* response being written, malloc'd */
+	size_t outlen, outoff;
+	struct mclient *prev, *next;
+};
+
+struct metrics_http {
+	struct mainloop_handler h;
+	int epfd, fd;
+	const struct metrics_src *src;
+	struct mclient *clients;
+	size_t nclients;
+};
+
+static void mclient_close(struct mclient *c)
+{
+	struct metrics_http *m = c->m;
+
+	close(c->fd); /* also leaves the epoll set */
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		m->clients = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	m->nclients--;
+	free(c->out);
+	free(c);
+}
+
+static void respond(struct mclient *c, const char *status, const char *ctype, const char *body,
+		    size_t bodylen, bool head_only)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	if (!f) {
+		mclient_close(c);
+		return;
+	}
+	fprintf(f,
+		"HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+		"Connection: close\r\n\r\n",
+		status, ctype, bodylen);
+	if (!head_only)
+		fwrite(body, 1, bodylen, f);
+	if (fclose(f) != 0) {
+		free(buf);
+		mclient_close(c);
+		return;
+	}
+	c->out = buf;
+	c->outlen = len;
+	c->outoff = 0;
+	mainloop_watch(c->m->epfd, EPOLL_CTL_MOD, c->fd, EPOLLOUT, &c->h);
+}
+
+static void serve(struct mclient *c)
+{
+	static const char text[] = "text/plain; charset=utf-8";
+	char method[16], target[256];
+	bool head;
+
+	if (sscanf(c->req, "%15s %255s HTTP/1.", method, target) != 2) {
+		respond(c, "400 Bad Request", text, "bad request\n", 12, false);
+		return;
+	}
+	head = strcmp(method, "HEAD") == 0;
+	if (strcmp(method, "GET") != 0 && !head) {
+		respond(c, "405 Method Not Allowed", text, "only GET\n", 9, false);
+		return;
+	}
+	if (strcmp(target, "/metrics") != 0 && strncmp(target, "/metrics?", 9) != 0) {
+		respond(c, "404 Not Found", text, "not found; try /metrics\n", 24, head);
+		return;
+	}
+	size_t len;
+	char *body = metrics_render(c->m->src, &len);
+	if (!body) {
+		respond(c, "500 Internal Server Error", text, "out of memory\n", 14, head);
+		return;
+	}
+	respond(c, "200 OK", "text/plain; version=0.0.4; charset=utf-8", body, len, head);
+	free(body);
+}
+
+static void mclient_write(struct mclient *c)
+{
+	while (c->outoff < c->outlen) {
+		ssize_t n = send(c->fd, c->out + c->outoff, c->outlen - c->outoff, MSG_NOSIGNAL);
+		if (n > 0) {
+			c->outoff += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		break;
+	}
+	mclient_close(c);
+}
+
+static void mclient_ready(struct mainloop_handler *h, uint32_t events)
+{
+	struct mclient *c = (struct mclient *)h;
+
+	if (c->out) {
+		mclient_write(c);
+		return;
+	}
+	if (events & (EPOLLERR | EPOLLHUP) && !(events & EPOLLIN)) {
+		mclient_close(c);
+		return;
+	}
+	ssize_t n = recv(c->fd, c->req + c->reqlen, sizeof(c->req) - 1 - c->reqlen, 0);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		mclient_close(c);
+		return;
+	}
+	c->reqlen += (size_t)n;
+	c->req[c->reqlen] = '\0';
+	if (strstr(c->req, "\r\n\r\n") || strstr(c->req, "\n\n"))
+		serve(c);
+	else if (c->reqlen == sizeof(c->req) - 1)
+		respond(c, "431 Request Header Fields Too Large", "text/plain", "too large\n", 10,
+			false);
+}
+
+static void accept_ready(struct mainloop_handler *h, uint32_t events)
+{
+	struct metrics_http *m = (struct metrics_http *)h;
+	(void)events;
+
+	for (;;) {
+		int fd = accept4(m->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0)
+			return; /* EAGAIN, or EMFILE: level-triggered, we come back */
+		struct mclient *c = m->nclients < HTTP_MAX_CLIENTS ? calloc(1, sizeof(*c)) : NULL;
+		if (!c) {
+			close(fd);
+			continue;
+		}
+		c->h.fn = mclient_ready;
+		c->m = m;
+		c->fd = fd;
+		c->deadline = timer_now_ms() + HTTP_CLIENT_TIMEOUT_MS;
+		if (mainloop_watch(m->epfd, EPOLL_CTL_ADD, fd, EPOLLIN, &c->h) < 0) {
+			close(fd);
+			free(c);
+			continue;
+		}
+		c->next = m->clients;
+		if (m->clients)
+			m->clients->prev = c;
+		m->clients = c;
+		m->nclients++;
+	}
+}
+
+/* Not listener_socket(): without SO_REUSEPORT a second lb on the same port fails to start
+ * instead of silently sharing the scrapes. */
+static int http_socket(const struct lb_addr *addr)
+{
+	int one = 1, err;
+	int fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (const struct sockaddr *)&addr->ss, addr->len) == 0 && listen(fd, 64) == 0)
+		return fd;
+	err = -errno;
+	close(fd);
+	return err;
+}
+
+struct metrics_http *metrics_http_open(int epfd, const struct lb_addr *addr,
+				       const struct metrics_src *src, int *err)
+{
+	struct metrics_http *m = calloc(1, sizeof(*m));
+
+	if (!m) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	m->h.fn = accept_ready;
+	m->epfd = epfd;
+	m->src = src;
+	m->fd = http_socket(addr);
+	if (m->fd < 0) {
+		*err = m->fd;
+		free(m);
+		return NULL;
+	}
+	if (mainloop_watch(epfd, EPOLL_CTL_ADD, m->fd, EPOLLIN, &m->h) < 0) {
+		*err = -errno;
+		close(m->fd);
+		free(m);
+		return NULL;
+	}
+	return m;
+}
+
+int metrics_http_tick(struct metrics_http *m)
+{
+	uint64_t now = timer_now_ms(), next = UINT64_MAX;
+
+	if (!m)
+		return -1;
+	for (struct mclient *c = m->clients, *nx; c; c = nx) {
+		nx = c->next;
+		if (now >= c->deadline)
+			mclient_close(c);
+		else if (c->deadline < next)
+			next = c->deadline;
+	}
+	return next == UINT64_MAX ? -1 : (int)(next - now);
+}
+
+void metrics_http_close(struct metrics_http *m)
+{
+	if (!m)
+		return;
+	while (m->clients)
+		mclient_close(m->clients);
+	close(m->fd);
+	free(m);
+}

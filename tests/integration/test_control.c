@@ -1,0 +1,604 @@
+/* Integration: the control plane of the real lb driven by the real lbctl ($LBCTL_BIN) on the
+ * engine named by $LB_ENGINE — each admin command's effect on traffic, lbctl's exit codes
+ * and messages, the socket file's life, and hostile input on the control socket while other
+ * clients and the data plane keep working. */
+#include <check.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "support.h"
+
+#define LB_WORKERS     2
+#define MAX_BACKENDS   4
+#define TEST_TIMEOUT_S 60
+#define TAG_MAX	       64
+/* lbctl answers in milliseconds; this only bounds a hung test. */
+#define LBCTL_TIMEOUT_MS 5000
+
+static struct {
+	struct lbproc lb;
+	bool lb_started;
+	int port;
+	char sock[320];
+	struct tbackend *tb[MAX_BACKENDS];
+	size_t ntb;
+} h;
+
+static void dump_lb(void)
+{
+	char *log = h.lb_started ? lb_log(&h.lb) : NULL;
+	if (!log)
+		return;
+	size_t len = strlen(log);
+	fprintf(stderr, "---- lb.log (engine %s) ----\n%s---- end ----\n", t_engine(),
+		len > 6000 ? log + len - 6000 : log);
+	free(log);
+}
+
+#define expect(cond, ...)                                                                          \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			dump_lb();                                                                 \
+			ck_abort_msg(__VA_ARGS__);                                                 \
+		}                                                                                  \
+	} while (0)
+
+/* ---- set-up ---- */
+
+static void backends(size_t n)
+{
+	static const char *const names[] = {"a", "b", "c", "d"};
+	for (size_t i = 0; i < n; i++) {
+		h.tb[h.ntb] = tb_start("127.0.0.1:0", TB_TAGGED, names[h.ntb]);
+		ck_assert_ptr_nonnull(h.tb[h.ntb]);
+		h.ntb++;
+	}
+}
+
+/* lb over the first nconf test backends, weights[i] (0 = default). */
+static void start_lb(const char *algorithm, size_t nconf, const int *weights)
+{
+	char *json = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&json, &len);
+
+	h.port = t_free_port();
+	fprintf(f,
+		"{\"engine\":\"%s\",\"workers\":%d,\"shutdown_grace\":\"1s\","
+		"\"control\":{\"socket\":\"@DIR@/lb.sock\",\"mode\":\"0600\"},"
+		"\"listeners\":[{\"name\":\"web\",\"listen\":\"127.0.0.1:%d\",\"pool\":\"web\"}],"
+		"\"pools\":[{\"name\":\"web\",\"algorithm\":\"%s\",\"health\":{\"type\":\"none\"},"
+		"\"backends\":[",
+		t_engine(), LB_WORKERS, h.port, algorithm);
+	for (size_t i = 0; i < nconf; i++) {
+		fprintf(f, "%s{\"name\":\"%s\",\"address\":\"%s\"", i ? "," : "", tb_name(h.tb[i]),
+			tb_address(h.tb[i]));
+		if (weights && weights[i])
+			fprintf(f, ",\"weight\":%d", weights[i]);
+		fprintf(f, "}");
+	}
+	fprintf(f, "]}]}\n");
+	fclose(f);
+	int rc = lb_start(&h.lb, json, &h.port, 1);
+	h.lb_started = true;
+	expect(rc == 0, "lb did not start; config: %s", json);
+	free(json);
+	snprintf(h.sock, sizeof(h.sock), "%s/lb.sock", h.lb.dir);
+	expect(lb_log_wait(&h.lb, "control socket", 3000), "no control socket in the log");
+}
+
+static void finish(void)
+{
+	if (h.lb_started) {
+		int status = lb_stop(&h.lb, 5000);
+		expect(status == 0, "lb did not exit with 0 on SIGTERM (got %d)", status);
+		lb_cleanup(&h.lb);
+		h.lb_started = false;
+	}
+	for (size_t i = 0; i < h.ntb; i++)
+		tb_free(h.tb[i]);
+	h.ntb = 0;
+}
+
+/* ---- lbctl ---- */
+
+static const char *lbctl_bin(void)
+{
+	const char *b = getenv("LBCTL_BIN");
+	return b && *b ? b : "./lbctl";
+}
+
+/* Run lbctl -s SOCK args...; out/err captured (may be NULL). Returns its exit status. */
+static int lbctl(char **out, char **err, ...)
+{
+	char *argv[16] = {(char *)lbctl_bin(), "-s", h.sock};
+	int n = 3;
+	va_list ap;
+
+	va_start(ap, err);
+	for (char *a; n < 15 && (a = va_arg(ap, char *));)
+		argv[n++] = a;
+	va_end(ap);
+	argv[n] = NULL;
+	return t_run(argv, out, err, LBCTL_TIMEOUT_MS);
+}
+
+/* lbctl ... must succeed. */
+static void lbctl_ok(const char *what, ...)
+{
+	char *argv[16] = {(char *)lbctl_bin(), "-s", h.sock};
+	char *err = NULL;
+	int n = 3;
+	va_list ap;
+
+	va_start(ap, what);
+	for (char *a; n < 15 && (a = va_arg(ap, char *));)
+		argv[n++] = a;
+	va_end(ap);
+	argv[n] = NULL;
+	int rc = t_run(argv, NULL, &err, LBCTL_TIMEOUT_MS);
+	expect(rc == 0, "lbctl %s exited %d: %s", what, rc, err ? err : "");
+	free(err);
+}
+
+/* ---- traffic ---- */
+
+static int backend_index(const char *tag)
+{
+	for (size_t i = 0; i < h.ntb; i++)
+		if (strcmp(tb_name(h.tb[i]), tag) == 0)
+			return (int)i;
+	return -1;
+}
+
+static int fetch(void)
+{
+	char tag[TAG_MAX];
+	if (t_fetch_tag(NULL, h.port, tag, sizeof(tag)) < 0)
+		return -1;
+	return backend_index(tag);
+}
+
+/* n connections; counts[i] += hits on backend i; returns failures. */
+static int fetch_many(int n, unsigned *counts)
+{
+	int failed = 0;
+	for (int i = 0; i < n; i++) {
+		int b = fetch();
+		if (b < 0)
+			failed++;
+		else
+			counts[b]++;
+	}
+	return failed;
+}
+
+static int hold(int *idx)
+{
+	char tag[TAG_MAX];
+	int fd = t_connect(NULL, h.port);
+
+	expect(fd >= 0, "connect to lb failed: %s", strerror(errno));
+	expect(t_read_line(fd, tag, sizeof(tag), 3000) > 0, "held connection brought no tag");
+	*idx = backend_index(tag);
+	expect(*idx >= 0, "unknown tag %s", tag);
+	return fd;
+}
+
+/* A held connection still relays both ways. */
+static bool still_echoes(int fd)
+{
+	char buf[32];
+	if (send(fd, "ping\n", 5, MSG_NOSIGNAL) != 5)
+		return false;
+	return t_read_line(fd, buf, sizeof(buf), 3000) == 4 && strcmp(buf, "ping") == 0;
+}
+
+/* Hold connections until one reaches backend want (at most 16 tries); others closed. */
+static int hold_on(int want)
+{
+	for (int i = 0; i < 16; i++) {
+		int idx, fd = hold(&idx);
+		if (idx == want)
+			return fd;
+		close(fd);
+	}
+	expect(0, "no connection reached backend %s", tb_name(h.tb[want]));
+	return -1;
+}
+
+/* ---- admin commands and traffic ---- */
+
+START_TEST(test_drain_keeps_open_connections_and_sends_no_new_ones)
+{
+	unsigned counts[MAX_BACKENDS] = {0};
+
+	backends(2);
+	start_lb("round_robin", 2, NULL);
+	int fd = hold_on(0);
+	lbctl_ok("drain", "drain", "web/a", NULL);
+	expect(fetch_many(10, counts) == 0, "connections failed after drain");
+	expect(counts[0] == 0 && counts[1] == 10, "drained a still got %u of 10", counts[0]);
+	expect(still_echoes(fd), "the open connection to the drained backend stopped relaying");
+	char *out = NULL;
+	expect(lbctl(&out, NULL, "backends", "web", NULL) == 0, "lbctl backends failed");
+	expect(strstr(out, "draining") != NULL, "backends does not show draining:\n%s", out);
+	free(out);
+	lbctl_ok("enable", "enable", "web/a", NULL);
+	memset(counts, 0, sizeof(counts));
+	expect(fetch_many(4, counts) == 0 && counts[0] == 2, "enable did not bring a back");
+	close(fd);
+	finish();
+}
+END_TEST
+
+START_TEST(test_disable_stops_new_connections)
+{
+	unsigned counts[MAX_BACKENDS] = {0};
+
+	backends(2);
+	start_lb("round_robin", 2, NULL);
+	int fd = hold_on(1);
+	lbctl_ok("disable", "disable", "web/b", NULL);
+	expect(fetch_many(8, counts) == 0 && counts[0] == 8, "disabled b got %u of 8", counts[1]);
+	expect(still_echoes(fd), "disable closed an open connection");
+	close(fd);
+	finish();
+}
+END_TEST
+
+START_TEST(test_kill_closes_open_connections_of_that_backend_only)
+{
+	int fds[6], idx[6];
+	char *out = NULL;
+
+	backends(2);
+	start_lb("round_robin", 2, NULL);
+	for (int i = 0; i < 6; i++)
+		fds[i] = hold(&idx[i]);
+	expect(lbctl(&out, NULL, "kill", "web/a", NULL) == 0, "lbctl kill failed");
+	expect(strstr(out, "closing 3") != NULL, "kill output: %s", out);
+	free(out);
+	for (int i = 0; i < 6; i++) {
+		if (idx[i] == 0)
+			expect(t_wait_closed(fds[i], 3000) >= 0, "killed connection %d still open",
+			       i);
+		else
+			expect(still_echoes(fds[i]), "connection %d to b died with a's kill", i);
+		close(fds[i]);
+	}
+	/* kill is not disable: a takes new connections. */
+	unsigned counts[MAX_BACKENDS] = {0};
+	expect(fetch_many(4, counts) == 0 && counts[0] == 2, "a gets no traffic after kill");
+	finish();
+}
+END_TEST
+
+START_TEST(test_weight_zero_takes_no_new_connections)
+{
+	unsigned counts[MAX_BACKENDS] = {0};
+	char *out = NULL;
+
+	backends(2);
+	start_lb("weighted_round_robin", 2, NULL);
+	lbctl_ok("weight", "weight", "web/a", "0", NULL);
+	expect(fetch_many(8, counts) == 0 && counts[0] == 0, "weight 0 still got %u", counts[0]);
+	expect(lbctl(&out, NULL, "--json", "backends", NULL) == 0, "lbctl --json failed");
+	expect(strstr(out, "\"weight\": 0") != NULL, "weight not shown: %s", out);
+	free(out);
+	lbctl_ok("weight", "weight", "web/a", "3", NULL);
+	memset(counts, 0, sizeof(counts));
+	expect(fetch_many(8, counts) == 0 && counts[0] == 6 && counts[1] == 2,
+	       "weights 3:1 gave %u:%u", counts[0], counts[1]);
+	finish();
+}
+END_TEST
+
+START_TEST(test_add_makes_a_new_backend_take_traffic_and_remove_stops_it)
+{
+	unsigned counts[MAX_BACKENDS] = {0};
+
+	backends(3);
+	start_lb("round_robin", 2, NULL);
+	lbctl_ok("add", "add", "web", "c", tb_address(h.tb[2]), "--weight", "2", NULL);
+	expect(fetch_many(9, counts) == 0 && counts[2] == 3, "added c got %u of 9", counts[2]);
+	/* A busy runtime-added backend, removed by force: its memory goes only once idle. */
+	lbctl_ok("disable a", "disable", "web/a", NULL);
+	lbctl_ok("disable b", "disable", "web/b", NULL);
+	int idx, fd = hold(&idx);
+	expect(idx == 2, "only c is enabled, got %d", idx);
+	lbctl_ok("enable a", "enable", "web/a", NULL);
+	lbctl_ok("enable b", "enable", "web/b", NULL);
+	lbctl_ok("remove --force", "remove", "web/c", "--force", NULL);
+	expect(t_wait_closed(fd, 3000) >= 0, "force-removed backend's connection stays open");
+	close(fd);
+	memset(counts, 0, sizeof(counts));
+	expect(fetch_many(6, counts) == 0 && counts[2] == 0, "removed c still got %u", counts[2]);
+	/* Add it again under the same name, then remove it idle. */
+	lbctl_ok("re-add", "add", "web", "c", tb_address(h.tb[2]), NULL);
+	expect(fetch_many(6, counts) == 0 && counts[2] == 2, "re-added c got %u", counts[2]);
+	lbctl_ok("remove", "remove", "web/c", NULL);
+	usleep(200 * 1000); /* let the reaper free it while lb runs (ASan watches) */
+	finish();
+}
+END_TEST
+
+START_TEST(test_remove_refuses_while_busy_unless_forced)
+{
+	char *err = NULL, *out = NULL;
+	unsigned counts[MAX_BACKENDS] = {0};
+
+	backends(2);
+	start_lb("round_robin", 2, NULL);
+	int fd = hold_on(0);
+	int rc = lbctl(NULL, &err, "remove", "web/a", NULL);
+	expect(rc == 1 && strstr(err, "open connections"), "remove of busy a: rc %d, %s", rc, err);
+	free(err);
+	expect(still_echoes(fd), "a refused remove disturbed the connection");
+	lbctl_ok("remove --force", "remove", "web/a", "--force", NULL);
+	expect(t_wait_closed(fd, 3000) >= 0, "forced remove left the connection open");
+	close(fd);
+	expect(lbctl(&out, NULL, "backends", NULL) == 0 && !strstr(out, "\na "),
+	       "a still listed: %s", out);
+	free(out);
+	expect(fetch_many(4, counts) == 0 && counts[1] == 4, "traffic after remove went wrong");
+	expect(lbctl(NULL, &err, "enable", "web/a", NULL) == 1 && strstr(err, "no such backend"),
+	       "enable of removed a: %s", err);
+	free(err);
+	finish();
+}
+END_TEST
+
+START_TEST(test_algorithm_switch_changes_the_distribution)
+{
+	static const int weights[] = {3, 1};
+	unsigned counts[MAX_BACKENDS] = {0};
+	char *err = NULL;
+
+	backends(2);
+	start_lb("weighted_round_robin", 2, weights);
+	expect(fetch_many(8, counts) == 0 && counts[0] == 6, "wrr 3:1 gave %u:%u", counts[0],
+	       counts[1]);
+	lbctl_ok("algorithm", "algorithm", "web", "round_robin", NULL);
+	memset(counts, 0, sizeof(counts));
+	expect(fetch_many(8, counts) == 0 && counts[0] == 4, "round_robin gave %u:%u", counts[0],
+	       counts[1]);
+	expect(lbctl(NULL, &err, "algorithm", "web", "fastest", NULL) == 1 &&
+		   strstr(err, "unknown algorithm"),
+	       "bad algorithm: %s", err);
+	free(err);
+	finish();
+}
+END_TEST
+
+/* ---- lbctl itself ---- */
+
+START_TEST(test_lbctl_exit_codes_and_messages)
+{
+	char *out = NULL, *err = NULL;
+
+	backends(1);
+	start_lb("round_robin", 1, NULL);
+	expect(lbctl(&out, NULL, "status", NULL) == 0 && strstr(out, "engine:") &&
+		   strstr(out, "LISTENER"),
+	       "status: %s", out);
+	free(out);
+	expect(lbctl(&out, NULL, "--json", "status", NULL) == 0 && strstr(out, "\"uptime_s\""),
+	       "status --json: %s", out);
+	free(out);
+	expect(lbctl(NULL, &err, "disable", "web/zz", NULL) == 1 && strstr(err, "no such backend"),
+	       "unknown backend: %s", err);
+	free(err);
+	expect(lbctl(NULL, &err, "reload", NULL) == 1 && strstr(err, "not supported"), "reload: %s",
+	       err);
+	free(err);
+	expect(lbctl(NULL, NULL, "frobnicate", NULL) == 2, "unknown command is not exit 2");
+	expect(lbctl(NULL, NULL, "weight", "web/a", NULL) == 2, "missing N is not exit 2");
+	expect(lbctl(NULL, NULL, "weight", "web/a", "1001", NULL) == 2, "weight 1001 accepted");
+	char *argv[] = {(char *)lbctl_bin(), "-s", "/nonexistent/lb.sock", "status", NULL};
+	expect(t_run(argv, NULL, &err, LBCTL_TIMEOUT_MS) == 2 &&
+		   strstr(err, "cannot connect to /nonexistent/lb.sock: is lb running? (ENOENT)"),
+	       "unreachable: %s", err);
+	free(err);
+	struct stat st;
+	expect(stat(h.sock, &st) == 0 && (st.st_mode & 0777) == 0600, "socket mode %o",
+	       st.st_mode & 0777);
+	finish();
+	expect(stat(h.sock, &st) < 0, "socket file left behind after shutdown");
+}
+END_TEST
+
+START_TEST(test_stale_socket_is_replaced_and_a_live_one_refused)
+{
+	char dir[] = "/tmp/lbctl-test-XXXXXX", json[1024];
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	struct lbproc second;
+
+	backends(1);
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/ctl.sock", dir);
+	int s = socket(AF_UNIX, SOCK_STREAM, 0);
+	ck_assert_int_eq(bind(s, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	close(s); /* a stale socket file: nobody listens */
+
+	h.port = t_free_port();
+	snprintf(json, sizeof(json),
+		 "{\"engine\":\"%s\",\"workers\":1,\"shutdown_grace\":\"1s\","
+		 "\"control\":{\"socket\":\"%s\"},\"listeners\":[{\"name\":\"web\","
+		 "\"listen\":\"127.0.0.1:%d\",\"pool\":\"web\"}],\"pools\":[{\"name\":\"web\","
+		 "\"backends\":[{\"address\":\"%s\"}]}]}",
+		 t_engine(), sun.sun_path, h.port, tb_address(h.tb[0]));
+	expect(lb_start(&h.lb, json, &h.port, 1) == 0, "lb refused a stale socket file");
+	h.lb_started = true;
+	snprintf(h.sock, sizeof(h.sock), "%s", sun.sun_path);
+	expect(lb_log_wait(&h.lb, "control socket", 3000), "no control socket");
+	lbctl_ok("status", "status", NULL);
+
+	/* A second lb on the same socket must refuse to start, and leave the first alone. */
+	int port2 = t_free_port();
+	snprintf(json, sizeof(json),
+		 "{\"engine\":\"%s\",\"workers\":1,\"control\":{\"socket\":\"%s\"},"
+		 "\"listeners\":[{\"name\":\"web\",\"listen\":\"127.0.0.1:%d\",\"pool\":\"web\"}],"
+		 "\"pools\":[{\"name\":\"web\",\"backends\":[{\"address\":\"%s\"}]}]}",
+		 t_engine(), sun.sun_path, port2, tb_address(h.tb[0]));
+	memset(&second, 0, sizeof(second));
+	lb_start(&second, json, &port2, 1); /* may or may not see the port listen first */
+	int st2 = lb_stop(&second, 5000);
+	char *log2 = lb_log(&second);
+	expect(log2 && strstr(log2, "another lb is running"), "second lb log: %s",
+	       log2 ? log2 : "");
+	expect(st2 != 0, "second lb exited 0");
+	free(log2);
+	lb_cleanup(&second);
+	lbctl_ok("status after the second lb", "status", NULL);
+	finish();
+	rmdir(dir);
+}
+END_TEST
+
+/* ---- hostile input ---- */
+
+static int ctl_connect(void)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	struct timeval tv = {5, 0};
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", h.sock);
+	expect(fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0,
+	       "cannot connect to the control socket: %s", strerror(errno));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+static void send_all(int fd, const char *buf, size_t len)
+{
+	for (size_t off = 0; off < len;) {
+		ssize_t n = send(fd, buf + off, len - off, MSG_NOSIGNAL);
+		expect(n > 0, "send to the control socket: %s", strerror(errno));
+		off += (size_t)n;
+	}
+}
+
+/* Send line, read one response line into buf; true if it has "ok":want. */
+static bool ask(int fd, const char *line, char *buf, size_t len, bool want)
+{
+	send_all(fd, line, strlen(line));
+	if (t_read_line(fd, buf, len, 3000) <= 0)
+		return false;
+	return strstr(buf, want ? "\"ok\":true" : "\"ok\":false") != NULL;
+}
+
+START_TEST(test_bad_input_gets_errors_and_others_keep_working)
+{
+	static char resp[256 * 1024];
+	int idle[100], good, flood;
+
+	backends(2);
+	start_lb("round_robin", 2, NULL);
+	for (int i = 0; i < 100; i++) {
+		idle[i] = ctl_connect();
+		if (i % 2)
+			send_all(idle[i], "{\"cmd\":", 7); /* half a line, then silence */
+	}
+	good = ctl_connect();
+	expect(ask(good, "not json\n", resp, sizeof(resp), false) && strstr(resp, "bad JSON"),
+	       "non-JSON: %s", resp);
+	expect(ask(good, "[1,2]\n", resp, sizeof(resp), false), "array: %s", resp);
+	expect(ask(good, "{\"cmd\":\"fly\"}\n", resp, sizeof(resp), false) &&
+		   strstr(resp, "unknown command"),
+	       "unknown: %s", resp);
+	expect(ask(good, "{\"cmd\":7}\n", resp, sizeof(resp), false), "cmd 7: %s", resp);
+	expect(ask(good,
+		   "{\"cmd\":\"weight\",\"pool\":\"web\",\"backend\":\"a\",\"weight\":\"x\"}\n",
+		   resp, sizeof(resp), false) &&
+		   strstr(resp, "must be an integer"),
+	       "weight x: %s", resp);
+	expect(ask(good, "{\"cmd\":\"backends\",\"pool\":[]}\n", resp, sizeof(resp), false),
+	       "pool []: %s", resp);
+	expect(ask(good, "{\"cmd\":\"backends\",\"pool\":\"web2\"}\n", resp, sizeof(resp), false) &&
+		   strstr(resp, "no such pool: web2"),
+	       "web2: %s", resp);
+
+	/* A 1 MiB line: one error, then the same connection works again. */
+	size_t big = 1 << 20;
+	char *line = malloc(big + 1);
+	memset(line, 'x', big);
+	line[big] = '\n';
+	send_all(good, line, big + 1);
+	free(line);
+	expect(t_read_line(good, resp, sizeof(resp), 3000) > 0 && strstr(resp, "longer than"),
+	       "1 MiB line: %s", resp);
+	expect(ask(good, "{\"cmd\":\"status\"}\n", resp, sizeof(resp), true),
+	       "status after the big line: %s", resp);
+
+	/* Mid-line disconnects, and a client that floods requests but never reads. */
+	for (int i = 0; i < 10; i++) {
+		int fd = ctl_connect();
+		send_all(fd, "{\"cmd\":\"sta", 11);
+		close(fd);
+	}
+	flood = ctl_connect();
+	char *many = malloc(20000 * 18 + 1);
+	size_t off = 0;
+	for (int i = 0; i < 20000; i++)
+		off += (size_t)sprintf(many + off, "{\"cmd\":\"metrics\"}\n");
+	struct timeval tv = {0, 200000};
+	setsockopt(flood, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	(void)send(flood, many, off, MSG_NOSIGNAL); /* may stop short: lb stops reading it */
+	free(many);
+
+	/* Everyone else is still served: raw clients, lbctl and the data plane. */
+	expect(ask(good, "{\"cmd\":\"backends\"}\n", resp, sizeof(resp), true), "backends: %s",
+	       resp);
+	lbctl_ok("status", "status", NULL);
+	unsigned counts[MAX_BACKENDS] = {0};
+	expect(fetch_many(10, counts) == 0 && counts[0] == 5, "data plane: %u:%u", counts[0],
+	       counts[1]);
+	close(flood);
+	for (int i = 0; i < 100; i++)
+		close(idle[i]);
+	expect(ask(good, "{\"cmd\":\"status\"}\n", resp, sizeof(resp), true), "final: %s", resp);
+	close(good);
+	finish();
+}
+END_TEST
+
+static Suite *control_suite(void)
+{
+	Suite *s = suite_create("control");
+	TCase *tc = tcase_create("control");
+
+	tcase_set_timeout(tc, TEST_TIMEOUT_S);
+	tcase_add_test(tc, test_drain_keeps_open_connections_and_sends_no_new_ones);
+	tcase_add_test(tc, test_disable_stops_new_connections);
+	tcase_add_test(tc, test_kill_closes_open_connections_of_that_backend_only);
+	tcase_add_test(tc, test_weight_zero_takes_no_new_connections);
+	tcase_add_test(tc, test_add_makes_a_new_backend_take_traffic_and_remove_stops_it);
+	tcase_add_test(tc, test_remove_refuses_while_busy_unless_forced);
+	tcase_add_test(tc, test_algorithm_switch_changes_the_distribution);
+	tcase_add_test(tc, test_lbctl_exit_codes_and_messages);
+	tcase_add_test(tc, test_stale_socket_is_replaced_and_a_live_one_refused);
+	tcase_add_test(tc, test_bad_input_gets_errors_and_others_keep_working);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	SRunner *sr = srunner_create(control_suite());
+	srunner_run_all(sr, CK_ENV);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? 0 : 1;
+}
