@@ -14,11 +14,6 @@ struct lc_state {
 	_Atomic uint64_t cursor; /* rotating start offset for tie-breaking */
 };
 
-struct lc_load {
-	int64_t active;
-	int64_t weight;
-};
-
 static void *lc_build(const struct pool_view *view)
 {
 	struct lc_state *s = calloc(1, sizeof(*s));
@@ -31,18 +26,11 @@ static void *lc_build(const struct pool_view *view)
 	return s;
 }
 
-/* a is strictly lighter than b: a.active / a.weight < b.active / b.weight. Both weights are
- * positive and at most INT_MAX, so the products fit in 64 bits. */
-static bool lc_lighter(struct lc_load a, struct lc_load b)
-{
-	return a.active * b.weight < b.active * a.weight;
-}
-
 static struct backend *lc_pick(void *state, const struct pick_ctx *ctx)
 {
 	struct lc_state *s = state;
 	struct backend *best = NULL;
-	struct lc_load best_load = {0, 0};
+	struct backend_load best_load = {0, 0};
 	uint64_t start;
 
 	if (s->n == 0)
@@ -50,16 +38,15 @@ static struct backend *lc_pick(void *state, const struct pick_ctx *ctx)
 	start = atomic_fetch_add_explicit(&s->cursor, 1, memory_order_relaxed);
 	for (size_t k = 0; k < s->n; k++) {
 		struct backend *b = s->backends[(start + k) % s->n];
-		struct lc_load load;
+		struct backend_load load;
 
 		if (!pick_allowed(ctx, b))
 			continue;
 		/* Read once: the weight may change under us, and 0 would make every load equal. */
-		load.weight = atomic_load_explicit(&b->weight, memory_order_relaxed);
-		load.active = atomic_load_explicit(&b->active, memory_order_relaxed);
+		load = backend_load(b);
 		if (load.weight <= 0)
 			continue;
-		if (!best || lc_lighter(load, best_load)) {
+		if (!best || backend_load_lighter(load, best_load)) {
 			best = b;
 			best_load = load;
 		}

@@ -92,19 +92,6 @@ static struct backend *r2_draw(const struct r2_state *s, const struct pick_ctx *
 	return NULL;
 }
 
-/* b is strictly lighter than a by active/weight, compared as cross-multiplied integers. */
-static bool r2_lighter(const struct backend *b, const struct backend *a)
-{
-	int64_t wa = atomic_load_explicit(&a->weight, memory_order_relaxed);
-	int64_t wb = atomic_load_explicit(&b->weight, memory_order_relaxed);
-	int64_t aa = atomic_load_explicit(&a->active, memory_order_relaxed);
-	int64_t ab = atomic_load_explicit(&b->active, memory_order_relaxed);
-
-	if (wa <= 0 || wb <= 0)
-		return wb > 0;
-	return ab * wa < aa * wb;
-}
-
 static struct backend *r2_pick(void *state, const struct pick_ctx *ctx)
 {
 	const struct r2_state *s = state;
@@ -118,7 +105,7 @@ static struct backend *r2_pick(void *state, const struct pick_ctx *ctx)
 	b = r2_draw(s, ctx, a);
 	if (!b)
 		return a;
-	return r2_lighter(b, a) ? b : a;
+	return backend_load_lighter(backend_load(b), backend_load(a)) ? b : a;
 }
 
 static void r2_destroy(void *state)

@@ -37,6 +37,21 @@ bool pick_allowed(const struct pick_ctx *ctx, const struct backend *b)
 	return backend_usable(b) && !pick_tried(ctx, b);
 }
 
+struct backend_load backend_load(const struct backend *b)
+{
+	return (struct backend_load){
+	    .active = atomic_load_explicit(&b->active, memory_order_relaxed),
+	    .weight = atomic_load_explicit(&b->weight, memory_order_relaxed),
+	};
+}
+
+bool backend_load_lighter(struct backend_load a, struct backend_load b)
+{
+	if (a.weight <= 0 || b.weight <= 0)
+		return a.weight > 0 && b.weight <= 0;
+	return a.active * b.weight < b.active * a.weight;
+}
+
 bool backend_take(struct backend *b)
 {
 	int max = atomic_load_explicit(&b->max_conns, memory_order_relaxed);

@@ -99,6 +99,15 @@ bool backend_take(struct backend *b);
 /* The connection taken with backend_take() has ended: --active. */
 void backend_release(struct backend *b);
 
+/* A backend's load for least-loaded choices, read once (weight may change under us). */
+struct backend_load {
+	int64_t active, weight;
+};
+struct backend_load backend_load(const struct backend *b);
+/* a carries strictly less load per unit of weight than b (cross-multiplied integers; both
+ * weights are at most CFG_MAX_WEIGHT, so the products fit). A weight <= 0 is never lighter. */
+bool backend_load_lighter(struct backend_load a, struct backend_load b);
+
 /* Build a pool (and its backends, and a first snapshot) from its config. NULL on ENOMEM or
  * unknown algorithm. */
 struct pool *pool_create(const struct cfg_pool *cp);
