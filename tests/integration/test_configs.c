@@ -20,13 +20,6 @@
 /* A bad config that starts lb anyway is a failure already: do not wait long for it. */
 #define BAD_RUN_MS 2000
 
-static const char *src_dir(void)
-{
-	const char *d = getenv("LB_SRC_DIR");
-
-	return d && *d ? d : ".";
-}
-
 /* The whole file, NUL-terminated, trailing newlines stripped; NULL if unreadable. */
 static char *read_text(const char *path)
 {
@@ -101,7 +94,7 @@ static size_t find_configs(const char *pattern, glob_t *g)
 {
 	char full[4096];
 
-	snprintf(full, sizeof(full), "%s/%s", src_dir(), pattern);
+	snprintf(full, sizeof(full), "%s/%s", t_src_dir(), pattern);
 	if (glob(full, 0, NULL, g) != 0) {
 		g->gl_pathc = 0;
 		g->gl_pathv = NULL;
@@ -161,7 +154,7 @@ START_TEST(test_every_bad_config_is_refused_with_its_message)
 		failed += check_bad_config(g.gl_pathv[i]) ? 1 : 0;
 	globfree(&g);
 	ck_assert_msg(n >= MIN_BAD_CONFIGS, "only %zu bad configs in %s/tests/configs/bad, want %d",
-		      n, src_dir(), MIN_BAD_CONFIGS);
+		      n, t_src_dir(), MIN_BAD_CONFIGS);
 	ck_assert_msg(failed == 0, "%d of %zu bad configs not refused as expected (see stderr)",
 		      failed, n);
 }
@@ -199,7 +192,7 @@ START_TEST(test_every_good_config_passes_check)
 	size_t n;
 	int failed = check_good_configs("tests/configs/good/*.json", &n);
 
-	ck_assert_msg(n > 0, "no good configs in %s/tests/configs/good", src_dir());
+	ck_assert_msg(n > 0, "no good configs in %s/tests/configs/good", t_src_dir());
 	ck_assert_msg(failed == 0, "%d of %zu good configs failed --check (see stderr)", failed, n);
 }
 END_TEST
@@ -209,7 +202,7 @@ START_TEST(test_every_example_passes_check)
 	size_t n;
 	int failed = check_good_configs("examples/*.json", &n);
 
-	ck_assert_msg(n > 0, "no examples in %s/examples", src_dir());
+	ck_assert_msg(n > 0, "no examples in %s/examples", t_src_dir());
 	ck_assert_msg(failed == 0, "%d of %zu examples failed --check (see stderr)", failed, n);
 }
 END_TEST
@@ -277,10 +270,9 @@ START_TEST(test_port_in_use_exits_1_naming_the_address)
 {
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t len = sizeof(sa);
-	char dir[] = "/tmp/lbtest-cfg-XXXXXX", path[300], sock[300], json[1024], want[64];
+	char path[300], json[1024], want[64];
 	char *err = NULL;
 	int fd, port, st;
-	FILE *f;
 
 	/* Plain bind, no SO_REUSEPORT: lb's SO_REUSEPORT bind must fail against it. */
 	fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -290,27 +282,19 @@ START_TEST(test_port_in_use_exits_1_naming_the_address)
 	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
 	port = ntohs(sa.sin_port);
 
-	ck_assert_ptr_nonnull(mkdtemp(dir));
-	snprintf(path, sizeof(path), "%s/lb.json", dir);
-	snprintf(sock, sizeof(sock), "%s/lb.sock", dir);
 	snprintf(json, sizeof(json),
-		 "{\"engine\":\"%s\",\"workers\":2,\"control\":{\"socket\":\"%s\"},"
+		 "{\"engine\":\"%s\",\"workers\":2,\"control\":{\"socket\":\"@DIR@/lb.sock\"},"
 		 "\"listeners\":[{\"name\":\"taken\",\"listen\":\"127.0.0.1:%d\",\"pool\":\"p\"}],"
 		 "\"pools\":[{\"name\":\"p\",\"health\":{\"type\":\"none\"},"
 		 "\"backends\":[{\"address\":\"127.0.0.1:9\"}]}]}",
-		 t_engine(), sock, port);
-	f = fopen(path, "w");
-	ck_assert_ptr_nonnull(f);
-	fputs(json, f);
-	ck_assert_int_eq(fclose(f), 0);
+		 t_engine(), port);
+	t_write_config(json, path, sizeof(path));
 
 	st = run_lb("-c", path, NULL, NULL, &err);
 	snprintf(want, sizeof(want), "127.0.0.1:%d", port);
 	if (st != 1 || !err || !strstr(err, want))
 		fprintf(stderr, "lb stderr:\n%s\n", or_none(err));
-	unlink(path);
-	unlink(sock);
-	rmdir(dir);
+	t_remove_config(path);
 	close(fd);
 	ck_assert_msg(st == 1, "listener port in use: exit %d, expected 1", st);
 	ck_assert_msg(err && strstr(err, want), "the error does not name %s", want);
@@ -318,33 +302,18 @@ START_TEST(test_port_in_use_exits_1_naming_the_address)
 }
 END_TEST
 
-static void add_test(Suite *s, const char *name, const TTest *t, int timeout_s)
-{
-	TCase *tc = tcase_create(name);
-
-	tcase_set_timeout(tc, timeout_s);
-	tcase_add_test(tc, t);
-	suite_add_tcase(s, tc);
-}
-
 int main(void)
 {
 	Suite *s = suite_create("configs");
-	SRunner *sr;
-	int failed;
 
-	add_test(s, "bad", test_every_bad_config_is_refused_with_its_message, 60);
-	add_test(s, "good", test_every_good_config_passes_check, 30);
-	add_test(s, "examples", test_every_example_passes_check, 30);
-	add_test(s, "version", test_version_prints_a_version, 10);
-	add_test(s, "help", test_help_exits_0_with_usage, 10);
-	add_test(s, "unknown_option", test_unknown_option_exits_2, 10);
-	add_test(s, "missing_file", test_missing_config_file_exits_2_naming_it, 10);
-	add_test(s, "port_in_use", test_port_in_use_exits_1_naming_the_address, 15);
+	t_add_test(s, "bad", test_every_bad_config_is_refused_with_its_message, 60);
+	t_add_test(s, "good", test_every_good_config_passes_check, 30);
+	t_add_test(s, "examples", test_every_example_passes_check, 30);
+	t_add_test(s, "version", test_version_prints_a_version, 10);
+	t_add_test(s, "help", test_help_exits_0_with_usage, 10);
+	t_add_test(s, "unknown_option", test_unknown_option_exits_2, 10);
+	t_add_test(s, "missing_file", test_missing_config_file_exits_2_naming_it, 10);
+	t_add_test(s, "port_in_use", test_port_in_use_exits_1_naming_the_address, 15);
 
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return t_run_suite(s, CK_ENV);
 }

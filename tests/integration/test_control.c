@@ -12,7 +12,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "support.h"
@@ -20,48 +19,25 @@
 #define LB_WORKERS     2
 #define MAX_BACKENDS   4
 #define TEST_TIMEOUT_S 60
-#define TAG_MAX	       64
-/* lbctl answers in milliseconds; this only bounds a hung test. */
-#define LBCTL_TIMEOUT_MS 5000
 
 static struct {
 	struct lbproc lb;
 	bool lb_started;
 	int port;
 	char sock[320];
-	struct tbackend *tb[MAX_BACKENDS];
-	size_t ntb;
+	struct t_backends be;
 } h;
 
-static void dump_lb(void)
-{
-	char *log = h.lb_started ? lb_log(&h.lb) : NULL;
-	if (!log)
-		return;
-	size_t len = strlen(log);
-	fprintf(stderr, "---- lb.log (engine %s) ----\n%s---- end ----\n", t_engine(),
-		len > 6000 ? log + len - 6000 : log);
-	free(log);
-}
-
-#define expect(cond, ...)                                                                          \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			dump_lb();                                                                 \
-			ck_abort_msg(__VA_ARGS__);                                                 \
-		}                                                                                  \
-	} while (0)
+/* ck_abort_msg with lb's log: the condition must be free of side effects. */
+#define expect(cond, ...) t_check_lb(h.lb_started ? &h.lb : NULL, cond, __VA_ARGS__)
 
 /* ---- set-up ---- */
 
 static void backends(size_t n)
 {
 	static const char *const names[] = {"a", "b", "c", "d"};
-	for (size_t i = 0; i < n; i++) {
-		h.tb[h.ntb] = tb_start("127.0.0.1:0", TB_TAGGED, names[h.ntb]);
-		ck_assert_ptr_nonnull(h.tb[h.ntb]);
-		h.ntb++;
-	}
+	for (size_t i = 0; i < n; i++)
+		t_backends_add(&h.be, TB_TAGGED, names[h.be.n]);
 }
 
 /* lb over the first nconf test backends, weights[i] (0 = default). */
@@ -80,8 +56,8 @@ static void start_lb(const char *algorithm, size_t nconf, const int *weights)
 		"\"backends\":[",
 		t_engine(), LB_WORKERS, h.port, algorithm);
 	for (size_t i = 0; i < nconf; i++) {
-		fprintf(f, "%s{\"name\":\"%s\",\"address\":\"%s\"", i ? "," : "", tb_name(h.tb[i]),
-			tb_address(h.tb[i]));
+		fprintf(f, "%s{\"name\":\"%s\",\"address\":\"%s\"", i ? "," : "",
+			tb_name(h.be.tb[i]), tb_address(h.be.tb[i]));
 		if (weights && weights[i])
 			fprintf(f, ",\"weight\":%d", weights[i]);
 		fprintf(f, "}");
@@ -99,100 +75,41 @@ static void start_lb(const char *algorithm, size_t nconf, const int *weights)
 static void finish(void)
 {
 	if (h.lb_started) {
-		int status = lb_stop(&h.lb, 5000);
-		expect(status == 0, "lb did not exit with 0 on SIGTERM (got %d)", status);
-		lb_cleanup(&h.lb);
+		t_stop_lb(&h.lb);
 		h.lb_started = false;
 	}
-	for (size_t i = 0; i < h.ntb; i++)
-		tb_free(h.tb[i]);
-	h.ntb = 0;
+	t_backends_free(&h.be);
 }
 
 /* ---- lbctl ---- */
 
-static const char *lbctl_bin(void)
-{
-	const char *b = getenv("LBCTL_BIN");
-	return b && *b ? b : "./lbctl";
-}
-
 /* Run lbctl -s SOCK args...; out/err captured (may be NULL). Returns its exit status. */
 static int lbctl(char **out, char **err, ...)
 {
-	char *argv[16] = {(char *)lbctl_bin(), "-s", h.sock};
-	int n = 3;
 	va_list ap;
+	int rc;
 
 	va_start(ap, err);
-	for (char *a; n < 15 && (a = va_arg(ap, char *));)
-		argv[n++] = a;
+	rc = t_lbctl_v(h.sock, out, err, ap);
 	va_end(ap);
-	argv[n] = NULL;
-	return t_run(argv, out, err, LBCTL_TIMEOUT_MS);
+	return rc;
 }
 
 /* lbctl ... must succeed. */
 static void lbctl_ok(const char *what, ...)
 {
-	char *argv[16] = {(char *)lbctl_bin(), "-s", h.sock};
 	char *err = NULL;
-	int n = 3;
 	va_list ap;
+	int rc;
 
 	va_start(ap, what);
-	for (char *a; n < 15 && (a = va_arg(ap, char *));)
-		argv[n++] = a;
+	rc = t_lbctl_v(h.sock, NULL, &err, ap);
 	va_end(ap);
-	argv[n] = NULL;
-	int rc = t_run(argv, NULL, &err, LBCTL_TIMEOUT_MS);
 	expect(rc == 0, "lbctl %s exited %d: %s", what, rc, err ? err : "");
 	free(err);
 }
 
 /* ---- traffic ---- */
-
-static int backend_index(const char *tag)
-{
-	for (size_t i = 0; i < h.ntb; i++)
-		if (strcmp(tb_name(h.tb[i]), tag) == 0)
-			return (int)i;
-	return -1;
-}
-
-static int fetch(void)
-{
-	char tag[TAG_MAX];
-	if (t_fetch_tag(NULL, h.port, tag, sizeof(tag)) < 0)
-		return -1;
-	return backend_index(tag);
-}
-
-/* n connections; counts[i] += hits on backend i; returns failures. */
-static int fetch_many(int n, unsigned *counts)
-{
-	int failed = 0;
-	for (int i = 0; i < n; i++) {
-		int b = fetch();
-		if (b < 0)
-			failed++;
-		else
-			counts[b]++;
-	}
-	return failed;
-}
-
-static int hold(int *idx)
-{
-	char tag[TAG_MAX];
-	int fd = t_connect(NULL, h.port);
-
-	expect(fd >= 0, "connect to lb failed: %s", strerror(errno));
-	expect(t_read_line(fd, tag, sizeof(tag), 3000) > 0, "held connection brought no tag");
-	*idx = backend_index(tag);
-	expect(*idx >= 0, "unknown tag %s", tag);
-	return fd;
-}
 
 /* A held connection still relays both ways. */
 static bool still_echoes(int fd)
@@ -207,12 +124,12 @@ static bool still_echoes(int fd)
 static int hold_on(int want)
 {
 	for (int i = 0; i < 16; i++) {
-		int idx, fd = hold(&idx);
+		int idx, fd = t_hold(&h.lb, &h.be, h.port, &idx);
 		if (idx == want)
 			return fd;
 		close(fd);
 	}
-	expect(0, "no connection reached backend %s", tb_name(h.tb[want]));
+	expect(0, "no connection reached backend %s", tb_name(h.be.tb[want]));
 	return -1;
 }
 
@@ -226,7 +143,7 @@ START_TEST(test_drain_keeps_open_connections_and_sends_no_new_ones)
 	start_lb("round_robin", 2, NULL);
 	int fd = hold_on(0);
 	lbctl_ok("drain", "drain", "web/a", NULL);
-	expect(fetch_many(10, counts) == 0, "connections failed after drain");
+	expect(t_fetch_many(&h.be, h.port, 10, counts) == 0, "connections failed after drain");
 	expect(counts[0] == 0 && counts[1] == 10, "drained a still got %u of 10", counts[0]);
 	expect(still_echoes(fd), "the open connection to the drained backend stopped relaying");
 	char *out = NULL;
@@ -235,7 +152,8 @@ START_TEST(test_drain_keeps_open_connections_and_sends_no_new_ones)
 	free(out);
 	lbctl_ok("enable", "enable", "web/a", NULL);
 	memset(counts, 0, sizeof(counts));
-	expect(fetch_many(4, counts) == 0 && counts[0] == 2, "enable did not bring a back");
+	expect(t_fetch_many(&h.be, h.port, 4, counts) == 0 && counts[0] == 2,
+	       "enable did not bring a back");
 	close(fd);
 	finish();
 }
@@ -249,7 +167,8 @@ START_TEST(test_disable_stops_new_connections)
 	start_lb("round_robin", 2, NULL);
 	int fd = hold_on(1);
 	lbctl_ok("disable", "disable", "web/b", NULL);
-	expect(fetch_many(8, counts) == 0 && counts[0] == 8, "disabled b got %u of 8", counts[1]);
+	expect(t_fetch_many(&h.be, h.port, 8, counts) == 0 && counts[0] == 8,
+	       "disabled b got %u of 8", counts[1]);
 	expect(still_echoes(fd), "disable closed an open connection");
 	close(fd);
 	finish();
@@ -264,7 +183,7 @@ START_TEST(test_kill_closes_open_connections_of_that_backend_only)
 	backends(2);
 	start_lb("round_robin", 2, NULL);
 	for (int i = 0; i < 6; i++)
-		fds[i] = hold(&idx[i]);
+		fds[i] = t_hold(&h.lb, &h.be, h.port, &idx[i]);
 	expect(lbctl(&out, NULL, "kill", "web/a", NULL) == 0, "lbctl kill failed");
 	expect(strstr(out, "closing 3") != NULL, "kill output: %s", out);
 	free(out);
@@ -278,7 +197,8 @@ START_TEST(test_kill_closes_open_connections_of_that_backend_only)
 	}
 	/* kill is not disable: a takes new connections. */
 	unsigned counts[MAX_BACKENDS] = {0};
-	expect(fetch_many(4, counts) == 0 && counts[0] == 2, "a gets no traffic after kill");
+	expect(t_fetch_many(&h.be, h.port, 4, counts) == 0 && counts[0] == 2,
+	       "a gets no traffic after kill");
 	finish();
 }
 END_TEST
@@ -291,13 +211,14 @@ START_TEST(test_weight_zero_takes_no_new_connections)
 	backends(2);
 	start_lb("weighted_round_robin", 2, NULL);
 	lbctl_ok("weight", "weight", "web/a", "0", NULL);
-	expect(fetch_many(8, counts) == 0 && counts[0] == 0, "weight 0 still got %u", counts[0]);
+	expect(t_fetch_many(&h.be, h.port, 8, counts) == 0 && counts[0] == 0,
+	       "weight 0 still got %u", counts[0]);
 	expect(lbctl(&out, NULL, "--json", "backends", NULL) == 0, "lbctl --json failed");
 	expect(strstr(out, "\"weight\": 0") != NULL, "weight not shown: %s", out);
 	free(out);
 	lbctl_ok("weight", "weight", "web/a", "3", NULL);
 	memset(counts, 0, sizeof(counts));
-	expect(fetch_many(8, counts) == 0 && counts[0] == 6 && counts[1] == 2,
+	expect(t_fetch_many(&h.be, h.port, 8, counts) == 0 && counts[0] == 6 && counts[1] == 2,
 	       "weights 3:1 gave %u:%u", counts[0], counts[1]);
 	finish();
 }
@@ -309,12 +230,13 @@ START_TEST(test_add_makes_a_new_backend_take_traffic_and_remove_stops_it)
 
 	backends(3);
 	start_lb("round_robin", 2, NULL);
-	lbctl_ok("add", "add", "web", "c", tb_address(h.tb[2]), "--weight", "2", NULL);
-	expect(fetch_many(9, counts) == 0 && counts[2] == 3, "added c got %u of 9", counts[2]);
+	lbctl_ok("add", "add", "web", "c", tb_address(h.be.tb[2]), "--weight", "2", NULL);
+	expect(t_fetch_many(&h.be, h.port, 9, counts) == 0 && counts[2] == 3, "added c got %u of 9",
+	       counts[2]);
 	/* A busy runtime-added backend, removed by force: its memory goes only once idle. */
 	lbctl_ok("disable a", "disable", "web/a", NULL);
 	lbctl_ok("disable b", "disable", "web/b", NULL);
-	int idx, fd = hold(&idx);
+	int idx, fd = t_hold(&h.lb, &h.be, h.port, &idx);
 	expect(idx == 2, "only c is enabled, got %d", idx);
 	lbctl_ok("enable a", "enable", "web/a", NULL);
 	lbctl_ok("enable b", "enable", "web/b", NULL);
@@ -322,10 +244,12 @@ START_TEST(test_add_makes_a_new_backend_take_traffic_and_remove_stops_it)
 	expect(t_wait_closed(fd, 3000) >= 0, "force-removed backend's connection stays open");
 	close(fd);
 	memset(counts, 0, sizeof(counts));
-	expect(fetch_many(6, counts) == 0 && counts[2] == 0, "removed c still got %u", counts[2]);
+	expect(t_fetch_many(&h.be, h.port, 6, counts) == 0 && counts[2] == 0,
+	       "removed c still got %u", counts[2]);
 	/* Add it again under the same name, then remove it idle. */
-	lbctl_ok("re-add", "add", "web", "c", tb_address(h.tb[2]), NULL);
-	expect(fetch_many(6, counts) == 0 && counts[2] == 2, "re-added c got %u", counts[2]);
+	lbctl_ok("re-add", "add", "web", "c", tb_address(h.be.tb[2]), NULL);
+	expect(t_fetch_many(&h.be, h.port, 6, counts) == 0 && counts[2] == 2, "re-added c got %u",
+	       counts[2]);
 	lbctl_ok("remove", "remove", "web/c", NULL);
 	usleep(200 * 1000); /* let the reaper free it while lb runs (ASan watches) */
 	finish();
@@ -350,7 +274,8 @@ START_TEST(test_remove_refuses_while_busy_unless_forced)
 	expect(lbctl(&out, NULL, "backends", NULL) == 0 && !strstr(out, "\na "),
 	       "a still listed: %s", out);
 	free(out);
-	expect(fetch_many(4, counts) == 0 && counts[1] == 4, "traffic after remove went wrong");
+	expect(t_fetch_many(&h.be, h.port, 4, counts) == 0 && counts[1] == 4,
+	       "traffic after remove went wrong");
 	expect(lbctl(NULL, &err, "enable", "web/a", NULL) == 1 && strstr(err, "no such backend"),
 	       "enable of removed a: %s", err);
 	free(err);
@@ -366,12 +291,12 @@ START_TEST(test_algorithm_switch_changes_the_distribution)
 
 	backends(2);
 	start_lb("weighted_round_robin", 2, weights);
-	expect(fetch_many(8, counts) == 0 && counts[0] == 6, "wrr 3:1 gave %u:%u", counts[0],
-	       counts[1]);
+	expect(t_fetch_many(&h.be, h.port, 8, counts) == 0 && counts[0] == 6, "wrr 3:1 gave %u:%u",
+	       counts[0], counts[1]);
 	lbctl_ok("algorithm", "algorithm", "web", "round_robin", NULL);
 	memset(counts, 0, sizeof(counts));
-	expect(fetch_many(8, counts) == 0 && counts[0] == 4, "round_robin gave %u:%u", counts[0],
-	       counts[1]);
+	expect(t_fetch_many(&h.be, h.port, 8, counts) == 0 && counts[0] == 4,
+	       "round_robin gave %u:%u", counts[0], counts[1]);
 	expect(lbctl(NULL, &err, "algorithm", "web", "fastest", NULL) == 1 &&
 		   strstr(err, "unknown algorithm"),
 	       "bad algorithm: %s", err);
@@ -404,8 +329,7 @@ START_TEST(test_lbctl_exit_codes_and_messages)
 	expect(lbctl(NULL, NULL, "frobnicate", NULL) == 2, "unknown command is not exit 2");
 	expect(lbctl(NULL, NULL, "weight", "web/a", NULL) == 2, "missing N is not exit 2");
 	expect(lbctl(NULL, NULL, "weight", "web/a", "1001", NULL) == 2, "weight 1001 accepted");
-	char *argv[] = {(char *)lbctl_bin(), "-s", "/nonexistent/lb.sock", "status", NULL};
-	expect(t_run(argv, NULL, &err, LBCTL_TIMEOUT_MS) == 2 &&
+	expect(t_lbctl("/nonexistent/lb.sock", NULL, &err, "status", NULL) == 2 &&
 		   strstr(err, "cannot connect to /nonexistent/lb.sock: is lb running? (ENOENT)"),
 	       "unreachable: %s", err);
 	free(err);
@@ -436,7 +360,7 @@ START_TEST(test_stale_socket_is_replaced_and_a_live_one_refused)
 		 "\"control\":{\"socket\":\"%s\"},\"listeners\":[{\"name\":\"web\","
 		 "\"listen\":\"127.0.0.1:%d\",\"pool\":\"web\"}],\"pools\":[{\"name\":\"web\","
 		 "\"backends\":[{\"address\":\"%s\"}]}]}",
-		 t_engine(), sun.sun_path, h.port, tb_address(h.tb[0]));
+		 t_engine(), sun.sun_path, h.port, tb_address(h.be.tb[0]));
 	expect(lb_start(&h.lb, json, &h.port, 1) == 0, "lb refused a stale socket file");
 	h.lb_started = true;
 	snprintf(h.sock, sizeof(h.sock), "%s", sun.sun_path);
@@ -449,7 +373,7 @@ START_TEST(test_stale_socket_is_replaced_and_a_live_one_refused)
 		 "{\"engine\":\"%s\",\"workers\":1,\"control\":{\"socket\":\"%s\"},"
 		 "\"listeners\":[{\"name\":\"web\",\"listen\":\"127.0.0.1:%d\",\"pool\":\"web\"}],"
 		 "\"pools\":[{\"name\":\"web\",\"backends\":[{\"address\":\"%s\"}]}]}",
-		 t_engine(), sun.sun_path, port2, tb_address(h.tb[0]));
+		 t_engine(), sun.sun_path, port2, tb_address(h.be.tb[0]));
 	memset(&second, 0, sizeof(second));
 	lb_start(&second, json, &port2, 1); /* may or may not see the port listen first */
 	int st2 = lb_stop(&second, 5000);
@@ -480,19 +404,15 @@ static int ctl_connect(void)
 	return fd;
 }
 
-static void send_all(int fd, const char *buf, size_t len)
+static void ctl_send(int fd, const char *buf, size_t len)
 {
-	for (size_t off = 0; off < len;) {
-		ssize_t n = send(fd, buf + off, len - off, MSG_NOSIGNAL);
-		expect(n > 0, "send to the control socket: %s", strerror(errno));
-		off += (size_t)n;
-	}
+	expect(t_send_all(fd, buf, len), "send to the control socket: %s", strerror(errno));
 }
 
 /* Send line, read one response line into buf; true if it has "ok":want. */
 static bool ask(int fd, const char *line, char *buf, size_t len, bool want)
 {
-	send_all(fd, line, strlen(line));
+	ctl_send(fd, line, strlen(line));
 	if (t_read_line(fd, buf, len, 3000) <= 0)
 		return false;
 	return strstr(buf, want ? "\"ok\":true" : "\"ok\":false") != NULL;
@@ -508,7 +428,7 @@ START_TEST(test_bad_input_gets_errors_and_others_keep_working)
 	for (int i = 0; i < 100; i++) {
 		idle[i] = ctl_connect();
 		if (i % 2)
-			send_all(idle[i], "{\"cmd\":", 7); /* half a line, then silence */
+			ctl_send(idle[i], "{\"cmd\":", 7); /* half a line, then silence */
 	}
 	good = ctl_connect();
 	expect(ask(good, "not json\n", resp, sizeof(resp), false) && strstr(resp, "bad JSON"),
@@ -534,7 +454,7 @@ START_TEST(test_bad_input_gets_errors_and_others_keep_working)
 	char *line = malloc(big + 1);
 	memset(line, 'x', big);
 	line[big] = '\n';
-	send_all(good, line, big + 1);
+	ctl_send(good, line, big + 1);
 	free(line);
 	expect(t_read_line(good, resp, sizeof(resp), 3000) > 0 && strstr(resp, "longer than"),
 	       "1 MiB line: %s", resp);
@@ -544,7 +464,7 @@ START_TEST(test_bad_input_gets_errors_and_others_keep_working)
 	/* Mid-line disconnects, and a client that floods requests but never reads. */
 	for (int i = 0; i < 10; i++) {
 		int fd = ctl_connect();
-		send_all(fd, "{\"cmd\":\"sta", 11);
+		ctl_send(fd, "{\"cmd\":\"sta", 11);
 		close(fd);
 	}
 	flood = ctl_connect();
@@ -562,8 +482,8 @@ START_TEST(test_bad_input_gets_errors_and_others_keep_working)
 	       resp);
 	lbctl_ok("status", "status", NULL);
 	unsigned counts[MAX_BACKENDS] = {0};
-	expect(fetch_many(10, counts) == 0 && counts[0] == 5, "data plane: %u:%u", counts[0],
-	       counts[1]);
+	expect(t_fetch_many(&h.be, h.port, 10, counts) == 0 && counts[0] == 5, "data plane: %u:%u",
+	       counts[0], counts[1]);
 	close(flood);
 	for (int i = 0; i < 100; i++)
 		close(idle[i]);
@@ -596,9 +516,5 @@ static Suite *control_suite(void)
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
-	SRunner *sr = srunner_create(control_suite());
-	srunner_run_all(sr, CK_ENV);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return t_run_suite(control_suite(), CK_ENV);
 }

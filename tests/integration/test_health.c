@@ -6,7 +6,6 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <glob.h>
 #include <grp.h>
 #include <netinet/in.h>
@@ -27,7 +26,6 @@
 #include "support.h"
 
 #define LB_WORKERS     2
-#define MAX_BACKENDS   4
 #define TEST_TIMEOUT_S 60
 /* Fast checks for tests whose failures are immediate (refused) or decided by a reply. */
 #define FAST_INTERVAL_MS 100
@@ -83,8 +81,7 @@ static struct {
 	struct lbproc lb;
 	bool lb_started;
 	int port;
-	struct tbackend *tb[MAX_BACKENDS];
-	size_t ntb;
+	struct t_backends be;
 	struct ssrv *ssrv;
 	pid_t redis, pg;
 	char pg_dir[64];
@@ -107,30 +104,8 @@ static void dump_file(const char *path, const char *what)
 	fclose(f);
 }
 
-static void dump_lb(void)
-{
-	int status;
-
-	if (!h.lb_started)
-		return;
-	if (h.lb.pid > 0 && waitpid(h.lb.pid, &status, WNOHANG) == h.lb.pid) {
-		fprintf(stderr, "lb %s %d\n",
-			WIFSIGNALED(status) ? "DIED by signal" : "EXITED with",
-			WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
-		h.lb.pid = -1;
-	}
-	fprintf(stderr, "engine %s\n", t_engine());
-	dump_file(h.lb.log_path, "lb.log");
-}
-
 /* ck_abort_msg with lb's log: the condition must be free of side effects. */
-#define expect(cond, ...)                                                                          \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			dump_lb();                                                                 \
-			ck_abort_msg(__VA_ARGS__);                                                 \
-		}                                                                                  \
-	} while (0)
+#define expect(cond, ...) t_check_lb(h.lb_started ? &h.lb : NULL, cond, __VA_ARGS__)
 
 /* ---- lb ---- */
 
@@ -171,17 +146,6 @@ static void start_lb(const char *health, int retries, const struct bdef *b, size
 	h.lb_started = true;
 	expect(rc == 0, "lb did not start listening within 5 s; config: %s", json);
 	free(json);
-}
-
-static struct tbackend *backend(enum tb_mode mode, const char *name)
-{
-	struct tbackend *tb;
-
-	ck_assert_uint_lt(h.ntb, MAX_BACKENDS);
-	tb = tb_start("127.0.0.1:0", mode, name);
-	ck_assert_msg(tb != NULL, "cannot start test backend %s", name);
-	h.tb[h.ntb++] = tb;
-	return tb;
 }
 
 static struct bdef def_of(struct tbackend *tb)
@@ -238,19 +202,6 @@ static void expect_up(const char *name, const char *address)
 
 /* ---- scripted TCP server ---- */
 
-static void write_all(int fd, const void *data, size_t len)
-{
-	const char *p = data;
-
-	while (len) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-		if (n <= 0)
-			return;
-		p += n;
-		len -= (size_t)n;
-	}
-}
-
 /* Read an HTTP request head (up to the blank line) or whatever comes within the timeout. */
 static void read_request(int fd)
 {
@@ -283,7 +234,7 @@ static void ssrv_serve(struct ssrv *s, int fd)
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	if (!s->speaks_first)
 		read_request(fd);
-	write_all(fd, r->data, r->len);
+	(void)t_send_all(fd, r->data, r->len);
 	close(fd);
 }
 
@@ -418,7 +369,7 @@ static int exchange(int port, const void *req, size_t len, char *buf, size_t cap
 
 	if (fd < 0)
 		return -1;
-	write_all(fd, req, len);
+	(void)t_send_all(fd, req, len);
 	while (got < want && got < cap - 1 && t_now_ms() < deadline) {
 		struct pollfd pfd = {.fd = fd, .events = POLLIN};
 		ssize_t n;
@@ -567,35 +518,22 @@ static int start_postgres(void)
 	return port;
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
-
 /* ---- tear-down ---- */
 
 /* Stop lb (it must exit cleanly on SIGTERM with the prober running) and everything else. */
 static void finish(void)
 {
 	if (h.lb_started) {
-		int status = lb_stop(&h.lb, 5000);
-		expect(status == 0, "lb did not exit with 0 on SIGTERM (got %d)", status);
-		lb_cleanup(&h.lb);
+		t_stop_lb(&h.lb);
 		h.lb_started = false;
 	}
-	for (size_t i = 0; i < h.ntb; i++)
-		tb_free(h.tb[i]);
-	h.ntb = 0;
+	t_backends_free(&h.be);
 	ssrv_free(h.ssrv);
 	h.ssrv = NULL;
 	stop_child(&h.redis, SIGTERM, 5000);
 	stop_child(&h.pg, SIGINT, 10000); /* fast shutdown */
 	if (h.pg_dir[0])
-		nftw(h.pg_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+		t_remove_tree(h.pg_dir);
 	h.pg_dir[0] = '\0';
 }
 
@@ -630,7 +568,8 @@ static int fetch_many(int n, const char *const *names, size_t nnames, unsigned *
 
 START_TEST(test_closed_backend_goes_down_gets_no_connections_and_comes_back)
 {
-	struct tbackend *b1 = backend(TB_TAGGED, "b1"), *b2 = backend(TB_TAGGED, "b2");
+	struct tbackend *b1 = t_backends_add(&h.be, TB_TAGGED, "b1"),
+			*b2 = t_backends_add(&h.be, TB_TAGGED, "b2");
 	struct bdef b[] = {def_of(b1), def_of(b2)};
 	const char *names[] = {"b1", "b2"};
 	char health[256], down[160], back[128], any_down[128], any_up[128];
@@ -676,7 +615,8 @@ END_TEST
 static void blackhole_goes_down_by_timeout(const char *type, const char *extra,
 					   enum tb_mode good_mode)
 {
-	struct tbackend *bh = backend(TB_BLACKHOLE, "bh"), *ok = backend(good_mode, "ok");
+	struct tbackend *bh = t_backends_add(&h.be, TB_BLACKHOLE, "bh"),
+			*ok = t_backends_add(&h.be, good_mode, "ok");
 	struct bdef b[] = {def_of(bh), def_of(ok)};
 	char health[256], down[128], up[128];
 
@@ -769,7 +709,7 @@ static void server_up_echo_down(const char *type, const char *name, int port,
 				const char *echo_reason)
 {
 	char address[32], line[160], health[256];
-	struct tbackend *echo = backend(TB_ECHO, "echo");
+	struct tbackend *echo = t_backends_add(&h.be, TB_ECHO, "echo");
 	struct bdef b[] = {{name, address}, def_of(echo)};
 
 	snprintf(address, sizeof(address), "127.0.0.1:%d", port);
@@ -844,7 +784,8 @@ END_TEST
 
 START_TEST(test_passive_failures_mark_down_and_probes_bring_back)
 {
-	struct tbackend *b1 = backend(TB_TAGGED, "b1"), *b2 = backend(TB_TAGGED, "b2");
+	struct tbackend *b1 = t_backends_add(&h.be, TB_TAGGED, "b1"),
+			*b2 = t_backends_add(&h.be, TB_TAGGED, "b2");
 	struct bdef b[] = {def_of(b1), def_of(b2)};
 	const char *names[] = {"b1", "b2"};
 	char health[256], down[160], back[128];
@@ -900,12 +841,6 @@ static Suite *health_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(health_suite());
-	int failed;
-
 	signal(SIGPIPE, SIG_IGN);
-	srunner_run_all(sr, CK_ENV); /* CK_VERBOSITY=verbose lists every test */
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return t_run_suite(health_suite(), CK_ENV); /* CK_VERBOSITY=verbose lists every test */
 }

@@ -234,11 +234,8 @@ static char *http_get(int port, const char *path, int *status)
 
 static char *lbctl_metrics(const char *sock)
 {
-	const char *bin = getenv("LBCTL_BIN");
-	char *argv[] = {(char *)(bin && *bin ? bin : "./lbctl"), "-s", (char *)sock, "metrics",
-			NULL};
 	char *out = NULL;
-	int rc = t_run(argv, &out, NULL, 5000);
+	int rc = t_lbctl(sock, &out, NULL, "metrics", NULL);
 	ck_assert_msg(rc == 0, "lbctl metrics exited %d", rc);
 	return out;
 }
@@ -407,9 +404,5 @@ int main(void)
 	tcase_add_test(tc, test_strict_parser_rejects_malformed_text);
 	tcase_add_test(tc, test_metrics_parse_strictly_and_match_generated_traffic);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_ENV);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return t_run_suite(s, CK_ENV);
 }

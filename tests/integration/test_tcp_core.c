@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "support.h"
@@ -26,7 +25,6 @@
 	"{\"type\":\"tcp\",\"interval\":\"100ms\",\"timeout\":\"200ms\",\"rise\":1,\"fall\":1}"
 /* How long a test waits for lb to notice a backend going down or coming back. */
 #define CONVERGE_MS 5000
-#define TAG_MAX	    64
 
 struct bspec {
 	const char *name;
@@ -39,39 +37,12 @@ struct bspec {
 static struct {
 	struct lbproc lb;
 	bool lb_started;
-	uint64_t started_ms;	   /* when lb_start returned, to place failures on lb's timeline */
 	const char *listener_opts; /* extra JSON members for the listener, or NULL */
 	int port;
-	struct tbackend *tb[MAX_BACKENDS];
-	size_t ntb;
+	struct t_backends be;
 } h;
 
 /* ---- diagnostics ---- */
-
-/* Print whether lb still runs and the tail of its log, so a failure explains itself. */
-static void dump_lb(void)
-{
-	if (!h.lb_started)
-		return;
-	int status;
-	if (h.lb.pid > 0 && waitpid(h.lb.pid, &status, WNOHANG) == h.lb.pid) {
-		if (WIFSIGNALED(status))
-			fprintf(stderr, "lb DIED by signal %d\n", WTERMSIG(status));
-		else
-			fprintf(stderr, "lb EXITED with status %d\n", WEXITSTATUS(status));
-		h.lb.pid = -1;
-	}
-	char *log = lb_log(&h.lb);
-	if (!log)
-		return;
-	size_t len = strlen(log);
-	const char *tail = len > 6000 ? log + len - 6000 : log;
-	fprintf(stderr,
-		"---- %s (engine %s; failed %llu ms after lb was listening) ----\n%s"
-		"---- end of lb.log ----\n",
-		h.lb.log_path, t_engine(), (unsigned long long)(t_now_ms() - h.started_ms), tail);
-	free(log);
-}
 
 /* "accepted a/b/c": connections each backend saw, to tell lb-side from backend-side trouble */
 static const char *accepted_counts(void)
@@ -80,31 +51,16 @@ static const char *accepted_counts(void)
 	size_t off = 0;
 
 	off += (size_t)snprintf(buf, sizeof(buf), "backends accepted");
-	for (size_t i = 0; i < h.ntb && off < sizeof(buf); i++)
+	for (size_t i = 0; i < h.be.n && off < sizeof(buf); i++)
 		off += (size_t)snprintf(buf + off, sizeof(buf) - off, "%s%u", i ? "/" : " ",
-					tb_accepted(h.tb[i]));
+					tb_accepted(h.be.tb[i]));
 	return buf;
 }
 
 /* ck_abort_msg with lb's log: the condition must be free of side effects. */
-#define expect(cond, ...)                                                                          \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			dump_lb();                                                                 \
-			ck_abort_msg(__VA_ARGS__);                                                 \
-		}                                                                                  \
-	} while (0)
+#define expect(cond, ...) t_check_lb(h.lb_started ? &h.lb : NULL, cond, __VA_ARGS__)
 
 /* ---- set-up and tear-down ---- */
-
-static struct tbackend *backend(enum tb_mode mode, const char *name)
-{
-	ck_assert_uint_lt(h.ntb, MAX_BACKENDS);
-	struct tbackend *tb = tb_start("127.0.0.1:0", mode, name);
-	ck_assert_msg(tb != NULL, "cannot start test backend %s", name);
-	h.tb[h.ntb++] = tb;
-	return tb;
-}
 
 static struct bspec spec_of(struct tbackend *tb)
 {
@@ -127,7 +83,8 @@ static char *config_json(int port, const char *algorithm, const char *health, co
 	FILE *f = open_memstream(&text, &len);
 
 	ck_assert_ptr_nonnull(f);
-	/* debug: lb then logs every failed backend connect with its reason, for dump_lb() */
+	/* debug: lb then logs every failed backend connect with its reason, for the log a failure
+	 * prints */
 	fprintf(f,
 		"{\"engine\":\"%s\",\"workers\":%d,\"shutdown_grace\":\"1s\","
 		"\"log\":{\"level\":\"debug\"},\"control\":{\"socket\":\"@DIR@/lb.sock\"},"
@@ -158,7 +115,6 @@ static void start_lb(const char *algorithm, const char *health, const struct bsp
 	char *json = config_json(h.port, algorithm, health, b, n);
 	int rc = lb_start(&h.lb, json, &h.port, 1);
 	h.lb_started = true;
-	h.started_ms = t_now_ms();
 	expect(rc == 0, "lb did not start listening within 5 s; config: %s", json);
 	free(json);
 }
@@ -167,66 +123,13 @@ static void start_lb(const char *algorithm, const char *health, const struct bsp
 static void finish(void)
 {
 	if (h.lb_started) {
-		int status = lb_stop(&h.lb, 5000);
-		expect(status == 0, "lb did not exit with 0 on SIGTERM (got %d)", status);
-		lb_cleanup(&h.lb);
+		t_stop_lb(&h.lb);
 		h.lb_started = false;
 	}
-	for (size_t i = 0; i < h.ntb; i++)
-		tb_free(h.tb[i]);
-	h.ntb = 0;
+	t_backends_free(&h.be);
 }
 
 /* ---- client helpers ---- */
-
-/* Index in h.tb of the backend named tag, or -1. */
-static int backend_index(const char *tag)
-{
-	for (size_t i = 0; i < h.ntb; i++)
-		if (strcmp(tb_name(h.tb[i]), tag) == 0)
-			return (int)i;
-	return -1;
-}
-
-/* One connection through lb from src (NULL = 127.0.0.1): the index of the backend that
- * answered, or -1 if the connection failed or brought no known tag. */
-static int fetch(const char *src)
-{
-	char tag[TAG_MAX];
-
-	if (t_fetch_tag(src, h.port, tag, sizeof(tag)) < 0)
-		return -1;
-	return backend_index(tag);
-}
-
-/* n sequential connections; counts[i] += hits on backend i. Returns the number that failed. */
-static int fetch_many(int n, unsigned *counts)
-{
-	int failed = 0;
-
-	for (int i = 0; i < n; i++) {
-		int b = fetch(NULL);
-		if (b < 0)
-			failed++;
-		else
-			counts[b]++;
-	}
-	return failed;
-}
-
-/* Open a connection through lb and keep it; *idx = the backend that answered. */
-static int hold(int *idx)
-{
-	char tag[TAG_MAX];
-	int fd = t_connect(NULL, h.port);
-
-	expect(fd >= 0, "connect to lb port %d failed: %s", h.port, strerror(errno));
-	int n = t_read_line(fd, tag, sizeof(tag), 3000);
-	expect(n > 0, "held connection brought no tag (read returned %d)", n);
-	*idx = backend_index(tag);
-	expect(*idx >= 0, "unknown tag '%s'", tag);
-	return fd;
-}
 
 /* Repeat connections until one reaches backend want (bounded). */
 static bool wait_for_backend(int want, int timeout_ms)
@@ -234,23 +137,11 @@ static bool wait_for_backend(int want, int timeout_ms)
 	uint64_t deadline = t_now_ms() + (uint64_t)timeout_ms;
 
 	while (t_now_ms() < deadline) {
-		if (fetch(NULL) == want)
+		if (t_fetch(&h.be, NULL, h.port) == want)
 			return true;
 		usleep(20 * 1000);
 	}
 	return false;
-}
-
-static bool wait_backend_idle(struct tbackend *tb, int timeout_ms)
-{
-	uint64_t deadline = t_now_ms() + (uint64_t)timeout_ms;
-
-	while (tb_active(tb) != 0) {
-		if (t_now_ms() >= deadline)
-			return false;
-		usleep(5 * 1000);
-	}
-	return true;
 }
 
 /* ---- byte streams ---- */
@@ -385,13 +276,14 @@ static void stream_echo(int fd, uint64_t total, int timeout_ms, struct stream_re
 
 START_TEST(test_round_robin_gives_each_backend_an_equal_share)
 {
-	struct tbackend *b[3] = {backend(TB_TAGGED, "b1"), backend(TB_TAGGED, "b2"),
-				 backend(TB_TAGGED, "b3")};
+	struct tbackend *b[3] = {t_backends_add(&h.be, TB_TAGGED, "b1"),
+				 t_backends_add(&h.be, TB_TAGGED, "b2"),
+				 t_backends_add(&h.be, TB_TAGGED, "b3")};
 	struct bspec s[3] = {spec_of(b[0]), spec_of(b[1]), spec_of(b[2])};
 	unsigned counts[MAX_BACKENDS] = {0};
 
 	start_lb("round_robin", NULL, s, 3);
-	int failed = fetch_many(30, counts);
+	int failed = t_fetch_many(&h.be, h.port, 30, counts);
 	expect(failed == 0, "%d of 30 connections failed", failed);
 	expect(counts[0] == 10 && counts[1] == 10 && counts[2] == 10,
 	       "round_robin over 30 connections gave %u/%u/%u, want 10/10/10 (%s)", counts[0],
@@ -402,15 +294,16 @@ END_TEST
 
 START_TEST(test_weighted_round_robin_follows_weights)
 {
-	struct tbackend *b[3] = {backend(TB_TAGGED, "w1"), backend(TB_TAGGED, "w2"),
-				 backend(TB_TAGGED, "w3")};
+	struct tbackend *b[3] = {t_backends_add(&h.be, TB_TAGGED, "w1"),
+				 t_backends_add(&h.be, TB_TAGGED, "w2"),
+				 t_backends_add(&h.be, TB_TAGGED, "w3")};
 	struct bspec s[3] = {spec_of(b[0]), spec_of(b[1]), spec_of(b[2])};
 	unsigned counts[MAX_BACKENDS] = {0};
 
 	for (int i = 0; i < 3; i++)
 		s[i].weight = i + 1;
 	start_lb("weighted_round_robin", NULL, s, 3);
-	int failed = fetch_many(60, counts);
+	int failed = t_fetch_many(&h.be, h.port, 60, counts);
 	expect(failed == 0, "%d of 60 connections failed", failed);
 	expect(counts[0] == 10 && counts[1] == 20 && counts[2] == 30,
 	       "weights 1:2:3 over 60 connections gave %u/%u/%u, want 10/20/30 (%s)", counts[0],
@@ -421,8 +314,9 @@ END_TEST
 
 START_TEST(test_least_conn_avoids_backend_holding_connections)
 {
-	struct tbackend *b[3] = {backend(TB_TAGGED, "l1"), backend(TB_TAGGED, "l2"),
-				 backend(TB_TAGGED, "l3")};
+	struct tbackend *b[3] = {t_backends_add(&h.be, TB_TAGGED, "l1"),
+				 t_backends_add(&h.be, TB_TAGGED, "l2"),
+				 t_backends_add(&h.be, TB_TAGGED, "l3")};
 	struct bspec s[3] = {spec_of(b[0]), spec_of(b[1]), spec_of(b[2])};
 	int fds[6], on[6], extra[7], extra_on[7];
 	unsigned counts[3] = {0};
@@ -430,7 +324,7 @@ START_TEST(test_least_conn_avoids_backend_holding_connections)
 	start_lb("least_conn", NULL, s, 3);
 	/* six held connections: each pick takes a least-loaded backend, so 2/2/2 */
 	for (int i = 0; i < 6; i++) {
-		fds[i] = hold(&on[i]);
+		fds[i] = t_hold(&h.lb, &h.be, h.port, &on[i]);
 		counts[on[i]]++;
 	}
 	expect(counts[0] == 2 && counts[1] == 2 && counts[2] == 2,
@@ -440,7 +334,7 @@ START_TEST(test_least_conn_avoids_backend_holding_connections)
 	for (int i = 0; i < 6; i++)
 		if (on[i] != 0)
 			close(fds[i]);
-	expect(wait_backend_idle(b[1], 3000) && wait_backend_idle(b[2], 3000),
+	expect(tb_wait_active(b[1], 0, 3000) && tb_wait_active(b[2], 0, 3000),
 	       "closed connections still open at the backends (l2 %u, l3 %u)", tb_active(b[1]),
 	       tb_active(b[2]));
 	usleep(100 * 1000); /* lb counts its side closed right after the backend's */
@@ -448,7 +342,7 @@ START_TEST(test_least_conn_avoids_backend_holding_connections)
 	/* four new connections must all avoid l1 (2 active) and fill l2 and l3 to 2 each */
 	unsigned fresh[3] = {0};
 	for (int i = 0; i < 4; i++) {
-		extra[i] = hold(&extra_on[i]);
+		extra[i] = t_hold(&h.lb, &h.be, h.port, &extra_on[i]);
 		fresh[extra_on[i]]++;
 	}
 	expect(fresh[0] == 0 && fresh[1] == 2 && fresh[2] == 2,
@@ -457,7 +351,7 @@ START_TEST(test_least_conn_avoids_backend_holding_connections)
 	/* all equal again: the next three go one to each */
 	unsigned third[3] = {0};
 	for (int i = 4; i < 7; i++) {
-		extra[i] = hold(&extra_on[i]);
+		extra[i] = t_hold(&h.lb, &h.be, h.port, &extra_on[i]);
 		third[extra_on[i]]++;
 	}
 	expect(third[0] == 1 && third[1] == 1 && third[2] == 1,
@@ -477,8 +371,9 @@ END_TEST
 
 START_TEST(test_ip_hash_keeps_clients_and_moves_only_those_of_a_lost_backend)
 {
-	struct tbackend *b[4] = {backend(TB_TAGGED, "h1"), backend(TB_TAGGED, "h2"),
-				 backend(TB_TAGGED, "h3"), backend(TB_TAGGED, "h4")};
+	struct tbackend *b[4] = {
+	    t_backends_add(&h.be, TB_TAGGED, "h1"), t_backends_add(&h.be, TB_TAGGED, "h2"),
+	    t_backends_add(&h.be, TB_TAGGED, "h3"), t_backends_add(&h.be, TB_TAGGED, "h4")};
 	struct bspec s[4] = {spec_of(b[0]), spec_of(b[1]), spec_of(b[2]), spec_of(b[3])};
 	int home[IP_HASH_CLIENTS];
 	unsigned per_backend[4] = {0};
@@ -487,10 +382,10 @@ START_TEST(test_ip_hash_keeps_clients_and_moves_only_those_of_a_lost_backend)
 	start_lb("ip_hash", NULL, s, 4);
 	for (int c = 0; c < IP_HASH_CLIENTS; c++) {
 		snprintf(ip, sizeof(ip), "127.0.0.%d", c + 2);
-		home[c] = fetch(ip);
+		home[c] = t_fetch(&h.be, ip, h.port);
 		expect(home[c] >= 0, "client %s: connection failed", ip);
 		for (int rep = 0; rep < 3; rep++) {
-			int again = fetch(ip);
+			int again = t_fetch(&h.be, ip, h.port);
 			expect(again == home[c], "client %s went to %s, then to %d (%s); %s", ip,
 			       tb_name(b[home[c]]), again, again >= 0 ? tb_name(b[again]) : "-",
 			       accepted_counts());
@@ -510,7 +405,7 @@ START_TEST(test_ip_hash_keeps_clients_and_moves_only_those_of_a_lost_backend)
 	for (int rep = 0; rep < 2; rep++) {
 		for (int c = 0; c < IP_HASH_CLIENTS; c++) {
 			snprintf(ip, sizeof(ip), "127.0.0.%d", c + 2);
-			int now = fetch(ip);
+			int now = t_fetch(&h.be, ip, h.port);
 			if (home[c] != (int)victim)
 				expect(now == home[c],
 				       "client %s of live %s moved to %d (%s) after %s stopped", ip,
@@ -529,15 +424,16 @@ END_TEST
 
 START_TEST(test_random_two_skips_refused_and_zero_weight_backends)
 {
-	struct tbackend *b[4] = {backend(TB_TAGGED, "r1"), backend(TB_TAGGED, "r2"),
-				 backend(TB_TAGGED, "down"), backend(TB_TAGGED, "zero")};
+	struct tbackend *b[4] = {
+	    t_backends_add(&h.be, TB_TAGGED, "r1"), t_backends_add(&h.be, TB_TAGGED, "r2"),
+	    t_backends_add(&h.be, TB_TAGGED, "down"), t_backends_add(&h.be, TB_TAGGED, "zero")};
 	struct bspec s[4] = {spec_of(b[0]), spec_of(b[1]), spec_of(b[2]), spec_of(b[3])};
 	unsigned counts[MAX_BACKENDS] = {0};
 
 	tb_stop(b[2]); /* its port now refuses connections */
 	s[3].weight = 0;
 	start_lb("random_two", NULL, s, 4);
-	int failed = fetch_many(40, counts);
+	int failed = t_fetch_many(&h.be, h.port, 40, counts);
 	expect(failed == 0, "%d of 40 connections failed", failed);
 	expect(counts[2] == 0 && counts[3] == 0, "refused/zero-weight backends got %u/%u",
 	       counts[2], counts[3]);
@@ -552,7 +448,7 @@ END_TEST
 START_TEST(test_relays_64_mib_intact_both_ways)
 {
 	const uint64_t total = 64ULL << 20;
-	struct tbackend *e = backend(TB_ECHO, "e1");
+	struct tbackend *e = t_backends_add(&h.be, TB_ECHO, "e1");
 	struct bspec s = spec_of(e);
 	struct stream_result r;
 
@@ -580,7 +476,7 @@ END_TEST
 START_TEST(test_half_close_still_delivers_the_reply_then_eof)
 {
 	const uint64_t total = 1 << 20;
-	struct tbackend *e = backend(TB_ECHO, "e1");
+	struct tbackend *e = t_backends_add(&h.be, TB_ECHO, "e1");
 	struct bspec s = spec_of(e);
 	struct stream_result r;
 	char buf[16];
@@ -618,14 +514,14 @@ END_TEST
 
 START_TEST(test_retry_moves_past_a_refused_backend)
 {
-	struct tbackend *live = backend(TB_TAGGED, "live");
+	struct tbackend *live = t_backends_add(&h.be, TB_TAGGED, "live");
 	char dead_addr[64];
 	unsigned counts[MAX_BACKENDS] = {0};
 
 	refused_address(dead_addr, sizeof(dead_addr));
 	struct bspec s[2] = {{.name = "dead", .address = dead_addr, .weight = -1}, spec_of(live)};
 	start_lb("round_robin", NULL, s, 2);
-	int failed = fetch_many(20, counts);
+	int failed = t_fetch_many(&h.be, h.port, 20, counts);
 	expect(failed == 0 && counts[0] == 20,
 	       "with a refused first backend, %d of 20 connections failed, %u reached live", failed,
 	       counts[0]);
@@ -660,14 +556,15 @@ END_TEST
 
 START_TEST(test_backup_serves_only_while_all_primaries_are_down)
 {
-	struct tbackend *b[3] = {backend(TB_TAGGED, "p1"), backend(TB_TAGGED, "p2"),
-				 backend(TB_TAGGED, "bk")};
+	struct tbackend *b[3] = {t_backends_add(&h.be, TB_TAGGED, "p1"),
+				 t_backends_add(&h.be, TB_TAGGED, "p2"),
+				 t_backends_add(&h.be, TB_TAGGED, "bk")};
 	struct bspec s[3] = {spec_of(b[0]), spec_of(b[1]), spec_of(b[2])};
 	unsigned counts[MAX_BACKENDS] = {0};
 
 	s[2].backup = true;
 	start_lb("round_robin", FAST_TCP_HEALTH, s, 3);
-	int failed = fetch_many(20, counts);
+	int failed = t_fetch_many(&h.be, h.port, 20, counts);
 	expect(failed == 0 && counts[2] == 0,
 	       "primaries up: %d of 20 failed, backup got %u (p1 %u, p2 %u)", failed, counts[2],
 	       counts[0], counts[1]);
@@ -677,7 +574,7 @@ START_TEST(test_backup_serves_only_while_all_primaries_are_down)
 	expect(wait_for_backend(2, CONVERGE_MS), "primaries down: backup never answered in %d ms",
 	       CONVERGE_MS);
 	memset(counts, 0, sizeof(counts));
-	failed = fetch_many(20, counts);
+	failed = t_fetch_many(&h.be, h.port, 20, counts);
 	expect(failed == 0 && counts[2] == 20,
 	       "primaries down: %d of 20 failed, backup got %u of 20", failed, counts[2]);
 
@@ -685,7 +582,7 @@ START_TEST(test_backup_serves_only_while_all_primaries_are_down)
 	expect(wait_for_backend(0, CONVERGE_MS), "p1 back: it got no traffic within %d ms",
 	       CONVERGE_MS);
 	memset(counts, 0, sizeof(counts));
-	failed = fetch_many(20, counts);
+	failed = t_fetch_many(&h.be, h.port, 20, counts);
 	expect(failed == 0 && counts[0] == 20, "p1 back: %d of 20 failed, p1 got %u, backup %u",
 	       failed, counts[0], counts[2]);
 	finish();
@@ -698,14 +595,14 @@ END_TEST
 
 START_TEST(test_connection_after_an_idle_spell_is_relayed)
 {
-	struct tbackend *b = backend(TB_TAGGED, "i1");
+	struct tbackend *b = t_backends_add(&h.be, TB_TAGGED, "i1");
 	struct bspec s = spec_of(b);
 
 	h.listener_opts = "\"timeouts\":{\"connect\":\"300ms\"}";
 	start_lb("round_robin", NULL, &s, 1);
 	for (int i = 0; i < 3; i++) {
 		usleep(IDLE_SPELL_MS * 1000);
-		int got = fetch(NULL);
+		int got = t_fetch(&h.be, NULL, h.port);
 		expect(got == 0, "connection %d after %d ms without traffic was not relayed (%s)",
 		       i, IDLE_SPELL_MS, accepted_counts());
 	}
@@ -737,9 +634,5 @@ static Suite *tcp_core_suite(void)
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
-	SRunner *sr = srunner_create(tcp_core_suite());
-	srunner_run_all(sr, CK_ENV); /* CK_VERBOSITY=verbose lists every test */
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return t_run_suite(tcp_core_suite(), CK_ENV); /* CK_VERBOSITY=verbose lists every test */
 }

@@ -5,7 +5,6 @@
 #include <check.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -14,7 +13,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "support.h"
@@ -55,120 +53,11 @@ static void backend_json(char *buf, size_t len, struct tbackend *tb, const char 
 		 extra ? extra : "");
 }
 
-/* Print the tail of lb's log, so that a failure report shows what the daemon said. */
-static void dump_log(const struct lbproc *lb)
-{
-	char *log = lb_log(lb);
-	size_t len;
-
-	if (!log)
-		return;
-	len = strlen(log);
-	fprintf(stderr, "---- lb log (%s, engine %s) ----\n%s\n----\n", lb->log_path, t_engine(),
-		len > 4000 ? log + len - 4000 : log);
-	free(log);
-}
-
-#define check_lb(lb, cond, ...)                                                                    \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			dump_log(lb);                                                              \
-			ck_abort_msg(__VA_ARGS__);                                                 \
-		}                                                                                  \
-	} while (0)
-
 static void start_lb(struct lbproc *lb, const char *json, int port)
 {
-	if (lb_start(lb, json, &port, 1) != 0) {
-		dump_log(lb);
-		ck_abort_msg("lb did not start on port %d with config %s", port, json);
-	}
-}
+	int rc = lb_start(lb, json, &port, 1);
 
-static void stop_lb(struct lbproc *lb)
-{
-	int st = lb_stop(lb, 5000);
-
-	check_lb(lb, st == 0, "lb exited with %d on SIGTERM, expected 0", st);
-	lb_cleanup(lb);
-}
-
-static bool wait_readable(int fd, int timeout_ms)
-{
-	struct pollfd p = {.fd = fd, .events = POLLIN};
-
-	return poll(&p, 1, timeout_ms) == 1;
-}
-
-/* Read exactly len bytes within timeout_ms. */
-static bool recv_exact(int fd, void *buf, size_t len, int timeout_ms)
-{
-	uint64_t deadline = t_now_ms() + (uint64_t)timeout_ms;
-	size_t got = 0;
-
-	while (got < len) {
-		uint64_t now = t_now_ms();
-		ssize_t n;
-
-		if (now >= deadline || !wait_readable(fd, (int)(deadline - now)))
-			return false;
-		n = recv(fd, (char *)buf + got, len - got, 0);
-		if (n <= 0)
-			return false;
-		got += (size_t)n;
-	}
-	return true;
-}
-
-static bool send_all(int fd, const void *buf, size_t len)
-{
-	size_t off = 0;
-
-	while (off < len) {
-		ssize_t n = send(fd, (const char *)buf + off, len - off, MSG_NOSIGNAL);
-
-		if (n <= 0)
-			return false;
-		off += (size_t)n;
-	}
-	return true;
-}
-
-/* One byte there and back. */
-static bool echo_byte(int fd, char c)
-{
-	char r = 0;
-
-	return send_all(fd, &c, 1) && recv_exact(fd, &r, 1, REPLY_MS) && r == c;
-}
-
-static bool wait_active(struct tbackend *tb, unsigned want, int timeout_ms)
-{
-	uint64_t deadline = t_now_ms() + (uint64_t)timeout_ms;
-
-	while (tb_active(tb) != want) {
-		if (t_now_ms() >= deadline)
-			return false;
-		usleep(10000);
-	}
-	return true;
-}
-
-/* Wait for pid to exit. Its exit status, -1 if killed by a signal, -2 on timeout. */
-static int wait_exit(pid_t pid, int timeout_ms)
-{
-	uint64_t deadline = t_now_ms() + (uint64_t)timeout_ms;
-	int st;
-
-	for (;;) {
-		pid_t r = waitpid(pid, &st, WNOHANG);
-
-		if (r == pid)
-			return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-		if (r < 0 || t_now_ms() >= deadline)
-			return -2;
-		usleep(10000);
-	}
+	t_check_lb(lb, rc == 0, "lb did not start on port %d with config %s", port, json);
 }
 
 static void set_linger_zero(int fd)
@@ -176,16 +65,6 @@ static void set_linger_zero(int fd)
 	struct linger lg = {.l_onoff = 1, .l_linger = 0};
 
 	(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-}
-
-static int local_port(int fd)
-{
-	struct sockaddr_in sa;
-	socklen_t len = sizeof(sa);
-
-	if (getsockname(fd, (struct sockaddr *)&sa, &len) != 0)
-		return -1;
-	return ntohs(sa.sin_port);
 }
 
 /* Poll lb's fd count until it is at most want. The last count seen. */
@@ -225,37 +104,42 @@ START_TEST(test_many_idle_connections_echo_and_leave_no_fds)
 	for (int i = 0; i < 16; i++) {
 		int fd = t_connect(NULL, port);
 
-		check_lb(&lb, fd >= 0 && echo_byte(fd, 'w'), "warm-up connection %d failed", i);
+		t_check_lb(&lb, fd >= 0 && t_echo_byte(fd, 'w', REPLY_MS),
+			   "warm-up connection %d failed", i);
 		close(fd);
 	}
-	check_lb(&lb, wait_active(be, 0, 3000), "warm-up connections still open at the backend");
+	t_check_lb(&lb, tb_wait_active(be, 0, 3000),
+		   "warm-up connections still open at the backend");
 	usleep(200000);
 	baseline = lb_fd_count(&lb);
-	check_lb(&lb, baseline > 0, "cannot count lb's fds");
+	t_check_lb(&lb, baseline > 0, "cannot count lb's fds");
 
 	for (; opened < MANY_CONNS; opened++) {
 		fds[opened] = t_connect(NULL, port);
 		if (fds[opened] < 0)
 			break;
 	}
-	check_lb(&lb, opened == MANY_CONNS, "only %d of %d connections opened", opened, MANY_CONNS);
-	check_lb(&lb, wait_active(be, MANY_CONNS, 5000), "backend has %u of %d connections",
-		 tb_active(be), MANY_CONNS);
+	t_check_lb(&lb, opened == MANY_CONNS, "only %d of %d connections opened", opened,
+		   MANY_CONNS);
+	t_check_lb(&lb, tb_wait_active(be, MANY_CONNS, 5000), "backend has %u of %d connections",
+		   tb_active(be), MANY_CONNS);
 	for (; echoed < MANY_CONNS; echoed++)
-		if (!echo_byte(fds[echoed], (char)('a' + echoed % 26)))
+		if (!t_echo_byte(fds[echoed], (char)('a' + echoed % 26), REPLY_MS))
 			break;
-	check_lb(&lb, echoed == MANY_CONNS, "connection %d of %d did not echo", echoed, MANY_CONNS);
+	t_check_lb(&lb, echoed == MANY_CONNS, "connection %d of %d did not echo", echoed,
+		   MANY_CONNS);
 
 	for (int i = 0; i < MANY_CONNS; i++)
 		close(fds[i]);
 	free(fds);
-	check_lb(&lb, wait_active(be, 0, 5000), "backend still has %u connections", tb_active(be));
+	t_check_lb(&lb, tb_wait_active(be, 0, 5000), "backend still has %u connections",
+		   tb_active(be));
 	after = wait_fd_count_at_most(&lb, baseline + FD_SLACK, 5000);
-	check_lb(&lb, after <= baseline + FD_SLACK,
-		 "lb holds %d fds after the connections closed, baseline %d (leak)", after,
-		 baseline);
+	t_check_lb(&lb, after <= baseline + FD_SLACK,
+		   "lb holds %d fds after the connections closed, baseline %d (leak)", after,
+		   baseline);
 
-	stop_lb(&lb);
+	t_stop_lb(&lb);
 	tb_free(be);
 }
 END_TEST
@@ -278,17 +162,17 @@ START_TEST(test_listener_max_conns_closes_the_extra_connection)
 
 	for (int i = 0; i < 3; i++) {
 		held[i] = t_connect(NULL, port);
-		check_lb(&lb, held[i] >= 0 && echo_byte(held[i], 'h'), "held connection %d failed",
-			 i);
+		t_check_lb(&lb, held[i] >= 0 && t_echo_byte(held[i], 'h', REPLY_MS),
+			   "held connection %d failed", i);
 	}
 	extra = t_connect(NULL, port);
 	if (extra >= 0) {
 		r = t_wait_closed(extra, 1000);
-		check_lb(&lb, r != -1, "a 4th connection over max_conns 3 was not closed in 1 s");
+		t_check_lb(&lb, r != -1, "a 4th connection over max_conns 3 was not closed in 1 s");
 		close(extra);
 	}
 	for (int i = 1; i < 3; i++)
-		check_lb(&lb, echo_byte(held[i], 'k'), "held connection %d broke", i);
+		t_check_lb(&lb, t_echo_byte(held[i], 'k', REPLY_MS), "held connection %d broke", i);
 
 	/* Once one closes, lb must notice and admit a new one. */
 	close(held[0]);
@@ -296,7 +180,7 @@ START_TEST(test_listener_max_conns_closes_the_extra_connection)
 	while (!reopened && t_now_ms() < deadline) {
 		int fd = t_connect(NULL, port);
 
-		reopened = fd >= 0 && echo_byte(fd, 'n');
+		reopened = fd >= 0 && t_echo_byte(fd, 'n', REPLY_MS);
 		if (fd >= 0 && !reopened)
 			close(fd);
 		else if (reopened)
@@ -304,11 +188,11 @@ START_TEST(test_listener_max_conns_closes_the_extra_connection)
 		if (!reopened)
 			usleep(50000);
 	}
-	check_lb(&lb, reopened, "no new connection admitted within 2 s after one of 3 closed");
+	t_check_lb(&lb, reopened, "no new connection admitted within 2 s after one of 3 closed");
 
 	for (int i = 0; i < 3; i++)
 		close(held[i]);
-	stop_lb(&lb);
+	t_stop_lb(&lb);
 	tb_free(be);
 }
 END_TEST
@@ -330,27 +214,27 @@ START_TEST(test_backend_max_conns_spreads_then_refuses)
 	start_lb(&lb, json, port);
 
 	c1 = t_connect(NULL, port);
-	check_lb(&lb, c1 >= 0 && t_read_line(c1, tag1, sizeof(tag1), REPLY_MS) > 0,
-		 "first connection got no tag");
+	t_check_lb(&lb, c1 >= 0 && t_read_line(c1, tag1, sizeof(tag1), REPLY_MS) > 0,
+		   "first connection got no tag");
 	c2 = t_connect(NULL, port);
-	check_lb(&lb, c2 >= 0 && t_read_line(c2, tag2, sizeof(tag2), REPLY_MS) > 0,
-		 "second connection got no tag");
-	check_lb(&lb, strcmp(tag1, tag2) != 0,
-		 "two held connections both landed on %s despite max_conns 1", tag1);
+	t_check_lb(&lb, c2 >= 0 && t_read_line(c2, tag2, sizeof(tag2), REPLY_MS) > 0,
+		   "second connection got no tag");
+	t_check_lb(&lb, strcmp(tag1, tag2) != 0,
+		   "two held connections both landed on %s despite max_conns 1", tag1);
 
 	c3 = t_connect(NULL, port);
 	if (c3 >= 0) {
 		r = t_wait_closed(c3, 1000);
-		check_lb(&lb, r != -1, "3rd connection with both backends full was not closed");
+		t_check_lb(&lb, r != -1, "3rd connection with both backends full was not closed");
 		close(c3);
 	}
-	check_lb(&lb, tb_active(a) == 1 && tb_active(b) == 1,
-		 "backends hold %u and %u connections, expected 1 each", tb_active(a),
-		 tb_active(b));
+	t_check_lb(&lb, tb_active(a) == 1 && tb_active(b) == 1,
+		   "backends hold %u and %u connections, expected 1 each", tb_active(a),
+		   tb_active(b));
 
 	close(c1);
 	close(c2);
-	stop_lb(&lb);
+	t_stop_lb(&lb);
 	tb_free(a);
 	tb_free(b);
 }
@@ -377,18 +261,19 @@ START_TEST(test_deny_wins_over_allow_without_backend_connection)
 	fd = t_connect("127.0.0.9", port);
 	if (fd >= 0) {
 		r = t_wait_closed(fd, 1000);
-		check_lb(&lb, r != -1, "connection from denied 127.0.0.9 was not closed");
+		t_check_lb(&lb, r != -1, "connection from denied 127.0.0.9 was not closed");
 		close(fd);
 	}
 	usleep(100000);
-	check_lb(&lb, tb_accepted(be) == before, "a denied client caused %u backend connection(s)",
-		 tb_accepted(be) - before);
+	t_check_lb(&lb, tb_accepted(be) == before,
+		   "a denied client caused %u backend connection(s)", tb_accepted(be) - before);
 
 	fd = t_connect("127.0.0.8", port);
-	check_lb(&lb, fd >= 0 && echo_byte(fd, 'a'), "allowed 127.0.0.8 did not get through");
+	t_check_lb(&lb, fd >= 0 && t_echo_byte(fd, 'a', REPLY_MS),
+		   "allowed 127.0.0.8 did not get through");
 	close(fd);
 
-	stop_lb(&lb);
+	t_stop_lb(&lb);
 	tb_free(be);
 }
 END_TEST
@@ -419,8 +304,8 @@ static void check_proxy_header(const char *version)
 	unsigned idx = tb_accepted(be);
 
 	fd = t_connect("127.0.0.5", port);
-	check_lb(&lb, fd >= 0, "connect from 127.0.0.5 failed");
-	cport = local_port(fd);
+	t_check_lb(&lb, fd >= 0, "connect from 127.0.0.5 failed");
+	cport = t_local_port(fd);
 	if (strcmp(version, "v1") == 0) {
 		hlen = (size_t)snprintf((char *)want, sizeof(want),
 					"PROXY TCP4 127.0.0.5 127.0.0.1 %d %d\r\n", cport, port);
@@ -440,7 +325,7 @@ static void check_proxy_header(const char *version)
 		hlen += sizeof(addrs);
 	}
 	memcpy(want + hlen, payload, strlen(payload));
-	check_lb(&lb, send_all(fd, payload, strlen(payload)), "send failed");
+	t_check_lb(&lb, t_send_all(fd, payload, strlen(payload)), "send failed");
 
 	deadline = t_now_ms() + 2000;
 	while (t_now_ms() < deadline) {
@@ -449,22 +334,22 @@ static void check_proxy_header(const char *version)
 			break;
 		usleep(10000);
 	}
-	check_lb(&lb, n == (int)(hlen + strlen(payload)),
-		 "backend recorded %d bytes, expected %zu header + %zu payload", n, hlen,
-		 strlen(payload));
+	t_check_lb(&lb, n == (int)(hlen + strlen(payload)),
+		   "backend recorded %d bytes, expected %zu header + %zu payload", n, hlen,
+		   strlen(payload));
 	if (memcmp(got, want, hlen) != 0) {
 		fprintf(stderr, "proxy %s header: want/got bytes:\n", version);
 		for (size_t i = 0; i < hlen; i++)
 			fprintf(stderr, "%02x/%02x%s", want[i], got[i], i % 16 == 15 ? "\n" : " ");
 		fprintf(stderr, "\n");
 	}
-	check_lb(&lb, memcmp(got, want, hlen) == 0, "PROXY %s header differs (bytes on stderr)",
-		 version);
-	check_lb(&lb, memcmp(got + hlen, payload, strlen(payload)) == 0,
-		 "payload after the PROXY %s header was altered", version);
+	t_check_lb(&lb, memcmp(got, want, hlen) == 0, "PROXY %s header differs (bytes on stderr)",
+		   version);
+	t_check_lb(&lb, memcmp(got + hlen, payload, strlen(payload)) == 0,
+		   "payload after the PROXY %s header was altered", version);
 
 	close(fd);
-	stop_lb(&lb);
+	t_stop_lb(&lb);
 	tb_free(be);
 }
 
@@ -503,14 +388,14 @@ START_TEST(test_connect_timeout_moves_on_to_live_backend)
 		int r = t_fetch_tag(NULL, port, tag, sizeof(tag));
 
 		took = t_now_ms() - t0;
-		check_lb(&lb, r == 0, "connection %d got no tag (closed after %llu ms)", i,
-			 (unsigned long long)took);
-		check_lb(&lb, strcmp(tag, "live") == 0, "connection %d landed on %s", i, tag);
-		check_lb(&lb, took < 1000, "connection %d took %llu ms to reach the live backend",
-			 i, (unsigned long long)took);
+		t_check_lb(&lb, r == 0, "connection %d got no tag (closed after %llu ms)", i,
+			   (unsigned long long)took);
+		t_check_lb(&lb, strcmp(tag, "live") == 0, "connection %d landed on %s", i, tag);
+		t_check_lb(&lb, took < 1000, "connection %d took %llu ms to reach the live backend",
+			   i, (unsigned long long)took);
 	}
 
-	stop_lb(&lb);
+	t_stop_lb(&lb);
 	close(hole);
 	tb_free(live);
 }
@@ -535,11 +420,12 @@ START_TEST(test_connect_after_idle_gap_longer_than_connect_timeout)
 
 	for (int i = 0; i < 4; i++) {
 		usleep(600 * 1000); /* both workers idle for 3x the connect timeout */
-		check_lb(&lb, t_fetch_tag(NULL, port, tag, sizeof(tag)) == 0,
-			 "connection %d after an idle gap got no tag", i);
-		check_lb(&lb, strcmp(tag, "after-gap") == 0, "connection %d landed on %s", i, tag);
+		t_check_lb(&lb, t_fetch_tag(NULL, port, tag, sizeof(tag)) == 0,
+			   "connection %d after an idle gap got no tag", i);
+		t_check_lb(&lb, strcmp(tag, "after-gap") == 0, "connection %d landed on %s", i,
+			   tag);
 	}
-	stop_lb(&lb);
+	t_stop_lb(&lb);
 	tb_free(be);
 }
 END_TEST
@@ -563,20 +449,20 @@ START_TEST(test_idle_timeout_closes_only_silent_connections)
 	quiet = t_connect(NULL, port);
 	busy = t_connect(NULL, port);
 	t0 = t_now_ms();
-	check_lb(&lb, quiet >= 0 && busy >= 0, "connect failed");
+	t_check_lb(&lb, quiet >= 0 && busy >= 0, "connect failed");
 	/* Every 200 ms a byte: never idle for 500 ms. */
 	while (t_now_ms() - t0 < 1500) {
-		check_lb(&lb, echo_byte(busy, 'b'),
-			 "a connection sending every 200 ms was closed after %llu ms",
-			 (unsigned long long)(t_now_ms() - t0));
+		t_check_lb(&lb, t_echo_byte(busy, 'b', REPLY_MS),
+			   "a connection sending every 200 ms was closed after %llu ms",
+			   (unsigned long long)(t_now_ms() - t0));
 		usleep(200000);
 	}
 	r = t_wait_closed(quiet, (int)(t0 + 2000 - t_now_ms()));
-	check_lb(&lb, r != -1, "an idle connection was still open 2 s after it went quiet");
+	t_check_lb(&lb, r != -1, "an idle connection was still open 2 s after it went quiet");
 
 	close(quiet);
 	close(busy);
-	stop_lb(&lb);
+	t_stop_lb(&lb);
 	tb_free(be);
 }
 END_TEST
@@ -595,7 +481,7 @@ static void rst_one(int fd)
 	char buf[64];
 	size_t got = 0;
 
-	while (got < RST_AFTER && wait_readable(fd, 5000)) {
+	while (got < RST_AFTER && t_wait_readable(fd, 5000)) {
 		ssize_t n = recv(fd, buf, sizeof(buf), 0);
 
 		if (n <= 0)
@@ -613,7 +499,7 @@ static void *rst_server_main(void *arg)
 	while (!atomic_load(&s->stop)) {
 		int fd;
 
-		if (!wait_readable(s->lfd, 100))
+		if (!t_wait_readable(s->lfd, 100))
 			continue;
 		fd = accept(s->lfd, NULL, NULL);
 		if (fd >= 0)
@@ -632,7 +518,7 @@ static int rst_server_start(struct rst_server *s)
 		return -1;
 	if (bind(s->lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(s->lfd, 8) != 0)
 		return -1;
-	s->port = local_port(s->lfd);
+	s->port = t_local_port(s->lfd);
 	return pthread_create(&s->thread, NULL, rst_server_main, s) == 0 ? 0 : -1;
 }
 
@@ -656,14 +542,14 @@ START_TEST(test_backend_reset_mid_stream_resets_client)
 	start_lb(&lb, json, port);
 
 	fd = t_connect(NULL, port);
-	check_lb(&lb, fd >= 0, "connect failed");
-	check_lb(&lb, send_all(fd, "hello, reset me", 15), "send failed");
+	t_check_lb(&lb, fd >= 0, "connect failed");
+	t_check_lb(&lb, t_send_all(fd, "hello, reset me", 15), "send failed");
 	r = t_wait_closed(fd, 3000);
-	check_lb(&lb, r == 1, "client saw %s, expected a reset",
-		 r == 0 ? "a clean close" : "nothing (timeout)");
+	t_check_lb(&lb, r == 1, "client saw %s, expected a reset",
+		   r == 0 ? "a clean close" : "nothing (timeout)");
 
 	close(fd);
-	stop_lb(&lb);
+	t_stop_lb(&lb);
 	rst_server_stop(&srv);
 }
 END_TEST
@@ -681,14 +567,14 @@ START_TEST(test_client_reset_closes_backend_connection)
 	start_lb(&lb, json, port);
 
 	fd = t_connect(NULL, port);
-	check_lb(&lb, fd >= 0 && echo_byte(fd, 'r'), "connection failed");
-	check_lb(&lb, tb_active(be) == 1, "backend has %u connections", tb_active(be));
+	t_check_lb(&lb, fd >= 0 && t_echo_byte(fd, 'r', REPLY_MS), "connection failed");
+	t_check_lb(&lb, tb_active(be) == 1, "backend has %u connections", tb_active(be));
 	set_linger_zero(fd);
 	close(fd);
-	check_lb(&lb, wait_active(be, 0, 2000),
-		 "backend connection still open 2 s after the client reset");
+	t_check_lb(&lb, tb_wait_active(be, 0, 2000),
+		   "backend connection still open 2 s after the client reset");
 
-	stop_lb(&lb);
+	t_stop_lb(&lb);
 	tb_free(be);
 }
 END_TEST
@@ -710,8 +596,8 @@ static bool connect_refused(int port)
 
 	if (fd < 0)
 		return true;
-	refused =
-	    !send_all(fd, "x", 1) || (wait_readable(fd, UNANSWERED_MS) && recv(fd, &c, 1, 0) <= 0);
+	refused = !t_send_all(fd, "x", 1) ||
+		  (t_wait_readable(fd, UNANSWERED_MS) && recv(fd, &c, 1, 0) <= 0);
 	close(fd);
 	return refused;
 }
@@ -748,23 +634,24 @@ START_TEST(test_sigterm_lets_open_connection_finish)
 	start_lb(&lb, json, port);
 
 	fd = t_connect(NULL, port);
-	check_lb(&lb, fd >= 0 && echo_byte(fd, '1'), "connection failed");
+	t_check_lb(&lb, fd >= 0 && t_echo_byte(fd, '1', REPLY_MS), "connection failed");
 	t0 = t_now_ms();
 	ck_assert_int_eq(kill(lb.pid, SIGTERM), 0);
 
-	check_lb(&lb, new_connections_refused(port, 500),
-		 "new connections not refused (relayed or left unanswered) after SIGTERM");
-	check_lb(&lb, echo_byte(fd, '2'), "the open connection stopped working after SIGTERM");
+	t_check_lb(&lb, new_connections_refused(port, 500),
+		   "new connections not refused (relayed or left unanswered) after SIGTERM");
+	t_check_lb(&lb, t_echo_byte(fd, '2', REPLY_MS),
+		   "the open connection stopped working after SIGTERM");
 	close(fd);
 	closed_at = t_now_ms();
 
-	st = wait_exit(lb.pid, 1500);
-	check_lb(&lb, st == 0, "lb %s after its last connection closed",
-		 st == -2 ? "did not exit within 1.5 s" : "exited non-zero");
-	check_lb(&lb, t_now_ms() - closed_at < 1000 && t_now_ms() - t0 < 1900,
-		 "lb waited out the grace period (%llu ms after SIGTERM) instead of exiting "
-		 "when the connection closed",
-		 (unsigned long long)(t_now_ms() - t0));
+	st = t_wait_exit(lb.pid, 1500);
+	t_check_lb(&lb, st == 0, "lb %s after its last connection closed",
+		   st == -2 ? "did not exit within 1.5 s" : "exited non-zero");
+	t_check_lb(&lb, t_now_ms() - closed_at < 1000 && t_now_ms() - t0 < 1900,
+		   "lb waited out the grace period (%llu ms after SIGTERM) instead of exiting "
+		   "when the connection closed",
+		   (unsigned long long)(t_now_ms() - t0));
 	lb_cleanup(&lb);
 	tb_free(be);
 }
@@ -786,19 +673,19 @@ START_TEST(test_sigterm_closes_lingering_connection_after_grace)
 	start_lb(&lb, json, port);
 
 	fd = t_connect(NULL, port);
-	check_lb(&lb, fd >= 0 && echo_byte(fd, '1'), "connection failed");
+	t_check_lb(&lb, fd >= 0 && t_echo_byte(fd, '1', REPLY_MS), "connection failed");
 	t0 = t_now_ms();
 	ck_assert_int_eq(kill(lb.pid, SIGTERM), 0);
 
-	st = wait_exit(lb.pid, 3000);
+	st = t_wait_exit(lb.pid, 3000);
 	took = t_now_ms() - t0;
 	if (st == -2)
 		(void)lb_stop(&lb, 1000);
-	check_lb(&lb, st == 0, "lb %s with a connection open past shutdown_grace 2s",
-		 st == -2 ? "did not exit within 3 s" : "exited non-zero");
-	check_lb(&lb, took >= 1500, "lb exited %llu ms after SIGTERM, before the 2 s grace",
-		 (unsigned long long)took);
-	check_lb(&lb, t_wait_closed(fd, 500) != -1, "client connection not closed at exit");
+	t_check_lb(&lb, st == 0, "lb %s with a connection open past shutdown_grace 2s",
+		   st == -2 ? "did not exit within 3 s" : "exited non-zero");
+	t_check_lb(&lb, took >= 1500, "lb exited %llu ms after SIGTERM, before the 2 s grace",
+		   (unsigned long long)took);
+	t_check_lb(&lb, t_wait_closed(fd, 500) != -1, "client connection not closed at exit");
 
 	close(fd);
 	lb_cleanup(&lb);
@@ -830,14 +717,14 @@ START_TEST(test_access_log_names_listener_client_backend_and_bytes)
 	for (int i = 0; i < SENT; i++)
 		out[i] = (char)('A' + i % 23);
 	fd = t_connect("127.0.0.7", port);
-	check_lb(&lb, fd >= 0 && t_read_line(fd, tag, sizeof(tag), REPLY_MS) > 0,
-		 "no tag from the backend");
-	check_lb(&lb, send_all(fd, out, SENT) && recv_exact(fd, back, SENT, 5000),
-		 "echo of %d bytes failed", SENT);
-	check_lb(&lb, memcmp(out, back, SENT) == 0, "echoed bytes differ");
+	t_check_lb(&lb, fd >= 0 && t_read_line(fd, tag, sizeof(tag), REPLY_MS) > 0,
+		   "no tag from the backend");
+	t_check_lb(&lb, t_send_all(fd, out, SENT) && t_recv_exact(fd, back, SENT, 5000),
+		   "echo of %d bytes failed", SENT);
+	t_check_lb(&lb, memcmp(out, back, SENT) == 0, "echoed bytes differ");
 	close(fd);
 
-	check_lb(&lb, lb_log_wait(&lb, "127.0.0.7", 2000), "no log line names client 127.0.0.7");
+	t_check_lb(&lb, lb_log_wait(&lb, "127.0.0.7", 2000), "no log line names client 127.0.0.7");
 	log = lb_log(&lb);
 	ck_assert_ptr_nonnull(log);
 	for (char *save = NULL, *s = log; !found && (line = strtok_r(s, "\n", &save)); s = NULL)
@@ -845,53 +732,15 @@ START_TEST(test_access_log_names_listener_client_backend_and_bytes)
 			(strstr(line, "acc-be") || strstr(line, tb_address(be))) &&
 			strstr(line, "12345") && strstr(line, want_back);
 	free(log);
-	check_lb(&lb, found,
-		 "no access log line with listener edge-in, client 127.0.0.7, backend acc-be, "
-		 "12345 bytes in and %s out",
-		 want_back);
+	t_check_lb(&lb, found,
+		   "no access log line with listener edge-in, client 127.0.0.7, backend acc-be, "
+		   "12345 bytes in and %s out",
+		   want_back);
 
-	stop_lb(&lb);
+	t_stop_lb(&lb);
 	tb_free(be);
 }
 END_TEST
-
-/* Write json to a fresh temp dir, "@DIR@" expanded as lb_start does; path receives
- * dir/lb.json. For runs through t_run, which takes a file rather than a config text. */
-static void write_config(const char *json, char *path, size_t len)
-{
-	char dir[] = "/tmp/lbtest-cfg-XXXXXX";
-	FILE *f;
-
-	ck_assert_ptr_nonnull(mkdtemp(dir));
-	snprintf(path, len, "%s/lb.json", dir);
-	f = fopen(path, "w");
-	ck_assert_ptr_nonnull(f);
-	for (const char *p = json, *hit; *p; p = hit + strlen("@DIR@")) {
-		hit = strstr(p, "@DIR@");
-		if (!hit) {
-			fputs(p, f);
-			break;
-		}
-		fprintf(f, "%.*s%s", (int)(hit - p), p, dir);
-	}
-	ck_assert_int_eq(fclose(f), 0);
-}
-
-static void remove_config(const char *path)
-{
-	char dir[300];
-	char *slash;
-
-	snprintf(dir, sizeof(dir), "%s", path);
-	unlink(path);
-	slash = strrchr(dir, '/');
-	if (!slash)
-		return;
-	strcpy(slash, "/lb.sock");
-	unlink(dir);
-	*slash = '\0';
-	rmdir(dir);
-}
 
 START_TEST(test_auto_engine_falls_back_to_epoll)
 {
@@ -907,17 +756,15 @@ START_TEST(test_auto_engine_falls_back_to_epoll)
 	setenv("LB_TEST_FAIL_URING", "1", 1);
 	rc = lb_start(&lb, json, &port, 1);
 	unsetenv("LB_TEST_FAIL_URING");
-	if (rc != 0) {
-		dump_log(&lb);
-		ck_abort_msg("lb with engine auto did not start when io_uring was refused");
-	}
-	check_lb(&lb, lb_log_wait(&lb, "engine: epoll (io_uring unavailable", 2000),
-		 "lb did not log that it fell back to epoll");
+	t_check_lb(&lb, rc == 0, "lb with engine auto did not start when io_uring was refused");
+	t_check_lb(&lb, lb_log_wait(&lb, "engine: epoll (io_uring unavailable", 2000),
+		   "lb did not log that it fell back to epoll");
 	fd = t_connect(NULL, port);
-	check_lb(&lb, fd >= 0 && echo_byte(fd, 'e'), "no relaying on the epoll fallback");
+	t_check_lb(&lb, fd >= 0 && t_echo_byte(fd, 'e', REPLY_MS),
+		   "no relaying on the epoll fallback");
 	close(fd);
 
-	stop_lb(&lb);
+	t_stop_lb(&lb);
 	tb_free(be);
 }
 END_TEST
@@ -933,13 +780,13 @@ START_TEST(test_explicit_io_uring_refused_exits_1)
 	    &(struct edge_opts){.port = port,
 				.engine = "io_uring",
 				.backends = "{\"name\":\"x\",\"address\":\"127.0.0.1:9\"}"});
-	write_config(json, path, sizeof(path));
+	t_write_config(json, path, sizeof(path));
 	char *argv[] = {(char *)t_lb_bin(), "-c", path, NULL};
 
 	setenv("LB_TEST_FAIL_URING", "1", 1);
 	st = t_run(argv, NULL, &err, 5000);
 	unsetenv("LB_TEST_FAIL_URING");
-	remove_config(path);
+	t_remove_config(path);
 	if (st != 1 || !err || !strstr(err, "io_uring"))
 		fprintf(stderr, "lb stderr:\n%s\n", err ? err : "(none)");
 	ck_assert_msg(st == 1, "engine io_uring without io_uring: exit %d, expected 1", st);
@@ -948,41 +795,26 @@ START_TEST(test_explicit_io_uring_refused_exits_1)
 }
 END_TEST
 
-static void add_test(Suite *s, const char *name, const TTest *t, int timeout_s)
-{
-	TCase *tc = tcase_create(name);
-
-	tcase_set_timeout(tc, timeout_s);
-	tcase_add_test(tc, t);
-	suite_add_tcase(s, tc);
-}
-
 int main(void)
 {
 	Suite *s = suite_create("tcp_edges");
-	SRunner *sr;
-	int failed;
 
-	add_test(s, "many_idle", test_many_idle_connections_echo_and_leave_no_fds, 60);
-	add_test(s, "listener_cap", test_listener_max_conns_closes_the_extra_connection, 20);
-	add_test(s, "backend_cap", test_backend_max_conns_spreads_then_refuses, 20);
-	add_test(s, "acl", test_deny_wins_over_allow_without_backend_connection, 20);
-	add_test(s, "proxy_v1", test_proxy_protocol_v1_header_precedes_payload, 20);
-	add_test(s, "proxy_v2", test_proxy_protocol_v2_header_precedes_payload, 20);
-	add_test(s, "connect_timeout", test_connect_timeout_moves_on_to_live_backend, 30);
-	add_test(s, "idle_gap", test_connect_after_idle_gap_longer_than_connect_timeout, 20);
-	add_test(s, "idle_timeout", test_idle_timeout_closes_only_silent_connections, 20);
-	add_test(s, "backend_reset", test_backend_reset_mid_stream_resets_client, 20);
-	add_test(s, "client_reset", test_client_reset_closes_backend_connection, 20);
-	add_test(s, "graceful", test_sigterm_lets_open_connection_finish, 20);
-	add_test(s, "grace_expiry", test_sigterm_closes_lingering_connection_after_grace, 20);
-	add_test(s, "access_log", test_access_log_names_listener_client_backend_and_bytes, 20);
-	add_test(s, "engine_fallback", test_auto_engine_falls_back_to_epoll, 20);
-	add_test(s, "engine_refused", test_explicit_io_uring_refused_exits_1, 20);
+	t_add_test(s, "many_idle", test_many_idle_connections_echo_and_leave_no_fds, 60);
+	t_add_test(s, "listener_cap", test_listener_max_conns_closes_the_extra_connection, 20);
+	t_add_test(s, "backend_cap", test_backend_max_conns_spreads_then_refuses, 20);
+	t_add_test(s, "acl", test_deny_wins_over_allow_without_backend_connection, 20);
+	t_add_test(s, "proxy_v1", test_proxy_protocol_v1_header_precedes_payload, 20);
+	t_add_test(s, "proxy_v2", test_proxy_protocol_v2_header_precedes_payload, 20);
+	t_add_test(s, "connect_timeout", test_connect_timeout_moves_on_to_live_backend, 30);
+	t_add_test(s, "idle_gap", test_connect_after_idle_gap_longer_than_connect_timeout, 20);
+	t_add_test(s, "idle_timeout", test_idle_timeout_closes_only_silent_connections, 20);
+	t_add_test(s, "backend_reset", test_backend_reset_mid_stream_resets_client, 20);
+	t_add_test(s, "client_reset", test_client_reset_closes_backend_connection, 20);
+	t_add_test(s, "graceful", test_sigterm_lets_open_connection_finish, 20);
+	t_add_test(s, "grace_expiry", test_sigterm_closes_lingering_connection_after_grace, 20);
+	t_add_test(s, "access_log", test_access_log_names_listener_client_backend_and_bytes, 20);
+	t_add_test(s, "engine_fallback", test_auto_engine_falls_back_to_epoll, 20);
+	t_add_test(s, "engine_refused", test_explicit_io_uring_refused_exits_1, 20);
 
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return t_run_suite(s, CK_ENV);
 }

@@ -32,6 +32,8 @@
 #define TB_MAX_EVENTS	   128
 /* "[" + 39-char IPv6 + "]:" + 5-digit port + NUL, rounded up */
 #define TB_ADDR_MAX 64
+/* How often tb_wait_active looks: fine enough that a wait ends within 5 ms of its event. */
+#define TB_WAIT_STEP_US 5000
 
 enum tb_cmd { TB_CMD_NONE, TB_CMD_STOP, TB_CMD_RESTART, TB_CMD_QUIT };
 
@@ -785,6 +787,33 @@ unsigned tb_accepted(struct tbackend *tb)
 unsigned tb_active(struct tbackend *tb)
 {
 	return atomic_load(&tb->active);
+}
+
+bool tb_wait_active(struct tbackend *tb, unsigned want, int timeout_ms)
+{
+	uint64_t deadline = t_now_ms() + (uint64_t)timeout_ms;
+
+	while (tb_active(tb) != want) {
+		if (t_now_ms() >= deadline)
+			return false;
+		usleep(TB_WAIT_STEP_US);
+	}
+	return true;
+}
+
+int t_backends_index(const struct t_backends *set, const char *tag)
+{
+	for (size_t i = 0; i < set->n; i++)
+		if (strcmp(tb_name(set->tb[i]), tag) == 0)
+			return (int)i;
+	return -1;
+}
+
+void t_backends_free(struct t_backends *set)
+{
+	for (size_t i = 0; i < set->n; i++)
+		tb_free(set->tb[i]);
+	set->n = 0;
 }
 
 int tb_recorded(struct tbackend *tb, unsigned i, uint8_t *buf, size_t len)

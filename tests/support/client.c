@@ -16,6 +16,8 @@
 #define T_SOCKET_TIMEOUT_MS 5000
 /* How long t_fetch_tag waits for the tag line. */
 #define T_TAG_TIMEOUT_MS 3000
+/* Tags are backend names; test backends have short ones. */
+#define T_TAG_MAX 64
 
 uint64_t t_now_ms(void)
 {
@@ -152,4 +154,84 @@ int t_wait_closed(int fd, int timeout_ms)
 			continue;
 		return 1; /* ECONNRESET, or any other error ending the connection */
 	}
+}
+
+bool t_send_all(int fd, const void *buf, size_t len)
+{
+	size_t off = 0;
+
+	while (off < len) {
+		ssize_t n = send(fd, (const char *)buf + off, len - off, MSG_NOSIGNAL);
+
+		if (n <= 0)
+			return false;
+		off += (size_t)n;
+	}
+	return true;
+}
+
+bool t_wait_readable(int fd, int timeout_ms)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+
+	return poll(&p, 1, timeout_ms) == 1;
+}
+
+bool t_recv_exact(int fd, void *buf, size_t len, int timeout_ms)
+{
+	uint64_t deadline = t_now_ms() + (uint64_t)timeout_ms;
+	size_t got = 0;
+
+	while (got < len) {
+		uint64_t now = t_now_ms();
+		ssize_t n;
+
+		if (now >= deadline || !t_wait_readable(fd, (int)(deadline - now)))
+			return false;
+		n = recv(fd, (char *)buf + got, len - got, 0);
+		if (n <= 0)
+			return false;
+		got += (size_t)n;
+	}
+	return true;
+}
+
+bool t_echo_byte(int fd, char c, int timeout_ms)
+{
+	char r = 0;
+
+	return t_send_all(fd, &c, 1) && t_recv_exact(fd, &r, 1, timeout_ms) && r == c;
+}
+
+int t_local_port(int fd)
+{
+	struct sockaddr_in sa;
+	socklen_t len = sizeof(sa);
+
+	if (getsockname(fd, (struct sockaddr *)&sa, &len) != 0)
+		return -1;
+	return ntohs(sa.sin_port);
+}
+
+int t_fetch(const struct t_backends *set, const char *src, int port)
+{
+	char tag[T_TAG_MAX];
+
+	if (t_fetch_tag(src, port, tag, sizeof(tag)) < 0)
+		return -1;
+	return t_backends_index(set, tag);
+}
+
+int t_fetch_many(const struct t_backends *set, int port, int n, unsigned *counts)
+{
+	int failed = 0;
+
+	for (int i = 0; i < n; i++) {
+		int b = t_fetch(set, NULL, port);
+		if (b < 0)
+			failed++;
+		else
+			counts[b]++;
+	}
+	return failed;
 }

@@ -14,6 +14,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,12 @@
 /* Poll period for child state and files; short enough not to slow the suites. */
 #define POLL_STEP_MS	10
 #define DIR_PLACEHOLDER "@DIR@"
+/* How much of lb's log lb_log_dump prints: the end, where a failure shows. */
+#define LB_DUMP_TAIL 16000
+/* lbctl answers in milliseconds; this only bounds a hung test. */
+#define LBCTL_TIMEOUT_MS 5000
+/* Arguments t_lbctl passes after "-s SOCK": more than any lbctl command takes. */
+#define LBCTL_MAX_ARGS 12
 
 const char *t_engine(void)
 {
@@ -42,6 +49,20 @@ const char *t_lb_bin(void)
 {
 	const char *b = getenv("LB_BIN");
 	return b && *b ? b : "./lb";
+}
+
+const char *t_lbctl_bin(void)
+{
+	const char *b = getenv("LBCTL_BIN");
+
+	return b && *b ? b : "./lbctl";
+}
+
+const char *t_src_dir(void)
+{
+	const char *d = getenv("LB_SRC_DIR");
+
+	return d && *d ? d : ".";
 }
 
 static void sleep_ms(int ms)
@@ -62,7 +83,7 @@ static void close_inherited(void)
 }
 
 /* json with every DIR_PLACEHOLDER replaced by dir; malloc'd. */
-static char *expand_dir(const char *json, const char *dir)
+char *t_expand_dir(const char *json, const char *dir)
 {
 	size_t plen = strlen(DIR_PLACEHOLDER), dlen = strlen(dir), n = 0;
 
@@ -271,7 +292,7 @@ int lb_start(struct lbproc *lb, const char *json, const int *ports, size_t nport
 	snprintf(lb->config_path, sizeof(lb->config_path), "%s/lb.json", lb->dir);
 	snprintf(lb->log_path, sizeof(lb->log_path), "%s/lb.log", lb->dir);
 
-	char *text = expand_dir(json, lb->dir);
+	char *text = t_expand_dir(json, lb->dir);
 	if (!text || write_file(lb->config_path, text) < 0) {
 		free(text);
 		return -1;
@@ -289,8 +310,10 @@ int lb_start(struct lbproc *lb, const char *json, const int *ports, size_t nport
 			lb->pid = -1; /* exited early: reaped */
 			return -1;
 		}
-		if (all_listening(pid, ports, nports))
+		if (all_listening(pid, ports, nports)) {
+			lb->started_ms = t_now_ms();
 			return 0;
+		}
 		if (t_now_ms() >= deadline)
 			break;
 		sleep_ms(POLL_STEP_MS);
@@ -337,6 +360,11 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
 	return 0;
 }
 
+void t_remove_tree(const char *path)
+{
+	nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 void lb_cleanup(struct lbproc *lb)
 {
 	const char *keep = getenv("LB_TEST_KEEP");
@@ -346,7 +374,7 @@ void lb_cleanup(struct lbproc *lb)
 		return;
 	}
 	if (lb->dir[0])
-		nftw(lb->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+		t_remove_tree(lb->dir);
 }
 
 int lb_fd_count(const struct lbproc *lb)
@@ -553,5 +581,85 @@ int t_run(char *const argv[], char **out, char **err, int timeout_ms)
 		*err = capture_take(&cap[1]);
 	else
 		free(cap[1].buf);
+	return rc;
+}
+
+void lb_log_dump(struct lbproc *lb)
+{
+	int status;
+
+	if (!lb)
+		return;
+	if (lb->pid > 0 && waitpid(lb->pid, &status, WNOHANG) == lb->pid) {
+		if (WIFSIGNALED(status))
+			fprintf(stderr, "lb DIED by signal %d\n", WTERMSIG(status));
+		else
+			fprintf(stderr, "lb EXITED with status %d\n", WEXITSTATUS(status));
+		lb->pid = -1;
+	}
+	char *log = lb_log(lb);
+	if (!log)
+		return;
+	size_t len = strlen(log);
+	fprintf(stderr, "---- %s (engine %s", lb->log_path, t_engine());
+	if (lb->started_ms)
+		fprintf(stderr, "; failed %llu ms after lb was listening",
+			(unsigned long long)(t_now_ms() - lb->started_ms));
+	fprintf(stderr, ") ----\n%s\n---- end of lb.log ----\n",
+		len > LB_DUMP_TAIL ? log + len - LB_DUMP_TAIL : log);
+	free(log);
+}
+
+void t_remove_config(const char *path)
+{
+	char dir[300];
+	char *slash;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	unlink(path);
+	slash = strrchr(dir, '/');
+	if (!slash)
+		return;
+	strcpy(slash, "/lb.sock");
+	unlink(dir);
+	*slash = '\0';
+	rmdir(dir);
+}
+
+int t_wait_exit(pid_t pid, int timeout_ms)
+{
+	uint64_t deadline = t_now_ms() + (uint64_t)timeout_ms;
+	int st;
+
+	for (;;) {
+		pid_t r = waitpid(pid, &st, WNOHANG);
+
+		if (r == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+		if (r < 0 || t_now_ms() >= deadline)
+			return -2;
+		usleep(10000);
+	}
+}
+
+int t_lbctl_v(const char *sock, char **out, char **err, va_list ap)
+{
+	char *argv[3 + LBCTL_MAX_ARGS + 1] = {(char *)t_lbctl_bin(), "-s", (char *)sock};
+	int n = 3;
+
+	for (char *a; n < 3 + LBCTL_MAX_ARGS && (a = va_arg(ap, char *));)
+		argv[n++] = a;
+	argv[n] = NULL;
+	return t_run(argv, out, err, LBCTL_TIMEOUT_MS);
+}
+
+int t_lbctl(const char *sock, char **out, char **err, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, err);
+	rc = t_lbctl_v(sock, out, err, ap);
+	va_end(ap);
 	return rc;
 }

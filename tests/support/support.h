@@ -1,13 +1,17 @@
 /* Test support shared by the Check suites, the demo and the benchmark: in-process test
- * backends (threads), a handle on a running lb process, and small client helpers.
- * Every function returns an error value rather than aborting, so tests can assert on it. */
+ * backends (threads), a handle on a running lb process, and small client helpers. Every
+ * function returns an error value rather than aborting, so tests can assert on it; only
+ * those in the Check section at the end fail the running test themselves. */
 #ifndef LB_TEST_SUPPORT_H
 #define LB_TEST_SUPPORT_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+#include "lb/config.h"
 
 /* ---- test backends (each runs its own thread with its own poll loop) ---- */
 
@@ -46,6 +50,27 @@ const char *tb_mode_name(enum tb_mode mode);
  * Returns the listening fd (close it to release) and its port in *port, or -1. */
 int tb_blackhole_listener(int *port);
 
+/* Wait up to timeout_ms until tb has exactly want connections open. true if it has. */
+bool tb_wait_active(struct tbackend *tb, unsigned want, int timeout_ms);
+
+/* A suite's test backends, in the order started; a tag names one of them. */
+#define T_BACKENDS_MAX 8
+struct t_backends {
+	struct tbackend *tb[T_BACKENDS_MAX];
+	size_t n;
+};
+
+/* Index in set of the backend named tag, or -1. */
+int t_backends_index(const struct t_backends *set, const char *tag);
+/* tb_free every backend of set and empty it. */
+void t_backends_free(struct t_backends *set);
+/* One connection to port from src (NULL = 127.0.0.1): the index in set of the TB_TAGGED
+ * backend that answered, or -1 if the connection failed or brought no known tag. */
+int t_fetch(const struct t_backends *set, const char *src, int port);
+/* n sequential t_fetch from 127.0.0.1; counts[i] += hits on backend i. Returns the number
+ * that failed. */
+int t_fetch_many(const struct t_backends *set, int port, int n, unsigned *counts);
+
 /* ---- a running lb ---- */
 
 struct lbproc {
@@ -53,12 +78,17 @@ struct lbproc {
 	char dir[256];	       /* temp dir holding the config, socket and log */
 	char config_path[300]; /* dir/lb.json */
 	char log_path[300];    /* dir/lb.log: lb's stderr */
+	uint64_t started_ms;   /* t_now_ms() when lb_start saw it listen, to date failures */
 };
 
 /* The engine the suite runs on: $LB_ENGINE, or "auto". */
 const char *t_engine(void);
 /* The lb binary: $LB_BIN, or "./lb". */
 const char *t_lb_bin(void);
+/* The lbctl binary: $LBCTL_BIN, or "./lbctl". */
+const char *t_lbctl_bin(void);
+/* The source tree (for tests/configs, examples): $LB_SRC_DIR, or ".". */
+const char *t_src_dir(void);
 
 /* Write json to a fresh temp dir's lb.json, start `lb -c` on it and wait (up to 5 s) until
  * every port in ports[0..nports) accepts TCP connections. 0 on success, -1 on failure (the
@@ -71,6 +101,8 @@ int lb_start(struct lbproc *lb, const char *json, const int *ports, size_t nport
 /* SIGTERM, wait up to timeout_ms (then SIGKILL). Returns the exit status (WEXITSTATUS), or
  * -1 if it had to be killed or died by a signal. Keeps the temp dir. */
 int lb_stop(struct lbproc *lb, int timeout_ms);
+/* Remove path and everything below it (rm -rf), as far as it can. */
+void t_remove_tree(const char *path);
 /* Remove the temp dir (kept, and named on stderr, when $LB_TEST_KEEP is set and not "0"). */
 void lb_cleanup(struct lbproc *lb);
 /* Number of open fds of the process (from /proc/PID/fd), or -1. */
@@ -79,10 +111,26 @@ int lb_fd_count(const struct lbproc *lb);
 char *lb_log(const struct lbproc *lb);
 /* Wait up to timeout_ms until lb's log contains needle. true if found. */
 bool lb_log_wait(const struct lbproc *lb, const char *needle, int timeout_ms);
+/* Print to stderr whether lb has died and the tail of its log, so that a failure explains
+ * itself. Reaps lb if it has exited. NULL does nothing. */
+void lb_log_dump(struct lbproc *lb);
+/* json with every "@DIR@" replaced by dir, malloc'd (caller frees); NULL if out of memory. */
+char *t_expand_dir(const char *json, const char *dir);
+/* Remove what t_write_config (below) made: path, dir/lb.sock and dir. */
+void t_remove_config(const char *path);
+
+/* Wait up to timeout_ms for pid to exit. Its exit status, -1 if killed by a signal, -2 on
+ * timeout. */
+int t_wait_exit(pid_t pid, int timeout_ms);
 
 /* Run argv (argv[0] a path) to completion with a timeout; stdout and stderr captured into
  * malloc'd strings (either pointer may be NULL). Returns exit status, or -1. */
 int t_run(char *const argv[], char **out, char **err, int timeout_ms);
+
+/* Run `lbctl -s sock ARGS...` (NULL-terminated, at most 12 arguments) to completion, 5 s at
+ * most; out and err as for t_run. Its exit status, or -1. */
+int t_lbctl(const char *sock, char **out, char **err, ...);
+int t_lbctl_v(const char *sock, char **out, char **err, va_list ap);
 
 /* ---- clients ---- */
 
@@ -102,5 +150,67 @@ int t_fetch_tag(const char *src_ip, int port, char *buf, size_t len);
 int t_wait_closed(int fd, int timeout_ms);
 /* Milliseconds on CLOCK_MONOTONIC. */
 uint64_t t_now_ms(void);
+/* Send all of buf (MSG_NOSIGNAL). false if a send fails or returns 0 (errno tells why). */
+bool t_send_all(int fd, const void *buf, size_t len);
+/* Wait up to timeout_ms until fd is readable. */
+bool t_wait_readable(int fd, int timeout_ms);
+/* Read exactly len bytes within timeout_ms. false on timeout, EOF or error. */
+bool t_recv_exact(int fd, void *buf, size_t len, int timeout_ms);
+/* Send c and read it back within timeout_ms: the connection relays both ways. */
+bool t_echo_byte(int fd, char c, int timeout_ms);
+/* The local port fd is bound to, or -1. */
+int t_local_port(int fd);
+
+/* ---- Check suites (these need Check: only the suites call them) ---- */
+
+/* A hand-built pool config for the unit suites. */
+#define T_POOL_MAX 100
+struct t_pool_cfg {
+	struct cfg_pool cp;
+	struct cfg_backend be[T_POOL_MAX];
+	char names[T_POOL_MAX][32];
+};
+struct pool;
+
+/* Fill t: pool "test" with algorithm alg and backends prefix<i> for i in [0, n) but skip
+ * (-1: none), so that a name keeps its identity across pools; each backend's address is its
+ * name (unit tests never connect) and its weight weights[i] (NULL: all 1). Returns how many
+ * backends t holds. Fails the test if n > T_POOL_MAX. */
+size_t t_pool_cfg_init(struct t_pool_cfg *t, const char *alg, const char *prefix, int n, int skip,
+		       const int *weights);
+/* pool_create on such a config; fails the test if it returns NULL. */
+struct pool *t_pool_make(const char *alg, const char *prefix, int n, int skip, const int *weights);
+
+struct Suite;
+struct TTest;
+
+/* Fail the running test with msg if cond is false, after lb_log_dump(lb) (lb may be NULL).
+ * cond is evaluated once and must be free of side effects the message depends on. */
+#define t_check_lb(lb, cond, ...)                                                                  \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			lb_log_dump(lb);                                                           \
+			ck_abort_msg(__VA_ARGS__);                                                 \
+		}                                                                                  \
+	} while (0)
+
+/* Start a backend on a free loopback port and add it to set; fails the test if it cannot. */
+struct tbackend *t_backends_add(struct t_backends *set, enum tb_mode mode, const char *name);
+/* Write json to a fresh temp dir's lb.json, "@DIR@" expanded as lb_start does, for runs
+ * through t_run, which take a file rather than a config text; path receives dir/lb.json.
+ * Fails the test if it cannot. */
+void t_write_config(const char *json, char *path, size_t len);
+/* Stop lb, which must exit 0 on SIGTERM within 5 s (else the test fails with its log), and
+ * remove its temp dir. */
+void t_stop_lb(struct lbproc *lb);
+/* Connect to port through lb and read the tag of a TB_TAGGED backend in set, keeping the
+ * connection: returns its fd, *idx = the backend's index. Fails the test (with lb's log) if
+ * the connect fails, brings no tag, or a tag not in set. */
+int t_hold(struct lbproc *lb, const struct t_backends *set, int port, int *idx);
+/* Add to s a test case called name with the one test t and a timeout of timeout_s. */
+void t_add_test(struct Suite *s, const char *name, const struct TTest *t, int timeout_s);
+/* Run every test of s (and free it) with Check's print mode (CK_ENV, CK_NORMAL, ...).
+ * EXIT_SUCCESS if none failed, else EXIT_FAILURE: main's return value. */
+int t_run_suite(struct Suite *s, int print_mode);
 
 #endif

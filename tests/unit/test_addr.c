@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "lb/addr.h"
+#include "support.h"
 
 static struct sockaddr_storage ss_v4(const char *ip, uint16_t port)
 {
@@ -572,11 +573,5 @@ static Suite *addr_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(addr_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return t_run_suite(addr_suite(), CK_NORMAL);
 }

@@ -10,6 +10,7 @@
 #include "algorithms/algorithm.h"
 #include "lb/pool.h"
 #include "lb/qsbr.h"
+#include "support.h"
 
 #define MAX_BACKENDS 80
 #define NALGORITHMS  5
@@ -17,42 +18,6 @@
 static const char *const all_algorithms[NALGORITHMS] = {
     "round_robin", "weighted_round_robin", "least_conn", "ip_hash", "random_two",
 };
-
-/* A hand-built pool config: backend i is named "b<i>" with the given weight. */
-struct test_cfg {
-	struct cfg_pool cp;
-	struct cfg_backend be[MAX_BACKENDS];
-	char names[MAX_BACKENDS][16];
-};
-
-static void test_cfg_init(struct test_cfg *t, const char *alg, const int *weights, size_t n)
-{
-	ck_assert_uint_le(n, MAX_BACKENDS);
-	memset(t, 0, sizeof(*t));
-	t->cp.name = "test";
-	t->cp.algorithm = (char *)alg;
-	t->cp.retries = CFG_DEFAULT_RETRIES;
-	t->cp.health.type = "none";
-	t->cp.backends = t->be;
-	t->cp.nbackends = n;
-	for (size_t i = 0; i < n; i++) {
-		snprintf(t->names[i], sizeof(t->names[i]), "b%zu", i);
-		t->be[i].name = t->names[i];
-		t->be[i].address = t->names[i];
-		t->be[i].weight = weights ? weights[i] : 1;
-	}
-}
-
-static struct pool *make_pool(const char *alg, const int *weights, size_t n)
-{
-	struct test_cfg t;
-	struct pool *p;
-
-	test_cfg_init(&t, alg, weights, n);
-	p = pool_create(&t.cp);
-	ck_assert_ptr_nonnull(p);
-	return p;
-}
 
 /* Index of b in the pool, or nbackends if b is NULL or foreign. */
 static size_t backend_slot(const struct pool *p, const struct backend *b)
@@ -164,9 +129,9 @@ END_TEST
 
 START_TEST(test_pool_create_refuses_an_unknown_algorithm)
 {
-	struct test_cfg t;
+	struct t_pool_cfg t;
 
-	test_cfg_init(&t, "fastest", NULL, 2);
+	t_pool_cfg_init(&t, "fastest", "b", 2, -1, NULL);
 	ck_assert_ptr_null(pool_create(&t.cp));
 }
 END_TEST
@@ -175,7 +140,7 @@ END_TEST
 
 START_TEST(test_round_robin_is_exact)
 {
-	struct pool *p = make_pool("round_robin", NULL, 3);
+	struct pool *p = t_pool_make("round_robin", "b", 3, -1, NULL);
 	struct pick_ctx ctx = {0};
 	int counts[3] = {0};
 
@@ -189,7 +154,7 @@ END_TEST
 
 START_TEST(test_round_robin_is_exact_across_threads)
 {
-	struct pool *p = make_pool("round_robin", NULL, 3);
+	struct pool *p = t_pool_make("round_robin", "b", 3, -1, NULL);
 	int counts[3] = {0};
 
 	pick_concurrently(p, 2, 15, counts);
@@ -208,7 +173,7 @@ END_TEST
 
 START_TEST(test_round_robin_rotates_over_usable_backends_only)
 {
-	struct pool *p = make_pool("round_robin", NULL, 4);
+	struct pool *p = t_pool_make("round_robin", "b", 4, -1, NULL);
 	struct pick_ctx ctx = {0};
 	int counts[4] = {0};
 
@@ -227,7 +192,7 @@ END_TEST
 START_TEST(test_weighted_round_robin_gives_each_its_weight)
 {
 	const int w[] = {1, 2, 3};
-	struct pool *p = make_pool("weighted_round_robin", w, 3);
+	struct pool *p = t_pool_make("weighted_round_robin", "b", 3, -1, w);
 	struct pick_ctx ctx = {0};
 	int counts[3] = {0};
 
@@ -242,7 +207,7 @@ END_TEST
 START_TEST(test_weighted_round_robin_is_exact_across_threads)
 {
 	const int w[] = {1, 2, 3};
-	struct pool *p = make_pool("weighted", w, 3);
+	struct pool *p = t_pool_make("weighted", "b", 3, -1, w);
 	int counts[3] = {0};
 
 	pick_concurrently(p, 2, 30, counts);
@@ -263,7 +228,7 @@ START_TEST(test_weighted_round_robin_interleaves_and_every_window_is_exact)
 {
 	enum { PICKS = 70, WINDOW = 7 };
 	const int w[] = {5, 1, 1};
-	struct pool *p = make_pool("weighted_round_robin", w, 3);
+	struct pool *p = t_pool_make("weighted_round_robin", "b", 3, -1, w);
 	struct pick_ctx ctx = {0};
 	size_t seq[PICKS];
 	int run = 1;
@@ -289,7 +254,7 @@ END_TEST
 START_TEST(test_weighted_round_robin_reads_weights_at_rebuild)
 {
 	const int w[] = {1, 1};
-	struct pool *p = make_pool("weighted_round_robin", w, 2);
+	struct pool *p = t_pool_make("weighted_round_robin", "b", 2, -1, w);
 	struct pick_ctx ctx = {0};
 	int counts[2] = {0};
 
@@ -305,7 +270,7 @@ END_TEST
 START_TEST(test_weighted_round_robin_skips_a_down_backend)
 {
 	const int w[] = {1, 2, 3};
-	struct pool *p = make_pool("weighted_round_robin", w, 3);
+	struct pool *p = t_pool_make("weighted_round_robin", "b", 3, -1, w);
 	struct pick_ctx ctx = {0};
 	int counts[3] = {0};
 
@@ -330,7 +295,7 @@ START_TEST(test_weighted_round_robin_stays_proportional_above_the_sequence_cap)
 		w[i] = 1000 - i;
 		sum += w[i];
 	}
-	p = make_pool("weighted_round_robin", w, N);
+	p = t_pool_make("weighted_round_robin", "b", N, -1, w);
 	pick_n(p, &ctx, PICKS, counts);
 	for (int i = 0; i < N; i++) {
 		double want = (double)PICKS * w[i] / sum;
@@ -347,7 +312,7 @@ END_TEST
 START_TEST(test_least_conn_prefers_fewer_active_per_weight)
 {
 	const int w[] = {1, 1, 2};
-	struct pool *p = make_pool("least_conn", w, 3);
+	struct pool *p = t_pool_make("least_conn", "b", 3, -1, w);
 	struct pick_ctx ctx = {0};
 
 	atomic_store(&p->backends[0]->active, 5);
@@ -364,7 +329,7 @@ END_TEST
 
 START_TEST(test_least_conn_breaks_ties_by_rotation)
 {
-	struct pool *p = make_pool("least_conn", NULL, 3);
+	struct pool *p = t_pool_make("least_conn", "b", 3, -1, NULL);
 	int counts[3] = {0};
 
 	pick_concurrently(p, 2, 15, counts);
@@ -377,7 +342,7 @@ END_TEST
 
 START_TEST(test_least_conn_follows_connections_as_they_open)
 {
-	struct pool *p = make_pool("least_conn", NULL, 3);
+	struct pool *p = t_pool_make("least_conn", "b", 3, -1, NULL);
 	struct pick_ctx ctx = {0};
 
 	/* Every connection stays open: least_conn must fill the backends evenly. */
@@ -394,7 +359,7 @@ END_TEST
 START_TEST(test_random_two_never_returns_an_unusable_or_tried_backend)
 {
 	const int w[] = {1, 1, 1, 1, 0, 1, 1, 1};
-	struct pool *p = make_pool("random_two", w, 8);
+	struct pool *p = t_pool_make("random_two", "b", 8, -1, w);
 	struct backend *tried[] = {p->backends[5]};
 	struct pick_ctx ctx = {.tried = tried, .ntried = 1};
 	int counts[8] = {0};
@@ -416,7 +381,7 @@ END_TEST
 
 START_TEST(test_random_two_takes_the_lighter_of_two)
 {
-	struct pool *p = make_pool("random_two", NULL, 2);
+	struct pool *p = t_pool_make("random_two", "b", 2, -1, NULL);
 	struct pick_ctx ctx = {0};
 
 	/* With two allowed backends both are always drawn, so the lighter always wins. */
@@ -429,7 +394,7 @@ END_TEST
 
 START_TEST(test_random_two_returns_the_only_allowed_backend)
 {
-	struct pool *p = make_pool("random_two", NULL, 5);
+	struct pool *p = t_pool_make("random_two", "b", 5, -1, NULL);
 	struct pick_ctx ctx = {0};
 
 	for (size_t i = 0; i < 5; i++)
@@ -443,7 +408,7 @@ END_TEST
 
 START_TEST(test_random_two_spreads_load_across_threads)
 {
-	struct pool *p = make_pool("random_two", NULL, 4);
+	struct pool *p = t_pool_make("random_two", "b", 4, -1, NULL);
 	int counts[4] = {0};
 
 	pick_concurrently(p, 4, 5000, counts);
@@ -457,7 +422,7 @@ END_TEST
 
 START_TEST(test_pick_never_returns_a_tried_backend)
 {
-	struct pool *p = make_pool(all_algorithms[_i], NULL, 4);
+	struct pool *p = t_pool_make(all_algorithms[_i], "b", 4, -1, NULL);
 	struct backend *tried[] = {p->backends[0], p->backends[2]};
 	struct pick_ctx ctx = {.tried = tried, .ntried = 2};
 
@@ -476,7 +441,7 @@ END_TEST
 START_TEST(test_weight_zero_gets_nothing)
 {
 	const int w[] = {0, 1, 0, 2};
-	struct pool *p = make_pool(all_algorithms[_i], w, 4);
+	struct pool *p = t_pool_make(all_algorithms[_i], "b", 4, -1, w);
 	struct pick_ctx ctx = {0};
 
 	for (uint32_t i = 0; i < 2000; i++) {
@@ -493,7 +458,7 @@ END_TEST
 
 START_TEST(test_unusable_backends_are_never_picked)
 {
-	struct pool *p = make_pool(all_algorithms[_i], NULL, 6);
+	struct pool *p = t_pool_make(all_algorithms[_i], "b", 6, -1, NULL);
 	struct pick_ctx ctx = {0};
 	int counts[6] = {0};
 
@@ -515,8 +480,8 @@ END_TEST
 
 START_TEST(test_pick_returns_null_when_nothing_is_allowed)
 {
-	struct pool *p = make_pool(all_algorithms[_i], NULL, 3);
-	struct pool *empty = make_pool(all_algorithms[_i], NULL, 0);
+	struct pool *p = t_pool_make(all_algorithms[_i], "b", 3, -1, NULL);
+	struct pool *empty = t_pool_make(all_algorithms[_i], "b", 0, -1, NULL);
 	struct pick_ctx ctx = {.hash = 12345};
 
 	for (size_t i = 0; i < 3; i++)
@@ -530,11 +495,11 @@ END_TEST
 
 START_TEST(test_pool_pick_uses_backups_only_when_no_primary_is_allowed)
 {
-	struct test_cfg t;
+	struct t_pool_cfg t;
 	struct pool *p;
 	struct pick_ctx ctx = {0};
 
-	test_cfg_init(&t, all_algorithms[_i], NULL, 4);
+	t_pool_cfg_init(&t, all_algorithms[_i], "b", 4, -1, NULL);
 	t.be[2].backup = true;
 	t.be[3].backup = true;
 	p = pool_create(&t.cp);
@@ -560,12 +525,12 @@ END_TEST
 
 START_TEST(test_retry_falls_to_backups_once_every_primary_was_tried)
 {
-	struct test_cfg t;
+	struct t_pool_cfg t;
 	struct pool *p;
 	struct backend *tried[2];
 	struct pick_ctx ctx = {.tried = tried, .ntried = 2};
 
-	test_cfg_init(&t, all_algorithms[_i], NULL, 3);
+	t_pool_cfg_init(&t, all_algorithms[_i], "b", 3, -1, NULL);
 	t.be[2].backup = true;
 	p = pool_create(&t.cp);
 	ck_assert_ptr_nonnull(p);
@@ -580,10 +545,10 @@ END_TEST
 
 START_TEST(test_pool_create_copies_the_config)
 {
-	struct test_cfg t;
+	struct t_pool_cfg t;
 	struct pool *p;
 
-	test_cfg_init(&t, "least_conn", NULL, 2);
+	t_pool_cfg_init(&t, "least_conn", "b", 2, -1, NULL);
 	t.cp.health.type = "http";
 	t.cp.health.path = "/healthz";
 	t.be[1].max_conns = 7;
@@ -609,10 +574,10 @@ END_TEST
 
 START_TEST(test_backends_start_up_only_without_active_health_checks)
 {
-	struct test_cfg t;
+	struct t_pool_cfg t;
 	struct pool *p;
 
-	test_cfg_init(&t, "round_robin", NULL, 1);
+	t_pool_cfg_init(&t, "round_robin", "b", 1, -1, NULL);
 	p = pool_create(&t.cp);
 	ck_assert_int_eq(atomic_load(&p->backends[0]->health), BACKEND_UP);
 	pool_destroy(p);
@@ -627,7 +592,7 @@ END_TEST
 
 START_TEST(test_pool_rebuild_publishes_a_new_snapshot_and_retires_the_old)
 {
-	struct pool *p = make_pool("ip_hash", NULL, 3);
+	struct pool *p = t_pool_make("ip_hash", "b", 3, -1, NULL);
 	struct pool_snapshot *first = atomic_load(&p->snap);
 	struct qsbr q;
 
@@ -668,7 +633,7 @@ static void *rebuilder_run(void *arg)
 START_TEST(test_picks_race_safely_with_rebuilds)
 {
 	const char *alg = all_algorithms[_i];
-	struct pool *p = make_pool(alg, NULL, 4);
+	struct pool *p = t_pool_make(alg, "b", 4, -1, NULL);
 	struct qsbr q;
 	struct rebuilder r = {.p = p, .q = &q};
 	pthread_t thread;
@@ -694,7 +659,7 @@ END_TEST
 
 START_TEST(test_backend_take_respects_max_conns)
 {
-	struct pool *p = make_pool("round_robin", NULL, 1);
+	struct pool *p = t_pool_make("round_robin", "b", 1, -1, NULL);
 	struct backend *b = p->backends[0];
 
 	atomic_store(&b->max_conns, 2);
@@ -730,7 +695,7 @@ static void *taker_run(void *arg)
 
 START_TEST(test_backend_take_never_overshoots_max_conns_across_threads)
 {
-	struct pool *p = make_pool("round_robin", NULL, 1);
+	struct pool *p = t_pool_make("round_robin", "b", 1, -1, NULL);
 	struct taker t[4];
 	int won = 0;
 
@@ -794,11 +759,5 @@ static Suite *algorithms_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(algorithms_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return t_run_suite(algorithms_suite(), CK_NORMAL);
 }

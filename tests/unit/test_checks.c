@@ -17,6 +17,7 @@
 #include "health/checks.h"
 #include "health/prober.h"
 #include "lb/log.h"
+#include "support.h"
 
 /* ---- helpers ---- */
 
@@ -731,12 +732,6 @@ static Suite *checks_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(checks_suite());
-	int failed;
-
 	log_setup(LOG_ERROR, 0); /* the prober's transition lines are not this suite's output */
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return t_run_suite(checks_suite(), CK_ENV);
 }

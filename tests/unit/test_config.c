@@ -14,6 +14,7 @@
 
 #include "lb/config.h"
 #include "lb/log.h"
+#include "support.h"
 
 /* Smallest valid document with room for extra keys at each level (listener, pool, backend,
  * top level), so that each case below differs from a valid config in exactly one place. */
@@ -21,13 +22,6 @@
 	"{" top "\"listeners\":[{\"listen\":\"127.0.0.1:8080\",\"pool\":\"web\"" listener "}],"    \
 	"\"pools\":[{\"name\":\"web\"" pool                                                        \
 	",\"backends\":[{\"address\":\"127.0.0.1:9001\"" backend "}]}]}"
-
-static const char *src_dir(void)
-{
-	const char *d = getenv("LB_SRC_DIR");
-
-	return d && *d ? d : ".";
-}
 
 static bool errs_contain(const struct cfg_errors *e, const char *needle)
 {
@@ -95,7 +89,7 @@ START_TEST(test_full_config_fills_every_field)
 	struct cfg_errors errs = {0};
 	struct config *cfg = NULL;
 
-	snprintf(path, sizeof(path), "%s/tests/configs/good/full.json", src_dir());
+	snprintf(path, sizeof(path), "%s/tests/configs/good/full.json", t_src_dir());
 	ck_assert_int_eq(config_load(path, &cfg, &errs), 0);
 	ck_assert_str_eq(cfg->path, path);
 	ck_assert_int_eq(cfg->engine, CFG_ENGINE_EPOLL);
@@ -671,7 +665,7 @@ START_TEST(test_every_good_config_loads)
 {
 	char dir[PATH_MAX];
 
-	snprintf(dir, sizeof(dir), "%s/tests/configs/good", src_dir());
+	snprintf(dir, sizeof(dir), "%s/tests/configs/good", t_src_dir());
 	ck_assert_uint_ge(for_each_json(dir, check_good), 3);
 }
 END_TEST
@@ -680,7 +674,7 @@ START_TEST(test_every_example_config_loads)
 {
 	char dir[PATH_MAX];
 
-	snprintf(dir, sizeof(dir), "%s/examples", src_dir());
+	snprintf(dir, sizeof(dir), "%s/examples", t_src_dir());
 	ck_assert_uint_ge(for_each_json(dir, check_good), 3);
 }
 END_TEST
@@ -689,7 +683,7 @@ START_TEST(test_every_bad_config_fails_with_its_expected_message)
 {
 	char dir[PATH_MAX];
 
-	snprintf(dir, sizeof(dir), "%s/tests/configs/bad", src_dir());
+	snprintf(dir, sizeof(dir), "%s/tests/configs/bad", t_src_dir());
 	ck_assert_uint_ge(for_each_json(dir, check_bad), 18);
 }
 END_TEST
@@ -699,7 +693,7 @@ START_TEST(test_quickstart_example_matches_the_readme_promise)
 	char path[PATH_MAX];
 	struct config *cfg = NULL;
 
-	snprintf(path, sizeof(path), "%s/examples/quickstart.json", src_dir());
+	snprintf(path, sizeof(path), "%s/examples/quickstart.json", t_src_dir());
 	ck_assert_int_eq(config_load(path, &cfg, NULL), 0);
 	ck_assert_str_eq(cfg->listeners[0].name, "demo");
 	ck_assert_str_eq(cfg->listeners[0].listen, "127.0.0.1:8080");
@@ -766,11 +760,5 @@ static Suite *config_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(config_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return t_run_suite(config_suite(), CK_NORMAL);
 }

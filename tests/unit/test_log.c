@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "lb/log.h"
+#include "support.h"
 
 /* Longest line the logger writes, newline included (log.c's LOG_LINE_MAX). */
 #define LINE_MAX_BYTES 2048
@@ -309,11 +310,5 @@ static Suite *log_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(log_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return t_run_suite(log_suite(), CK_NORMAL);
 }

@@ -10,6 +10,7 @@
 
 #include "algorithms/algorithm.h"
 #include "lb/pool.h"
+#include "support.h"
 
 /* The table size ip_hash promises (DESIGN.md "Tests"). */
 #define MAGLEV_M 65537u
@@ -40,26 +41,7 @@ static void keys_init(void)
  * so that the same name keeps the same identity across pools. weights may be NULL (all 1). */
 static struct pool *maglev_pool(int n, int skip, const int *weights)
 {
-	static struct cfg_backend be[MAX_N];
-	static char names[MAX_N][32];
-	struct cfg_pool cp = {.name = "maglev", .algorithm = "ip_hash", .health.type = "none"};
-	struct pool *p;
-	size_t k = 0;
-
-	ck_assert_int_le(n, MAX_N);
-	for (int i = 0; i < n; i++) {
-		if (i == skip)
-			continue;
-		snprintf(names[k], sizeof(names[k]), "backend-%d", i);
-		be[k] = (struct cfg_backend){
-		    .name = names[k], .address = names[k], .weight = weights ? weights[i] : 1};
-		k++;
-	}
-	cp.backends = be;
-	cp.nbackends = k;
-	p = pool_create(&cp);
-	ck_assert_ptr_nonnull(p);
-	return p;
+	return t_pool_make("ip_hash", "backend-", n, skip, weights);
 }
 
 /* The i in "backend-<i>": identity across pools built with different members; -1 for NULL.
@@ -366,11 +348,5 @@ static Suite *maglev_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(maglev_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return t_run_suite(maglev_suite(), CK_NORMAL);
 }
