@@ -12,6 +12,7 @@
 struct config;
 struct worker;
 struct qsbr;
+struct reload_env;
 
 /* What the control plane acts on; owned by main.c and outliving the struct ctl. */
 struct ctl_env {
@@ -20,7 +21,8 @@ struct ctl_env {
 	struct worker **workers;
 	int nworkers;
 	struct qsbr *qsbr;
-	uint64_t started_ms; /* timer_now_ms() at start-up, for the uptime */
+	struct reload_env *reload; /* hot reload and prober membership (reload.h) */
+	uint64_t started_ms;	   /* timer_now_ms() at start-up, for the uptime */
 };
 
 /* Longest request line; a longer one gets an error and is skipped up to its newline. */

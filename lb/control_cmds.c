@@ -20,6 +20,7 @@
 #include "lb/log.h"
 #include "lb/pool.h"
 #include "lb/qsbr.h"
+#include "lb/reload.h"
 #include "lb/timer.h"
 #include "lb/worker.h"
 
@@ -27,7 +28,8 @@
 #define REAP_INTERVAL_MS 20
 /* Longest backend name accepted by `add`; config names are not longer in practice. */
 #define NAME_MAX_LEN 255
-#define ERR_MAX	     512
+/* Room for every validation error of a rejected reload. */
+#define ERR_MAX 4096
 
 enum zombie_state { Z_GRACE_PICKS, Z_WAIT_IDLE, Z_GRACE_CLOSE };
 
@@ -211,7 +213,7 @@ static json_t *cmd_status(struct req *r)
 	json_int_t active = 0, accepted = 0, rejected = 0, in = 0, out = 0, nb = 0;
 
 	for (size_t i = 0; i < m->nlisteners; i++) {
-		struct listener *l = &m->listeners[i];
+		struct listener *l = m->listeners[i];
 		json_array_append_new(ls, listener_json(l));
 		active += atomic_load(&l->active);
 		accepted += (json_int_t)atomic_load(&l->accepted);
@@ -326,6 +328,13 @@ static json_t *cmd_weight(struct req *r)
 	return republish(r, b);
 }
 
+/* The prober checks exactly the backends in the pools: tell it after add and remove. */
+static void prober_follow(struct req *r)
+{
+	if (r->x->env->reload)
+		reload_prober_sync(r->x->env->reload);
+}
+
 static bool name_ok(const char *s)
 {
 	size_t n = strlen(s);
@@ -369,6 +378,7 @@ static json_t *cmd_add(struct req *r)
 	if (err < 0)
 		return fail(r, "cannot add backend: %s", strerror(-err));
 	log_info("control: added backend %s/%s (%s)", p->name, b->name, b->address);
+	prober_follow(r);
 	return backend_json(b);
 }
 
@@ -419,6 +429,7 @@ static json_t *cmd_remove(struct req *r)
 	r->x->zombies = z;
 	if (force)
 		kill_backend(r->x->env, b);
+	prober_follow(r); /* before b can be freed: the reaper runs later, on this thread */
 	grace_start(r->x, z);
 	return data;
 }
@@ -459,7 +470,13 @@ static json_t *cmd_metrics(struct req *r)
 
 static json_t *cmd_reload(struct req *r)
 {
-	return fail(r, "reload is not supported by this build yet");
+	json_t *changes = NULL;
+
+	if (!r->x->env->reload)
+		return fail(r, "reload is not available");
+	if (reload_run(r->x->env->reload, &changes, r->err, sizeof(r->err)) < 0)
+		return NULL;
+	return changes;
 }
 
 static const struct {

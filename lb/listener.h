@@ -17,8 +17,10 @@ enum listener_reject {
 };
 
 struct listener {
-	const struct cfg_listener *cfg;
-	struct pool *pool;
+	/* Atomic: a reload re-points a surviving listener at its new settings and pool while
+	 * workers read them; the old config stays alive until shutdown. */
+	_Atomic(const struct cfg_listener *) cfg;
+	_Atomic(struct pool *) pool;
 	_Atomic int active;
 	_Atomic uint64_t accepted;
 	_Atomic uint64_t rejected[LISTENER_REJECT_COUNT];

@@ -20,6 +20,7 @@
 #include "lb/mainloop.h"
 #include "lb/metrics.h"
 #include "lb/pool.h"
+#include "lb/reload.h"
 #include "lb/timer.h"
 #include "lb/worker.h"
 
@@ -29,13 +30,12 @@ enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
 #define MAX_AUTO_WORKERS 64
 
 struct lb {
-	struct config *cfg;
+	struct config *cfg; /* the one loaded at start-up; reload_config(&re) is the running one */
+	struct reload_env re; /* the running pools, listeners, configs and prober */
 	struct qsbr qsbr;
 	struct lb_runtime rt;
-	struct pool **pools;
 	struct worker **workers;
 	int nworkers;
-	struct prober *prober;
 	struct ctl_env ctl_env;
 	struct ctl *ctl;
 	struct metrics_http *metrics;
@@ -84,24 +84,33 @@ static const struct engine_ops *choose_engine(enum cfg_engine want)
 	return &engine_epoll;
 }
 
-static int build_pools(struct lb *lb)
+static int build_pools(struct lb *lb, const char *path)
 {
-	const struct config *cfg = lb->cfg;
+	struct config *cfg = lb->cfg;
+	struct reload_env *re = &lb->re;
 
-	lb->pools = calloc(cfg->npools ? cfg->npools : 1, sizeof(*lb->pools));
-	lb->rt.listeners = calloc(cfg->nlisteners ? cfg->nlisteners : 1, sizeof(struct listener));
-	if (!lb->pools || !lb->rt.listeners)
+	re->path = path;
+	re->cfgs = calloc(1, sizeof(*re->cfgs));
+	re->pools = calloc(cfg->npools ? cfg->npools : 1, sizeof(*re->pools));
+	re->listeners = calloc(cfg->nlisteners ? cfg->nlisteners : 1, sizeof(*re->listeners));
+	if (!re->cfgs || !re->pools || !re->listeners)
 		return -ENOMEM;
-	for (size_t i = 0; i < cfg->npools; i++) {
-		lb->pools[i] = pool_create(&cfg->pools[i]);
-		if (!lb->pools[i])
+	re->cfgs[re->ncfgs++] = cfg; /* re frees it from now on */
+	for (; re->npools < cfg->npools; re->npools++) {
+		re->pools[re->npools] = pool_create(&cfg->pools[re->npools]);
+		if (!re->pools[re->npools])
 			return -ENOMEM;
 	}
-	lb->rt.nlisteners = cfg->nlisteners;
-	for (size_t i = 0; i < cfg->nlisteners; i++) {
-		lb->rt.listeners[i].cfg = &cfg->listeners[i];
-		lb->rt.listeners[i].pool = lb->pools[cfg->listeners[i].pool_index];
+	for (; re->nlisteners < cfg->nlisteners; re->nlisteners++) {
+		struct listener *l = calloc(1, sizeof(*l));
+		if (!l)
+			return -ENOMEM;
+		l->cfg = &cfg->listeners[re->nlisteners];
+		l->pool = re->pools[cfg->listeners[re->nlisteners].pool_index];
+		re->listeners[re->nlisteners] = l;
 	}
+	lb->rt.listeners = re->listeners;
+	lb->rt.nlisteners = re->nlisteners;
 	return 0;
 }
 
@@ -154,6 +163,8 @@ static int start_workers(struct lb *lb)
 			break;
 		}
 		lb->nworkers = i + 1;
+		lb->re.workers = lb->workers;
+		lb->re.nworkers = lb->nworkers;
 		err = worker_start(lb->workers[i]);
 		if (err)
 			log_error("worker %d: cannot start %s engine: %s", i, lb->rt.engine->name,
@@ -177,32 +188,33 @@ static void warn_unbuilt(const struct config *cfg)
 
 static void stop_all(struct lb *lb)
 {
+	uint64_t grace =
+	    lb->re.ncfgs ? reload_config(&lb->re)->shutdown_grace_ms : lb->cfg->shutdown_grace_ms;
 	for (int i = 0; i < lb->nworkers; i++)
 		if (lb->workers[i])
-			worker_drain(lb->workers[i], lb->cfg->shutdown_grace_ms);
+			worker_drain(lb->workers[i], grace);
 	for (int i = 0; i < lb->nworkers; i++)
 		worker_free(lb->workers[i]);
 	free(lb->workers);
 	/* After the workers: checks keep running through the shutdown grace period. */
-	if (lb->prober)
-		prober_stop(lb->prober);
-	lb->prober = NULL;
+	prober_stop(lb->re.prober);
+	lb->re.prober = NULL;
 	if (lb->rt.qsbr)
 		qsbr_destroy(lb->rt.qsbr);
 	lb->rt.qsbr = NULL;
 	lb->workers = NULL;
 	lb->nworkers = 0;
+	lb->re.workers = NULL;
+	lb->re.nworkers = 0;
 }
 
 static void free_all(struct lb *lb)
 {
-	if (lb->pools)
-		for (size_t i = 0; i < lb->cfg->npools; i++)
-			if (lb->pools[i])
-				pool_destroy(lb->pools[i]);
-	free(lb->pools);
-	free(lb->rt.listeners);
-	config_free(lb->cfg);
+	bool owned = lb->re.ncfgs > 0; /* else the start-up config never reached re */
+	reload_env_free(&lb->re);
+	if (!owned)
+		config_free(lb->cfg);
+	lb->cfg = NULL;
 }
 
 /* ---- main loop: signals, control socket, metrics (edit for issue 4) ---- */
@@ -214,6 +226,7 @@ struct sig_handler {
 	struct mainloop_handler h;
 	int fd;
 	bool stop;
+	struct reload_env *re;
 };
 
 static void signal_ready(struct mainloop_handler *h, uint32_t events)
@@ -224,7 +237,12 @@ static void signal_ready(struct mainloop_handler *h, uint32_t events)
 
 	while (read(s->fd, &si, sizeof(si)) == sizeof(si)) {
 		if (si.ssi_signo == SIGHUP) {
-			log_warn("SIGHUP: configuration reload is not implemented yet; ignored");
+			char err[4096];
+			json_t *changes = NULL;
+			log_info("SIGHUP: reloading %s", s->re->path);
+			if (reload_run(s->re, &changes, err, sizeof(err)) < 0)
+				log_error("SIGHUP: reload rejected; the running config stays");
+			json_decref(changes);
 			continue;
 		}
 		log_info("%s: stopping; open connections get the shutdown grace period",
@@ -242,13 +260,14 @@ static int start_control(struct lb *lb, int epfd)
 	    .cfg = lb->cfg,
 	    .m = {.version = LB_VERSION,
 		  .engine = lb->rt.engine->name,
-		  .pools = lb->pools,
-		  .npools = lb->cfg->npools,
-		  .listeners = lb->rt.listeners,
-		  .nlisteners = lb->rt.nlisteners},
+		  .pools = lb->re.pools,
+		  .npools = lb->re.npools,
+		  .listeners = lb->re.listeners,
+		  .nlisteners = lb->re.nlisteners},
 	    .workers = lb->workers,
 	    .nworkers = lb->nworkers,
 	    .qsbr = lb->rt.qsbr,
+	    .reload = &lb->re,
 	    .started_ms = timer_now_ms(),
 	};
 	lb->ctl = ctl_open(epfd, env, why, sizeof(why));
@@ -277,7 +296,7 @@ static int min_timeout(int a, int b)
 /* Main thread: serve signals, the control socket and metrics until SIGTERM/SIGINT. */
 static int main_loop(struct lb *lb, int epfd, int sfd)
 {
-	struct sig_handler sig = {.h.fn = signal_ready, .fd = sfd};
+	struct sig_handler sig = {.h.fn = signal_ready, .fd = sfd, .re = &lb->re};
 	struct epoll_event ev[MAIN_MAX_EVENTS];
 
 	if (mainloop_watch(epfd, EPOLL_CTL_ADD, sfd, EPOLLIN, &sig.h) < 0)
@@ -374,15 +393,20 @@ int main(int argc, char **argv)
 	lb.rt.engine = choose_engine(lb.cfg->engine);
 	if (sfd < 0 || epfd < 0 || !lb.rt.engine)
 		goto out;
-	if (build_pools(&lb) < 0) {
+	if (build_pools(&lb, path) < 0) {
 		log_error("out of memory building pools");
 		goto out;
 	}
 	warn_unbuilt(lb.cfg);
 	if (start_workers(&lb) < 0)
 		goto out;
-	lb.prober = prober_start(lb.pools, lb.cfg->npools, lb.rt.qsbr);
-	if (!lb.prober) {
+	/* Only worker_create reads these; a reload replaces the array they point to. */
+	lb.rt.listeners = NULL;
+	lb.rt.nlisteners = 0;
+	lb.re.qsbr = lb.rt.qsbr;
+	lb.re.ctl = &lb.ctl_env;
+	lb.re.prober = prober_start(lb.re.pools, lb.re.npools, lb.rt.qsbr);
+	if (!lb.re.prober) {
 		log_error("cannot start the health prober: %s", strerror(errno));
 		goto out;
 	}

@@ -146,7 +146,7 @@ static void listener_metrics(FILE *f, const struct metrics_src *src)
 	header(f, "lb_listener_connections_total", "counter",
 	       "Connections accepted by the listener (before ACL and limits).");
 	for (size_t i = 0; i < src->nlisteners; i++) {
-		struct listener *l = &src->listeners[i];
+		struct listener *l = src->listeners[i];
 		if (l->cfg->protocol == CFG_PROTO_TCP)
 			fprintf(f, "lb_listener_connections_total{listener=\"%s\"} %llu\n",
 				esc(l->cfg->name, name),
@@ -155,7 +155,7 @@ static void listener_metrics(FILE *f, const struct metrics_src *src)
 	header(f, "lb_listener_active_connections", "gauge",
 	       "Connections open on the listener now.");
 	for (size_t i = 0; i < src->nlisteners; i++) {
-		struct listener *l = &src->listeners[i];
+		struct listener *l = src->listeners[i];
 		if (l->cfg->protocol == CFG_PROTO_TCP)
 			fprintf(f, "lb_listener_active_connections{listener=\"%s\"} %d\n",
 				esc(l->cfg->name, name), atomic_load(&l->active));
@@ -163,7 +163,7 @@ static void listener_metrics(FILE *f, const struct metrics_src *src)
 	header(f, "lb_listener_rejected_total", "counter",
 	       "Connections closed without reaching a backend, by reason.");
 	for (size_t i = 0; i < src->nlisteners; i++) {
-		struct listener *l = &src->listeners[i];
+		struct listener *l = src->listeners[i];
 		if (l->cfg->protocol != CFG_PROTO_TCP)
 			continue;
 		for (int r = 0; r < LISTENER_REJECT_COUNT; r++)
@@ -174,7 +174,7 @@ static void listener_metrics(FILE *f, const struct metrics_src *src)
 	}
 	header(f, "lb_udp_sessions_active", "gauge", "UDP sessions open on the listener now.");
 	for (size_t i = 0; i < src->nlisteners; i++) {
-		struct listener *l = &src->listeners[i];
+		struct listener *l = src->listeners[i];
 		if (l->cfg->protocol == CFG_PROTO_UDP)
 			fprintf(f, "lb_udp_sessions_active{listener=\"%s\"} 0\n",
 				esc(l->cfg->name, name));

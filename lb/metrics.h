@@ -16,7 +16,7 @@ struct metrics_src {
 	const char *engine;
 	struct pool **pools;
 	size_t npools;
-	struct listener *listeners;
+	struct listener **listeners;
 	size_t nlisteners;
 };
 

@@ -382,6 +382,26 @@ out:
 	return ret;
 }
 
+int pool_reconfigure(struct pool *p, const struct cfg_pool *cp, struct qsbr *q)
+{
+	const struct lb_algorithm *alg =
+	    algorithm_find(cp->algorithm ? cp->algorithm : "round_robin");
+	struct cfg_health h;
+
+	if (!alg)
+		return -EINVAL;
+	if (!health_copy(&h, &cp->health))
+		return -ENOMEM;
+	pthread_mutex_lock(&p->lock);
+	health_free(&p->health);
+	p->health = h;
+	atomic_store(&p->retries, cp->retries);
+	p->algorithm = alg;
+	int ret = rebuild_locked(p, q); /* on ENOMEM picks keep the old snapshot's algorithm */
+	pthread_mutex_unlock(&p->lock);
+	return ret;
+}
+
 int pool_set_algorithm(struct pool *p, const struct lb_algorithm *alg, struct qsbr *q)
 {
 	pthread_mutex_lock(&p->lock);

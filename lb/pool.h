@@ -24,7 +24,7 @@ struct backend {
 	char *address;
 	struct lb_addr addr;
 	bool backup;
-	bool from_config; /* the prober holds it for life: never freed before the pool */
+	bool from_config; /* built from the config file: never freed before the pool */
 	struct pool *pool;
 
 	_Atomic int health; /* enum backend_health */
@@ -75,7 +75,7 @@ struct pool_snapshot {
 
 struct pool {
 	char *name;
-	int retries;
+	_Atomic int retries; /* a reload may change it while workers read it */
 	struct cfg_health health;
 	const struct lb_algorithm *algorithm;
 	struct backend **backends; /* owned */
@@ -84,7 +84,7 @@ struct pool {
 	/* Serialises rebuilds and changes of backends/algorithm between the prober and the
 	 * control plane; never taken by workers. */
 	pthread_mutex_t lock;
-	struct backend **retired; /* removed config backends the prober may still probe */
+	struct backend **retired; /* removed config backends, kept until pool_destroy */
 	size_t nretired;
 };
 
@@ -129,8 +129,8 @@ void pool_snapshot_free(struct pool_snapshot *s);
 
 /* The backend called name, or NULL. */
 struct backend *pool_find_backend(const struct pool *p, const char *name);
-/* Add a backend built from cb (address already resolved). It is not health-checked by the
- * prober (which knows only config backends): it starts up for health "none", else unknown.
+/* Add a backend built from cb (address already resolved). It starts up for health "none",
+ * else unknown; the prober checks it once restarted over the pools (reload_prober_sync).
  * 0, -EEXIST (name taken) or -ENOMEM. */
 int pool_add_backend(struct pool *p, const struct cfg_backend *cb, struct qsbr *q,
 		     struct backend **out);
@@ -139,6 +139,10 @@ int pool_add_backend(struct pool *p, const struct cfg_backend *cb, struct qsbr *
  * if the pool keeps it until pool_destroy (config backends), or -ENOMEM/-ENOENT. */
 int pool_remove_backend(struct pool *p, struct backend *b, struct qsbr *q);
 void pool_backend_free(struct backend *b);
+/* Apply a reloaded pool config's settings (retries, health, algorithm) and publish; the
+ * backends are left alone. The prober must not run. 0, -EINVAL (unknown algorithm) or
+ * -ENOMEM (nothing changed). */
+int pool_reconfigure(struct pool *p, const struct cfg_pool *cp, struct qsbr *q);
 /* Switch the algorithm and publish. 0 or -ENOMEM (old algorithm kept). */
 int pool_set_algorithm(struct pool *p, const struct lb_algorithm *alg, struct qsbr *q);
 

@@ -23,6 +23,14 @@
 
 static void accept_ready(void *arg, uint32_t events);
 
+/* A new listener set for one worker, built by the main thread (worker_set_listeners). */
+struct worker_ls_update {
+	uint64_t gen;
+	size_t n;
+	bool *keep;		     /* keep[i]: reuse the worker's socket for ls[i]->l */
+	struct worker_listener **ls; /* pre-allocated entries, fd set unless keep[i] */
+};
+
 static void accept_retry(struct timer *t, uint64_t now)
 {
 	struct worker_listener *wl =
@@ -62,6 +70,100 @@ static void accept_ready(void *arg, uint32_t events)
 	}
 }
 
+static struct worker_listener *wl_new(struct worker *w, struct listener *l, int fd)
+{
+	struct worker_listener *wl = calloc(1, sizeof(*wl));
+	if (!wl)
+		return NULL;
+	wl->w = w;
+	wl->l = l;
+	wl->fd = fd;
+	timer_init(&wl->retry, accept_retry);
+	return wl;
+}
+
+static void wl_close(struct worker *w, struct worker_listener *wl)
+{
+	if (wl->fd < 0)
+		return;
+	if (wl->watch)
+		w->ops->unwatch(w->eng, wl->watch);
+	wl->watch = NULL;
+	timer_cancel(&w->timers, &wl->retry);
+	/* shutdown() leaves LISTEN at once, whoever else still holds a file reference
+	 * (an io_uring poll does until its removal completes): connects get refused. */
+	(void)shutdown(wl->fd, SHUT_RDWR);
+	close(wl->fd);
+	wl->fd = -1;
+}
+
+static void update_free(struct worker_ls_update *u)
+{
+	if (!u)
+		return;
+	for (size_t i = 0; i < u->n; i++) {
+		if (u->ls[i] && u->ls[i]->fd >= 0)
+			close(u->ls[i]->fd);
+		free(u->ls[i]);
+	}
+	free(u->ls);
+	free(u->keep);
+	free(u);
+}
+
+static struct worker_listener *take_existing(struct worker *w, const struct listener *l)
+{
+	for (size_t i = 0; i < w->nls; i++) {
+		struct worker_listener *wl = w->ls[i];
+		if (wl && wl->l == l) {
+			w->ls[i] = NULL;
+			return wl;
+		}
+	}
+	return NULL;
+}
+
+/* Switch to the listener set the main thread posted: surviving sockets move over without
+ * a gap, new ones get watched, the rest are closed here, on the thread owning the engine. */
+static void apply_listeners(struct worker *w)
+{
+	struct worker_ls_update *u = atomic_exchange(&w->ls_pending, NULL);
+	if (!u)
+		return;
+	bool running = atomic_load(&w->state) == WORKER_RUNNING;
+	for (size_t i = 0; i < u->n; i++) {
+		struct worker_listener *wl = u->ls[i];
+		struct worker_listener *old = u->keep[i] ? take_existing(w, wl->l) : NULL;
+		if (old) {
+			free(wl);
+			u->ls[i] = old;
+			continue;
+		}
+		if (wl->fd < 0)
+			continue;
+		if (running)
+			wl->watch = w->ops->watch(w->eng, wl->fd, ENGINE_READ, accept_ready, wl);
+		if (!wl->watch) {
+			log_error("worker %d: listener %s: cannot watch the new socket", w->id,
+				  wl->l->cfg->name);
+			close(wl->fd);
+			wl->fd = -1;
+		}
+	}
+	for (size_t i = 0; i < w->nls; i++) {
+		if (!w->ls[i])
+			continue;
+		wl_close(w, w->ls[i]);
+		free(w->ls[i]);
+	}
+	free(w->ls);
+	w->ls = u->ls;
+	w->nls = u->n;
+	atomic_store(&w->ls_applied, u->gen);
+	free(u->keep);
+	free(u);
+}
+
 static void wake_ready(void *arg, uint32_t events)
 {
 	struct worker *w = arg;
@@ -69,7 +171,8 @@ static void wake_ready(void *arg, uint32_t events)
 	(void)events;
 	while (read(w->wake_fd, &v, sizeof(v)) > 0)
 		;
-	tcp_relay_kill_scan(w); /* a wake may come from `kill` (worker_kick) */
+	apply_listeners(w);	/* a wake may come from a reload, */
+	tcp_relay_kill_scan(w); /* or from `kill` (worker_kick) */
 }
 
 struct worker *worker_create(int id, const struct lb_runtime *rt, const int *listen_fds)
@@ -88,10 +191,14 @@ struct worker *worker_create(int id, const struct lb_runtime *rt, const int *lis
 		return NULL;
 	}
 	for (size_t i = 0; i < w->nls; i++) {
-		w->ls[i].w = w;
-		w->ls[i].l = &rt->listeners[i];
-		w->ls[i].fd = listen_fds[i];
-		timer_init(&w->ls[i].retry, accept_retry);
+		w->ls[i] = wl_new(w, rt->listeners[i], listen_fds[i]);
+		if (!w->ls[i]) {
+			while (i-- > 0)
+				free(w->ls[i]);
+			free(w->ls);
+			free(w);
+			return NULL;
+		}
 	}
 	pipe_pool_init(&w->pipes, PIPE_POOL_SPARE, PIPE_SIZE);
 	tcp_relay_init(w);
@@ -110,7 +217,7 @@ static int worker_setup(struct worker *w)
 	if (!w->wake_watch)
 		return -ENOMEM;
 	for (size_t i = 0; i < w->nls; i++) {
-		struct worker_listener *wl = &w->ls[i];
+		struct worker_listener *wl = w->ls[i];
 		if (wl->fd < 0)
 			continue;
 		wl->watch = w->ops->watch(w->eng, wl->fd, ENGINE_READ, accept_ready, wl);
@@ -122,20 +229,8 @@ static int worker_setup(struct worker *w)
 
 static void close_listeners(struct worker *w)
 {
-	for (size_t i = 0; i < w->nls; i++) {
-		struct worker_listener *wl = &w->ls[i];
-		if (wl->fd < 0)
-			continue;
-		if (wl->watch)
-			w->ops->unwatch(w->eng, wl->watch);
-		wl->watch = NULL;
-		timer_cancel(&w->timers, &wl->retry);
-		/* shutdown() leaves LISTEN at once, whoever else still holds a file reference
-		 * (an io_uring poll does until its removal completes): connects get refused. */
-		(void)shutdown(wl->fd, SHUT_RDWR);
-		close(wl->fd);
-		wl->fd = -1;
-	}
+	for (size_t i = 0; i < w->nls; i++)
+		wl_close(w, w->ls[i]);
 }
 
 /* Hand queued registrations and removals to the kernel now: io_uring keeps a socket open
@@ -243,6 +338,46 @@ void worker_kick(struct worker *w)
 		log_warn("worker %d: wake: %s", w->id, strerror(errno));
 }
 
+int worker_set_listeners(struct worker *w, struct listener *const *ls, const int *fds, size_t n)
+{
+	struct worker_ls_update *u = calloc(1, sizeof(*u));
+	if (!u)
+		return -ENOMEM;
+	u->ls = calloc(n ? n : 1, sizeof(*u->ls));
+	u->keep = calloc(n ? n : 1, sizeof(*u->keep));
+	if (!u->ls || !u->keep)
+		goto fail;
+	for (; u->n < n; u->n++) {
+		bool keep = fds[u->n] == WORKER_FD_KEEP;
+		u->ls[u->n] = wl_new(w, ls[u->n], keep ? -1 : fds[u->n]);
+		if (!u->ls[u->n])
+			goto fail;
+		u->keep[u->n] = keep;
+	}
+	u->gen = ++w->ls_gen;
+	/* The previous update is always applied or waited for first (reloads are serial). */
+	update_free(atomic_exchange(&w->ls_pending, u));
+	worker_kick(w);
+	return 0;
+fail:
+	for (size_t i = 0; i < u->n; i++)
+		u->ls[i]->fd = -1; /* not ours to close on failure */
+	update_free(u);
+	return -ENOMEM;
+}
+
+bool worker_listeners_wait(struct worker *w, int timeout_ms)
+{
+	/* Reloads are rare and a worker answers within one loop turn: 1 ms polling is plenty. */
+	const struct timespec tick = {0, 1000000};
+	for (int i = 0; i <= timeout_ms; i++) {
+		if (atomic_load(&w->ls_applied) == w->ls_gen)
+			return true;
+		nanosleep(&tick, NULL);
+	}
+	return false;
+}
+
 void worker_free(struct worker *w)
 {
 	if (!w)
@@ -255,9 +390,12 @@ void worker_free(struct worker *w)
 			w->ops->unwatch(w->eng, w->wake_watch);
 		w->ops->destroy(w->eng);
 	}
-	for (size_t i = 0; i < w->nls; i++)
-		if (w->ls[i].fd >= 0)
-			close(w->ls[i].fd);
+	for (size_t i = 0; i < w->nls; i++) {
+		if (w->ls[i]->fd >= 0)
+			close(w->ls[i]->fd);
+		free(w->ls[i]);
+	}
+	update_free(atomic_exchange(&w->ls_pending, NULL));
 	if (w->wake_fd >= 0)
 		close(w->wake_fd);
 	objpool_destroy(&w->conn_pool);

@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "lb/config.h"
@@ -17,17 +18,22 @@
 #include "lb/timer.h"
 
 struct conn;
+struct worker_ls_update;
+
+/* worker_set_listeners: keep the socket this worker already has for that listener. */
+#define WORKER_FD_KEEP (-2)
 
 /* What every worker shares, read-only while they run. */
 struct lb_runtime {
 	const struct config *cfg;
 	const struct engine_ops *engine;
-	struct listener *listeners; /* one per cfg->listeners entry */
+	struct listener **listeners; /* for worker_create only: one per cfg->listeners entry */
 	size_t nlisteners;
 	struct qsbr *qsbr; /* worker i is reader i */
 };
 
-/* One worker's copy of a listener. */
+/* One worker's copy of a listener; allocated one by one so that engine and timer references
+ * to it stay valid when the set changes. */
 struct worker_listener {
 	struct worker *w;
 	struct listener *l;
@@ -46,8 +52,11 @@ struct worker {
 	uint64_t now; /* ms, refreshed once per loop turn */
 	struct pipe_pool pipes;
 
-	struct worker_listener *ls;
+	struct worker_listener **ls;
 	size_t nls;
+	_Atomic(struct worker_ls_update *) ls_pending; /* main thread -> worker (reload) */
+	_Atomic uint64_t ls_applied;		       /* gen of the last update applied */
+	uint64_t ls_gen;			       /* main thread only: last gen posted */
 
 	struct conn *conns; /* open connections (doubly linked) */
 	size_t nconns;
@@ -70,7 +79,7 @@ enum worker_state {
 	WORKER_DONE,
 };
 
-/* Create a worker owning listen_fds (one per runtime listener, -1 for none). */
+/* Create a worker owning listen_fds (one per rt->listeners entry, -1 for none). */
 struct worker *worker_create(int id, const struct lb_runtime *rt, const int *listen_fds);
 /* Start its thread and wait until its engine is up. 0 or -errno (the worker then did not
  * start; free it with worker_free). */
@@ -80,6 +89,13 @@ void worker_drain(struct worker *w, uint64_t grace_ms);
 /* Wake the worker: it closes the connections of killed backends (tcp_relay_kill_scan).
  * Any thread; returns at once. */
 void worker_kick(struct worker *w);
+/* Replace w's listener set (hot reload; main thread): ls[0..n) become its listeners, fds[i]
+ * is a fresh socket for ls[i] (w takes ownership), -1 for none, or WORKER_FD_KEEP to keep
+ * the socket w has for that same listener object. Sockets of listeners not in ls are closed
+ * by the worker itself. Returns at once: 0 or -ENOMEM (nothing changed, fds not taken). */
+int worker_set_listeners(struct worker *w, struct listener *const *ls, const int *fds, size_t n);
+/* Wait up to timeout_ms until w applied the last worker_set_listeners. True if it did. */
+bool worker_listeners_wait(struct worker *w, int timeout_ms);
 /* Join the thread (if started) and free everything. */
 void worker_free(struct worker *w);
 

@@ -1,0 +1,488 @@
+/* Hot reload: prepare everything that can fail (parse, validate, bind new listeners, build
+ * new pools) without touching the running set, then commit with no way back: update the
+ * surviving pools in place, add backends before removing others (a pool is never empty in
+ * between), re-point the listeners and hand each worker its new listener set. */
+#include "lb/reload.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "health/prober.h"
+#include "lb/config.h"
+#include "lb/control.h"
+#include "lb/listener.h"
+#include "lb/log.h"
+#include "lb/pool.h"
+#include "lb/worker.h"
+
+/* How long a reload waits for each worker to take its new listener set; a running worker
+ * answers within one loop turn. */
+#define WORKER_ACK_MS 2000
+
+/* What prepare builds and commit installs. */
+struct plan {
+	struct config *cfg;
+	struct pool **pools; /* per new cfg pool: the surviving pool or a new one */
+	bool *pool_new;
+	struct listener **ls; /* per new cfg listener: the surviving listener or a new one */
+	bool *ls_keep;
+	int *fds; /* nworkers x nlisteners: a fresh socket, -1 or WORKER_FD_KEEP */
+};
+
+struct config *reload_config(const struct reload_env *re)
+{
+	return re->cfgs[re->ncfgs - 1];
+}
+
+static struct pool *find_pool(struct pool **pools, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(pools[i]->name, name) == 0)
+			return pools[i];
+	return NULL;
+}
+
+static const struct cfg_pool *find_cfg_pool(const struct config *cfg, const char *name)
+{
+	for (size_t i = 0; i < cfg->npools; i++)
+		if (strcmp(cfg->pools[i].name, name) == 0)
+			return &cfg->pools[i];
+	return NULL;
+}
+
+static const char *cb_name(const struct cfg_backend *cb)
+{
+	return cb->name ? cb->name : cb->address;
+}
+
+static const struct cfg_backend *find_cfg_backend(const struct cfg_pool *cp, const char *name)
+{
+	for (size_t i = 0; cp && i < cp->nbackends; i++)
+		if (strcmp(cb_name(&cp->backends[i]), name) == 0)
+			return &cp->backends[i];
+	return NULL;
+}
+
+static bool same_addr(const struct lb_addr *a, const struct lb_addr *b)
+{
+	return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
+}
+
+/* The running listener the new one continues: same name, protocol and address. */
+static struct listener *find_listener(const struct reload_env *re, const struct cfg_listener *lc)
+{
+	for (size_t i = 0; i < re->nlisteners; i++) {
+		const struct cfg_listener *old = atomic_load(&re->listeners[i]->cfg);
+		if (strcmp(old->name, lc->name) == 0 && old->protocol == lc->protocol &&
+		    same_addr(&old->addr, &lc->addr))
+			return re->listeners[i];
+	}
+	return NULL;
+}
+
+static bool push(void *arrp, size_t *n, void *item)
+{
+	void ***arr = arrp;
+	void **a = realloc(*arr, (*n + 1) * sizeof(*a));
+	if (!a)
+		return false;
+	a[(*n)++] = item;
+	*arr = a;
+	return true;
+}
+
+static void note(json_t *changes, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Record one change in the reply and log it. */
+static void note(json_t *changes, const char *key, const char *fmt, ...)
+{
+	char buf[600];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	json_t *arr = json_object_get(changes, key);
+	if (!arr) {
+		arr = json_array();
+		json_object_set_new(changes, key, arr);
+	}
+	json_array_append_new(arr, json_string(buf));
+	log_info("reload: %s: %s", key, buf);
+}
+
+/* ---- prepare: nothing running changes ---- */
+
+static void plan_abort(struct plan *pl, const struct reload_env *re)
+{
+	size_t nl = pl->cfg ? pl->cfg->nlisteners : 0;
+
+	for (size_t i = 0; pl->pools && i < pl->cfg->npools; i++)
+		if (pl->pool_new[i])
+			pool_destroy(pl->pools[i]);
+	for (size_t i = 0; pl->ls && i < nl; i++)
+		if (!pl->ls_keep[i])
+			free(pl->ls[i]);
+	for (size_t i = 0; pl->fds && i < (size_t)re->nworkers * nl; i++)
+		if (pl->fds[i] >= 0)
+			close(pl->fds[i]);
+	free(pl->pools);
+	free(pl->pool_new);
+	free(pl->ls);
+	free(pl->ls_keep);
+	free(pl->fds);
+	config_free(pl->cfg);
+}
+
+static int bind_new(const struct reload_env *re, struct plan *pl, char *err, size_t errlen)
+{
+	const struct config *cfg = pl->cfg;
+
+	for (size_t j = 0; j < cfg->nlisteners; j++) {
+		const struct cfg_listener *lc = &cfg->listeners[j];
+		for (int w = 0; w < re->nworkers; w++) {
+			int *fd = &pl->fds[(size_t)w * cfg->nlisteners + j];
+			const char *why = "";
+			if (pl->ls_keep[j]) {
+				*fd = WORKER_FD_KEEP;
+				continue;
+			}
+			if (lc->protocol == CFG_PROTO_UDP)
+				continue; /* UDP relaying is not built yet */
+			*fd = listener_socket(&lc->addr, SOCK_STREAM, &why);
+			if (*fd < 0) {
+				snprintf(err, errlen, "listener %s: cannot %s %s: %s", lc->name,
+					 why, lc->listen, strerror(-*fd));
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
+static int plan_prepare(const struct reload_env *re, struct plan *pl, char *err, size_t errlen)
+{
+	const struct config *cfg = pl->cfg;
+	size_t np = cfg->npools ? cfg->npools : 1, nl = cfg->nlisteners ? cfg->nlisteners : 1;
+
+	pl->pools = calloc(np, sizeof(*pl->pools));
+	pl->pool_new = calloc(np, sizeof(*pl->pool_new));
+	pl->ls = calloc(nl, sizeof(*pl->ls));
+	pl->ls_keep = calloc(nl, sizeof(*pl->ls_keep));
+	pl->fds = calloc((size_t)(re->nworkers ? re->nworkers : 1) * nl, sizeof(*pl->fds));
+	if (!pl->pools || !pl->pool_new || !pl->ls || !pl->ls_keep || !pl->fds)
+		goto nomem;
+	for (size_t i = 0; i < (size_t)re->nworkers * cfg->nlisteners; i++)
+		pl->fds[i] = -1; /* plan_abort closes what is >= 0 */
+	for (size_t i = 0; i < cfg->npools; i++) {
+		pl->pools[i] = find_pool(re->pools, re->npools, cfg->pools[i].name);
+		if (pl->pools[i])
+			continue;
+		pl->pools[i] = pool_create(&cfg->pools[i]);
+		if (!pl->pools[i])
+			goto nomem;
+		pl->pool_new[i] = true;
+	}
+	for (size_t i = 0; i < cfg->nlisteners; i++) {
+		pl->ls[i] = find_listener(re, &cfg->listeners[i]);
+		pl->ls_keep[i] = pl->ls[i] != NULL;
+		if (!pl->ls[i] && !(pl->ls[i] = calloc(1, sizeof(*pl->ls[i]))))
+			goto nomem;
+	}
+	return bind_new(re, pl, err, errlen);
+nomem:
+	snprintf(err, errlen, "out of memory preparing the new configuration");
+	return -1;
+}
+
+/* ---- commit: no failure sends us back any more ---- */
+
+static void retire_backend(struct reload_env *re, struct pool *p, struct backend *b)
+{
+	/* Open connections keep b and finish; only new picks stop (like `remove`). */
+	int owned = pool_remove_backend(p, b, re->qsbr);
+	if (owned < 0) {
+		log_error("reload: cannot remove backend %s/%s: %s", p->name, b->name,
+			  strerror(-owned));
+		return;
+	}
+	if (owned == 1 && !push(&re->old_backends, &re->nold_backends, b))
+		log_error("reload: out of memory: backend %s/%s leaks", p->name, b->name);
+}
+
+static void add_backend(struct reload_env *re, struct pool *p, const struct cfg_backend *cb,
+			json_t *changes)
+{
+	struct backend *b;
+	int rc = pool_add_backend(p, cb, re->qsbr, &b);
+
+	if (rc < 0)
+		log_error("reload: cannot add backend %s/%s: %s", p->name, cb_name(cb),
+			  strerror(-rc));
+	else
+		note(changes, "added", "%s/%s", p->name, b->name);
+}
+
+/* A config value changed between the two files: apply it. Otherwise keep what runs, which
+ * may have been set at run time (lbctl weight). */
+static void update_int(_Atomic int *v, int old_cfg, int new_cfg, bool known)
+{
+	if (!known || old_cfg != new_cfg)
+		atomic_store(v, new_cfg);
+}
+
+static void sync_backends(struct reload_env *re, struct pool *p, const struct cfg_pool *oldcp,
+			  const struct cfg_pool *cp, json_t *changes)
+{
+	/* Add and update first, remove last: the pool never goes empty in between. */
+	for (size_t i = 0; i < cp->nbackends; i++) {
+		const struct cfg_backend *cb = &cp->backends[i];
+		struct backend *b = pool_find_backend(p, cb_name(cb));
+		if (b && (strcmp(b->address, cb->address) != 0 || b->backup != cb->backup)) {
+			note(changes, "replaced", "%s/%s", p->name, b->name);
+			retire_backend(re, p, b); /* a new address is a new backend */
+			b = NULL;
+		}
+		if (!b) {
+			add_backend(re, p, cb, changes);
+			continue;
+		}
+		const struct cfg_backend *ocb = find_cfg_backend(oldcp, b->name);
+		update_int(&b->weight, ocb ? ocb->weight : 0, cb->weight, ocb != NULL);
+		update_int(&b->max_conns, ocb ? ocb->max_conns : 0, cb->max_conns, ocb != NULL);
+	}
+	for (size_t i = 0; i < p->nbackends;) {
+		struct backend *b = p->backends[i];
+		if (find_cfg_backend(cp, b->name)) {
+			i++;
+			continue;
+		}
+		note(changes, "removed", "%s/%s", p->name, b->name);
+		retire_backend(re, p, b); /* shifts p->backends down */
+	}
+}
+
+static bool health_differs(const struct cfg_health *a, const struct cfg_health *b)
+{
+	return strcmp(a->type ? a->type : "none", b->type ? b->type : "none") != 0 ||
+	       a->interval_ms != b->interval_ms || a->timeout_ms != b->timeout_ms ||
+	       a->rise != b->rise || a->fall != b->fall;
+}
+
+static void commit_pools(struct reload_env *re, struct plan *pl, json_t *changes)
+{
+	const struct config *old = reload_config(re);
+
+	for (size_t i = 0; i < pl->cfg->npools; i++) {
+		const struct cfg_pool *cp = &pl->cfg->pools[i];
+		struct pool *p = pl->pools[i];
+		if (pl->pool_new[i]) {
+			note(changes, "pools_added", "%s", p->name);
+			continue;
+		}
+		const struct cfg_pool *ocp = find_cfg_pool(old, p->name);
+		if (!ocp ||
+		    strcmp(ocp->algorithm ? ocp->algorithm : "",
+			   cp->algorithm ? cp->algorithm : "") != 0 ||
+		    ocp->retries != cp->retries || health_differs(&ocp->health, &cp->health))
+			note(changes, "pools_changed", "%s", p->name);
+		int rc = pool_reconfigure(p, cp, re->qsbr);
+		if (rc < 0)
+			log_error("reload: pool %s: cannot apply its settings: %s", p->name,
+				  strerror(-rc));
+		sync_backends(re, p, ocp, cp, changes);
+	}
+	for (size_t i = 0; i < re->npools; i++) {
+		struct pool *p = re->pools[i];
+		if (find_cfg_pool(pl->cfg, p->name))
+			continue;
+		/* Kept whole until shutdown: open connections still use its backends. */
+		note(changes, "pools_removed", "%s", p->name);
+		if (!push(&re->old_pools, &re->nold_pools, p))
+			log_error("reload: out of memory: pool %s leaks", p->name);
+	}
+}
+
+static bool listener_differs(const struct cfg_listener *a, const struct cfg_listener *b)
+{
+	return strcmp(a->pool, b->pool) != 0 || a->max_conns != b->max_conns ||
+	       a->nallow != b->nallow || a->ndeny != b->ndeny ||
+	       a->proxy_protocol != b->proxy_protocol ||
+	       a->connect_timeout_ms != b->connect_timeout_ms ||
+	       a->idle_timeout_ms != b->idle_timeout_ms;
+}
+
+static void commit_listeners(struct reload_env *re, struct plan *pl, json_t *changes)
+{
+	const struct config *cfg = pl->cfg;
+
+	for (size_t i = 0; i < cfg->nlisteners; i++) {
+		const struct cfg_listener *lc = &cfg->listeners[i];
+		struct listener *l = pl->ls[i];
+		if (pl->ls_keep[i] && listener_differs(atomic_load(&l->cfg), lc))
+			note(changes, "listeners_changed", "%s", lc->name);
+		else if (!pl->ls_keep[i])
+			note(changes, "listeners_added", "%s (%s)", lc->name, lc->listen);
+		atomic_store(&l->cfg, lc);
+		atomic_store(&l->pool, pl->pools[lc->pool_index]);
+	}
+	for (int w = 0; w < re->nworkers; w++) {
+		int *fds = &pl->fds[(size_t)w * cfg->nlisteners];
+		if (worker_set_listeners(re->workers[w], pl->ls, fds, cfg->nlisteners) < 0) {
+			log_error("reload: worker %d: out of memory; it keeps its old listeners",
+				  w);
+			for (size_t j = 0; j < cfg->nlisteners; j++)
+				if (fds[j] >= 0)
+					close(fds[j]);
+			continue;
+		}
+		for (size_t j = 0; j < cfg->nlisteners; j++)
+			fds[j] = -1; /* the worker owns them now */
+	}
+	for (int w = 0; w < re->nworkers; w++)
+		if (!worker_listeners_wait(re->workers[w], WORKER_ACK_MS))
+			log_warn("reload: worker %d has not taken its new listeners yet", w);
+	for (size_t i = 0; i < re->nlisteners; i++) {
+		struct listener *l = re->listeners[i];
+		bool kept = false;
+		for (size_t j = 0; j < cfg->nlisteners && !kept; j++)
+			kept = pl->ls[j] == l;
+		if (kept)
+			continue;
+		/* Kept until shutdown: its open connections still count on it. */
+		note(changes, "listeners_removed", "%s", atomic_load(&l->cfg)->name);
+		if (!push(&re->old_listeners, &re->nold_listeners, l))
+			log_error("reload: out of memory: a listener object leaks");
+	}
+}
+
+/* Settings only a restart applies. */
+static void note_restart_only(const struct config *old, const struct config *cfg, json_t *changes)
+{
+	if (old->engine != cfg->engine)
+		note(changes, "restart_required", "engine");
+	if (old->workers != cfg->workers)
+		note(changes, "restart_required", "workers");
+	if (strcmp(old->control_socket, cfg->control_socket) != 0 ||
+	    old->control_mode != cfg->control_mode)
+		note(changes, "restart_required", "control");
+	if ((old->metrics_listen == NULL) != (cfg->metrics_listen == NULL) ||
+	    (old->metrics_listen && strcmp(old->metrics_listen, cfg->metrics_listen) != 0))
+		note(changes, "restart_required", "metrics");
+	if (old->log_level != cfg->log_level || old->log_format != cfg->log_format ||
+	    old->log_access != cfg->log_access)
+		note(changes, "restart_required", "log");
+}
+
+static void join_errors(const struct cfg_errors *errs, int ret, const char *path, char *err,
+			size_t errlen)
+{
+	size_t off = 0;
+
+	if (!errs->n) {
+		snprintf(err, errlen, "%s: %s", path, strerror(-ret));
+		log_error("reload rejected: %s", err);
+		return;
+	}
+	err[0] = '\0';
+	for (size_t i = 0; i < errs->n && off < errlen; i++) {
+		log_error("reload rejected: %s", errs->msg[i]);
+		int n = snprintf(err + off, errlen - off, "%s%s", i ? "; " : "", errs->msg[i]);
+		off += n > 0 ? (size_t)n : 0;
+	}
+}
+
+int reload_run(struct reload_env *re, json_t **changes, char *err, size_t errlen)
+{
+	struct cfg_errors errs = {0};
+	struct plan pl = {0};
+	int ret = config_load(re->path, &pl.cfg, &errs);
+
+	if (ret < 0) {
+		join_errors(&errs, ret, re->path, err, errlen);
+		cfg_errors_free(&errs);
+		return -1;
+	}
+	struct config **cfgs = realloc(re->cfgs, (re->ncfgs + 1) * sizeof(*cfgs));
+	if (cfgs)
+		re->cfgs = cfgs;
+	json_t *ch = json_object();
+	if (!cfgs || !ch) {
+		snprintf(err, errlen, "out of memory");
+		json_decref(ch);
+		plan_abort(&pl, re);
+		return -1;
+	}
+	if (plan_prepare(re, &pl, err, errlen) < 0) {
+		log_error("reload rejected: %s", err);
+		json_decref(ch);
+		plan_abort(&pl, re);
+		return -1;
+	}
+
+	prober_stop(re->prober); /* pool health settings and membership change under it */
+	re->prober = NULL;
+	note_restart_only(reload_config(re), pl.cfg, ch);
+	commit_pools(re, &pl, ch);
+	commit_listeners(re, &pl, ch);
+
+	free(re->pools);
+	free(re->listeners);
+	re->pools = pl.pools;
+	re->npools = pl.cfg->npools;
+	re->listeners = pl.ls;
+	re->nlisteners = pl.cfg->nlisteners;
+	re->cfgs[re->ncfgs++] = pl.cfg; /* the old ones stay: listeners' cfg pointed into them */
+	re->ctl->cfg = pl.cfg;
+	re->ctl->m.pools = re->pools;
+	re->ctl->m.npools = re->npools;
+	re->ctl->m.listeners = re->listeners;
+	re->ctl->m.nlisteners = re->nlisteners;
+	free(pl.pool_new);
+	free(pl.ls_keep);
+	free(pl.fds);
+	reload_prober_sync(re);
+	log_info("reload: %s applied (%zu listeners, %zu pools)", re->path, re->nlisteners,
+		 re->npools);
+	*changes = ch;
+	return 0;
+}
+
+int reload_prober_sync(struct reload_env *re)
+{
+	prober_stop(re->prober);
+	re->prober = prober_start(re->pools, re->npools, re->qsbr);
+	if (re->prober)
+		return 0;
+	int err = errno;
+	log_error("cannot restart the health prober: %s", strerror(err));
+	return -err;
+}
+
+void reload_env_free(struct reload_env *re)
+{
+	for (size_t i = 0; i < re->npools; i++)
+		pool_destroy(re->pools[i]);
+	for (size_t i = 0; i < re->nold_pools; i++)
+		pool_destroy(re->old_pools[i]);
+	for (size_t i = 0; i < re->nlisteners; i++)
+		free(re->listeners[i]);
+	for (size_t i = 0; i < re->nold_listeners; i++)
+		free(re->old_listeners[i]);
+	for (size_t i = 0; i < re->nold_backends; i++)
+		pool_backend_free(re->old_backends[i]);
+	for (size_t i = 0; i < re->ncfgs; i++)
+		config_free(re->cfgs[i]);
+	free(re->pools);
+	free(re->old_pools);
+	free(re->listeners);
+	free(re->old_listeners);
+	free(re->old_backends);
+	free(re->cfgs);
+	memset(re, 0, sizeof(*re));
+}
