@@ -10,7 +10,7 @@ bad=$(git ls-files '*.c' '*.h' | while read -r f; do
 	[ -f "$f" ] && ! clang-format --dry-run --Werror "$f" >/dev/null 2>&1 && echo "$f"
 done || true)
 if [ -n "$bad" ]; then
-	echo "not clang-format clean (run: make format):" $bad
+	echo "not clang-format clean (run: make format): $bad"
 	exit 1
 fi
 echo "format: clean"

@@ -19,12 +19,16 @@ trap cleanup INT TERM EXIT
 pids+=($!)
 # A copy in the temp dir, so the control socket (default: beside the config) lands there.
 cp examples/quickstart.json "$dir/lb.json"
-"$build/lb" -c "$dir/lb.json" &
-pids+=($!)
+"$build/lb" -c "$dir/lb.json" 2>"$dir/lb.log" &
+lb_pid=$!
+pids+=("$lb_pid")
+# Wait for lb's own start-up line rather than probing the port, which would use up a turn.
 for _ in $(seq 50); do
-	(exec 3<>/dev/tcp/127.0.0.1/8080) 2>/dev/null && break
+	grep -q " started:" "$dir/lb.log" 2>/dev/null && break
 	sleep 0.1
 done
+tail -n +1 -f "$dir/lb.log" >&2 &
+pids+=($!)
 cat <<TXT
 
 lb is balancing 127.0.0.1:8080 over three backends (web1..web3 on ports 9001-9003),
@@ -34,8 +38,8 @@ Try, in another terminal:
   for i in 1 2 3 4 5 6; do curl -s 127.0.0.1:8080/; done      # web1 web2 web3 web1 web2 web3
   curl -s 127.0.0.1:8080/ 127.0.0.1:8080/                     # one keep-alive connection: same backend
   $build/lb -c examples/quickstart.json --check               # validate a config
-  kill -TERM $(pgrep -x lb)                                   # graceful stop (or Ctrl-C here)
+  kill -TERM $lb_pid                                         # graceful stop (or Ctrl-C here)
 
 Config: examples/quickstart.json. Press Ctrl-C to stop the demo.
 TXT
-wait "${pids[1]}"
+wait "$lb_pid"
