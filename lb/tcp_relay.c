@@ -35,6 +35,7 @@ struct half {
 	uint32_t in_pipe;    /* bytes read from the source, not yet written to the sink */
 	bool eof;	     /* the source sent FIN */
 	bool shut;	     /* FIN forwarded to the sink */
+	bool bulk;	     /* a read filled the scratch buffer: splice from now on */
 	uint64_t bytes;	     /* delivered to the sink */
 };
 
@@ -144,6 +145,53 @@ static void conn_finish(struct conn *c, const char *how, bool reset_client, bool
 	objpool_put(&w->conn_pool, c);
 }
 
+/* Small-message path: recv into the worker's scratch buffer and send at once. What the sink
+ * does not take is parked in a pipe, which pump() then drains with splice like any other.
+ * Returns with h->bulk set when a read filled the buffer (the caller switches to splice). */
+static enum pump_result pump_small(struct conn *c, struct half *h, int src, int dst)
+{
+	struct worker *w = c->w;
+
+	for (;;) {
+		ssize_t n = recv(src, w->relay_buf, sizeof(w->relay_buf), 0);
+		if (n == 0) {
+			h->eof = true;
+			return PUMP_OK;
+		}
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN)
+				return PUMP_SRC_ERR;
+			half_release_pipe(w, h); /* empty: idle connections hold no pipe */
+			return PUMP_OK;
+		}
+		c->last_active = w->now;
+		ssize_t m = send(dst, w->relay_buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (m < 0) {
+			if (errno != EAGAIN && errno != EINTR)
+				return PUMP_DST_ERR;
+			m = 0;
+		}
+		h->bytes += (uint64_t)m;
+		if (m < n) {
+			if (h->pipe.rd < 0 && pipe_pool_get(&w->pipes, &h->pipe) < 0) {
+				h->pipe.rd = h->pipe.wr = -1;
+				return PUMP_NO_PIPE;
+			}
+			/* An empty pipe holds at least 2 pages: the remainder fits whole. */
+			ssize_t r = write(h->pipe.wr, w->relay_buf + m, (size_t)(n - m));
+			if (r != n - m)
+				return PUMP_NO_PIPE;
+			h->in_pipe = (uint32_t)r;
+		}
+		if (n == (ssize_t)sizeof(w->relay_buf))
+			h->bulk = true;
+		if (h->in_pipe || h->bulk)
+			return PUMP_OK; /* pump() drains the pipe / switches to splice */
+	}
+}
+
 /* Move what the source has towards the sink until one of them would block. */
 static enum pump_result pump(struct conn *c, struct half *h, int src, int dst)
 {
@@ -172,6 +220,14 @@ static enum pump_result pump(struct conn *c, struct half *h, int src, int dst)
 				h->shut = true;
 			}
 			return PUMP_OK;
+		}
+		if (!h->bulk) {
+			enum pump_result r = pump_small(c, h, src, dst);
+			if (r != PUMP_OK)
+				return r;
+			if (!h->eof && !h->bulk && !h->in_pipe)
+				return PUMP_OK; /* the source is drained */
+			continue;		/* forward the FIN, drain the pipe, or splice */
 		}
 		if (h->pipe.rd < 0 && pipe_pool_get(&w->pipes, &h->pipe) < 0) {
 			h->pipe.rd = h->pipe.wr = -1;

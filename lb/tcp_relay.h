@@ -9,6 +9,11 @@
 struct worker;
 struct listener;
 
+/* Reads up to this size are relayed with recv/send through the worker's scratch buffer (two
+ * cheap syscalls); a read that fills it marks the direction bulk, which then splices. 8 KiB
+ * is the smallest a pipe can be (2 pages), so an unsent remainder always fits in one. */
+#define TCP_RELAY_SMALL_READ 8192
+
 /* Take ownership of an accepted client socket fd. */
 void tcp_relay_accept(struct worker *w, struct listener *l, int fd,
 		      const struct sockaddr_storage *client, socklen_t len);

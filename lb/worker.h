@@ -15,6 +15,7 @@
 #include "lb/objpool.h"
 #include "lb/pipe_pool.h"
 #include "lb/qsbr.h"
+#include "lb/tcp_relay.h"
 #include "lb/timer.h"
 
 struct conn;
@@ -60,7 +61,8 @@ struct worker {
 
 	struct conn *conns; /* open connections (doubly linked) */
 	size_t nconns;
-	struct objpool conn_pool; /* struct conn objects, owned by tcp_relay.c */
+	struct objpool conn_pool;	      /* struct conn objects, owned by tcp_relay.c */
+	char relay_buf[TCP_RELAY_SMALL_READ]; /* tcp_relay.c's scratch for small reads */
 
 	int wake_fd; /* eventfd: main thread -> worker */
 	struct engine_watch *wake_watch;

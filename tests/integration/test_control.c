@@ -250,6 +250,22 @@ START_TEST(test_add_makes_a_new_backend_take_traffic_and_remove_stops_it)
 	lbctl_ok("re-add", "add", "web", "c", tb_address(h.be.tb[2]), NULL);
 	expect(t_fetch_many(&h.be, h.port, 6, counts) == 0 && counts[2] == 2, "re-added c got %u",
 	       counts[2]);
+	/* The clients have closed, but lb finishes a pair only after the backend's FIN too:
+	 * wait until lb counts c idle, then a plain remove must succeed. */
+	uint64_t end = t_now_ms() + 3000;
+	char *out = NULL;
+	for (;;) {
+		free(out);
+		out = NULL;
+		if (lbctl(&out, NULL, "--json", "backends", "web", NULL) == 0 && out &&
+		    strstr(out, "\"name\": \"c\"") &&
+		    strstr(strstr(out, "\"name\": \"c\""), "\"active\": 0"))
+			break;
+		if (t_now_ms() > end)
+			break;
+		usleep(20 * 1000);
+	}
+	free(out);
 	lbctl_ok("remove", "remove", "web/c", NULL);
 	usleep(200 * 1000); /* let the reaper free it while lb runs (ASan watches) */
 	finish();

@@ -473,6 +473,36 @@ START_TEST(test_relays_64_mib_intact_both_ways)
 }
 END_TEST
 
+/* Small messages take lb's recv/send path until the buffers back up and reads fill its
+ * scratch buffer (then splice takes over mid-stream): a client that reads nothing until it
+ * has written everything must still get every byte back, in order. */
+START_TEST(test_small_messages_to_a_slow_reader_arrive_intact)
+{
+	enum { MSG = 1000, COUNT = 1000 };
+	struct tbackend *e = t_backends_add(&h.be, TB_ECHO, "e1");
+	struct bspec s = spec_of(e);
+	static uint8_t sent[MSG * COUNT], got[MSG * COUNT];
+
+	start_lb("round_robin", NULL, &s, 1);
+	int fd = t_connect(NULL, h.port);
+	expect(fd >= 0, "connect to lb failed: %s", strerror(errno));
+	for (size_t i = 0; i < sizeof(sent); i++)
+		sent[i] = (uint8_t)(i * 2654435761u >> 13);
+	/* 1 MB in 1000-byte writes, paced so that lb reads the first ones one by one, none
+	 * read back until all are written. */
+	for (int i = 0; i < COUNT; i++) {
+		expect(t_send_all(fd, sent + (size_t)i * MSG, MSG), "write %d failed: %s", i,
+		       strerror(errno));
+		if (i % 50 == 0)
+			usleep(1000);
+	}
+	expect(t_recv_exact(fd, got, sizeof(got), 10000), "echo incomplete: %s", strerror(errno));
+	expect(memcmp(sent, got, sizeof(got)) == 0, "echoed bytes differ");
+	close(fd);
+	finish();
+}
+END_TEST
+
 START_TEST(test_half_close_still_delivers_the_reply_then_eof)
 {
 	const uint64_t total = 1 << 20;
@@ -622,6 +652,7 @@ static Suite *tcp_core_suite(void)
 	tcase_add_test(tc, test_ip_hash_keeps_clients_and_moves_only_those_of_a_lost_backend);
 	tcase_add_test(tc, test_random_two_skips_refused_and_zero_weight_backends);
 	tcase_add_test(tc, test_relays_64_mib_intact_both_ways);
+	tcase_add_test(tc, test_small_messages_to_a_slow_reader_arrive_intact);
 	tcase_add_test(tc, test_half_close_still_delivers_the_reply_then_eof);
 	tcase_add_test(tc, test_retry_moves_past_a_refused_backend);
 	tcase_add_test(tc, test_no_usable_backend_closes_the_client_at_once);
