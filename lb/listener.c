@@ -6,9 +6,15 @@
 #include <unistd.h>
 
 #include "lb/listener.h"
+#include "lb/log.h"
 
 /* Accept backlog: the kernel clamps it to net.core.somaxconn. */
 #define LISTEN_BACKLOG 4096
+/* Receive buffer of a UDP listener: absorbs bursts while a worker is busy (SO_RCVBUFFORCE
+ * as root; otherwise the kernel caps it at net.core.rmem_max). */
+#define UDP_RCVBUF (8 << 20)
+/* At most one rejection message per thread per interval; the rest are counted. */
+#define REJECT_LOG_INTERVAL_MS 1000
 
 const char *listener_reject_name(enum listener_reject r)
 {
@@ -18,6 +24,26 @@ const char *listener_reject_name(enum listener_reject r)
 	    [LISTENER_REJECT_NO_BACKEND] = "no_backend",
 	};
 	return r < LISTENER_REJECT_COUNT ? names[r] : "unknown";
+}
+
+void listener_reject(struct listener *l, enum listener_reject why, const struct sockaddr *client,
+		     const char *action, const char *how, uint64_t now)
+{
+	static _Thread_local uint64_t last_log, suppressed;
+
+	atomic_fetch_add_explicit(&l->rejected[why], 1, memory_order_relaxed);
+	if (!how)
+		return;
+	if (last_log && now - last_log < REJECT_LOG_INTERVAL_MS) {
+		suppressed++;
+		return;
+	}
+	char addr[ADDR_STR_MAX];
+	addr_format(client, addr, sizeof(addr));
+	log_warn("listener %s: %s from %s: %s (%llu more since last message)", l->cfg->name, action,
+		 addr, how, (unsigned long long)suppressed);
+	last_log = now;
+	suppressed = 0;
 }
 
 bool listener_take(struct listener *l)
@@ -34,6 +60,28 @@ bool listener_take(struct listener *l)
 void listener_release(struct listener *l)
 {
 	atomic_fetch_sub_explicit(&l->active, 1, memory_order_relaxed);
+}
+
+static bool is_wildcard(const struct lb_addr *addr)
+{
+	if (addr->ss.ss_family == AF_INET)
+		return ((const struct sockaddr_in *)&addr->ss)->sin_addr.s_addr ==
+		       htonl(INADDR_ANY);
+	const struct in6_addr *a6 = &((const struct sockaddr_in6 *)&addr->ss)->sin6_addr;
+	return IN6_IS_ADDR_UNSPECIFIED(a6);
+}
+
+static int dgram_options(int fd, const struct lb_addr *addr)
+{
+	int one = 1, size = UDP_RCVBUF;
+
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) < 0)
+		(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+	if (!is_wildcard(addr))
+		return 0;
+	if (addr->ss.ss_family == AF_INET)
+		return setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one));
+	return setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one));
 }
 
 int listener_socket(const struct lb_addr *addr, int type, const char **why)
@@ -57,6 +105,10 @@ int listener_socket(const struct lb_addr *addr, int type, const char **why)
 	}
 	if (bind(fd, (const struct sockaddr *)&addr->ss, addr->len) < 0) {
 		*why = "bind";
+		goto fail;
+	}
+	if (type == SOCK_DGRAM && dgram_options(fd, addr) < 0) {
+		*why = "setsockopt";
 		goto fail;
 	}
 	if (type == SOCK_STREAM && listen(fd, LISTEN_BACKLOG) < 0) {

@@ -5,6 +5,7 @@
 
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "lb/config.h"
 #include "lb/pool.h"
@@ -28,11 +29,19 @@ struct listener {
 
 const char *listener_reject_name(enum listener_reject r);
 
+/* Count a connection or datagram turned away for why. If how is not NULL, also log
+ * "ACTION from CLIENT: HOW" (action: "closing connection", "dropping datagram") at most once
+ * a second per thread, with how many went unlogged since; now is the caller's clock (ms). */
+void listener_reject(struct listener *l, enum listener_reject why, const struct sockaddr *client,
+		     const char *action, const char *how, uint64_t now);
+
 /* Admit one more connection under max_conns (atomically). False = over the cap. */
 bool listener_take(struct listener *l);
 void listener_release(struct listener *l);
 
-/* A non-blocking socket bound to addr with SO_REUSEPORT (and listening, for SOCK_STREAM).
+/* A non-blocking socket bound to addr with SO_REUSEPORT: listening, for SOCK_STREAM; for
+ * SOCK_DGRAM with a large receive buffer, and reporting each datagram's destination address
+ * (IP_PKTINFO / IPV6_RECVPKTINFO) when addr is a wildcard, so that replies can leave from it.
  * Returns the fd, or -errno with a reason for the log in *why. */
 int listener_socket(const struct lb_addr *addr, int type, const char **why);
 

@@ -140,10 +140,6 @@ static int start_workers(struct lb *lb)
 			const struct cfg_listener *lc = &cfg->listeners[j];
 			const char *why = "";
 			int type = lc->protocol == CFG_PROTO_UDP ? SOCK_DGRAM : SOCK_STREAM;
-			if (type == SOCK_DGRAM) {
-				fds[j] = -1; /* UDP relaying is not built yet */
-				continue;
-			}
 			fds[j] = listener_socket(&lc->addr, type, &why);
 			if (fds[j] < 0) {
 				log_error("listener %s: cannot %s %s: %s", lc->name, why,
@@ -175,15 +171,6 @@ static int start_workers(struct lb *lb)
 		log_info("lb %s started: %d workers, %zu listeners, %zu pools", LB_VERSION, n,
 			 cfg->nlisteners, cfg->npools);
 	return err;
-}
-
-static void warn_unbuilt(const struct config *cfg)
-{
-	for (size_t i = 0; i < cfg->nlisteners; i++)
-		if (cfg->listeners[i].protocol == CFG_PROTO_UDP)
-			log_warn("listener %s: udp relaying is not available in this build; "
-				 "listener ignored",
-				 cfg->listeners[i].name);
 }
 
 static void stop_all(struct lb *lb)
@@ -397,7 +384,6 @@ int main(int argc, char **argv)
 		log_error("out of memory building pools");
 		goto out;
 	}
-	warn_unbuilt(lb.cfg);
 	if (start_workers(&lb) < 0)
 		goto out;
 	/* Only worker_create reads these; a reload replaces the array they point to. */

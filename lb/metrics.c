@@ -144,28 +144,25 @@ static void listener_metrics(FILE *f, const struct metrics_src *src)
 	char name[LABEL_MAX];
 
 	header(f, "lb_listener_connections_total", "counter",
-	       "Connections accepted by the listener (before ACL and limits).");
+	       "Connections accepted (tcp) or new sessions asked for (udp: datagrams from a "
+	       "client without a session), before ACL and limits.");
 	for (size_t i = 0; i < src->nlisteners; i++) {
 		struct listener *l = src->listeners[i];
-		if (l->cfg->protocol == CFG_PROTO_TCP)
-			fprintf(f, "lb_listener_connections_total{listener=\"%s\"} %llu\n",
-				esc(l->cfg->name, name),
-				(unsigned long long)atomic_load(&l->accepted));
+		fprintf(f, "lb_listener_connections_total{listener=\"%s\"} %llu\n",
+			esc(l->cfg->name, name), (unsigned long long)atomic_load(&l->accepted));
 	}
 	header(f, "lb_listener_active_connections", "gauge",
-	       "Connections open on the listener now.");
+	       "Connections (tcp) or sessions (udp) open on the listener now.");
 	for (size_t i = 0; i < src->nlisteners; i++) {
 		struct listener *l = src->listeners[i];
-		if (l->cfg->protocol == CFG_PROTO_TCP)
-			fprintf(f, "lb_listener_active_connections{listener=\"%s\"} %d\n",
-				esc(l->cfg->name, name), atomic_load(&l->active));
+		fprintf(f, "lb_listener_active_connections{listener=\"%s\"} %d\n",
+			esc(l->cfg->name, name), atomic_load(&l->active));
 	}
 	header(f, "lb_listener_rejected_total", "counter",
-	       "Connections closed without reaching a backend, by reason.");
+	       "Connections closed (tcp) or datagrams dropped (udp) without reaching a backend, "
+	       "by reason.");
 	for (size_t i = 0; i < src->nlisteners; i++) {
 		struct listener *l = src->listeners[i];
-		if (l->cfg->protocol != CFG_PROTO_TCP)
-			continue;
 		for (int r = 0; r < LISTENER_REJECT_COUNT; r++)
 			fprintf(f,
 				"lb_listener_rejected_total{listener=\"%s\",reason=\"%s\"} %llu\n",
@@ -176,8 +173,8 @@ static void listener_metrics(FILE *f, const struct metrics_src *src)
 	for (size_t i = 0; i < src->nlisteners; i++) {
 		struct listener *l = src->listeners[i];
 		if (l->cfg->protocol == CFG_PROTO_UDP)
-			fprintf(f, "lb_udp_sessions_active{listener=\"%s\"} 0\n",
-				esc(l->cfg->name, name));
+			fprintf(f, "lb_udp_sessions_active{listener=\"%s\"} %d\n",
+				esc(l->cfg->name, name), atomic_load(&l->active));
 	}
 }
 

@@ -152,9 +152,9 @@ static int bind_new(const struct reload_env *re, struct plan *pl, char *err, siz
 				*fd = WORKER_FD_KEEP;
 				continue;
 			}
-			if (lc->protocol == CFG_PROTO_UDP)
-				continue; /* UDP relaying is not built yet */
-			*fd = listener_socket(&lc->addr, SOCK_STREAM, &why);
+			*fd = listener_socket(
+			    &lc->addr, lc->protocol == CFG_PROTO_UDP ? SOCK_DGRAM : SOCK_STREAM,
+			    &why);
 			if (*fd < 0) {
 				snprintf(err, errlen, "listener %s: cannot %s %s: %s", lc->name,
 					 why, lc->listen, strerror(-*fd));

@@ -24,8 +24,6 @@
 #define SPLICE_CHUNK (1 << 20)
 /* Connection objects allocated per slab. */
 #define CONN_SLAB 64
-/* At most one "no usable backend" warning per worker per interval; the rest are counted. */
-#define REJECT_LOG_INTERVAL_MS 1000
 
 enum conn_state { CONN_CONNECTING, CONN_RELAY };
 
@@ -305,21 +303,8 @@ static void client_ready(void *arg, uint32_t ev)
 
 static void reject(struct conn *c, enum listener_reject why, const char *how)
 {
-	static _Thread_local uint64_t last_log, suppressed;
-	struct worker *w = c->w;
-
-	atomic_fetch_add_explicit(&c->l->rejected[why], 1, memory_order_relaxed);
-	if (w->now - last_log >= REJECT_LOG_INTERVAL_MS || !last_log) {
-		char client[ADDR_STR_MAX];
-		addr_format((struct sockaddr *)&c->client, client, sizeof(client));
-		log_warn("listener %s: closing connection from %s: %s (%llu more since last "
-			 "message)",
-			 c->l->cfg->name, client, how, (unsigned long long)suppressed);
-		last_log = w->now;
-		suppressed = 0;
-	} else {
-		suppressed++;
-	}
+	listener_reject(c->l, why, (struct sockaddr *)&c->client, "closing connection", how,
+			c->w->now);
 	conn_finish(c, how, false, false);
 }
 
@@ -473,14 +458,12 @@ void tcp_relay_accept(struct worker *w, struct listener *l, int fd,
 
 	atomic_fetch_add_explicit(&l->accepted, 1, memory_order_relaxed);
 	if (!cidr_admit(lc->allow, lc->nallow, lc->deny, lc->ndeny, sa)) {
-		atomic_fetch_add_explicit(&l->rejected[LISTENER_REJECT_ACL], 1,
-					  memory_order_relaxed);
+		listener_reject(l, LISTENER_REJECT_ACL, sa, NULL, NULL, w->now);
 		close(fd);
 		return;
 	}
 	if (!listener_take(l)) {
-		atomic_fetch_add_explicit(&l->rejected[LISTENER_REJECT_MAX_CONNS], 1,
-					  memory_order_relaxed);
+		listener_reject(l, LISTENER_REJECT_MAX_CONNS, sa, NULL, NULL, w->now);
 		close(fd);
 		return;
 	}

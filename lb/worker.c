@@ -1,5 +1,5 @@
 /* The worker loop: wait on the engine, run due timers, accept on this worker's listener
- * copies, and on request stop accepting and drain. */
+ * copies (or read datagrams, for UDP ones), and on request stop accepting and drain. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +10,7 @@
 
 #include "lb/log.h"
 #include "lb/tcp_relay.h"
+#include "lb/udp_relay.h"
 #include "lb/worker.h"
 
 /* After EMFILE/ENFILE, wait this long before accepting again instead of spinning. */
@@ -82,10 +83,21 @@ static struct worker_listener *wl_new(struct worker *w, struct listener *l, int 
 	return wl;
 }
 
+/* Watch a listener copy: accept for TCP, datagrams for UDP. False on failure. */
+static bool wl_watch(struct worker *w, struct worker_listener *wl)
+{
+	bool udp = wl->l->cfg->protocol == CFG_PROTO_UDP;
+	wl->watch = w->ops->watch(w->eng, wl->fd, ENGINE_READ,
+				  udp ? udp_relay_listener_ready : accept_ready, wl);
+	return wl->watch != NULL;
+}
+
 static void wl_close(struct worker *w, struct worker_listener *wl)
 {
 	if (wl->fd < 0)
 		return;
+	/* UDP sessions reply through this socket: they end with it. */
+	udp_relay_listener_closed(w, wl);
 	if (wl->watch)
 		w->ops->unwatch(w->eng, wl->watch);
 	wl->watch = NULL;
@@ -141,9 +153,7 @@ static void apply_listeners(struct worker *w)
 		}
 		if (wl->fd < 0)
 			continue;
-		if (running)
-			wl->watch = w->ops->watch(w->eng, wl->fd, ENGINE_READ, accept_ready, wl);
-		if (!wl->watch) {
+		if (!running || !wl_watch(w, wl)) {
 			log_error("worker %d: listener %s: cannot watch the new socket", w->id,
 				  wl->l->cfg->name);
 			close(wl->fd);
@@ -173,6 +183,7 @@ static void wake_ready(void *arg, uint32_t events)
 		;
 	apply_listeners(w);	/* a wake may come from a reload, */
 	tcp_relay_kill_scan(w); /* or from `kill` (worker_kick) */
+	udp_relay_kill_scan(w);
 }
 
 struct worker *worker_create(int id, const struct lb_runtime *rt, const int *listen_fds)
@@ -200,6 +211,13 @@ struct worker *worker_create(int id, const struct lb_runtime *rt, const int *lis
 			return NULL;
 		}
 	}
+	if (udp_relay_init(w) < 0) {
+		for (size_t i = 0; i < w->nls; i++)
+			free(w->ls[i]);
+		free(w->ls);
+		free(w);
+		return NULL;
+	}
 	pipe_pool_init(&w->pipes, PIPE_POOL_SPARE, PIPE_SIZE);
 	tcp_relay_init(w);
 	return w;
@@ -218,10 +236,7 @@ static int worker_setup(struct worker *w)
 		return -ENOMEM;
 	for (size_t i = 0; i < w->nls; i++) {
 		struct worker_listener *wl = w->ls[i];
-		if (wl->fd < 0)
-			continue;
-		wl->watch = w->ops->watch(w->eng, wl->fd, ENGINE_READ, accept_ready, wl);
-		if (!wl->watch)
+		if (wl->fd >= 0 && !wl_watch(w, wl))
 			return -ENOMEM;
 	}
 	return 0;
@@ -399,6 +414,7 @@ void worker_free(struct worker *w)
 	if (w->wake_fd >= 0)
 		close(w->wake_fd);
 	objpool_destroy(&w->conn_pool);
+	udp_relay_free(w);
 	pipe_pool_free(&w->pipes);
 	timer_heap_free(&w->timers);
 	free(w->ls);

@@ -17,8 +17,10 @@
 #include "lb/qsbr.h"
 #include "lb/tcp_relay.h"
 #include "lb/timer.h"
+#include "lb/udp_relay.h"
 
 struct conn;
+struct udp_state;
 struct worker_ls_update;
 
 /* worker_set_listeners: keep the socket this worker already has for that listener. */
@@ -63,6 +65,7 @@ struct worker {
 	size_t nconns;
 	struct objpool conn_pool;	      /* struct conn objects, owned by tcp_relay.c */
 	char relay_buf[TCP_RELAY_SMALL_READ]; /* tcp_relay.c's scratch for small reads */
+	struct udp_state *udp;		      /* udp_relay.c's sessions and buffers */
 
 	int wake_fd; /* eventfd: main thread -> worker */
 	struct engine_watch *wake_watch;
@@ -88,7 +91,7 @@ struct worker *worker_create(int id, const struct lb_runtime *rt, const int *lis
 int worker_start(struct worker *w);
 /* Stop accepting; close remaining connections after grace_ms. Returns at once. */
 void worker_drain(struct worker *w, uint64_t grace_ms);
-/* Wake the worker: it closes the connections of killed backends (tcp_relay_kill_scan).
+/* Wake the worker: it closes the connections and sessions of killed backends.
  * Any thread; returns at once. */
 void worker_kick(struct worker *w);
 /* Replace w's listener set (hot reload; main thread): ls[0..n) become its listeners, fds[i]

@@ -32,6 +32,8 @@
 #define TB_MAX_EVENTS	   128
 /* "[" + 39-char IPv6 + "]:" + 5-digit port + NUL, rounded up */
 #define TB_ADDR_MAX 64
+/* Largest UDP payload a test backend answers (IPv4's limit). */
+#define TB_UDP_MAX 65507
 /* How often tb_wait_active looks: fine enough that a wait ends within 5 ms of its event. */
 #define TB_WAIT_STEP_US 5000
 
@@ -88,8 +90,9 @@ struct tbackend {
 static char tag_listener, tag_wake;
 
 static const char *const mode_names[] = {
-    [TB_ECHO] = "echo", [TB_TAGGED] = "tagged",	      [TB_HTTP] = "http",
-    [TB_SINK] = "sink", [TB_BLACKHOLE] = "blackhole", [TB_RECORD] = "record",
+    [TB_ECHO] = "echo",		[TB_TAGGED] = "tagged",		[TB_HTTP] = "http",
+    [TB_SINK] = "sink",		[TB_BLACKHOLE] = "blackhole",	[TB_RECORD] = "record",
+    [TB_UDP_ECHO] = "udp-echo", [TB_UDP_TAGGED] = "udp-tagged",
 };
 
 int tb_mode_parse(const char *s)
@@ -172,20 +175,27 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* A non-blocking listener on ss; SO_REUSEADDR so that a restart can bind the same port while
- * old connections sit in TIME_WAIT. Returns the fd or -errno. */
-static int open_listener(const struct sockaddr_storage *ss, socklen_t len)
+static bool is_udp(enum tb_mode mode)
+{
+	return mode == TB_UDP_ECHO || mode == TB_UDP_TAGGED;
+}
+
+/* A non-blocking listener on ss (a bound UDP socket for the UDP modes); SO_REUSEADDR so that a
+ * restart can bind the same port while old connections sit in TIME_WAIT. The fd or -errno. */
+static int open_listener(enum tb_mode mode, const struct sockaddr_storage *ss, socklen_t len)
 {
 	int one = 1, fd, err;
+	bool udp = is_udp(mode);
 
-	fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	fd = socket(ss->ss_family, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK | SOCK_CLOEXEC,
+		    0);
 	if (fd < 0)
 		return -errno;
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
 		goto fail;
 	if (bind(fd, (const struct sockaddr *)ss, len) < 0)
 		goto fail;
-	if (listen(fd, SOMAXCONN) < 0)
+	if (!udp && listen(fd, SOMAXCONN) < 0)
 		goto fail;
 	return fd;
 fail:
@@ -555,6 +565,27 @@ static void accept_ready(struct tbackend *tb)
 	}
 }
 
+/* UDP modes: answer what has arrived (at most 64 datagrams a turn; epoll is level-triggered). */
+static void udp_ready(struct tbackend *tb)
+{
+	static _Thread_local uint8_t out[TB_UDP_MAX];
+
+	for (int i = 0; i < 64; i++) {
+		struct sockaddr_storage from;
+		socklen_t flen = sizeof(from);
+		size_t off = 0;
+		if (tb->mode == TB_UDP_TAGGED)
+			off = (size_t)snprintf((char *)out, sizeof(out), "%s\n", tb->name);
+		ssize_t n = recvfrom(tb->listen_fd, out + off, sizeof(out) - off, 0,
+				     (struct sockaddr *)&from, &flen);
+		if (n < 0)
+			return;
+		atomic_fetch_add(&tb->accepted, 1);
+		(void)sendto(tb->listen_fd, out, off + (size_t)n, 0, (struct sockaddr *)&from,
+			     flen);
+	}
+}
+
 /* ---- commands from other threads ---- */
 
 static void stop_listening(struct tbackend *tb)
@@ -591,7 +622,7 @@ static bool run_command(struct tbackend *tb)
 	case TB_CMD_RESTART:
 		if (tb->listen_fd >= 0)
 			break;
-		rc = open_listener(&tb->ss, tb->sslen);
+		rc = open_listener(tb->mode, &tb->ss, tb->sslen);
 		if (rc >= 0) {
 			tb->listen_fd = rc;
 			set_listening(tb, true);
@@ -632,6 +663,8 @@ static void *tb_thread(void *arg)
 			void *p = evs[i].data.ptr;
 			if (p == &tag_wake)
 				command = true; /* after the batch: it may free connections */
+			else if (p == &tag_listener && is_udp(tb->mode))
+				udp_ready(tb);
 			else if (p == &tag_listener)
 				accept_ready(tb);
 			else
@@ -701,7 +734,7 @@ struct tbackend *tb_start(const char *addr, enum tb_mode mode, const char *name)
 	pthread_cond_init(&tb->cond, NULL);
 	if (parse_addr(addr, &tb->ss, &tb->sslen) < 0)
 		goto fail;
-	tb->listen_fd = open_listener(&tb->ss, tb->sslen);
+	tb->listen_fd = open_listener(tb->mode, &tb->ss, tb->sslen);
 	if (tb->listen_fd < 0)
 		goto fail;
 	/* learn the real port so that tb_restart binds the same one */

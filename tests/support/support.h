@@ -20,14 +20,18 @@ enum tb_mode {
 	TB_TAGGED, /* send "<name>\n" on accept, then behave as TB_ECHO */
 	TB_HTTP,   /* answer each HTTP/1.1 request with 200 and body "<name>\n"; keep-alive */
 	TB_SINK,   /* read and discard */
-	TB_BLACKHOLE, /* accept, never read, never write */
-	TB_RECORD,    /* like TB_ECHO, and keep the first TB_RECORD_MAX bytes of each connection */
+	TB_BLACKHOLE,  /* accept, never read, never write */
+	TB_RECORD,     /* like TB_ECHO, and keep the first TB_RECORD_MAX bytes of each connection */
+	TB_UDP_ECHO,   /* UDP: send every datagram back to its sender unchanged */
+	TB_UDP_TAGGED, /* UDP: answer each datagram with "<name>\n" followed by the datagram */
 };
 #define TB_RECORD_MAX 512
 
 struct tbackend;
 
-/* Start a TCP backend on addr ("127.0.0.1:0" picks a free port). NULL on failure. */
+/* Start a backend on addr ("127.0.0.1:0" picks a free port): TCP, or UDP for the TB_UDP_*
+ * modes (tb_stop then closes the socket, so datagrams draw "port unreachable"; tb_accepted
+ * counts datagrams received). NULL on failure. */
 struct tbackend *tb_start(const char *addr, enum tb_mode mode, const char *name);
 /* Close the listener and every open connection (connects are then refused). */
 void tb_stop(struct tbackend *tb);

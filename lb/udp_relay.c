@@ -1,0 +1,600 @@
+/* UDP relay: per-worker session table keyed by (listener, client address:port), one
+ * connected socket per session towards its backend, datagrams moved in batches with
+ * recvmmsg/sendmmsg. SO_REUSEPORT steers a client's datagrams to the same listener copy, so
+ * each worker's table is private and nothing here takes a lock. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "lb/addr.h"
+#include "lb/listener.h"
+#include "lb/log.h"
+#include "lb/pool.h"
+#include "lb/udp_relay.h"
+#include "lb/worker.h"
+
+/* Datagrams moved per recvmmsg/sendmmsg call. */
+#define UDP_BATCH 32
+/* The largest UDP payload (IPv6; IPv4 allows 65,507): every datagram fits its slot whole. */
+#define UDP_DGRAM_MAX 65535
+/* Backends one new session may try when its first picks cannot be used. */
+#define UDP_MAX_TRIES 16
+#define SESSION_SLAB  64
+#define TABLE_MIN     64
+/* Room for one IP_PKTINFO or IPV6_PKTINFO control message. */
+#define CTL_SIZE CMSG_SPACE(sizeof(struct in6_pktinfo))
+
+struct udp_session {
+	struct worker *w;
+	struct worker_listener *wl;
+	struct backend *be;
+	int fd; /* connected to be */
+	struct engine_watch *watch;
+	struct timer timer; /* idle expiry, lazily re-armed from last_active */
+	uint64_t start, last_active;
+	uint64_t bytes_up, bytes_down;
+	uint64_t hash;
+	uint32_t kill_gen;
+	bool refused;	  /* the backend answered "port unreachable": move on the next datagram */
+	int local_family; /* AF_INET/AF_INET6: reply from local (wildcard listener); 0: no need */
+	union {
+		struct in_pktinfo v4;
+		struct in6_pktinfo v6;
+	} local;
+	struct udp_session *hnext;	 /* hash chain */
+	struct udp_session *prev, *next; /* the worker's list */
+	socklen_t client_len;
+	struct sockaddr_storage client;
+};
+
+struct udp_state {
+	struct udp_session **table;
+	size_t mask; /* buckets - 1 (a power of two) */
+	size_t n;
+	uint64_t seed;
+	struct udp_session *list;
+	struct objpool pool;
+	char *bufs; /* UDP_BATCH slots of UDP_DGRAM_MAX; untouched pages cost no memory */
+	struct mmsghdr msgs[UDP_BATCH];
+	struct iovec iov[UDP_BATCH];
+	struct sockaddr_storage names[UDP_BATCH];
+	char ctl[UDP_BATCH][CTL_SIZE];
+	char reply_ctl[CTL_SIZE];
+};
+
+static void session_ready(void *arg, uint32_t events);
+
+/* ---- the session table ---- */
+
+static uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdULL;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ULL;
+	x ^= x >> 33;
+	return x;
+}
+
+static uint64_t key_hash(const struct udp_state *u, const struct worker_listener *wl,
+			 const struct sockaddr *sa)
+{
+	uint64_t h = mix64(u->seed ^ (uintptr_t)wl);
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+		return mix64(h ^ ((uint64_t)s4->sin_addr.s_addr << 16 | s4->sin_port));
+	}
+	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+	uint64_t a, b;
+	memcpy(&a, &s6->sin6_addr, 8);
+	memcpy(&b, (const char *)&s6->sin6_addr + 8, 8);
+	return mix64(mix64(mix64(h ^ a) ^ b) ^ s6->sin6_port);
+}
+
+static bool same_client(const struct sockaddr_storage *a, const struct sockaddr *b)
+{
+	if (a->ss_family != b->sa_family)
+		return false;
+	if (b->sa_family == AF_INET) {
+		const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+		return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+	}
+	const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+	return x->sin6_port == y->sin6_port &&
+	       memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0 &&
+	       x->sin6_scope_id == y->sin6_scope_id;
+}
+
+static struct udp_session *table_find(const struct udp_state *u, const struct worker_listener *wl,
+				      const struct sockaddr *sa, uint64_t h)
+{
+	for (struct udp_session *s = u->table[h & u->mask]; s; s = s->hnext)
+		if (s->hash == h && s->wl == wl && same_client(&s->client, sa))
+			return s;
+	return NULL;
+}
+
+/* Double the buckets when there are more sessions than buckets. Failure keeps the old
+ * table: chains only get longer. */
+static void table_grow(struct udp_state *u)
+{
+	size_t nb = (u->mask + 1) * 2;
+	struct udp_session **t = calloc(nb, sizeof(*t));
+	if (!t)
+		return;
+	for (size_t i = 0; i <= u->mask; i++) {
+		for (struct udp_session *s = u->table[i], *next; s; s = next) {
+			next = s->hnext;
+			s->hnext = t[s->hash & (nb - 1)];
+			t[s->hash & (nb - 1)] = s;
+		}
+	}
+	free(u->table);
+	u->table = t;
+	u->mask = nb - 1;
+}
+
+static void table_insert(struct udp_state *u, struct udp_session *s)
+{
+	if (u->n >= u->mask + 1)
+		table_grow(u);
+	struct udp_session **b = &u->table[s->hash & u->mask];
+	s->hnext = *b;
+	*b = s;
+	u->n++;
+}
+
+static void table_remove(struct udp_state *u, struct udp_session *s)
+{
+	struct udp_session **p = &u->table[s->hash & u->mask];
+	while (*p != s)
+		p = &(*p)->hnext;
+	*p = s->hnext;
+	u->n--;
+}
+
+/* ---- sessions ---- */
+
+static struct udp_session *session_of_timer(struct timer *t)
+{
+	return (struct udp_session *)((char *)t - offsetof(struct udp_session, timer));
+}
+
+static void access_log(const struct udp_session *s, const char *how)
+{
+	char client[ADDR_STR_MAX];
+	addr_format((const struct sockaddr *)&s->client, client, sizeof(client));
+	log_info("access listener=%s client=%s backend=%s/%s bytes_up=%llu bytes_down=%llu "
+		 "duration_ms=%llu end=\"%s\"",
+		 s->wl->l->cfg->name, client, s->be->pool->name, s->be->name,
+		 (unsigned long long)s->bytes_up, (unsigned long long)s->bytes_down,
+		 (unsigned long long)(s->w->now - s->start), how);
+}
+
+static void session_close(struct udp_session *s, const char *how)
+{
+	struct worker *w = s->w;
+	struct udp_state *u = w->udp;
+
+	timer_cancel(&w->timers, &s->timer);
+	w->ops->unwatch(w->eng, s->watch);
+	close(s->fd);
+	if (w->rt->cfg->log_access)
+		access_log(s, how);
+	backend_release(s->be);
+	listener_release(s->wl->l);
+	table_remove(u, s);
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		u->list = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	objpool_put(&u->pool, s);
+}
+
+static void session_timer(struct timer *t, uint64_t now)
+{
+	struct udp_session *s = session_of_timer(t);
+	uint64_t idle = s->wl->l->cfg->idle_timeout_ms;
+
+	if (!idle)
+		return; /* a reload turned idle expiry off */
+	if (now - s->last_active >= idle) {
+		session_close(s, "idle timeout");
+		return;
+	}
+	timer_arm(&s->w->timers, t, s->last_active + idle);
+}
+
+/* A socket connected to b, watched for replies to s. -errno on failure. */
+static int backend_socket(struct udp_session *s, struct backend *b, struct engine_watch **watch)
+{
+	struct worker *w = s->w;
+	int fd = socket(b->addr.ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (const struct sockaddr *)&b->addr.ss, b->addr.len) < 0) {
+		int err = -errno;
+		close(fd);
+		return err;
+	}
+	*watch = w->ops->watch(w->eng, fd, ENGINE_READ, session_ready, s);
+	if (!*watch) {
+		close(fd);
+		return -ENOMEM;
+	}
+	return fd;
+}
+
+/* Pick a usable backend other than avoid, take a place on it and connect a socket: the
+ * session's new backend, fd and watch, or false when none could be used. s keeps its
+ * current ones either way; the caller swaps. */
+static bool pick_backend(struct udp_session *s, struct backend *avoid, struct backend **be, int *fd,
+			 struct engine_watch **watch)
+{
+	struct listener *l = s->wl->l;
+	struct pool *p = l->pool;
+	struct backend *tried[UDP_MAX_TRIES];
+	size_t ntried = 0;
+	int max_tries = p->retries + 1 < UDP_MAX_TRIES - 1 ? p->retries + 1 : UDP_MAX_TRIES - 1;
+
+	if (avoid)
+		tried[ntried++] = avoid;
+	for (int i = 0; i < max_tries; i++) {
+		struct pick_ctx ctx = {
+		    .client = (const struct sockaddr *)&s->client,
+		    .hash = addr_hash_ip((const struct sockaddr *)&s->client),
+		    .tried = tried,
+		    .ntried = ntried,
+		};
+		struct backend *b = pool_pick(p, &ctx);
+		if (!b)
+			return false;
+		tried[ntried++] = b;
+		if (!backend_take(b))
+			continue; /* filled up since the pick */
+		*fd = backend_socket(s, b, watch);
+		if (*fd >= 0) {
+			*be = b;
+			return true;
+		}
+		atomic_fetch_add_explicit(&b->connect_failures, 1, memory_order_relaxed);
+		log_warn("pool %s: udp socket to %s (%s): %s", p->name, b->name, b->address,
+			 strerror(-*fd));
+		backend_release(b);
+	}
+	return false;
+}
+
+/* The session's backend is down or refused datagrams: move the session to another one
+ * (SPEC: sessions on a dead backend continue elsewhere). Stays put if there is none. */
+static void session_move(struct udp_session *s)
+{
+	struct worker *w = s->w;
+	struct backend *be;
+	struct engine_watch *watch;
+	int fd;
+
+	s->refused = false;
+	if (!pick_backend(s, s->be, &be, &fd, &watch))
+		return;
+	log_debug("listener %s: udp session moved from %s/%s to %s", s->wl->l->cfg->name,
+		  s->be->pool->name, s->be->name, be->name);
+	w->ops->unwatch(w->eng, s->watch);
+	close(s->fd);
+	backend_release(s->be);
+	s->be = be;
+	s->fd = fd;
+	s->watch = watch;
+	s->kill_gen = atomic_load_explicit(&be->kill_gen, memory_order_relaxed);
+}
+
+/* Remember the address a datagram was sent to (wildcard listeners only report it). */
+static void note_local(struct udp_session *s, struct msghdr *mh)
+{
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
+		if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_PKTINFO) {
+			struct in_pktinfo pi;
+			memcpy(&pi, CMSG_DATA(cm), sizeof(pi));
+			s->local.v4 = (struct in_pktinfo){.ipi_spec_dst = pi.ipi_addr};
+			s->local_family = AF_INET;
+		} else if (cm->cmsg_level == IPPROTO_IPV6 && cm->cmsg_type == IPV6_PKTINFO) {
+			memcpy(&s->local.v6, CMSG_DATA(cm), sizeof(s->local.v6));
+			s->local_family = AF_INET6;
+		}
+	}
+}
+
+/* A new session for the sender of mh, or NULL (the datagram is dropped and counted). */
+static struct udp_session *session_new(struct worker *w, struct worker_listener *wl,
+				       struct msghdr *mh, uint64_t h)
+{
+	struct udp_state *u = w->udp;
+	struct listener *l = wl->l;
+	const struct cfg_listener *lc = l->cfg;
+	const struct sockaddr *sa = mh->msg_name;
+
+	atomic_fetch_add_explicit(&l->accepted, 1, memory_order_relaxed);
+	if (!cidr_admit(lc->allow, lc->nallow, lc->deny, lc->ndeny, sa)) {
+		listener_reject(l, LISTENER_REJECT_ACL, sa, NULL, NULL, w->now);
+		return NULL;
+	}
+	if (!listener_take(l)) {
+		listener_reject(l, LISTENER_REJECT_MAX_CONNS, sa, NULL, NULL, w->now);
+		return NULL;
+	}
+	struct udp_session *s = objpool_get(&u->pool);
+	if (!s) {
+		listener_release(l);
+		return NULL;
+	}
+	memset(s, 0, sizeof(*s));
+	s->w = w;
+	s->wl = wl;
+	s->hash = h;
+	s->client_len = mh->msg_namelen;
+	memcpy(&s->client, sa, mh->msg_namelen);
+	if (!pick_backend(s, NULL, &s->be, &s->fd, &s->watch)) {
+		listener_release(l);
+		objpool_put(&u->pool, s);
+		listener_reject(l, LISTENER_REJECT_NO_BACKEND, sa, "dropping datagram",
+				"no usable backend", w->now);
+		return NULL;
+	}
+	s->kill_gen = atomic_load_explicit(&s->be->kill_gen, memory_order_relaxed);
+	s->start = s->last_active = w->now;
+	note_local(s, mh);
+	timer_init(&s->timer, session_timer);
+	if (lc->idle_timeout_ms)
+		timer_arm(&w->timers, &s->timer, w->now + lc->idle_timeout_ms);
+	table_insert(u, s);
+	s->next = u->list;
+	if (u->list)
+		u->list->prev = s;
+	u->list = s;
+	return s;
+}
+
+/* ---- datagrams ---- */
+
+/* Receive up to UDP_BATCH datagrams from fd into the slots (with sender and control data if
+ * from_clients). Their count, or -errno. */
+static int batch_recv(struct udp_state *u, int fd, bool from_clients)
+{
+	for (int i = 0; i < UDP_BATCH; i++) {
+		u->iov[i] = (struct iovec){u->bufs + (size_t)i * UDP_DGRAM_MAX, UDP_DGRAM_MAX};
+		u->msgs[i].msg_hdr = (struct msghdr){
+		    .msg_name = from_clients ? &u->names[i] : NULL,
+		    .msg_namelen = from_clients ? sizeof(u->names[i]) : 0,
+		    .msg_iov = &u->iov[i],
+		    .msg_iovlen = 1,
+		    .msg_control = from_clients ? u->ctl[i] : NULL,
+		    .msg_controllen = from_clients ? CTL_SIZE : 0,
+		};
+	}
+	for (;;) {
+		int n = recvmmsg(fd, u->msgs, UDP_BATCH, MSG_DONTWAIT, NULL);
+		if (n >= 0)
+			return n;
+		if (errno != EINTR)
+			return -errno;
+	}
+}
+
+/* Send slots [a, b) with sendmmsg on fd until done or the socket refuses more. Returns how
+ * many went out (the rest are dropped, as a full network queue would) and their bytes in
+ * *bytes; *err is the errno that stopped it, 0 if none. */
+static int batch_send(struct udp_state *u, int fd, int a, int b, uint64_t *bytes, int *err)
+{
+	int sent = 0;
+	*err = 0;
+	while (a < b) {
+		int m = sendmmsg(fd, &u->msgs[a], (unsigned)(b - a), MSG_DONTWAIT);
+		if (m < 0 && errno == EINTR)
+			continue;
+		if (m <= 0) {
+			*err = m < 0 ? errno : EAGAIN;
+			break;
+		}
+		for (int i = a; i < a + m; i++)
+			*bytes += u->iov[i].iov_len;
+		a += m;
+		sent += m;
+	}
+	return sent;
+}
+
+/* Slots [a, b) came from s's client: send them to its backend. */
+static void forward_run(struct udp_session *s, int a, int b)
+{
+	struct udp_state *u = s->w->udp;
+	struct backend *be0 = s->be;
+	uint64_t bytes = 0;
+	int err;
+
+	if (s->refused ||
+	    atomic_load_explicit(&s->be->health, memory_order_relaxed) == BACKEND_DOWN)
+		session_move(s);
+	for (int i = a; i < b; i++) {
+		u->iov[i].iov_len = u->msgs[i].msg_len;
+		u->msgs[i].msg_hdr.msg_name = NULL;
+		u->msgs[i].msg_hdr.msg_namelen = 0;
+		u->msgs[i].msg_hdr.msg_control = NULL;
+		u->msgs[i].msg_hdr.msg_controllen = 0;
+	}
+	a += batch_send(u, s->fd, a, b, &bytes, &err);
+	if (err == ECONNREFUSED && a < b) {
+		/* An earlier datagram drew "port unreachable": this backend is gone. */
+		atomic_fetch_add_explicit(&s->be->connect_failures, 1, memory_order_relaxed);
+		session_move(s);
+		if (s->be != be0)
+			batch_send(u, s->fd, a, b, &bytes, &err);
+	}
+	s->bytes_up += bytes;
+	s->last_active = s->w->now;
+	atomic_fetch_add_explicit(&s->be->bytes_out, bytes, memory_order_relaxed);
+}
+
+void udp_relay_listener_ready(void *arg, uint32_t events)
+{
+	struct worker_listener *wl = arg;
+	struct worker *w = wl->w;
+	struct udp_state *u = w->udp;
+	(void)events;
+
+	for (;;) {
+		int n = batch_recv(u, wl->fd, true);
+		if (n < 0) {
+			if (n != -EAGAIN)
+				log_debug("listener %s: recvmmsg: %s", wl->l->cfg->name,
+					  strerror(-n));
+			return;
+		}
+		/* Consecutive datagrams of one session go out in one sendmmsg. */
+		struct udp_session *run = NULL;
+		int start = 0;
+		for (int i = 0; i < n; i++) {
+			struct msghdr *mh = &u->msgs[i].msg_hdr;
+			const struct sockaddr *sa = mh->msg_name;
+			struct udp_session *s = NULL;
+			if (!(mh->msg_flags & MSG_TRUNC) &&
+			    (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)) {
+				uint64_t h = key_hash(u, wl, sa);
+				s = table_find(u, wl, sa, h);
+				if (!s)
+					s = session_new(w, wl, mh, h);
+			}
+			if (s == run)
+				continue;
+			if (run)
+				forward_run(run, start, i);
+			run = s;
+			start = i;
+		}
+		if (run)
+			forward_run(run, start, n);
+		if (n < UDP_BATCH)
+			return; /* drained: the next datagram raises a new event */
+	}
+}
+
+/* Point slots [0, n) at s's client, from the address it sent to. */
+static void address_replies(struct udp_state *u, struct udp_session *s, int n)
+{
+	size_t ctl_len = 0;
+
+	if (s->local_family) {
+		struct msghdr mh = {.msg_control = u->reply_ctl, .msg_controllen = CTL_SIZE};
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+		bool v4 = s->local_family == AF_INET;
+		size_t len = v4 ? sizeof(s->local.v4) : sizeof(s->local.v6);
+		memset(u->reply_ctl, 0, sizeof(u->reply_ctl));
+		cm->cmsg_level = v4 ? IPPROTO_IP : IPPROTO_IPV6;
+		cm->cmsg_type = v4 ? IP_PKTINFO : IPV6_PKTINFO;
+		cm->cmsg_len = CMSG_LEN(len);
+		memcpy(CMSG_DATA(cm), &s->local, len);
+		ctl_len = CMSG_SPACE(len);
+	}
+	for (int i = 0; i < n; i++) {
+		struct msghdr *mh = &u->msgs[i].msg_hdr;
+		u->iov[i].iov_len = u->msgs[i].msg_len;
+		mh->msg_name = &s->client;
+		mh->msg_namelen = s->client_len;
+		mh->msg_control = ctl_len ? u->reply_ctl : NULL;
+		mh->msg_controllen = ctl_len;
+	}
+}
+
+/* Replies from the backend: send them to the client from the listener's socket. */
+static void session_ready(void *arg, uint32_t events)
+{
+	struct udp_session *s = arg;
+	struct udp_state *u = s->w->udp;
+	(void)events;
+
+	for (;;) {
+		int n = batch_recv(u, s->fd, false);
+		if (n == -ECONNREFUSED) {
+			s->refused = true; /* a datagram drew "port unreachable" */
+			atomic_fetch_add_explicit(&s->be->connect_failures, 1,
+						  memory_order_relaxed);
+			continue;
+		}
+		if (n < 0)
+			return;
+		s->refused = false;
+		address_replies(u, s, n);
+		uint64_t bytes = 0;
+		int err;
+		batch_send(u, s->wl->fd, 0, n, &bytes, &err);
+		s->bytes_down += bytes;
+		s->last_active = s->w->now;
+		atomic_fetch_add_explicit(&s->be->bytes_in, bytes, memory_order_relaxed);
+		if (n < UDP_BATCH)
+			return;
+	}
+}
+
+/* ---- worker hooks ---- */
+
+void udp_relay_listener_closed(struct worker *w, struct worker_listener *wl)
+{
+	for (struct udp_session *s = w->udp->list, *next; s; s = next) {
+		next = s->next;
+		if (s->wl == wl)
+			session_close(s, "listener closed");
+	}
+}
+
+void udp_relay_kill_scan(struct worker *w)
+{
+	for (struct udp_session *s = w->udp->list, *next; s; s = next) {
+		next = s->next;
+		if (atomic_load_explicit(&s->be->kill_gen, memory_order_relaxed) != s->kill_gen)
+			session_close(s, "killed");
+	}
+}
+
+uint64_t udp_relay_sessions(const struct worker *w)
+{
+	return w->udp->n;
+}
+
+int udp_relay_init(struct worker *w)
+{
+	struct udp_state *u = calloc(1, sizeof(*u));
+	if (!u)
+		return -ENOMEM;
+	u->table = calloc(TABLE_MIN, sizeof(*u->table));
+	u->bufs = malloc((size_t)UDP_BATCH * UDP_DGRAM_MAX);
+	if (!u->table || !u->bufs) {
+		free(u->table);
+		free(u->bufs);
+		free(u);
+		return -ENOMEM;
+	}
+	u->mask = TABLE_MIN - 1;
+	if (getrandom(&u->seed, sizeof(u->seed), GRND_NONBLOCK) != sizeof(u->seed))
+		u->seed = timer_now_ms() ^ (uintptr_t)u;
+	objpool_init(&u->pool, sizeof(struct udp_session), SESSION_SLAB);
+	w->udp = u;
+	return 0;
+}
+
+void udp_relay_free(struct worker *w)
+{
+	struct udp_state *u = w->udp;
+	if (!u)
+		return;
+	objpool_destroy(&u->pool);
+	free(u->table);
+	free(u->bufs);
+	free(u);
+	w->udp = NULL;
+}

@@ -1,0 +1,619 @@
+/* Integration: UDP sessions through the real lb binary on the engine named by $LB_ENGINE —
+ * replies reach the right client with the right payload, sessions spread by the algorithm and
+ * stick to one backend, end after `idle`; empty and 65,507-byte datagrams; ACL drops counted;
+ * max_conns; failover from a dead backend; kill; reload keeps sessions; IPv6 and a wildcard
+ * listener answering from the address the client used; and real DNS (dnsmasq, queried with
+ * dig) behind lb. Backends are the in-process TB_UDP_* test backends on loopback. */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#include "support.h"
+
+#define LB_WORKERS     2
+#define TEST_TIMEOUT_S 60
+#define REPLY_MS       2000 /* a reply on loopback takes well under a millisecond */
+#define CLIENTS	       50
+#define DATAGRAMS      100
+#define CONVERGE_MS    5000
+#define FAST_UDP_HEALTH                                                                            \
+	"{\"type\":\"udp\",\"send\":\"ping\",\"expect\":\"ping\",\"interval\":\"100ms\","          \
+	"\"timeout\":\"200ms\",\"rise\":1,\"fall\":1}"
+
+static struct {
+	struct lbproc lb;
+	bool lb_started;
+	int port;
+	char sock[300];
+	struct t_backends be;
+	pid_t dns[2];
+} h;
+
+#define expect(cond, ...) t_check_lb(h.lb_started ? &h.lb : NULL, cond, __VA_ARGS__)
+
+/* ---- lb ---- */
+
+/* lb with one udp listener "u" on listen_host:port (port chosen here) in front of pool "p"
+ * holding the suite's backends; extra: more listener members, or NULL. */
+static void start_lb(const char *listen_host, const char *algorithm, const char *health,
+		     const char *extra)
+{
+	char *json = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&json, &len);
+
+	ck_assert_ptr_nonnull(f);
+	h.port = t_free_port();
+	ck_assert_int_gt(h.port, 0);
+	fprintf(f,
+		"{\"engine\":\"%s\",\"workers\":%d,\"shutdown_grace\":\"1s\","
+		"\"log\":{\"level\":\"debug\",\"access\":true},"
+		"\"control\":{\"socket\":\"@DIR@/lb.sock\"},"
+		"\"listeners\":[{\"name\":\"u\",\"protocol\":\"udp\",\"listen\":\"%s:%d\","
+		"\"pool\":\"p\"%s%s}],"
+		"\"pools\":[{\"name\":\"p\",\"algorithm\":\"%s\",\"health\":%s,\"backends\":[",
+		t_engine(), LB_WORKERS, listen_host, h.port, extra ? "," : "", extra ? extra : "",
+		algorithm, health ? health : "{\"type\":\"none\"}");
+	for (size_t i = 0; i < h.be.n; i++)
+		fprintf(f, "%s{\"name\":\"%s\",\"address\":\"%s\"}", i ? "," : "",
+			tb_name(h.be.tb[i]), tb_address(h.be.tb[i]));
+	fprintf(f, "]}]}\n");
+	fclose(f);
+	/* UDP sockets have no LISTEN state to wait for: lb logs "started" once every worker
+	 * watches its sockets. */
+	int rc = lb_start(&h.lb, json, NULL, 0);
+	h.lb_started = rc == 0;
+	expect(rc == 0 && lb_log_wait(&h.lb, " started: ", 5000), "lb did not start; config: %s",
+	       json);
+	snprintf(h.sock, sizeof(h.sock), "%s/lb.sock", h.lb.dir);
+	free(json);
+}
+
+static void finish(void)
+{
+	if (h.lb_started) {
+		t_stop_lb(&h.lb);
+		h.lb_started = false;
+	}
+	t_backends_free(&h.be);
+}
+
+/* The value of one exact series ("name{labels}") in lb's metrics, or -1. */
+static long long metric(const char *series)
+{
+	char *out = NULL;
+	long long v = -1;
+
+	if (t_lbctl(h.sock, &out, NULL, "metrics", NULL) == 0 && out) {
+		size_t n = strlen(series);
+		for (char *line = out; line && *line; line = strchr(line, '\n')) {
+			line += *line == '\n';
+			if (strncmp(line, series, n) == 0 && line[n] == ' ') {
+				v = strtoll(line + n + 1, NULL, 10);
+				break;
+			}
+		}
+	}
+	free(out);
+	return v;
+}
+
+static bool wait_metric(const char *series, long long want, int timeout_ms)
+{
+	uint64_t deadline = t_now_ms() + (uint64_t)timeout_ms;
+	while (t_now_ms() < deadline) {
+		if (metric(series) == want)
+			return true;
+		usleep(50 * 1000);
+	}
+	return false;
+}
+
+/* ---- clients ---- */
+
+/* A UDP socket bound to src (an IPv4 or IPv6 literal) on an ephemeral port. */
+static int client(const char *src)
+{
+	struct sockaddr_storage ss = {0};
+	socklen_t len;
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+
+	if (inet_pton(AF_INET, src, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		len = sizeof(*s4);
+	} else {
+		ck_assert_int_eq(inet_pton(AF_INET6, src, &s6->sin6_addr), 1);
+		s6->sin6_family = AF_INET6;
+		len = sizeof(*s6);
+	}
+	int fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&ss, len), 0);
+	int size = 1 << 20;
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+	return fd;
+}
+
+/* Send len bytes to dst:port (dst an IPv4 or IPv6 literal). */
+static bool send_to(int fd, const char *dst, int port, const void *buf, size_t len)
+{
+	struct sockaddr_storage ss = {0};
+	socklen_t sl;
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+
+	if (inet_pton(AF_INET, dst, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)port);
+		sl = sizeof(*s4);
+	} else {
+		inet_pton(AF_INET6, dst, &s6->sin6_addr);
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)port);
+		sl = sizeof(*s6);
+	}
+	return sendto(fd, buf, len, 0, (struct sockaddr *)&ss, sl) == (ssize_t)len;
+}
+
+/* One datagram within timeout_ms: its length (0 is a valid, empty datagram), -1 on timeout.
+ * from (may be NULL) receives the sender's address as text. */
+static ssize_t recv_one(int fd, void *buf, size_t len, int timeout_ms, char *from, size_t flen)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	if (poll(&p, 1, timeout_ms) != 1)
+		return -1;
+	ssize_t n = recvfrom(fd, buf, len, MSG_DONTWAIT, (struct sockaddr *)&ss, &sl);
+	if (n >= 0 && from) {
+		char host[INET6_ADDRSTRLEN] = "?";
+		if (ss.ss_family == AF_INET)
+			inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host,
+				  sizeof(host));
+		else
+			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host,
+				  sizeof(host));
+		snprintf(from, flen, "%s", host);
+	}
+	return n;
+}
+
+/* A TB_UDP_TAGGED reply "<name>\n<payload>": the backend's index in h.be (-1 if unknown)
+ * and whether the payload is want. */
+static int tagged_reply(const char *buf, ssize_t n, const char *want, bool *payload_ok)
+{
+	const char *nl = n > 0 ? memchr(buf, '\n', (size_t)n) : NULL;
+	char tag[64];
+
+	*payload_ok = false;
+	if (!nl || nl - buf >= (ptrdiff_t)sizeof(tag))
+		return -1;
+	memcpy(tag, buf, (size_t)(nl - buf));
+	tag[nl - buf] = '\0';
+	size_t plen = (size_t)(n - (nl + 1 - buf));
+	*payload_ok = plen == strlen(want) && memcmp(nl + 1, want, plen) == 0;
+	return t_backends_index(&h.be, tag);
+}
+
+/* Send want from fd to lb and return the index of the tagged backend that answered, or -1
+ * (no reply within timeout_ms, or a wrong payload). */
+static int ask(int fd, const char *want, int timeout_ms)
+{
+	char buf[512];
+	bool ok;
+
+	if (!send_to(fd, "127.0.0.1", h.port, want, strlen(want)))
+		return -1;
+	ssize_t n = recv_one(fd, buf, sizeof(buf), timeout_ms, NULL, 0);
+	int idx = tagged_reply(buf, n, want, &ok);
+	return ok ? idx : -1;
+}
+
+static void add_tagged(int n)
+{
+	static const char *const names[] = {"u1", "u2", "u3", "u4"};
+	for (int i = 0; i < n; i++)
+		t_backends_add(&h.be, TB_UDP_TAGGED, names[i]);
+}
+
+/* ---- tests ---- */
+
+START_TEST(test_sessions_spread_stick_and_expire_after_idle)
+{
+	static char buf[CLIENTS][512];
+	int fds[CLIENTS], owner[CLIENTS];
+	unsigned per_backend[3] = {0};
+
+	add_tagged(3);
+	start_lb("127.0.0.1", "round_robin", NULL, "\"timeouts\":{\"idle\":\"1s\"}");
+	for (int c = 0; c < CLIENTS; c++) {
+		fds[c] = client("127.0.0.1");
+		owner[c] = -1;
+	}
+	/* Rounds: every client sends one datagram, then every reply is read and checked. */
+	for (int d = 0; d < DATAGRAMS; d++) {
+		for (int c = 0; c < CLIENTS; c++) {
+			char msg[64];
+			snprintf(msg, sizeof(msg), "client %d datagram %d", c, d);
+			expect(send_to(fds[c], "127.0.0.1", h.port, msg, strlen(msg)),
+			       "send failed: %s", strerror(errno));
+		}
+		for (int c = 0; c < CLIENTS; c++) {
+			char msg[64];
+			bool ok;
+			snprintf(msg, sizeof(msg), "client %d datagram %d", c, d);
+			ssize_t n = recv_one(fds[c], buf[c], sizeof(buf[c]), REPLY_MS, NULL, 0);
+			expect(n >= 0, "client %d: no reply to datagram %d", c, d);
+			int idx = tagged_reply(buf[c], n, msg, &ok);
+			expect(idx >= 0 && ok, "client %d: wrong reply to datagram %d: %.*s", c, d,
+			       (int)n, buf[c]);
+			if (owner[c] < 0) {
+				owner[c] = idx;
+				per_backend[idx]++;
+			}
+			expect(owner[c] == idx,
+			       "client %d moved from backend %d to %d at datagram %d", c, owner[c],
+			       idx, d);
+		}
+	}
+	/* round_robin over 50 sessions: 17/17/16 in some order. */
+	for (int i = 0; i < 3; i++)
+		expect(per_backend[i] >= 16 && per_backend[i] <= 17,
+		       "round robin gave sessions %u/%u/%u", per_backend[0], per_backend[1],
+		       per_backend[2]);
+	for (int i = 0; i < 3; i++)
+		expect(tb_accepted(h.be.tb[i]) == per_backend[i] * DATAGRAMS,
+		       "backend %d saw %u datagrams, expected %u", i, tb_accepted(h.be.tb[i]),
+		       per_backend[i] * DATAGRAMS);
+	expect(metric("lb_udp_sessions_active{listener=\"u\"}") == CLIENTS,
+	       "sessions active is not %d", CLIENTS);
+	expect(metric("lb_listener_connections_total{listener=\"u\"}") == CLIENTS,
+	       "listener counted other than %d sessions", CLIENTS);
+	/* Idle 1 s: every session ends (and is logged), then a datagram starts a new one. */
+	expect(wait_metric("lb_udp_sessions_active{listener=\"u\"}", 0, 3000),
+	       "sessions did not end after idle");
+	expect(lb_log_wait(&h.lb, "end=\"idle timeout\"", 1000), "no access log line");
+	expect(ask(fds[0], "again", REPLY_MS) >= 0, "no reply after the session expired");
+	expect(metric("lb_listener_connections_total{listener=\"u\"}") == CLIENTS + 1,
+	       "the datagram after idle did not start a new session");
+	for (int c = 0; c < CLIENTS; c++)
+		close(fds[c]);
+	finish();
+}
+END_TEST
+
+START_TEST(test_empty_and_largest_datagrams_pass_intact)
+{
+	static uint8_t big[65507], back[65536];
+	char from[64];
+
+	t_backends_add(&h.be, TB_UDP_ECHO, "echo");
+	start_lb("127.0.0.1", "round_robin", NULL, NULL);
+	int fd = client("127.0.0.1");
+	int size = 4 << 20;
+	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+	expect(send_to(fd, "127.0.0.1", h.port, "", 0), "send of an empty datagram failed");
+	ssize_t n = recv_one(fd, back, sizeof(back), REPLY_MS, from, sizeof(from));
+	expect(n == 0, "empty datagram: got %zd bytes back", n);
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (uint8_t)(i * 7 + (i >> 8));
+	for (int round = 0; round < 3; round++) {
+		expect(send_to(fd, "127.0.0.1", h.port, big, sizeof(big)),
+		       "send of 65507 bytes failed: %s", strerror(errno));
+		n = recv_one(fd, back, sizeof(back), REPLY_MS, NULL, 0);
+		expect(n == (ssize_t)sizeof(big) && memcmp(back, big, sizeof(big)) == 0,
+		       "65507-byte datagram %d came back as %zd bytes or changed", round, n);
+	}
+	close(fd);
+	finish();
+}
+END_TEST
+
+START_TEST(test_denied_client_is_dropped_and_counted)
+{
+	char buf[512];
+
+	add_tagged(1);
+	start_lb("127.0.0.1", "round_robin", NULL, "\"deny\":[\"127.0.0.9/32\"]");
+	int bad = client("127.0.0.9"), good = client("127.0.0.1");
+	for (int i = 0; i < 3; i++)
+		expect(send_to(bad, "127.0.0.1", h.port, "x", 1), "send failed");
+	expect(recv_one(bad, buf, sizeof(buf), 300, NULL, 0) < 0, "a denied client got a reply");
+	expect(ask(good, "hello", REPLY_MS) == 0, "an allowed client got no reply");
+	expect(wait_metric("lb_listener_rejected_total{listener=\"u\",reason=\"acl\"}", 3, 2000),
+	       "3 denied datagrams were not counted as acl rejections");
+	expect(tb_accepted(h.be.tb[0]) == 1, "the backend saw %u datagrams, expected 1",
+	       tb_accepted(h.be.tb[0]));
+	close(bad);
+	close(good);
+	finish();
+}
+END_TEST
+
+START_TEST(test_max_conns_caps_sessions)
+{
+	char buf[512];
+	int fds[3];
+
+	add_tagged(1);
+	start_lb("127.0.0.1", "round_robin", NULL, "\"max_conns\":2");
+	for (int i = 0; i < 3; i++)
+		fds[i] = client("127.0.0.1");
+	expect(ask(fds[0], "a", REPLY_MS) == 0 && ask(fds[1], "b", REPLY_MS) == 0,
+	       "the first two sessions got no reply");
+	expect(send_to(fds[2], "127.0.0.1", h.port, "c", 1), "send failed");
+	expect(recv_one(fds[2], buf, sizeof(buf), 300, NULL, 0) < 0,
+	       "a third session got through max_conns 2");
+	expect(metric("lb_listener_rejected_total{listener=\"u\",reason=\"max_conns\"}") == 1,
+	       "the refused session was not counted");
+	expect(ask(fds[0], "a2", REPLY_MS) == 0, "an admitted session stopped working");
+	for (int i = 0; i < 3; i++)
+		close(fds[i]);
+	finish();
+}
+END_TEST
+
+/* Sessions of each backend, from clients that each made one. */
+static void open_sessions(int *fds, int *owner, int n)
+{
+	for (int c = 0; c < n; c++) {
+		fds[c] = client("127.0.0.1");
+		owner[c] = ask(fds[c], "hello", REPLY_MS);
+		expect(owner[c] >= 0, "client %d got no reply", c);
+	}
+}
+
+START_TEST(test_sessions_of_a_dead_backend_move_once_health_marks_it_down)
+{
+	int fds[6], owner[6];
+	char *out = NULL, line[2][128];
+
+	add_tagged(2);
+	start_lb("127.0.0.1", "round_robin", FAST_UDP_HEALTH, NULL);
+	for (int i = 0; i < 2; i++) {
+		snprintf(line[i], sizeof(line[i]), "backend %s (%s) is UP", tb_name(h.be.tb[i]),
+			 tb_address(h.be.tb[i]));
+		expect(lb_log_wait(&h.lb, line[i], CONVERGE_MS), "not logged: %s", line[i]);
+	}
+	open_sessions(fds, owner, 6);
+	tb_stop(h.be.tb[0]);
+	snprintf(line[0], sizeof(line[0]), "backend u1 (%s) is DOWN", tb_address(h.be.tb[0]));
+	expect(lb_log_wait(&h.lb, line[0], CONVERGE_MS), "u1 was not marked down");
+	expect(t_lbctl(h.sock, &out, NULL, "backends", NULL) == 0 && strstr(out, "down"),
+	       "lbctl does not show u1 down: %s", out ? out : "");
+	free(out);
+	for (int c = 0; c < 6; c++) {
+		int got = ask(fds[c], "after", REPLY_MS);
+		expect(got == 1, "client %d (on backend %d) got %d after u1 went down", c, owner[c],
+		       got);
+	}
+	for (int c = 0; c < 6; c++)
+		close(fds[c]);
+	finish();
+}
+END_TEST
+
+START_TEST(test_sessions_move_after_port_unreachable_without_health_checks)
+{
+	int fds[6], owner[6];
+	char buf[512];
+
+	add_tagged(2);
+	start_lb("127.0.0.1", "round_robin", NULL, NULL);
+	open_sessions(fds, owner, 6);
+	tb_stop(h.be.tb[0]);
+	for (int c = 0; c < 6; c++) {
+		if (owner[c] == 0) {
+			/* This one reaches a closed port; the ICMP answer tells lb. */
+			expect(send_to(fds[c], "127.0.0.1", h.port, "lost", 4), "send failed");
+			expect(recv_one(fds[c], buf, sizeof(buf), 300, NULL, 0) < 0,
+			       "a reply came from a stopped backend");
+		}
+		int got = ask(fds[c], "next", REPLY_MS);
+		expect(got == 1, "client %d (on backend %d): next datagram answered by %d", c,
+		       owner[c], got);
+	}
+	for (int c = 0; c < 6; c++)
+		close(fds[c]);
+	finish();
+}
+END_TEST
+
+START_TEST(test_kill_ends_sessions_and_reload_keeps_them)
+{
+	int fds[4], owner[4];
+
+	add_tagged(2);
+	start_lb("127.0.0.1", "round_robin", NULL, NULL);
+	open_sessions(fds, owner, 4);
+	expect(t_lbctl(h.sock, NULL, NULL, "reload", NULL) == 0, "reload failed");
+	for (int c = 0; c < 4; c++)
+		expect(ask(fds[c], "kept", REPLY_MS) == owner[c],
+		       "client %d changed backend across a reload", c);
+	expect(metric("lb_listener_connections_total{listener=\"u\"}") == 4,
+	       "a reload started new sessions");
+	expect(t_lbctl(h.sock, NULL, NULL, "kill", "p/u1", NULL) == 0, "kill failed");
+	expect(wait_metric("lb_udp_sessions_active{listener=\"u\"}", 2, 2000),
+	       "kill did not end u1's two sessions");
+	expect(lb_log_wait(&h.lb, "end=\"killed\"", 1000), "no access log line for the kill");
+	for (int c = 0; c < 4; c++)
+		close(fds[c]);
+	finish();
+}
+END_TEST
+
+START_TEST(test_ipv6_and_wildcard_listener_reply_from_the_address_used)
+{
+	char from[64];
+	char buf[512];
+	bool ok;
+
+	add_tagged(1);
+	start_lb("0.0.0.0", "round_robin", NULL, NULL);
+	/* A wildcard listener must answer from the address the client sent to. */
+	int fd = client("127.0.0.1");
+	expect(send_to(fd, "127.0.0.5", h.port, "hi", 2), "send failed");
+	ssize_t n = recv_one(fd, buf, sizeof(buf), REPLY_MS, from, sizeof(from));
+	expect(n > 0 && tagged_reply(buf, n, "hi", &ok) == 0 && ok, "no reply via 127.0.0.5");
+	expect(strcmp(from, "127.0.0.5") == 0, "reply came from %s, not 127.0.0.5", from);
+	close(fd);
+	finish();
+
+	add_tagged(1);
+	start_lb("[::1]", "round_robin", NULL, NULL);
+	fd = client("::1");
+	expect(send_to(fd, "::1", h.port, "v6", 2), "send failed");
+	n = recv_one(fd, buf, sizeof(buf), REPLY_MS, from, sizeof(from));
+	expect(n > 0 && tagged_reply(buf, n, "v6", &ok) == 0 && ok, "no reply over IPv6");
+	expect(strcmp(from, "::1") == 0, "reply came from %s", from);
+	close(fd);
+	finish();
+}
+END_TEST
+
+/* ---- real DNS ---- */
+
+/* dnsmasq on 127.0.0.1:port answering who.lb.test with addr; its pid (killed at the end). */
+static pid_t start_dnsmasq(int port, const char *addr)
+{
+	char portarg[32], rec[64];
+	snprintf(portarg, sizeof(portarg), "--port=%d", port);
+	snprintf(rec, sizeof(rec), "--host-record=who.lb.test,%s", addr);
+	pid_t pid = fork();
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+		dup2(null, STDOUT_FILENO);
+		execlp("dnsmasq", "dnsmasq", "-k", "--conf-file=/dev/null", "--no-resolv",
+		       "--no-hosts", "--listen-address=127.0.0.1", "--bind-interfaces",
+		       "--pid-file=", "--user=root", portarg, rec, (char *)NULL);
+		fprintf(stderr, "exec dnsmasq: %s (make test installs dnsmasq-base)\n",
+			strerror(errno));
+		_exit(127);
+	}
+	return pid;
+}
+
+/* `dig +short who.lb.test @127.0.0.1 -p port`: the answer line, or "" on failure. */
+static void dig(int port, char *ans, size_t len)
+{
+	char portarg[16];
+	char *out = NULL;
+	snprintf(portarg, sizeof(portarg), "%d", port);
+	char *const argv[] = {"/usr/bin/dig", "+short",	    "+time=1",	   "+tries=2", "-p",
+			      portarg,	      "@127.0.0.1", "who.lb.test", "A",	       NULL};
+	ans[0] = '\0';
+	if (t_run(argv, &out, NULL, 10000) == 0 && out) {
+		out[strcspn(out, "\n")] = '\0';
+		snprintf(ans, len, "%s", out);
+	}
+	free(out);
+}
+
+static void stop_dns(void)
+{
+	for (int i = 0; i < 2; i++) {
+		if (h.dns[i] > 0) {
+			kill(h.dns[i], SIGTERM);
+			t_wait_exit(h.dns[i], 2000);
+		}
+		h.dns[i] = 0;
+	}
+}
+
+START_TEST(test_dns_servers_behind_lb_answer_dig)
+{
+	static const char *const answers[] = {"10.0.0.1", "10.0.0.2"};
+	char json[1024], ans[64];
+	int dport[2], seen[2] = {0, 0};
+
+	for (int i = 0; i < 2; i++) {
+		dport[i] = t_free_port();
+		h.dns[i] = start_dnsmasq(dport[i], answers[i]);
+		ck_assert_int_gt(h.dns[i], 0);
+	}
+	/* dnsmasq is up once it answers directly. */
+	for (int i = 0; i < 2; i++) {
+		uint64_t deadline = t_now_ms() + 5000;
+		do
+			dig(dport[i], ans, sizeof(ans));
+		while (strcmp(ans, answers[i]) != 0 && t_now_ms() < deadline);
+		if (strcmp(ans, answers[i]) != 0)
+			stop_dns();
+		ck_assert_msg(strcmp(ans, answers[i]) == 0, "dnsmasq %d did not answer: '%s'", i,
+			      ans);
+	}
+	h.port = t_free_port();
+	snprintf(
+	    json, sizeof(json),
+	    "{\"engine\":\"%s\",\"workers\":%d,\"log\":{\"level\":\"debug\"},"
+	    "\"control\":{\"socket\":\"@DIR@/lb.sock\"},"
+	    "\"listeners\":[{\"name\":\"dns\",\"protocol\":\"udp\",\"listen\":\"127.0.0.1:%d\","
+	    "\"pool\":\"dns\",\"timeouts\":{\"idle\":\"5s\"}}],"
+	    "\"pools\":[{\"name\":\"dns\",\"algorithm\":\"round_robin\",\"health\":{\"type\":"
+	    "\"tcp\",\"interval\":\"200ms\"},\"backends\":[{\"name\":\"ns1\",\"address\":"
+	    "\"127.0.0.1:%d\"},{\"name\":\"ns2\",\"address\":\"127.0.0.1:%d\"}]}]}",
+	    t_engine(), LB_WORKERS, h.port, dport[0], dport[1]);
+	int rc = lb_start(&h.lb, json, NULL, 0);
+	h.lb_started = rc == 0;
+	bool started = rc == 0 && lb_log_wait(&h.lb, " started: ", 5000);
+	/* Rotation restarts when a check changes the set: start once both are checked up. */
+	for (int i = 0; started && i < 2; i++) {
+		char line[128];
+		snprintf(line, sizeof(line), "backend ns%d (127.0.0.1:%d) is UP", i + 1, dport[i]);
+		started = lb_log_wait(&h.lb, line, 5000);
+	}
+	if (!started)
+		stop_dns();
+	expect(started, "lb did not start, or did not check both servers up");
+	/* Each dig is a new client port, so a new session: round robin alternates servers. */
+	for (int q = 0; q < 6; q++) {
+		dig(h.port, ans, sizeof(ans));
+		for (int i = 0; i < 2; i++)
+			seen[i] += strcmp(ans, answers[i]) == 0;
+		if (strcmp(ans, answers[0]) && strcmp(ans, answers[1])) {
+			stop_dns();
+			expect(false, "query %d through lb: answer '%s'", q, ans);
+		}
+	}
+	stop_dns();
+	expect(seen[0] == 3 && seen[1] == 3, "answers split %d/%d, expected 3/3", seen[0], seen[1]);
+	finish();
+}
+END_TEST
+
+static Suite *udp_suite(void)
+{
+	Suite *s = suite_create("udp");
+	TCase *tc = tcase_create("udp");
+
+	tcase_set_timeout(tc, TEST_TIMEOUT_S);
+	tcase_add_test(tc, test_sessions_spread_stick_and_expire_after_idle);
+	tcase_add_test(tc, test_empty_and_largest_datagrams_pass_intact);
+	tcase_add_test(tc, test_denied_client_is_dropped_and_counted);
+	tcase_add_test(tc, test_max_conns_caps_sessions);
+	tcase_add_test(tc, test_sessions_of_a_dead_backend_move_once_health_marks_it_down);
+	tcase_add_test(tc, test_sessions_move_after_port_unreachable_without_health_checks);
+	tcase_add_test(tc, test_kill_ends_sessions_and_reload_keeps_them);
+	tcase_add_test(tc, test_ipv6_and_wildcard_listener_reply_from_the_address_used);
+	tcase_add_test(tc, test_dns_servers_behind_lb_answer_dig);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	return t_run_suite(udp_suite(), CK_ENV);
+}
