@@ -1,6 +1,7 @@
 /* Listener sockets and admission counters; see listener.h. */
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -108,6 +109,12 @@ int listener_socket(const struct lb_addr *addr, int type, const char **why)
 		goto fail;
 	}
 	if (type == SOCK_DGRAM && dgram_options(fd, addr) < 0) {
+		*why = "setsockopt";
+		goto fail;
+	}
+	/* Accepted sockets inherit TCP_NODELAY: one setsockopt per listener, not per client. */
+	if (type == SOCK_STREAM &&
+	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0) {
 		*why = "setsockopt";
 		goto fail;
 	}

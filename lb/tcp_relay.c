@@ -360,9 +360,10 @@ static void backend_ready(void *arg, uint32_t ev)
 		      ev & (ENGINE_READ | ENGINE_ERROR));
 		return;
 	}
+	/* Writable without an error flag is a completed connect: no SO_ERROR call needed. */
 	int err = 0;
 	socklen_t len = sizeof(err);
-	if (getsockopt(c->bfd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+	if ((ev & ENGINE_ERROR) && getsockopt(c->bfd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
 		err = errno;
 	if (err)
 		connect_failed(c, err);
@@ -490,7 +491,7 @@ void tcp_relay_accept(struct worker *w, struct listener *l, int fd,
 	w->conns = c;
 	w->nconns++;
 
-	set_nodelay(fd);
+	/* TCP_NODELAY comes from the listener socket (inherited on accept). */
 	c->cwatch = w->ops->watch(w->eng, fd, ENGINE_READ | ENGINE_WRITE, client_ready, c);
 	if (!c->cwatch) {
 		conn_finish(c, "out of memory", true, false);
