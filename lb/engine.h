@@ -9,6 +9,7 @@
 #define ENGINE_READ  0x1u
 #define ENGINE_WRITE 0x2u
 #define ENGINE_ERROR 0x4u /* error or hang-up: the handler should find out with a syscall */
+#define ENGINE_RDHUP 0x8u /* the peer shut down its sending side: read on until EOF */
 
 struct engine;
 struct engine_watch; /* engine-owned registration of one fd */

@@ -107,6 +107,8 @@ static int ep_dispatch(struct engine *e)
 			ev |= ENGINE_WRITE;
 		if (got & (EPOLLERR | EPOLLHUP))
 			ev |= ENGINE_ERROR;
+		if (got & EPOLLRDHUP)
+			ev |= ENGINE_RDHUP;
 		w->cb(w->owner, ev);
 	}
 	e->nready = 0;

@@ -177,6 +177,8 @@ static uint32_t to_events(int res)
 		ev |= ENGINE_WRITE;
 	if (res & (POLLERR | POLLHUP))
 		ev |= ENGINE_ERROR;
+	if (res & POLLRDHUP)
+		ev |= ENGINE_RDHUP;
 	return ev;
 }
 

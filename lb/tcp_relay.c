@@ -34,6 +34,7 @@ struct half {
 	bool eof;	     /* the source sent FIN */
 	bool shut;	     /* FIN forwarded to the sink */
 	bool bulk;	     /* a read filled the scratch buffer: splice from now on */
+	bool drain;	     /* the source hung up or failed: read until EOF/EAGAIN */
 	uint64_t bytes;	     /* delivered to the sink */
 };
 
@@ -187,6 +188,13 @@ static enum pump_result pump_small(struct conn *c, struct half *h, int src, int 
 			h->bulk = true;
 		if (h->in_pipe || h->bulk)
 			return PUMP_OK; /* pump() drains the pipe / switches to splice */
+		if (!h->drain) {
+			/* A short read emptied the socket: whatever arrives later raises a new
+			 * edge (both engines report every wake-up), so skip the recv that would
+			 * only say EAGAIN. A FIN that came with the data is flagged RDHUP. */
+			half_release_pipe(w, h);
+			return PUMP_OK;
+		}
 	}
 }
 
@@ -295,6 +303,8 @@ static void relay(struct conn *c, bool do_up, bool do_down)
 static void client_ready(void *arg, uint32_t ev)
 {
 	struct conn *c = arg;
+	if (ev & (ENGINE_RDHUP | ENGINE_ERROR))
+		c->up.drain = true;
 	if (c->state != CONN_RELAY)
 		return; /* bytes wait in the socket until the backend is connected */
 	relay(c, ev & (ENGINE_READ | ENGINE_ERROR),
@@ -355,6 +365,8 @@ static void backend_ready(void *arg, uint32_t ev)
 {
 	struct conn *c = arg;
 
+	if (ev & (ENGINE_RDHUP | ENGINE_ERROR))
+		c->down.drain = true;
 	if (c->state == CONN_RELAY) {
 		relay(c, (ev & (ENGINE_WRITE | ENGINE_ERROR)) && c->up.in_pipe,
 		      ev & (ENGINE_READ | ENGINE_ERROR));
