@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# bench/compare.sh — `make bench`: lb (both engines), HAProxy and nginx stream in front of
-# the same loopback backends, same worker count, same client commands; alternates systems,
-# repeats rounds and writes the medians to docs/BENCHMARKS.md and docs/bench.png.
+# bench/compare.sh — `make bench`: lb (both engines), HAProxy and nginx stream in front of the
+# same loopback backends (iperf3, nginx http, dnsmasq), same worker count, same client commands;
+# alternates systems, repeats rounds and writes the medians to docs/BENCHMARKS.md, docs/bench.png.
 #
 # Usage: bash bench/compare.sh [--quick] [--rounds N] [--systems "direct lb-uring ..."]
 # Env:   LB_BIN (default build/lb), LB_BENCH_ENGINE (engine of the plain "lb" system,
@@ -37,18 +37,22 @@ done
 
 case "$ROUNDS" in '' | [1-9] | [1-9][0-9]) ;; *) echo "compare.sh: --rounds wants 1..99" >&2; exit 2 ;; esac
 
-# Durations (seconds) and sizes. Full: 3 rounds fit in ~8 minutes on 2 cores.
+# Durations (seconds) and sizes. Full: 3 rounds fit in ~8.5 minutes on 2 cores.
 if [ "$QUICK" = 1 ]; then
 	ROUNDS=${ROUNDS:-1}
-	T_TCP=2 T_WRK=2 T_UDP=2
+	T_TCP=2 T_WRK=2 T_UDP=2 T_DNS=2
 	IDLE_CONNS=${BENCH_IDLE_CONNS:-2000}
 else
 	ROUNDS=${ROUNDS:-3}
-	T_TCP=5 T_WRK=5 T_UDP=3
+	T_TCP=5 T_WRK=5 T_UDP=3 T_DNS=3
 	IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
 fi
 WRK_CONNS=50
 UDP_LEN=1200
+# dnsperf: clients (sockets) and queries in flight, all for one name dnsmasq answers itself.
+DNS_CLIENTS=4
+DNS_OUTSTANDING=100
+DNS_NAME=who.lb.test
 # The backend body: 100 bytes, as small as a typical health/API reply.
 BODY=$(printf 'x%.0s' $(seq 1 100))
 
@@ -78,6 +82,8 @@ check_deps() {
 	need python3 python3
 	need ss iproute2
 	need gnuplot gnuplot-nox
+	need dnsmasq dnsmasq-base
+	need dnsperf dnsperf
 	if command -v nginx >/dev/null 2>&1 && ! stream_module >/dev/null &&
 		! nginx -V 2>&1 | grep -q -- '--with-stream\( \|$\)'; then
 		need_pkgs+=(libnginx-mod-stream)
@@ -117,10 +123,10 @@ alloc_port() { # alloc_port VAR: a loopback port free for both TCP and UDP, belo
 	NEXT_PORT=$((NEXT_PORT + 1))
 }
 
-wait_listen() { # wait_listen PORT PID: until PORT listens (10 s), or PID dies
-	local port=$1 pid=$2
+wait_listen() { # wait_listen PORT PID [-u]: until TCP (-u: UDP) PORT listens (10 s), or PID dies
+	local port=$1 pid=$2 proto=${3:--t}
 	for _ in $(seq 100); do
-		[ -n "$(ss -Htln "( sport = :$port )")" ] && return 0
+		[ -n "$(ss -H "${proto}ln" "( sport = :$port )")" ] && return 0
 		kill -0 "$pid" 2>/dev/null || return 1
 		sleep 0.1
 	done
@@ -143,8 +149,11 @@ render() { # render TEMPLATE OUT KEY=VALUE...: replace @KEY@ by VALUE
 
 alloc_port BACKEND_IPERF
 alloc_port BACKEND_HTTP
+alloc_port BACKEND_DNS
 IPERF_PID=
 BACKEND_NGINX_PID=
+DNS_PID=
+DNS_QUERIES="$TMP/dns-queries.txt"
 
 start_iperf_server() {
 	start_bg IPERF_PID "$TMP/iperf3-server.log" iperf3 -s -B 127.0.0.1 -p "$BACKEND_IPERF"
@@ -170,11 +179,26 @@ start_backends() {
 	}
 	start_iperf_server
 	python3 "$HELPER" probe "$BACKEND_HTTP" || { log "backend nginx does not answer"; exit 1; }
+	start_dns_server
+}
+
+# dnsmasq answers DNS_NAME from its own host record: no upstream, no files, one thread.
+start_dns_server() {
+	printf '%s A\n' "$DNS_NAME" >"$DNS_QUERIES"
+	start_bg DNS_PID "$RAW/logs/backend-dnsmasq.log" \
+		dnsmasq -k --conf-file=/dev/null --no-resolv --no-hosts --log-facility=- \
+		--listen-address=127.0.0.1 --bind-interfaces --pid-file= --user="$(id -un)" \
+		--port="$BACKEND_DNS" --host-record="$DNS_NAME,10.0.0.1"
+	wait_listen "$BACKEND_DNS" "$DNS_PID" -u || {
+		log "dnsmasq did not start: $(tail -2 "$RAW/logs/backend-dnsmasq.log" 2>/dev/null)"
+		exit 1
+	}
+	python3 "$HELPER" dnsprobe "$BACKEND_DNS" "$DNS_NAME" || { log "dnsmasq does not answer"; exit 1; }
 }
 
 # ------------------------------------------------------------------- balancers
 
-declare -A SYS_IPERF SYS_HTTP SYS_PID SYS_UDP NOTE
+declare -A SYS_IPERF SYS_HTTP SYS_PID SYS_UDP SYS_DNS SYS_DNS_OK NOTE
 
 add_note() { # add_note SYS TEXT: once per run, however many rounds repeat it
 	case "; ${NOTE[$1]:-}; " in *"; $2; "*) return 0 ;; esac
@@ -197,13 +221,16 @@ assign_ports() {
 	for s in $SYSTEMS; do
 		if [ "$s" = direct ]; then
 			SYS_IPERF[$s]=$BACKEND_IPERF SYS_HTTP[$s]=$BACKEND_HTTP SYS_UDP[$s]=1
+			SYS_DNS[$s]=$BACKEND_DNS SYS_DNS_OK[$s]=1
 			continue
 		fi
 		alloc_port p
 		SYS_IPERF[$s]=$p
 		alloc_port p
 		SYS_HTTP[$s]=$p
-		SYS_UDP[$s]=0
+		alloc_port p
+		SYS_DNS[$s]=$p
+		SYS_UDP[$s]=0 SYS_DNS_OK[$s]=0
 	done
 }
 
@@ -223,17 +250,21 @@ start_lb() {
 		return 1
 	fi
 	mkdir -p "$d"
+	# The UDP listeners (iperf3 -u, DNS) are injected so that an lb without UDP still runs TCP.
 	udp=", { \"name\": \"iperf-udp\", \"protocol\": \"udp\", \"listen\": \"127.0.0.1:${SYS_IPERF[$s]}\", \"pool\": \"iperf\" }"
+	udp+=", { \"name\": \"dns\", \"protocol\": \"udp\", \"listen\": \"127.0.0.1:${SYS_DNS[$s]}\", \"pool\": \"dns\" }"
 	render "$BENCH/lb.json.in" "$d/lb.json" ENGINE="$engine" WORKERS="$WORKERS" DIR="$d" \
 		IPERF_PORT="${SYS_IPERF[$s]}" HTTP_PORT="${SYS_HTTP[$s]}" \
-		BACKEND_IPERF_PORT="$BACKEND_IPERF" BACKEND_HTTP_PORT="$BACKEND_HTTP" UDP_LISTENER="$udp"
-	SYS_UDP[$s]=1
+		BACKEND_IPERF_PORT="$BACKEND_IPERF" BACKEND_HTTP_PORT="$BACKEND_HTTP" \
+		BACKEND_DNS_PORT="$BACKEND_DNS" UDP_LISTENER="$udp"
+	SYS_UDP[$s]=1 SYS_DNS_OK[$s]=1
 	if ! "$LB_BIN" -c "$d/lb.json" --check >"$d/check.log" 2>&1; then
-		SYS_UDP[$s]=0
-		add_note "$s" "udp listener rejected by lb --check: $(head -1 "$d/check.log")"
+		SYS_UDP[$s]=0 SYS_DNS_OK[$s]=0
+		add_note "$s" "udp listeners rejected by lb --check: $(head -1 "$d/check.log")"
 		render "$BENCH/lb.json.in" "$d/lb.json" ENGINE="$engine" WORKERS="$WORKERS" DIR="$d" \
 			IPERF_PORT="${SYS_IPERF[$s]}" HTTP_PORT="${SYS_HTTP[$s]}" \
-			BACKEND_IPERF_PORT="$BACKEND_IPERF" BACKEND_HTTP_PORT="$BACKEND_HTTP" UDP_LISTENER=""
+			BACKEND_IPERF_PORT="$BACKEND_IPERF" BACKEND_HTTP_PORT="$BACKEND_HTTP" \
+			BACKEND_DNS_PORT="$BACKEND_DNS" UDP_LISTENER=""
 		if ! "$LB_BIN" -c "$d/lb.json" --check >"$d/check.log" 2>&1; then
 			add_note "$s" "config rejected by lb --check: $(head -3 "$d/check.log" | tr '\n' ' ')"
 			return 1
@@ -245,6 +276,10 @@ start_lb() {
 		err=$(tail -2 "$RAW/logs/$s.log" | tr '\n' ' ')
 		add_note "$s" "lb ($engine) did not start listening: $err"
 		return 1
+	fi
+	if [ "${SYS_DNS_OK[$s]}" = 1 ] && ! wait_listen "${SYS_DNS[$s]}" "$pid" -u; then
+		add_note "$s" "lb ($engine) did not open its DNS (udp) listener"
+		SYS_DNS_OK[$s]=0
 	fi
 	return 0
 }
@@ -270,11 +305,13 @@ start_nginx() {
 	if stream_module >/dev/null; then load="load_module $(stream_module);"; fi
 	render "$BENCH/nginx-stream.conf.in" "$d/nginx.conf" WORKERS="$WORKERS" DIR="$d" NOFILE="$NOFILE" \
 		LOAD_STREAM="$load" IPERF_PORT="${SYS_IPERF[$s]}" HTTP_PORT="${SYS_HTTP[$s]}" \
-		BACKEND_IPERF_PORT="$BACKEND_IPERF" BACKEND_HTTP_PORT="$BACKEND_HTTP"
+		BACKEND_IPERF_PORT="$BACKEND_IPERF" BACKEND_HTTP_PORT="$BACKEND_HTTP" \
+		DNS_PORT="${SYS_DNS[$s]}" BACKEND_DNS_PORT="$BACKEND_DNS"
 	start_bg pid "$RAW/logs/$s.log" nginx -p "$d" -c "$d/nginx.conf" -g 'daemon off;'
 	SYS_PID[$s]=$pid
-	SYS_UDP[$s]=1
-	if ! wait_listen "${SYS_HTTP[$s]}" "$pid" || ! wait_listen "${SYS_IPERF[$s]}" "$pid"; then
+	SYS_UDP[$s]=1 SYS_DNS_OK[$s]=1
+	if ! wait_listen "${SYS_HTTP[$s]}" "$pid" || ! wait_listen "${SYS_IPERF[$s]}" "$pid" ||
+		! wait_listen "${SYS_DNS[$s]}" "$pid" -u; then
 		add_note "$s" "did not start: $(tail -1 "$d/error.log" 2>/dev/null)"
 		return 1
 	fi
@@ -294,6 +331,11 @@ start_system() { # marks UP[s]=1 when it runs and relays an HTTP request
 	if [ "$ok" = 1 ] && ! python3 "$HELPER" probe "${SYS_HTTP[$s]}" 2>>"$RAW/logs/$s.log"; then
 		add_note "$s" "does not relay TCP (HTTP probe failed)"
 		ok=0
+	fi
+	if [ "$ok" = 1 ] && [ "${SYS_DNS_OK[$s]}" = 1 ] &&
+		! python3 "$HELPER" dnsprobe "${SYS_DNS[$s]}" "$DNS_NAME" 2>>"$RAW/logs/$s.log"; then
+		add_note "$s" "does not relay DNS (dnsprobe failed); its DNS rows are n/a"
+		SYS_DNS_OK[$s]=0
 	fi
 	if [ "$ok" = 1 ]; then
 		UP[$s]=1
@@ -372,6 +414,24 @@ run_udp() { # run_udp SYS RATE_MBIT
 	: "$pkts"
 }
 
+run_dns() { # run_dns SYS: dnsperf against the system's DNS port
+	local s=$1 out qps lat lost
+	out="$RAW/r$ROUND-$s-dns.txt"
+	if [ "${SYS_DNS_OK[$s]}" != 1 ]; then
+		record "$s" dns_qps NA; record "$s" dns_lat_ms NA
+		return
+	fi
+	timeout -k 2 $((T_DNS + 15)) dnsperf -s 127.0.0.1 -p "${SYS_DNS[$s]}" -d "$DNS_QUERIES" \
+		-l "$T_DNS" -c "$DNS_CLIENTS" -q "$DNS_OUTSTANDING" >"$out" 2>&1 || true
+	qps=NA lat=NA lost=NA
+	read -r qps lat lost < <(python3 "$HELPER" dnsperf "$out" 2>"$TMP/dnsperf.err" || true) || true
+	record "$s" dns_qps "$qps"
+	record "$s" dns_lat_ms "$lat"
+	record "$s" dns_lost "$lost"
+	[ "$qps" = NA ] && note_fail "$s" "dnsperf" "$(head -1 "$TMP/dnsperf.err")"
+	return 0
+}
+
 run_wrk() { # run_wrk SYS keepalive|close
 	local s=$1 mode=$2 out rps p99 errs hdr=()
 	out="$RAW/r$ROUND-$s-wrk-$mode.txt"
@@ -413,6 +473,7 @@ run_workload() { # run_workload NAME SYS
 		ka) record "$s" ka_rps NA; record "$s" ka_p99_ms NA ;;
 		close) record "$s" close_cps NA ;;
 		udp200 | udp500) record "$s" "$w" NA ;;
+		dns) record "$s" dns_qps NA; record "$s" dns_lat_ms NA ;;
 		esac
 		return
 	fi
@@ -424,6 +485,7 @@ run_workload() { # run_workload NAME SYS
 	close) run_wrk "$s" close ;;
 	udp200) run_udp "$s" 200 ;;
 	udp500) run_udp "$s" 500 ;;
+	dns) run_dns "$s" ;;
 	esac
 }
 
@@ -458,7 +520,7 @@ log "raw results in ${RAW#"$ROOT"/}"
 
 start_backends
 assign_ports
-WORKLOADS="idle tcp1 tcp4 ka close udp200 udp500"
+WORKLOADS="idle tcp1 tcp4 ka close udp200 udp500 dns"
 
 # `make bench` must end within 10 minutes: start a round only if the slowest one so far fits.
 BUDGET=${BENCH_BUDGET:-560}
@@ -516,7 +578,9 @@ ELAPSED=$(($(date +%s) - START))
 	printf 'quick\t%s\n' "$QUICK"
 	printf 'elapsed\t%s\n' "$ELAPSED"
 	printf 'workers\t%s\n' "$WORKERS"
-	printf 't_tcp\t%s\nt_wrk\t%s\nt_udp\t%s\n' "$T_TCP" "$T_WRK" "$T_UDP"
+	printf 't_tcp\t%s\nt_wrk\t%s\nt_udp\t%s\nt_dns\t%s\n' "$T_TCP" "$T_WRK" "$T_UDP" "$T_DNS"
+	printf 'dns_clients\t%s\ndns_outstanding\t%s\ndns_name\t%s\n' \
+		"$DNS_CLIENTS" "$DNS_OUTSTANDING" "$DNS_NAME"
 	printf 'nofile\t%s\n' "$NOFILE"
 	printf 'idle_conns\t%s\nwrk_conns\t%s\nudp_len\t%s\n' "$IDLE_CONNS" "$WRK_CONNS" "$UDP_LEN"
 	printf 'systems\t%s\n' "$SYSTEMS"
@@ -524,6 +588,8 @@ ELAPSED=$(($(date +%s) - START))
 	printf 'nginx\t%s\n' "$(nginx -v 2>&1 | sed 's|.*/||')"
 	printf 'iperf3\t%s\n' "$(iperf3 --version | head -1 | awk '{print $2}')"
 	printf 'wrk\t%s\n' "$(wrk -v 2>&1 | head -1 | awk '{print $2}')"
+	printf 'dnsmasq\t%s\n' "$(dnsmasq --version 2>/dev/null | head -1 | awk '{print $3}')"
+	printf 'dnsperf\t%s\n' "$(dnsperf -h 2>&1 | sed -n 's/^Version //p' | head -1)"
 	printf 'lb\t%s\n' "$([ -x "$LB_BIN" ] && "$LB_BIN" --version 2>/dev/null | head -1 | sed 's/^lb //' || echo 'not built')"
 	printf 'load\t%s\n' "$LOAD_START → $(cut -d" " -f1-3 /proc/loadavg)"
 } >"$RAW/meta.tsv"

@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
-"""Measurement helpers for bench/compare.sh: probing a balancer, holding idle
-connections while reading its memory, CPU time of a process tree, and parsing
-iperf3/wrk output into single numbers. Standard library only."""
+"""Measurement helpers for bench/compare.sh: probing a balancer (HTTP, DNS), holding
+idle connections while reading its memory, CPU time of a process tree, and parsing
+iperf3/wrk/dnsperf output into single numbers. Standard library only."""
 
 import json
 import os
 import re
 import resource
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -99,6 +100,37 @@ def cmd_probe(args):
         print(f"probe 127.0.0.1:{port}: unexpected reply {data[:40]!r}", file=sys.stderr)
         return 1
     return 0
+
+
+def dns_query(name, qid):
+    """A recursion-desired query for NAME's A record."""
+    qname = b"".join(bytes([len(p)]) + p.encode() for p in name.rstrip(".").split(".")) + b"\0"
+    return struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + qname + struct.pack("!HH", 1, 1)
+
+
+def cmd_dnsprobe(args):
+    """dnsprobe PORT NAME : exit 0 when an A query for NAME through 127.0.0.1:PORT (UDP)
+    gets a NOERROR reply with an answer; three tries, 1 s each."""
+    port, name = int(args[0]), args[1]
+    err = "no reply"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(1.0)
+        for qid in (0x1b01, 0x1b02, 0x1b03):
+            try:
+                s.sendto(dns_query(name, qid), ("127.0.0.1", port))
+                while True:
+                    data = s.recv(4096)
+                    if len(data) >= 12 and struct.unpack("!H", data[:2])[0] == qid:
+                        break
+            except OSError as e:
+                err = str(e)
+                continue
+            flags, ancount = struct.unpack("!H", data[2:4])[0], struct.unpack("!H", data[6:8])[0]
+            if flags & 0x8000 and (flags & 0xF) == 0 and ancount > 0:
+                return 0
+            err = f"reply rcode {flags & 0xF}, {ancount} answers"
+    print(f"dnsprobe 127.0.0.1:{port} {name}: {err}", file=sys.stderr)
+    return 1
 
 
 def established_to(port):
@@ -218,9 +250,32 @@ def cmd_wrk(args):
     return 0
 
 
+def cmd_dnsperf(args):
+    """dnsperf FILE : 'queries_per_sec avg_latency_ms lost_queries'."""
+    try:
+        with open(args[0]) as f:
+            text = f.read()
+    except OSError:
+        print("no dnsperf output", file=sys.stderr)
+        print("NA NA NA")
+        return 1
+    done = re.search(r"^\s*Queries completed:\s+(\d+)", text, re.M)
+    qps = re.search(r"^\s*Queries per second:\s+([\d.]+)", text, re.M)
+    lat = re.search(r"^\s*Average Latency \(s\):\s+([\d.]+)", text, re.M)
+    lost = re.search(r"^\s*Queries lost:\s+(\d+)", text, re.M)
+    if not done or not qps or int(done.group(1)) == 0:
+        why = [line for line in text.splitlines() if line.startswith(("[Fatal]", "Error", "[Error]"))]
+        print(why[0] if why else "no queries completed (killed by timeout?)", file=sys.stderr)
+        print("NA NA NA")
+        return 1
+    lat_ms = f"{float(lat.group(1)) * 1e3:.3f}" if lat else "NA"
+    print(f"{float(qps.group(1)):.0f} {lat_ms} {lost.group(1) if lost else 'NA'}")
+    return 0
+
+
 def main():
-    cmds = {"probe": cmd_probe, "idle": cmd_idle, "cpu": cmd_cpu,
-            "iperf": cmd_iperf, "wrk": cmd_wrk}
+    cmds = {"probe": cmd_probe, "dnsprobe": cmd_dnsprobe, "idle": cmd_idle, "cpu": cmd_cpu,
+            "iperf": cmd_iperf, "wrk": cmd_wrk, "dnsperf": cmd_dnsperf}
     if len(sys.argv) < 2 or sys.argv[1] not in cmds:
         print(f"usage: helper.py {'|'.join(cmds)} ARGS...", file=sys.stderr)
         return 2

@@ -10,7 +10,7 @@ case "${1:-build}" in
 build) want=("${build[@]}") ;;
 demo) want=("${build[@]}" curl) ;;
 test) want=("${build[@]}" curl redis-server postgresql dnsmasq-base bind9-dnsutils) ;;
-bench) want=("${build[@]}" iperf3 wrk haproxy nginx libnginx-mod-stream gnuplot-nox python3) ;;
+bench) want=("${build[@]}" iperf3 wrk haproxy nginx libnginx-mod-stream gnuplot-nox python3 dnsmasq-base dnsperf) ;;
 *)
 	echo "usage: $0 build|test|bench|demo" >&2
 	exit 2
