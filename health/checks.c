@@ -83,13 +83,13 @@ const struct hc_check hc_check_tcp = {.name = "tcp", .socktype = SOCK_STREAM};
 static size_t send_request(const struct cfg_health *h, const char *host, uint8_t *buf, size_t len)
 {
 	(void)host;
-	return h->send ? copy_out(h->send, strlen(h->send), buf, len) : 0;
+	return h->send ? copy_out(h->send, h->send_len, buf, len) : 0;
 }
 
 static enum hc_result send_expect_parse(const uint8_t *buf, size_t len, const struct cfg_health *h,
 					char *reason, size_t rlen)
 {
-	size_t elen = h->expect ? strlen(h->expect) : 0;
+	size_t elen = h->expect ? h->expect_len : 0;
 
 	(void)reason;
 	(void)rlen;
@@ -110,7 +110,7 @@ static const struct hc_check hc_check_send_expect = {
 static enum hc_result udp_parse(const uint8_t *buf, size_t len, const struct cfg_health *h,
 				char *reason, size_t rlen)
 {
-	size_t elen = h->expect ? strlen(h->expect) : 0;
+	size_t elen = h->expect ? h->expect_len : 0;
 
 	/* A datagram is a whole reply: it matches or it does not, never "more to come". */
 	if (!elen || memmem(buf, len, h->expect, elen))

@@ -684,13 +684,23 @@ static void hc_type_names(char *buf, size_t len)
 	}
 }
 
-/* A string option the type may use (flag) or need; duplicated into *out. */
+/* A string option the type may use (flag) or need; duplicated into *out. With len, a
+ * payload that may hold NUL bytes ("\u0000"; its length goes to *len); without, text. */
 static void parse_hc_string(struct cfg_ctx *c, const json_t *hv, const char *path,
-			    const struct hc_rule *rule, const char *key, unsigned flag, char **out)
+			    const struct hc_rule *rule, const char *key, unsigned flag, char **out,
+			    size_t *len)
 {
 	char p[CFG_PATH_MAX];
-	const char *s;
-	int rc = get_string(c, hv, path, key, "a string", &s);
+	const char *s = NULL;
+	const json_t *v = json_object_get(hv, key);
+	int rc;
+
+	if (len && json_is_string(v)) {
+		s = json_string_value(v);
+		rc = CFG_OK;
+	} else {
+		rc = get_string(c, hv, path, key, "a string", &s);
+	}
 
 	if (!rule || rc == CFG_BAD)
 		return;
@@ -699,12 +709,22 @@ static void parse_hc_string(struct cfg_ctx *c, const json_t *hv, const char *pat
 		err_at(c, p, "not used by health type \"%s\"", rule->name);
 		return;
 	}
-	if ((rule->needs & flag) && (rc == CFG_ABSENT || !*s)) {
+	size_t n = rc == CFG_OK ? (len ? json_string_length(v) : strlen(s)) : 0;
+	if ((rule->needs & flag) && n == 0) {
 		err_at(c, p, "health type \"%s\" requires a non-empty \"%s\"", rule->name, key);
 		return;
 	}
-	if (rc == CFG_OK)
-		*out = cfg_strdup(c, s);
+	if (rc != CFG_OK)
+		return;
+	*out = malloc(n + 1);
+	if (!*out) {
+		c->oom = true;
+		return;
+	}
+	memcpy(*out, s, n);
+	(*out)[n] = '\0';
+	if (len)
+		*len = n;
 }
 
 /* http: path starts with '/' and holds no spaces or control characters (it goes into the
@@ -716,7 +736,7 @@ static void parse_hc_http(struct cfg_ctx *c, const json_t *hv, const char *path,
 	const json_t *pv = json_object_get(hv, "path");
 	bool http = rule && (rule->uses & HC_USES_HTTP);
 
-	parse_hc_string(c, hv, path, rule, "path", HC_USES_HTTP, &h->path);
+	parse_hc_string(c, hv, path, rule, "path", HC_USES_HTTP, &h->path, NULL);
 	if (h->path && (h->path[0] != '/' || strpbrk(h->path, " \t\r\n"))) {
 		path_key(p, path, "path");
 		err_got(c, p, pv, "a request path starting with '/' without spaces");
@@ -763,8 +783,8 @@ static void parse_health(struct cfg_ctx *c, const json_t *pool, const char *ppat
 	get_duration(c, hv, path, "timeout", true, &h->timeout_ms);
 	get_int(c, hv, path, "rise", 1, CFG_MAX_RISE_FALL, &h->rise);
 	get_int(c, hv, path, "fall", 1, CFG_MAX_RISE_FALL, &h->fall);
-	parse_hc_string(c, hv, path, rule, "send", HC_USES_SEND, &h->send);
-	parse_hc_string(c, hv, path, rule, "expect", HC_USES_EXPECT, &h->expect);
+	parse_hc_string(c, hv, path, rule, "send", HC_USES_SEND, &h->send, &h->send_len);
+	parse_hc_string(c, hv, path, rule, "expect", HC_USES_EXPECT, &h->expect, &h->expect_len);
 	parse_hc_http(c, hv, path, rule, h);
 }
 
@@ -1083,6 +1103,28 @@ static void err_json(struct cfg_ctx *c, const json_error_t *je)
 	err_add(c, msg);
 }
 
+/* Documents load with JSON_ALLOW_NUL so that a health check's send/expect can carry binary
+ * payloads ("\u0000", e.g. a DNS query); every other string must be NUL-free text. */
+static void reject_nul(struct cfg_ctx *c, const json_t *v, const char *path, const char *key)
+{
+	char p[CFG_PATH_MAX];
+	const char *k;
+	const json_t *m;
+	size_t i;
+
+	if (json_is_string(v) && strlen(json_string_value(v)) != json_string_length(v) &&
+	    !(key && (strcmp(key, "send") == 0 || strcmp(key, "expect") == 0)))
+		err_at(c, path, "\\u0000 is only allowed in a health check's send and expect");
+	json_object_foreach ((json_t *)v, k, m) {
+		path_key(p, path, k);
+		reject_nul(c, m, p, k);
+	}
+	json_array_foreach (v, i, m) {
+		path_index(p, path, i);
+		reject_nul(c, m, p, NULL);
+	}
+}
+
 static int load_with(json_t *root, const json_error_t *je, const char *name, const char *file,
 		     struct config **out, struct cfg_errors *errs)
 {
@@ -1091,6 +1133,12 @@ static int load_with(json_t *root, const json_error_t *je, const char *name, con
 
 	if (!root) {
 		err_json(&c, je);
+		return c.oom ? -ENOMEM : -EINVAL;
+	}
+	size_t before = errs->n;
+	reject_nul(&c, root, "", NULL);
+	if (errs->n > before || c.oom) {
+		json_decref(root);
 		return c.oom ? -ENOMEM : -EINVAL;
 	}
 	rc = config_build(root, name, file, out, errs);
@@ -1116,7 +1164,7 @@ int config_load(const char *path, struct config **out, struct cfg_errors *errs)
 		cfg_errors_free(&local);
 		return rc;
 	}
-	json_t *root = json_loadf(fp, JSON_REJECT_DUPLICATES, &je);
+	json_t *root = json_loadf(fp, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
 	fclose(fp);
 	rc = load_with(root, &je, path, path, out, c.errs);
 	cfg_errors_free(&local);
@@ -1133,7 +1181,7 @@ int config_load_string(const char *json, const char *name, struct config **out,
 
 	if (!name)
 		name = "<string>";
-	root = json_loads(json ? json : "", JSON_REJECT_DUPLICATES, &je);
+	root = json_loads(json ? json : "", JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
 	rc = load_with(root, &je, name, NULL, out, errs ? errs : &local);
 	cfg_errors_free(&local);
 	return rc;

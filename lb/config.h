@@ -31,8 +31,10 @@ struct cfg_health {
 	char *type; /* "none" (default), "tcp", "send_expect", "http", "udp", ... */
 	uint64_t interval_ms, timeout_ms;
 	int rise, fall;
-	char *send;	   /* send_expect, udp; NULL if unset */
-	char *expect;	   /* send_expect, udp; NULL if unset */
+	char *send;	   /* send_expect, udp; NULL if unset; may hold NULs ("\u0000") */
+	char *expect;	   /* send_expect, udp; NULL if unset; may hold NULs */
+	size_t send_len;   /* bytes in send (a NUL follows them) */
+	size_t expect_len; /* bytes in expect */
 	char *path;	   /* http; default "/" */
 	int expect_status; /* http; 0 = any 2xx/3xx */
 };

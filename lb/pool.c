@@ -91,6 +91,23 @@ static char *dup_opt(const char *s, bool *ok)
 	return d;
 }
 
+/* Copy of len bytes plus a NUL (health payloads may hold NULs); NULL passes through. */
+static char *dup_bytes(const char *s, size_t len, bool *ok)
+{
+	char *d;
+
+	if (!s)
+		return NULL;
+	d = malloc(len + 1);
+	if (!d) {
+		*ok = false;
+		return NULL;
+	}
+	memcpy(d, s, len);
+	d[len] = '\0';
+	return d;
+}
+
 static void health_free(struct cfg_health *h)
 {
 	free(h->type);
@@ -105,8 +122,8 @@ static bool health_copy(struct cfg_health *dst, const struct cfg_health *src)
 
 	*dst = *src;
 	dst->type = dup_opt(src->type, &ok);
-	dst->send = dup_opt(src->send, &ok);
-	dst->expect = dup_opt(src->expect, &ok);
+	dst->send = dup_bytes(src->send, src->send_len, &ok);
+	dst->expect = dup_bytes(src->expect, src->expect_len, &ok);
 	dst->path = dup_opt(src->path, &ok);
 	if (!ok) {
 		health_free(dst);

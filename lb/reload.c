@@ -267,11 +267,23 @@ static void sync_backends(struct reload_env *re, struct pool *p, const struct cf
 	}
 }
 
+/* Optional payloads differ (NULL = unset; the bytes may hold NULs). */
+static bool bytes_differ(const char *a, size_t alen, const char *b, size_t blen)
+{
+	if (!a || !b)
+		return a != b;
+	return alen != blen || memcmp(a, b, alen) != 0;
+}
+
 static bool health_differs(const struct cfg_health *a, const struct cfg_health *b)
 {
 	return strcmp(a->type ? a->type : "none", b->type ? b->type : "none") != 0 ||
 	       a->interval_ms != b->interval_ms || a->timeout_ms != b->timeout_ms ||
-	       a->rise != b->rise || a->fall != b->fall;
+	       a->rise != b->rise || a->fall != b->fall || a->expect_status != b->expect_status ||
+	       bytes_differ(a->send, a->send_len, b->send, b->send_len) ||
+	       bytes_differ(a->expect, a->expect_len, b->expect, b->expect_len) ||
+	       bytes_differ(a->path, a->path ? strlen(a->path) : 0, b->path,
+			    b->path ? strlen(b->path) : 0);
 }
 
 static void commit_pools(struct reload_env *re, struct plan *pl, json_t *changes)

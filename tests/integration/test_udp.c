@@ -485,6 +485,13 @@ END_TEST
 
 /* ---- real DNS ---- */
 
+/* A udp check that sends a DNS query (id 0x1234, ". NS") and passes on any reply echoing
+ * the id: JSON "\u0000" escapes carry the header's zero bytes. */
+#define DNS_HEALTH                                                                                 \
+	"{\"type\":\"udp\",\"interval\":\"200ms\",\"send\":\"\\u00124\\u0001\\u0000\\u0000\\u0001" \
+	"\\u0000\\u0000\\u0000\\u0000\\u0000\\u0000\\u0000\\u0000\\u0002\\u0000\\u0001\","         \
+	"\"expect\":\"\\u00124\"}"
+
 /* dnsmasq on 127.0.0.1:port answering who.lb.test with addr; its pid (killed at the end). */
 static pid_t start_dnsmasq(int port, const char *addr)
 {
@@ -535,7 +542,7 @@ static void stop_dns(void)
 START_TEST(test_dns_servers_behind_lb_answer_dig)
 {
 	static const char *const answers[] = {"10.0.0.1", "10.0.0.2"};
-	char json[1024], ans[64];
+	char json[2048], ans[64];
 	int dport[2], seen[2] = {0, 0};
 
 	for (int i = 0; i < 2; i++) {
@@ -561,8 +568,8 @@ START_TEST(test_dns_servers_behind_lb_answer_dig)
 	    "\"control\":{\"socket\":\"@DIR@/lb.sock\"},"
 	    "\"listeners\":[{\"name\":\"dns\",\"protocol\":\"udp\",\"listen\":\"127.0.0.1:%d\","
 	    "\"pool\":\"dns\",\"timeouts\":{\"idle\":\"5s\"}}],"
-	    "\"pools\":[{\"name\":\"dns\",\"algorithm\":\"round_robin\",\"health\":{\"type\":"
-	    "\"tcp\",\"interval\":\"200ms\"},\"backends\":[{\"name\":\"ns1\",\"address\":"
+	    "\"pools\":[{\"name\":\"dns\",\"algorithm\":\"round_robin\",\"health\":" DNS_HEALTH
+	    ",\"backends\":[{\"name\":\"ns1\",\"address\":"
 	    "\"127.0.0.1:%d\"},{\"name\":\"ns2\",\"address\":\"127.0.0.1:%d\"}]}]}",
 	    t_engine(), LB_WORKERS, h.port, dport[0], dport[1]);
 	int rc = lb_start(&h.lb, json, NULL, 0);

@@ -153,7 +153,9 @@ START_TEST(test_send_expect_sends_send_and_finds_expect_anywhere)
 	uint8_t req[64];
 
 	h.send = "HELLO\r\n";
+	h.send_len = strlen(h.send);
 	h.expect = "READY";
+	h.expect_len = strlen(h.expect);
 	ck_assert_uint_eq(request("send_expect", &h, "db:1", req, sizeof(req)), 7);
 	ck_assert_str_eq((char *)req, "HELLO\r\n");
 	ck_assert_int_eq(judge("send_expect", &h, "READY", reason), HC_PASS);
@@ -169,6 +171,7 @@ START_TEST(test_send_expect_waits_for_a_truncated_match)
 	char reason[HC_REASON_MAX];
 
 	h.expect = "READY";
+	h.expect_len = strlen(h.expect);
 	ck_assert_int_eq(judge("send_expect", &h, "", reason), HC_NEED_MORE);
 	ck_assert_int_eq(judge("send_expect", &h, "status: REA", reason), HC_NEED_MORE);
 	ck_assert_int_eq(judge("send_expect", &h, "NOT-READ", reason), HC_NEED_MORE);
@@ -182,6 +185,7 @@ START_TEST(test_send_expect_fails_when_the_reply_grows_past_the_limit)
 	uint8_t *big = malloc(HC_REPLY_MAX);
 
 	h.expect = "READY";
+	h.expect_len = strlen(h.expect);
 	memset(big, 'x', HC_REPLY_MAX);
 	ck_assert_int_eq(judge_n("send_expect", &h, big, HC_REPLY_MAX - 1, reason), HC_NEED_MORE);
 	ck_assert_int_eq(judge_n("send_expect", &h, big, HC_REPLY_MAX, reason), HC_FAIL);
@@ -317,7 +321,9 @@ START_TEST(test_udp_reply_must_contain_expect)
 	uint8_t req[64];
 
 	h.send = "ping";
+	h.send_len = strlen(h.send);
 	h.expect = "pong";
+	h.expect_len = strlen(h.expect);
 	ck_assert_uint_eq(request("udp", &h, "10.0.0.1:53", req, sizeof(req)), 4);
 	ck_assert_str_eq((char *)req, "ping");
 	ck_assert_int_eq(judge("udp", &h, "pong", reason), HC_PASS);
@@ -336,9 +342,11 @@ START_TEST(test_udp_empty_expect_takes_any_reply)
 	char reason[HC_REASON_MAX];
 
 	h.send = "ping";
+	h.send_len = strlen(h.send);
 	ck_assert_int_eq(judge("udp", &h, "anything", reason), HC_PASS);
 	ck_assert_int_eq(judge_n("udp", &h, "", 0, reason), HC_PASS); /* an empty datagram */
 	h.expect = "";
+	h.expect_len = strlen(h.expect);
 	ck_assert_int_eq(judge_n("udp", &h, "\xff", 1, reason), HC_PASS);
 }
 END_TEST

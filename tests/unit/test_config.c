@@ -250,6 +250,24 @@ START_TEST(test_http_health_path_defaults_to_slash)
 }
 END_TEST
 
+START_TEST(test_health_payloads_may_hold_nul_bytes)
+{
+	/* A DNS query's header is full of zero bytes: send/expect are byte strings. */
+	struct config *cfg =
+	    load_ok(DOC("", "",
+			",\"health\":{\"type\":\"udp\",\"send\":\"\\u0000\\u0001ab\","
+			"\"expect\":\"\\u0000\\u0001\"}",
+			""));
+	const struct cfg_health *h = &cfg->pools[0].health;
+
+	ck_assert_uint_eq(h->send_len, 4);
+	ck_assert_mem_eq(h->send, "\0\1ab", 5); /* and a terminating NUL */
+	ck_assert_uint_eq(h->expect_len, 2);
+	ck_assert_mem_eq(h->expect, "\0\1", 2);
+	config_free(cfg);
+}
+END_TEST
+
 START_TEST(test_weighted_alias_resolves_to_canonical_name)
 {
 	struct config *cfg = load_ok(DOC("", "", ",\"algorithm\":\"weighted\"", ""));
@@ -415,6 +433,8 @@ static const struct {
     {DOC("", ",\"protocol\":\"sctp\"", "", ""), "listeners[0].protocol: expected one of tcp, udp"},
     {DOC("", ",\"name\":\"\"", "", ""), "listeners[0].name: expected a non-empty name"},
     {DOC("", ",\"name\":7", "", ""), "listeners[0].name: expected a name (string), got 7"},
+    {DOC("", ",\"name\":\"a\\u0000b\"", "", ""),
+     "listeners[0].name: \\u0000 is only allowed in a health check's send and expect"},
     {DOC("", ",\"max_conns\":-1", "", ""), "listeners[0].max_conns: expected an integer >= 0"},
     {DOC("", ",\"allow\":\"10.0.0.0/8\"", "", ""), "listeners[0].allow: expected an array of CIDR"},
     {DOC("", ",\"deny\":[\"10.0.0.0/8\",5]", "", ""), "listeners[0].deny[1]: expected a CIDR"},
@@ -724,6 +744,7 @@ static Suite *config_suite(void)
 	tcase_add_test(load, test_udp_listener_idle_defaults_to_30s);
 	tcase_add_test(load, test_control_socket_defaults_beside_the_config_file);
 	tcase_add_test(load, test_http_health_path_defaults_to_slash);
+	tcase_add_test(load, test_health_payloads_may_hold_nul_bytes);
 	tcase_add_test(load, test_weighted_alias_resolves_to_canonical_name);
 	tcase_add_loop_test(load, test_every_algorithm_name_loads, 0,
 			    sizeof(algorithms) / sizeof(algorithms[0]));
