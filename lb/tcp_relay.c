@@ -35,6 +35,7 @@ struct half {
 	bool shut;	     /* FIN forwarded to the sink */
 	bool bulk;	     /* a read filled the scratch buffer: splice from now on */
 	bool drain;	     /* the source hung up or failed: read until EOF/EAGAIN */
+	bool ready;	     /* the source signalled data before the backend was connected */
 	uint64_t bytes;	     /* delivered to the sink */
 };
 
@@ -221,8 +222,12 @@ static enum pump_result pump(struct conn *c, struct half *h, int src, int dst)
 		if (h->eof) {
 			half_release_pipe(w, h);
 			if (!h->shut) {
-				/* Everything before the FIN is delivered: pass the FIN on. */
-				(void)shutdown(dst, SHUT_WR);
+				/* Everything before the FIN is delivered: pass the FIN on; unless
+				 * the other way is finished too, when the pair is closed next and
+				 * close() sends it (both sockets were read to EOF: no RST). */
+				const struct half *other = h == &c->up ? &c->down : &c->up;
+				if (!other->shut)
+					(void)shutdown(dst, SHUT_WR);
 				h->shut = true;
 			}
 			return PUMP_OK;
@@ -305,8 +310,11 @@ static void client_ready(void *arg, uint32_t ev)
 	struct conn *c = arg;
 	if (ev & (ENGINE_RDHUP | ENGINE_ERROR))
 		c->up.drain = true;
-	if (c->state != CONN_RELAY)
-		return; /* bytes wait in the socket until the backend is connected */
+	if (c->state != CONN_RELAY) {
+		/* Bytes wait in the socket until the backend is connected. */
+		c->up.ready |= (ev & (ENGINE_READ | ENGINE_ERROR)) != 0;
+		return;
+	}
 	relay(c, ev & (ENGINE_READ | ENGINE_ERROR),
 	      (ev & (ENGINE_WRITE | ENGINE_ERROR)) && c->down.in_pipe);
 }
@@ -318,13 +326,17 @@ static void reject(struct conn *c, enum listener_reject why, const char *how)
 	conn_finish(c, how, false, false);
 }
 
-static void connected(struct conn *c)
+/* The backend connect completed (ev: the backend's events). Each side is read only if it
+ * signalled data: one that did not raises an edge when its first bytes arrive. */
+static void connected(struct conn *c, uint32_t ev)
 {
 	struct worker *w = c->w;
 	const struct cfg_listener *lc = c->l->cfg;
 
 	timer_cancel(&w->timers, &c->timer);
-	atomic_store_explicit(&c->be->fail_streak, 0, memory_order_relaxed);
+	/* Read first: a store on every connect would bounce the line between workers. */
+	if (atomic_load_explicit(&c->be->fail_streak, memory_order_relaxed))
+		atomic_store_explicit(&c->be->fail_streak, 0, memory_order_relaxed);
 	if (lc->proxy_protocol != CFG_PROXY_NONE) {
 		struct sockaddr_storage local;
 		socklen_t len = sizeof(local);
@@ -343,7 +355,7 @@ static void connected(struct conn *c)
 	c->last_active = w->now;
 	if (lc->idle_timeout_ms)
 		timer_arm(&w->timers, &c->timer, w->now + lc->idle_timeout_ms);
-	relay(c, true, true);
+	relay(c, c->up.ready || c->up.drain, (ev & (ENGINE_READ | ENGINE_ERROR)) != 0);
 }
 
 static void connect_failed(struct conn *c, int err)
@@ -380,7 +392,7 @@ static void backend_ready(void *arg, uint32_t ev)
 	if (err)
 		connect_failed(c, err);
 	else if (ev & ENGINE_WRITE)
-		connected(c);
+		connected(c, ev);
 }
 
 static void conn_timer(struct timer *t, uint64_t now)
