@@ -61,6 +61,7 @@ struct udp_state {
 	struct objpool pool;
 	char *bufs; /* UDP_BATCH slots of UDP_DGRAM_MAX; untouched pages cost no memory */
 	struct mmsghdr msgs[UDP_BATCH];
+	struct mmsghdr out[UDP_BATCH]; /* one session's share of msgs, for its sendmmsg */
 	struct iovec iov[UDP_BATCH];
 	struct sockaddr_storage names[UDP_BATCH];
 	char ctl[UDP_BATCH][CTL_SIZE];
@@ -387,33 +388,31 @@ static int batch_recv(struct udp_state *u, int fd, bool from_clients)
 	}
 }
 
-/* Send slots [a, b) with sendmmsg on fd until done or the socket refuses more. Returns how
- * many went out (the rest are dropped, as a full network queue would) and their bytes in
+/* Send v[0, n) with sendmmsg on fd until done or the socket refuses more. Returns how many
+ * went out (the rest are dropped, as a full network queue would) and adds their bytes to
  * *bytes; *err is the errno that stopped it, 0 if none. */
-static int batch_send(struct udp_state *u, int fd, int a, int b, uint64_t *bytes, int *err)
+static int batch_send(int fd, struct mmsghdr *v, int n, uint64_t *bytes, int *err)
 {
 	int sent = 0;
 	*err = 0;
-	while (a < b) {
-		int m = sendmmsg(fd, &u->msgs[a], (unsigned)(b - a), MSG_DONTWAIT);
+	while (sent < n) {
+		int m = sendmmsg(fd, v + sent, (unsigned)(n - sent), MSG_DONTWAIT);
 		if (m < 0 && errno == EINTR)
 			continue;
 		if (m <= 0) {
 			*err = m < 0 ? errno : EAGAIN;
 			break;
 		}
-		for (int i = a; i < a + m; i++)
-			*bytes += u->iov[i].iov_len;
-		a += m;
+		for (int i = sent; i < sent + m; i++)
+			*bytes += v[i].msg_hdr.msg_iov->iov_len;
 		sent += m;
 	}
 	return sent;
 }
 
-/* Slots [a, b) came from s's client: send them to its backend. */
-static void forward_run(struct udp_session *s, int a, int b)
+/* v[0, n) came from s's client, in order: send them to its backend. */
+static void forward(struct udp_session *s, struct mmsghdr *v, int n)
 {
-	struct udp_state *u = s->w->udp;
 	struct backend *be0 = s->be;
 	uint64_t bytes = 0;
 	int err;
@@ -421,20 +420,20 @@ static void forward_run(struct udp_session *s, int a, int b)
 	if (s->refused ||
 	    atomic_load_explicit(&s->be->health, memory_order_relaxed) == BACKEND_DOWN)
 		session_move(s);
-	for (int i = a; i < b; i++) {
-		u->iov[i].iov_len = u->msgs[i].msg_len;
-		u->msgs[i].msg_hdr.msg_name = NULL;
-		u->msgs[i].msg_hdr.msg_namelen = 0;
-		u->msgs[i].msg_hdr.msg_control = NULL;
-		u->msgs[i].msg_hdr.msg_controllen = 0;
+	for (int i = 0; i < n; i++) {
+		v[i].msg_hdr.msg_iov->iov_len = v[i].msg_len;
+		v[i].msg_hdr.msg_name = NULL;
+		v[i].msg_hdr.msg_namelen = 0;
+		v[i].msg_hdr.msg_control = NULL;
+		v[i].msg_hdr.msg_controllen = 0;
 	}
-	a += batch_send(u, s->fd, a, b, &bytes, &err);
-	if (err == ECONNREFUSED && a < b) {
+	int sent = batch_send(s->fd, v, n, &bytes, &err);
+	if (err == ECONNREFUSED && sent < n) {
 		/* An earlier datagram drew "port unreachable": this backend is gone. */
 		atomic_fetch_add_explicit(&s->be->connect_failures, 1, memory_order_relaxed);
 		session_move(s);
 		if (s->be != be0)
-			batch_send(u, s->fd, a, b, &bytes, &err);
+			batch_send(s->fd, v + sent, n - sent, &bytes, &err);
 	}
 	s->bytes_up += bytes;
 	s->last_active = s->w->now;
@@ -446,6 +445,7 @@ void udp_relay_listener_ready(void *arg, uint32_t events)
 	struct worker_listener *wl = arg;
 	struct worker *w = wl->w;
 	struct udp_state *u = w->udp;
+	struct udp_session *sess[UDP_BATCH];
 	(void)events;
 
 	for (;;) {
@@ -456,29 +456,32 @@ void udp_relay_listener_ready(void *arg, uint32_t events)
 					  strerror(-n));
 			return;
 		}
-		/* Consecutive datagrams of one session go out in one sendmmsg. */
-		struct udp_session *run = NULL;
-		int start = 0;
 		for (int i = 0; i < n; i++) {
 			struct msghdr *mh = &u->msgs[i].msg_hdr;
 			const struct sockaddr *sa = mh->msg_name;
-			struct udp_session *s = NULL;
-			if (!(mh->msg_flags & MSG_TRUNC) &&
-			    (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)) {
-				uint64_t h = key_hash(u, wl, sa);
-				s = table_find(u, wl, sa, h);
-				if (!s)
-					s = session_new(w, wl, mh, h);
-			}
-			if (s == run)
+			sess[i] = NULL;
+			if (mh->msg_flags & MSG_TRUNC ||
+			    (sa->sa_family != AF_INET && sa->sa_family != AF_INET6))
 				continue;
-			if (run)
-				forward_run(run, start, i);
-			run = s;
-			start = i;
+			uint64_t h = key_hash(u, wl, sa);
+			sess[i] = table_find(u, wl, sa, h);
+			if (!sess[i])
+				sess[i] = session_new(w, wl, mh, h);
 		}
-		if (run)
-			forward_run(run, start, n);
+		/* Each session's datagrams of the batch, in order, go out in one sendmmsg. */
+		for (int i = 0; i < n; i++) {
+			struct udp_session *s = sess[i];
+			int k = 0;
+			if (!s)
+				continue;
+			for (int j = i; j < n; j++) {
+				if (sess[j] == s) {
+					u->out[k++] = u->msgs[j];
+					sess[j] = NULL;
+				}
+			}
+			forward(s, u->out, k);
+		}
 		if (n < UDP_BATCH)
 			return; /* drained: the next datagram raises a new event */
 	}
@@ -532,7 +535,7 @@ static void session_ready(void *arg, uint32_t events)
 		address_replies(u, s, n);
 		uint64_t bytes = 0;
 		int err;
-		batch_send(u, s->wl->fd, 0, n, &bytes, &err);
+		batch_send(s->wl->fd, u->msgs, n, &bytes, &err);
 		s->bytes_down += bytes;
 		s->last_active = s->w->now;
 		atomic_fetch_add_explicit(&s->be->bytes_in, bytes, memory_order_relaxed);
