@@ -5,6 +5,7 @@ lb split by thread (main, workers, prober), and the markdown report. Standard li
   health_helper.py config OUT ENGINE WORKERS LEVEL LISTEN_PORT BACKEND_BASE N CHECK
                           INTERVAL TIMEOUT
   health_helper.py threads LB_PID WORKERS [OTHER_PID...]
+  health_helper.py prober_tid LB_PID WORKERS
   health_helper.py report RESULTS_TSV META_TSV
 """
 
@@ -65,24 +66,12 @@ def comm(path):
         return ""
 
 
-def cmd_threads(args):
-    """Print 'total main workers prober other' CPU seconds of lb, the summed CPU of the
-    other pids (the test backends), the time of the reading (epoch seconds), then the
-    machine's busy, total and steal CPU seconds (all CPUs, /proc/stat).
-
-    lb creates its threads in a fixed order: main, the workers, then the prober
-    (lb/main.c), and the threads are not named, so the prober is the newest non-main lb
-    thread when there are exactly WORKERS + 1 of them. Kernel io_uring helper threads
-    (comm iou-*) act for the workers and count as 'other'. prober is NA when the layout
-    differs (its time is then in workers)."""
-    pid, nworkers = int(args[0]), int(args[1])
-    when = time.time()
-    total = ticks(f"/proc/{pid}/stat")
-    if total is None:
-        print(f"NA NA NA NA NA NA {when:.3f} NA NA NA")
-        return 1
-    main = workers = other = 0
-    lb_threads = []
+def lb_threads(pid):
+    """lb's threads other than main, oldest first, as (tid, ticks), and the ticks of the
+    main thread and of the kernel's io_uring helpers (comm iou-*), which act for the
+    workers. Threads that end meanwhile are left out."""
+    main = other = 0
+    threads = []
     try:
         tids = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task"))
     except OSError:
@@ -96,16 +85,48 @@ def cmd_threads(args):
         elif comm(f"/proc/{pid}/task/{tid}/comm").startswith("iou-"):
             other += t
         else:
-            lb_threads.append(t)
+            threads.append((tid, t))
+    return threads, main, other
+
+
+def cmd_prober_tid(args):
+    """Print the tid of lb's prober thread: lb creates main, the workers, then the prober
+    (lb/main.c), and the threads are not named, so it is the newest non-main lb thread when
+    there are exactly WORKERS + 1 of them. Prints nothing otherwise."""
+    pid, nworkers = int(args[0]), int(args[1])
+    threads, _, _ = lb_threads(pid)
+    if len(threads) == nworkers + 1:
+        print(threads[-1][0])
+    return 0
+
+
+def cmd_threads(args):
+    """Print 'total main workers prober other' CPU seconds of lb, the summed CPU of the
+    other pids (the test backends), the time of the reading (epoch seconds), then the
+    machine's busy, total and steal CPU seconds (all CPUs, /proc/stat).
+
+    lb creates its threads in a fixed order: main, the workers, then the prober
+    (lb/main.c), and the threads are not named, so the prober is the newest non-main lb
+    thread when there are exactly WORKERS + 1 of them (cmd_prober_tid). Kernel io_uring
+    helper threads (comm iou-*) act for the workers and count as 'other'. prober is NA when
+    the layout differs (its time is then in workers)."""
+    pid, nworkers = int(args[0]), int(args[1])
+    when = time.time()
+    total = ticks(f"/proc/{pid}/stat")
+    if total is None:
+        print(f"NA NA NA NA NA NA {when:.3f} NA NA NA")
+        return 1
+    threads, main, other = lb_threads(pid)
+    lb_ticks = [t for _, t in threads]
     # The sum of the threads read here, not the process's own stat read a moment earlier,
     # so that the parts always add up to the total.
-    total = main + other + sum(lb_threads)
+    total = main + other + sum(lb_ticks)
     prober = "NA"
-    if len(lb_threads) == nworkers + 1:
-        prober = f"{lb_threads[-1] / CLK_TCK:.2f}"
-        workers = sum(lb_threads[:-1])
+    if len(lb_ticks) == nworkers + 1:
+        prober = f"{lb_ticks[-1] / CLK_TCK:.2f}"
+        workers = sum(lb_ticks[:-1])
     else:
-        workers = sum(lb_threads)
+        workers = sum(lb_ticks)
     backends = 0
     for p in args[2:]:
         backends += ticks(f"/proc/{p}/stat") or 0
@@ -346,11 +367,19 @@ def cmd_report(args):
                     "those are all busy (machine-busy row), that CPU is taken from the "
                     "workers, wrk and the backends whichever process probes" +
                     (", which is what the control isolates." if ctl else "."))
-    if meta["log_level"] == "debug":
+    count_by = meta.get("count_by", "log" if meta["log_level"] == "debug" else "none")
+    if count_by == "perf":
+        text.append("Checks/s are counted with perf over each measurement window: the TCP "
+                    "connections that the prober thread of the lb that probes opens, one per "
+                    "check (tracepoint sock:inet_sock_set_state into SYN_SENT)")
+    elif count_by == "log":
         text.append("Checks/s are counted from the per-check debug lines of the lb that "
                     "probes, with timestamps inside each measurement window")
     else:
-        text.append("Checks/s are not counted at log level info (no line per check)")
+        text.append("Checks/s are not counted (no perf, and no line per check at log level "
+                    "info)")
+    if meta["log_level"] != "debug":
+        text[-1] += "; failed checks are logged, so counted, only at log level debug"
     text[-1] += (f"; expected {n} / {interval} = {meta['expected_cps']}/s. CPU is utime + "
                  "stime from /proc; the prober is lb's last-created thread (main, workers, "
                  f"then prober). The {n} backends are {meta['testsrv_procs']} lb-testsrv "
@@ -362,7 +391,8 @@ def cmd_report(args):
 
 
 def main():
-    cmds = {"config": cmd_config, "threads": cmd_threads, "report": cmd_report}
+    cmds = {"config": cmd_config, "threads": cmd_threads, "prober_tid": cmd_prober_tid,
+            "report": cmd_report}
     if len(sys.argv) < 2 or sys.argv[1] not in cmds:
         print(__doc__, file=sys.stderr)
         return 2

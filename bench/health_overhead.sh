@@ -6,18 +6,19 @@
 # probing load but no probe runs inside the measured process. The order of the modes
 # rotates between rounds. wrk measures the new-connection rate (Connection: close) and the
 # keep-alive rate; lb's CPU time is split by thread (workers vs prober) and the checks it
-# performs are counted. Prints a markdown table and writes it to
-# docs/bench-raw/health_overhead.md.
+# performs are counted with perf (the TCP connections its prober thread opens, one per
+# check), so lb runs at log level info with no line per check. Prints a markdown table and
+# writes it to docs/bench-raw/health_overhead.md.
 #
 # Usage: bash bench/health_overhead.sh [--quick] [--rounds N] [--no-control]
 #                       [--check http|tcp] [--timeout T] [--engine auto|epoll|io_uring]
-#                       [--log-level debug|info]
+#                       [--log-level info|debug]
 #   --quick       1 round of 2 s runs (about 25 s); the full run is 5 rounds of 5 s (< 4 min)
 #   --no-control  only "off" and "on" (alternating)
 #   --timeout T   check timeout (default 50ms); on a starved machine checks then time out,
 #                 backends flap DOWN and the report says so
-#   --log-level   debug (default) logs every check, which is how they are counted; info
-#                 leaves checks/s uncounted (the config's rate is then the only figure)
+#   --log-level   info (default); debug also logs every check, at a cost of its own, and
+#                 counts failed checks; without perf, checks are then counted from the log
 # Env: LB_BIN, LB_TESTSRV (default build/lb, build/lb-testsrv), HEALTH_BENCH_BUDGET
 #      (seconds, default 215), BENCH_KEEP_TMP=1 (keep the temp dir with the logs).
 set -euo pipefail
@@ -31,7 +32,7 @@ ROUNDS=
 MODES="off ctl on"
 CHECK=http
 ENGINE=auto
-LOG_LEVEL=debug
+LOG_LEVEL=info
 N_BACKENDS=200
 INTERVAL=100ms
 TIMEOUT=50ms
@@ -81,6 +82,19 @@ done
 
 log() { printf '[health-bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
+# Every check opens one TCP connection from the prober thread of the lb that probes: its
+# moves into SYN_SENT (newstate 2) count the checks. A tracepoint on that one thread, not
+# a syscall counter, so no other thread's syscalls take a slower path while it counts.
+PERF_COUNT=(-e sock:inet_sock_set_state --filter 'newstate == 2')
+if command -v perf >/dev/null 2>&1 && perf stat "${PERF_COUNT[@]}" -- true >/dev/null 2>&1; then
+	COUNT_BY=perf
+elif [ "$LOG_LEVEL" = debug ]; then
+	COUNT_BY=log
+else
+	COUNT_BY=none
+	log "warning: perf cannot count checks here (run as root, or use --log-level debug)"
+fi
+
 # ------------------------------------------------------------ processes, ports
 
 TMP=$(mktemp -d /tmp/lb-health-bench.XXXXXX)
@@ -119,6 +133,22 @@ wait_listen() { # wait_listen PORT PID: until PORT listens (10 s), or PID dies
 
 count() { # count PATTERN FILE: matching lines (0 when none)
 	grep -c -- "$1" "$2" 2>/dev/null || true
+}
+
+counted() { # counted OUT CMD...: run CMD; meanwhile perf counts the checks into OUT
+	local out=$1
+	shift
+	if [ "$COUNT_BY" = perf ] && [ -n "$COUNT_TID" ]; then
+		perf stat --no-big-num -o "$out" "${PERF_COUNT[@]}" -t "$COUNT_TID" -- "$@"
+	else
+		"$@"
+	fi
+}
+
+perf_rate() { # perf_rate OUT: checks per second of the command counted() ran, NA without
+	awk '/inet_sock_set_state/ { n = $1 } / seconds time elapsed/ { s = $1 }
+		END { if (n ~ /^[0-9]+$/ && s + 0 > 0) printf "%.0f", n / s; else print "NA" }' "$1" 2>/dev/null ||
+		echo NA
 }
 
 checks_between() { # checks_between T0 T1 FILE: checks lb logged in [T0, T1) (epoch seconds)
@@ -168,7 +198,8 @@ LB_PID=
 LB_LOG=
 CHK_PID=
 CHK_LOG=
-COUNT_LOG= # the log whose check lines count: the measured lb's, or the control checker's
+COUNT_LOG= # the log of the lb that probes: the measured lb's, or the control checker's
+COUNT_TID= # that lb's prober thread (the measured lb's when checks are off)
 
 # start_lb VAR LOG NAME PORT TYPE: an lb with every backend checked by TYPE (or none)
 start_lb() {
@@ -213,28 +244,30 @@ d() { # d A B: B - A, NA when either is
 # measure MODE PHASE: PHASE is idle (sleep) or close/ka (wrk); records rate, CPU by thread,
 # checks performed per second.
 measure() {
-	local mode=$1 phase=$2 out t0 t1 wall checks rps p99 errs reqs hdr=()
+	local mode=$1 phase=$2 out cnt t0 t1 wall checks_s rps p99 errs reqs hdr=()
 	local a0 a1 m0 m1 w0 w1 p0 p1 o0 o1 b0 b1 s0 s1 u0 u1 z0 z1 x0 x1 c0 c1
 	out="$TMP/r$ROUND-$mode-wrk-$phase.txt"
+	cnt="$TMP/r$ROUND-$mode-checks-$phase.txt"
 	read -r a0 m0 w0 p0 o0 b0 s0 u0 z0 x0 c0 < <(threads_cpu)
 	t0=$(now)
 	if [ "$phase" = idle ]; then
-		sleep "$T_IDLE"
+		counted "$cnt" sleep "$T_IDLE"
 	else
 		[ "$phase" = close ] && hdr=(-H "Connection: close")
-		timeout -k 2 $((T_WRK + 15)) wrk -t 2 -c "$WRK_CONNS" -d "${T_WRK}s" --latency \
-			--timeout 2s "${hdr[@]}" "http://127.0.0.1:$LB_PORT/" >"$out" 2>&1 || true
+		counted "$cnt" timeout -k 2 $((T_WRK + 15)) wrk -t 2 -c "$WRK_CONNS" -d "${T_WRK}s" \
+			--latency --timeout 2s "${hdr[@]}" "http://127.0.0.1:$LB_PORT/" >"$out" 2>&1 || true
 	fi
 	t1=$(now)
 	read -r a1 m1 w1 p1 o1 b1 s1 u1 z1 x1 c1 < <(threads_cpu)
-	checks=$(checks_between "$t0" "$t1" "$COUNT_LOG")
 	wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+	case "$COUNT_BY" in
+	perf) checks_s=$(perf_rate "$cnt") ;;
+	log) checks_s=$(awk -v n="$(checks_between "$t0" "$t1" "$COUNT_LOG")" -v w="$wall" \
+		'BEGIN { printf "%.0f", n / w }') ;;
+	*) checks_s=NA ;;
+	esac
 	record "$mode" "${phase}_wall" "$wall"
-	if [ "$LOG_LEVEL" = debug ]; then
-		record "$mode" "${phase}_checks_s" "$(awk -v n="$checks" -v w="$wall" 'BEGIN { printf "%.0f", n / w }')"
-	else
-		record "$mode" "${phase}_checks_s" NA
-	fi
+	record "$mode" "${phase}_checks_s" "$checks_s"
 	record "$mode" "${phase}_cpu_wall" "$(d "$s0" "$s1")"
 	record "$mode" "${phase}_cpu_total" "$(d "$a0" "$a1")"
 	record "$mode" "${phase}_cpu_main" "$(d "$m0" "$m1")"
@@ -259,11 +292,11 @@ measure() {
 		record "$mode" ka_p99_ms "$p99"
 	fi
 	record "$mode" "${phase}_errors" "$errs"
-	log "round $ROUND $mode: $phase $rps/s, lb CPU $(d "$a0" "$a1") s (prober $(d "$p0" "$p1") s), $checks checks"
+	log "round $ROUND $mode: $phase $rps/s, lb CPU $(d "$a0" "$a1") s (prober $(d "$p0" "$p1") s), $checks_s checks/s"
 }
 
 run_mode() { # run_mode off|ctl|on: idle + close + keep-alive measurements of one lb
-	local mode=$1 type=none
+	local mode=$1 type=none prober_of
 	[ "$mode" = on ] && type=$CHECK
 	LB_LOG="$TMP/r$ROUND-$mode-lb.log"
 	COUNT_LOG=$LB_LOG
@@ -275,10 +308,19 @@ run_mode() { # run_mode off|ctl|on: idle + close + keep-alive measurements of on
 	start_lb LB_PID "$LB_LOG" "$mode" "$LB_PORT" "$type"
 	[ "$mode" = off ] || record "$mode" up "$(wait_up "$COUNT_LOG")"
 	python3 "$HELPER" probe "$LB_PORT" || { log "lb does not relay HTTP"; exit 1; }
+	# Counted in every mode, so that each carries the same perf overhead (none is tiny).
+	prober_of=$LB_PID
+	[ "$mode" = ctl ] && prober_of=$CHK_PID
+	COUNT_TID=$(python3 "$HHELPER" prober_tid "$prober_of" "$WORKERS")
+	[ -n "$COUNT_TID" ] || [ "$COUNT_BY" != perf ] || log "warning: no prober thread found in lb $prober_of"
 	measure "$mode" idle
 	measure "$mode" close
 	measure "$mode" ka
-	record "$mode" failed "$(count 'check of .* failed' "$COUNT_LOG")"
+	if [ "$LOG_LEVEL" = debug ]; then
+		record "$mode" failed "$(count 'check of .* failed' "$COUNT_LOG")"
+	else
+		record "$mode" failed NA # no line per check at info
+	fi
 	record "$mode" downs "$(count ' is DOWN' "$COUNT_LOG")"
 	# Warnings (rate-limited by lb) that clients were closed for want of a backend.
 	record "$mode" no_backend_warnings "$(count 'no usable backend\|no backend could be reached' "$LB_LOG")"
@@ -334,6 +376,7 @@ META="$TMP/meta.tsv"
 	printf 'engine\t%s\n' "$(cat "$TMP"/r1-*-lb.log | sed -n 's/.* info engine: \([a-z_]*\).*/\1/p' | head -1)"
 	printf 'workers\t%s\n' "$WORKERS"
 	printf 'log_level\t%s\n' "$LOG_LEVEL"
+	printf 'count_by\t%s\n' "$COUNT_BY"
 	printf 'lb\t%s\n' "$("$LB_BIN" --version 2>/dev/null | head -1) (git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'))"
 	printf 'check\t%s\n' "$CHECK"
 	printf 'modes\t%s\n' "$MODES"

@@ -429,8 +429,7 @@ START_TEST(test_prober_checks_backends_added_at_run_time)
 		backend_field("dead2", "state", state, sizeof(state));
 	} while (strcmp(state, "down") != 0 && t_now_ms() < end);
 	expect(strcmp(state, "down") == 0, "reloaded backend is %s, not checked down", state);
-	/* Each prober restart draws a's first check anew within one interval, so a may still be
-	 * unknown right after the reloads; it must be checked up again soon after. */
+	/* A prober restart keeps a's beat; a must be (or soon be) checked up. */
 	end = t_now_ms() + 3000;
 	do {
 		backend_field("a", "state", state, sizeof(state));

@@ -683,6 +683,125 @@ START_TEST(test_prober_passive_failures_mark_down_and_tcp_probes_recover)
 }
 END_TEST
 
+static bool wait_checks(struct backend *b, uint64_t want, int timeout_ms)
+{
+	for (int waited = 0; waited < timeout_ms; waited += 5) {
+		if (atomic_load(&b->hc_checks) >= want)
+			return true;
+		usleep(5000);
+	}
+	return atomic_load(&b->hc_checks) >= want;
+}
+
+START_TEST(test_prober_sends_the_whole_request_on_a_new_connection_every_check)
+{
+	struct tbackend *tb = tb_start("127.0.0.1:0", TB_RECORD, "rec"); /* echoes it back */
+	struct pool *pool = one_backend_pool("http", tb_port(tb));
+	struct backend *b = pool->backends[0];
+	uint8_t want[256], got[TB_RECORD_MAX];
+	size_t wlen = check("http")->request(&pool->health, b->address, want, sizeof(want));
+	struct prober *pr = prober_start(&pool, 1, NULL);
+	struct prober_check c;
+
+	ck_assert_ptr_nonnull(pr);
+	ck_assert_msg(wait_checks(b, 3, 2000), "fewer than 3 checks in 2 s");
+	prober_stop(pr);
+	/* the prober keeps its tcp socket between checks, yet each check is a new connection */
+	ck_assert_uint_ge(tb_accepted(tb), 3);
+	for (unsigned i = 0; i < 3; i++) {
+		int n = tb_recorded(tb, i, got, sizeof(got));
+
+		ck_assert_int_eq(n, (int)wlen);
+		ck_assert_mem_eq(got, want, wlen);
+	}
+	prober_last_check(b, &c);
+	ck_assert_int_eq(c.last, PROBER_LAST_FAIL); /* an echo is no HTTP server */
+	ck_assert_str_eq(c.reason, "bad reply: \"GET / HTTP/1.0\"");
+	ck_assert_int_eq(atomic_load(&b->health), BACKEND_DOWN);
+	tb_free(tb);
+	pool_destroy(pool);
+}
+END_TEST
+
+START_TEST(test_prober_http_check_follows_a_backend_that_stops_and_restarts)
+{
+	struct tbackend *tb = tb_start("127.0.0.1:0", TB_HTTP, "web");
+	struct pool *pool = one_backend_pool("http", tb_port(tb));
+	struct backend *b = pool->backends[0];
+	struct prober *pr = prober_start(&pool, 1, NULL);
+	struct prober_check c;
+
+	ck_assert_ptr_nonnull(pr);
+	ck_assert_msg(wait_health(b, BACKEND_UP, 2000), "never up against an HTTP server");
+	tb_stop(tb); /* the request is sent without waiting for the connect: refused must show */
+	ck_assert_msg(wait_health(b, BACKEND_DOWN, 2000), "never down with the server stopped");
+	prober_last_check(b, &c);
+	ck_assert_str_eq(c.reason, "connection refused");
+	ck_assert_int_eq(tb_restart(tb), 0);
+	ck_assert_msg(wait_health(b, BACKEND_UP, 2000), "never back up");
+	prober_last_check(b, &c);
+	ck_assert_int_eq(c.last, PROBER_LAST_PASS);
+	prober_stop(pr);
+	tb_free(tb);
+	pool_destroy(pool);
+}
+END_TEST
+
+/* A restart (reload, lbctl add/remove) must not push a kept backend's next check back. */
+START_TEST(test_prober_restart_keeps_each_backends_beat)
+{
+	const int interval = 1000;
+	int port = 0, lfd = listener(&port);
+	struct pool *pool = one_backend_pool("tcp", port);
+	struct backend *b = pool->backends[0];
+	struct prober *pr;
+	uint64_t first, second;
+
+	pool->health.interval_ms = interval;
+	pr = prober_start(&pool, 1, NULL);
+	ck_assert_msg(wait_checks(b, 1, 2 * interval), "no first check");
+	first = t_now_ms();
+	for (int i = 0; i < 3; i++) { /* restarted three times within the interval */
+		prober_stop(pr);
+		pr = prober_start(&pool, 1, NULL);
+		ck_assert_ptr_nonnull(pr);
+		if (i < 2)
+			usleep(interval / 4 * 1000);
+	}
+	ck_assert_msg(wait_checks(b, 2, 2 * interval), "no second check");
+	second = t_now_ms();
+	ck_assert_uint_eq(atomic_load(&b->hc_checks), 2);
+	/* one interval apart; a new random start would land anywhere from the restart on */
+	ck_assert_uint_ge(second - first, interval - 100);
+	ck_assert_uint_le(second - first, interval + 300);
+	prober_stop(pr);
+	close(lfd);
+	pool_destroy(pool);
+}
+END_TEST
+
+START_TEST(test_prober_restart_keeps_probing_a_backend_passive_checks_took_down)
+{
+	int port = 0, lfd = listener(&port);
+	struct pool *pool = one_backend_pool("none", port);
+	struct backend *b = pool->backends[0];
+	struct prober *pr = prober_start(&pool, 1, NULL);
+
+	ck_assert_ptr_nonnull(pr);
+	close(lfd); /* the recovery probes fail from now on */
+	atomic_store(&b->fail_streak, 2);
+	ck_assert_msg(wait_health(b, BACKEND_DOWN, 1000), "passive failures ignored");
+	prober_stop(pr);
+	pr = prober_start(&pool, 1, NULL);
+	ck_assert_ptr_nonnull(pr);
+	lfd = listener(&port); /* same port again */
+	ck_assert_msg(wait_health(b, BACKEND_UP, 2000), "the restarted prober left it down");
+	prober_stop(pr);
+	close(lfd);
+	pool_destroy(pool);
+}
+END_TEST
+
 START_TEST(test_prober_rejects_an_unknown_check_type)
 {
 	struct pool *pool = one_backend_pool("tcp", 9);
@@ -733,6 +852,10 @@ static Suite *checks_suite(void)
 	tc = tcase_create("prober");
 	tcase_add_test(tc, test_prober_marks_down_and_up_and_records_results);
 	tcase_add_test(tc, test_prober_passive_failures_mark_down_and_tcp_probes_recover);
+	tcase_add_test(tc, test_prober_sends_the_whole_request_on_a_new_connection_every_check);
+	tcase_add_test(tc, test_prober_http_check_follows_a_backend_that_stops_and_restarts);
+	tcase_add_test(tc, test_prober_restart_keeps_each_backends_beat);
+	tcase_add_test(tc, test_prober_restart_keeps_probing_a_backend_passive_checks_took_down);
 	tcase_add_test(tc, test_prober_rejects_an_unknown_check_type);
 	suite_add_tcase(s, tc);
 	return s;
