@@ -205,6 +205,15 @@ def main():
     md.append("Raw per-round output (iperf3 JSON, wrk and dnsperf text, logs) is kept in `docs/bench-raw/` "
               "(not committed).")
 
+    # The health-check overhead benchmark (bench/health_overhead.sh) is run on its own; its
+    # last committed result is carried into this report so that every figure is in one place.
+    health = os.path.join(os.path.dirname(os.path.abspath(out_md)), "BENCHMARKS-health.md")
+    if os.path.exists(health):
+        with open(health) as f:
+            body = f.read().split("\n", 1)[1] if f else ""
+        md.append("\n## Health-check overhead (bench/health_overhead.sh, run separately)\n")
+        md.append(body.replace("\n## ", "\n### ").strip())
+
     with open(out_md, "w") as f:
         f.write("\n".join(md) + "\n")
     print("\n".join(table))
