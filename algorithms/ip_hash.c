@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include "algorithms/algorithm.h"
+#include "lb/hash.h"
 
 /* Table size from the paper: prime (so every skip yields a full permutation) and much larger
  * than the backend count, which keeps max/mean load within 1 + n/M (≤ 1.05 up to 3000
@@ -37,17 +38,6 @@ struct maglev_member {
 	uint64_t weight, credit;
 };
 
-/* splitmix64's finalizer: a cheap bijective mixer with full avalanche. */
-static uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ull;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebull;
-	x ^= x >> 31;
-	return x;
-}
-
 static uint64_t fnv1a64(const char *s)
 {
 	uint64_t h = FNV64_OFFSET;
@@ -67,8 +57,8 @@ static void maglev_member_init(struct maglev_member *m, uint32_t index, const st
 	uint64_t h = fnv1a64(b->name);
 
 	m->index = index;
-	m->offset = mix64(h ^ MAGLEV_SEED_OFFSET) % MAGLEV_M;
-	m->skip = mix64(h ^ MAGLEV_SEED_SKIP) % (MAGLEV_M - 1) + 1;
+	m->offset = hash_mix64(h ^ MAGLEV_SEED_OFFSET) % MAGLEV_M;
+	m->skip = hash_mix64(h ^ MAGLEV_SEED_SKIP) % (MAGLEV_M - 1) + 1;
 	m->next = 0;
 	m->weight = (uint64_t)weight;
 	m->credit = 0;
@@ -193,7 +183,7 @@ static struct backend *maglev_pick(void *state, const struct pick_ctx *ctx)
 	/* The attempt number goes into the high half so that each attempt lands on an
 	 * independent slot, the same one every time for this client. */
 	for (uint64_t attempt = 1; attempt <= IP_HASH_REHASH_MAX; attempt++) {
-		b = maglev_entry(s, mix64(attempt << 32 | ctx->hash));
+		b = maglev_entry(s, hash_mix64(attempt << 32 | ctx->hash));
 		if (pick_allowed(ctx, b))
 			return b;
 	}

@@ -24,6 +24,7 @@
 #include "health/checks.h"
 #include "lb/log.h"
 #include "lb/timer.h"
+#include "lb/hash.h"
 
 /* Passive checks and QSBR reclaim run on this period (the data plane only counts). */
 #define PROBER_TICK_MS 100
@@ -84,16 +85,6 @@ static uint64_t now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* splitmix64's finalizer: every bit of x moves about half the bits of the result. */
-static uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9u;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebu;
-	return x ^ (x >> 31);
 }
 
 /* ---- results, shared with readers through the backend's seqlock ---- */
@@ -210,7 +201,7 @@ static uint64_t probe_phase(const struct backend *b, uint64_t interval_ms)
 {
 	uint64_t slots = interval_ms / PROBER_SLOT_MS;
 
-	return slots ? mix64((uintptr_t)b) % slots * PROBER_SLOT_MS : 0;
+	return slots ? hash_mix64((uintptr_t)b) % slots * PROBER_SLOT_MS : 0;
 }
 
 /* The first time at or after t on p's beat. */

@@ -17,6 +17,7 @@
 #include "lb/pool.h"
 #include "lb/udp_relay.h"
 #include "lb/worker.h"
+#include "lb/hash.h"
 
 /* Datagrams moved per recvmmsg/sendmmsg call. */
 #define UDP_BATCH 32
@@ -72,29 +73,19 @@ static void session_ready(void *arg, uint32_t events);
 
 /* ---- the session table ---- */
 
-static uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdULL;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ULL;
-	x ^= x >> 33;
-	return x;
-}
-
 static uint64_t key_hash(const struct udp_state *u, const struct worker_listener *wl,
 			 const struct sockaddr *sa)
 {
-	uint64_t h = mix64(u->seed ^ (uintptr_t)wl);
+	uint64_t h = hash_mix64(u->seed ^ (uintptr_t)wl);
 	if (sa->sa_family == AF_INET) {
 		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
-		return mix64(h ^ ((uint64_t)s4->sin_addr.s_addr << 16 | s4->sin_port));
+		return hash_mix64(h ^ ((uint64_t)s4->sin_addr.s_addr << 16 | s4->sin_port));
 	}
 	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
 	uint64_t a, b;
 	memcpy(&a, &s6->sin6_addr, 8);
 	memcpy(&b, (const char *)&s6->sin6_addr + 8, 8);
-	return mix64(mix64(mix64(h ^ a) ^ b) ^ s6->sin6_port);
+	return hash_mix64(hash_mix64(hash_mix64(h ^ a) ^ b) ^ s6->sin6_port);
 }
 
 static bool same_client(const struct sockaddr_storage *a, const struct sockaddr *b)
