@@ -294,6 +294,63 @@ START_TEST(test_sessions_spread_stick_and_expire_after_idle)
 }
 END_TEST
 
+START_TEST(test_ip_hash_keeps_a_client_ip_on_one_backend_across_sessions)
+{
+	add_tagged(3);
+	start_lb("127.0.0.1", "ip_hash", NULL, NULL);
+	/* 8 client IPs, 5 sessions (source ports) each, every one a new session. */
+	bool used[3] = {false};
+	for (int ip = 0; ip < 8; ip++) {
+		char src[32];
+		int first = -1;
+		snprintf(src, sizeof(src), "127.0.1.%d", ip + 1);
+		for (int k = 0; k < 5; k++) {
+			int fd = client(src);
+			int got = ask(fd, "hi", REPLY_MS);
+			close(fd);
+			expect(got >= 0, "%s session %d: no reply", src, k);
+			if (first < 0)
+				first = got;
+			expect(got == first, "%s: session %d went to backend %d, the first to %d",
+			       src, k, got, first);
+			used[got] = true;
+		}
+	}
+	expect(metric("lb_listener_connections_total{listener=\"u\"}") == 40,
+	       "40 sessions were not counted");
+	expect(used[0] + used[1] + used[2] >= 2, "8 client IPs all hashed to one backend");
+	finish();
+}
+END_TEST
+
+START_TEST(test_a_burst_from_one_client_arrives_in_order)
+{
+	char buf[512];
+
+	add_tagged(1);
+	start_lb("127.0.0.1", "round_robin", NULL, NULL);
+	int fd = client("127.0.0.1");
+	/* Sent without waiting: lb reads them in batches and sends each session's share of a
+	 * batch with one sendmmsg, which must keep their order. */
+	for (int i = 0; i < 200; i++) {
+		char msg[32];
+		snprintf(msg, sizeof(msg), "burst %d", i);
+		expect(send_to(fd, "127.0.0.1", h.port, msg, strlen(msg)), "send %d failed", i);
+	}
+	for (int i = 0; i < 200; i++) {
+		char msg[32];
+		bool ok;
+		snprintf(msg, sizeof(msg), "burst %d", i);
+		ssize_t n = recv_one(fd, buf, sizeof(buf), REPLY_MS, NULL, 0);
+		expect(n > 0, "reply %d missing", i);
+		expect(tagged_reply(buf, n, msg, &ok) == 0 && ok, "reply %d out of order: %.*s", i,
+		       (int)n, buf);
+	}
+	close(fd);
+	finish();
+}
+END_TEST
+
 START_TEST(test_empty_and_largest_datagrams_pass_intact)
 {
 	static uint8_t big[65507], back[65536];
@@ -607,6 +664,8 @@ static Suite *udp_suite(void)
 
 	tcase_set_timeout(tc, TEST_TIMEOUT_S);
 	tcase_add_test(tc, test_sessions_spread_stick_and_expire_after_idle);
+	tcase_add_test(tc, test_ip_hash_keeps_a_client_ip_on_one_backend_across_sessions);
+	tcase_add_test(tc, test_a_burst_from_one_client_arrives_in_order);
 	tcase_add_test(tc, test_empty_and_largest_datagrams_pass_intact);
 	tcase_add_test(tc, test_denied_client_is_dropped_and_counted);
 	tcase_add_test(tc, test_max_conns_caps_sessions);
