@@ -15,19 +15,13 @@
 #include <jansson.h>
 
 #include "algorithms/algorithm.h"
+#include "lb/config_json.h"
 #include "lb/log.h"
 
-/* Longest JSON path we print; deeper or longer paths are cut (messages stay readable). */
-#define CFG_PATH_MAX 256
-/* Longest "got <value>" excerpt in a message. */
-#define CFG_GOT_MAX 80
 /* Upper bounds from the brief: enough for any real deployment, small enough to catch typos. */
 #define CFG_MAX_WORKERS	  256
 #define CFG_MAX_RETRIES	  100
 #define CFG_MAX_RISE_FALL 100
-/* Durations are capped at ten years so that converting them to nanoseconds (io_uring
- * timespecs, timerfd) can never overflow 64 bits. */
-#define CFG_MAX_DURATION_MS (3650ULL * 24 * 3600 * 1000)
 /* Unix socket paths must fit sun_path, NUL included. */
 #define CFG_SUN_PATH_MAX	 (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
 #define CFG_DEFAULT_CONTROL_MODE 0660
@@ -37,18 +31,6 @@
 
 #define ADDR_EXPECTED	 "\"host:port\" (port 1-65535) or \"[v6]:port\""
 #define NUMERIC_EXPECTED "a numeric \"ip:port\" (port 1-65535) or \"[v6]:port\""
-#define DURATION_EXPECTED                                                                          \
-	"a duration like \"250ms\", \"2s\", \"5m\", \"1h\" or integer milliseconds"
-
-/* Getter results: the key was absent (output untouched), present and valid, or invalid (an
- * error has been recorded). */
-enum { CFG_ABSENT = 0, CFG_OK = 1, CFG_BAD = -1 };
-
-struct cfg_ctx {
-	const char *file; /* as given by the caller; prefixes every message */
-	struct cfg_errors *errs;
-	bool oom;
-};
 
 /* Health check types and the options each one reads. The health registry (health/) will own
  * this list; until it exists the table lives here so that validation knows every type. */
@@ -92,365 +74,6 @@ static const char *const proxy_names[] = {"none", "v1", "v2", NULL};
 static const char *const log_format_names[] = {"text", "json", NULL};
 static const char *const log_level_names[] = {"debug", "info", "warn", "error", NULL};
 
-/* ---- messages ---- */
-
-static void err_add(struct cfg_ctx *c, char *msg)
-{
-	char **m;
-
-	if (!msg) {
-		c->oom = true;
-		return;
-	}
-	m = realloc(c->errs->msg, (c->errs->n + 1) * sizeof(*m));
-	if (!m) {
-		free(msg);
-		c->oom = true;
-		return;
-	}
-	c->errs->msg = m;
-	c->errs->msg[c->errs->n++] = msg;
-}
-
-/* "FILE: PATH: <fmt>", or "FILE: <fmt>" when path is empty (the document itself). */
-static void err_at(struct cfg_ctx *c, const char *path, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void err_at(struct cfg_ctx *c, const char *path, const char *fmt, ...)
-{
-	char *what = NULL, *msg = NULL;
-	va_list ap;
-
-	va_start(ap, fmt);
-	if (vasprintf(&what, fmt, ap) < 0)
-		what = NULL;
-	va_end(ap);
-	if (what && asprintf(&msg, "%s: %s%s%s", c->file, path, *path ? ": " : "", what) < 0)
-		msg = NULL;
-	free(what);
-	err_add(c, msg);
-}
-
-/* Compact JSON text of v for "got ..." in messages, cut to CFG_GOT_MAX bytes. */
-static void got_text(const json_t *v, char *buf, size_t len)
-{
-	char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-
-	if (!s) {
-		snprintf(buf, len, "?");
-		return;
-	}
-	if (strlen(s) < len)
-		snprintf(buf, len, "%s", s);
-	else
-		snprintf(buf, len, "%.*s...", (int)(len - 4), s);
-	free(s);
-}
-
-/* "FILE: PATH: expected <what>, got <v>" */
-static void err_got(struct cfg_ctx *c, const char *path, const json_t *v, const char *what)
-{
-	char got[CFG_GOT_MAX];
-
-	got_text(v, got, sizeof(got));
-	err_at(c, path, "expected %s, got %s", what, got);
-}
-
-/* "FILE: PATH: expected <what>, got <v> (<why>)": why says which part of v is wrong. */
-static void err_got_why(struct cfg_ctx *c, const char *path, const json_t *v, const char *what,
-			const char *why)
-{
-	char got[CFG_GOT_MAX];
-
-	got_text(v, got, sizeof(got));
-	err_at(c, path, "expected %s, got %s (%s)", what, got, why);
-}
-
-/* Absurdly long paths (keys of hundreds of characters) are cut and end in "...". */
-static void path_cut(char *out, int n)
-{
-	if (n >= CFG_PATH_MAX)
-		memcpy(out + CFG_PATH_MAX - 4, "...", 4);
-}
-
-static void path_key(char *out, const char *parent, const char *key)
-{
-	path_cut(out, snprintf(out, CFG_PATH_MAX, "%s%s%s", parent, *parent ? "." : "", key));
-}
-
-static void path_index(char *out, const char *parent, size_t i)
-{
-	path_cut(out, snprintf(out, CFG_PATH_MAX, "%s[%zu]", parent, i));
-}
-
-static void err_missing(struct cfg_ctx *c, const char *parent, const char *key, const char *what)
-{
-	char path[CFG_PATH_MAX];
-
-	path_key(path, parent, key);
-	err_at(c, path, "missing; expected %s", what);
-}
-
-/* "a, b, c" from a NULL-terminated list; into buf. */
-static const char *join_names(const char *const *names, char *buf, size_t len)
-{
-	size_t off = 0;
-
-	buf[0] = '\0';
-	for (size_t i = 0; names[i] && off < len; i++) {
-		int n = snprintf(buf + off, len - off, "%s%s", i ? ", " : "", names[i]);
-		if (n < 0)
-			break;
-		off += (size_t)n;
-	}
-	return buf;
-}
-
-static char *cfg_strdup(struct cfg_ctx *c, const char *s)
-{
-	char *d = strdup(s);
-
-	if (!d)
-		c->oom = true;
-	return d;
-}
-
-static void *cfg_calloc(struct cfg_ctx *c, size_t n, size_t size)
-{
-	void *p;
-
-	if (n == 0)
-		return NULL;
-	p = calloc(n, size);
-	if (!p)
-		c->oom = true;
-	return p;
-}
-
-/* ---- typed getters ---- */
-
-static bool name_in(const char *s, const char *const *names)
-{
-	for (size_t i = 0; names[i]; i++)
-		if (strcmp(s, names[i]) == 0)
-			return true;
-	return false;
-}
-
-/* Reports every key of obj that is not in allowed. */
-static void check_keys(struct cfg_ctx *c, const json_t *obj, const char *parent,
-		       const char *const *allowed)
-{
-	char path[CFG_PATH_MAX], list[512];
-	json_t *o = (json_t *)obj; /* jansson's iterator API is not const-qualified */
-
-	for (void *it = json_object_iter(o); it; it = json_object_iter_next(o, it)) {
-		const char *key = json_object_iter_key(it);
-		if (name_in(key, allowed))
-			continue;
-		path_key(path, parent, key);
-		err_at(c, path, "unknown key; allowed keys: %s",
-		       join_names(allowed, list, sizeof(list)));
-	}
-}
-
-/* Present and an object: CFG_OK with *out set; absent: CFG_ABSENT; else CFG_BAD. */
-static int get_object(struct cfg_ctx *c, const json_t *obj, const char *parent, const char *key,
-		      const json_t **out)
-{
-	char path[CFG_PATH_MAX];
-	const json_t *v = json_object_get(obj, key);
-
-	if (!v)
-		return CFG_ABSENT;
-	if (!json_is_object(v)) {
-		path_key(path, parent, key);
-		err_got(c, path, v, "an object");
-		return CFG_BAD;
-	}
-	*out = v;
-	return CFG_OK;
-}
-
-static int get_string(struct cfg_ctx *c, const json_t *obj, const char *parent, const char *key,
-		      const char *what, const char **out)
-{
-	char path[CFG_PATH_MAX];
-	const json_t *v = json_object_get(obj, key);
-
-	if (!v)
-		return CFG_ABSENT;
-	if (!json_is_string(v)) {
-		path_key(path, parent, key);
-		err_got(c, path, v, what);
-		return CFG_BAD;
-	}
-	*out = json_string_value(v);
-	return CFG_OK;
-}
-
-/* Integer in [min, max]; max == INT_MAX reads as "no upper bound" in the message. */
-static int get_int(struct cfg_ctx *c, const json_t *obj, const char *parent, const char *key,
-		   int min, int max, int *out)
-{
-	char path[CFG_PATH_MAX], what[64];
-	const json_t *v = json_object_get(obj, key);
-
-	if (!v)
-		return CFG_ABSENT;
-	if (json_is_integer(v) && json_integer_value(v) >= min && json_integer_value(v) <= max) {
-		*out = (int)json_integer_value(v);
-		return CFG_OK;
-	}
-	if (max == INT_MAX)
-		snprintf(what, sizeof(what), "an integer >= %d", min);
-	else
-		snprintf(what, sizeof(what), "an integer %d-%d", min, max);
-	path_key(path, parent, key);
-	err_got(c, path, v, what);
-	return CFG_BAD;
-}
-
-static int get_bool(struct cfg_ctx *c, const json_t *obj, const char *parent, const char *key,
-		    bool *out)
-{
-	char path[CFG_PATH_MAX];
-	const json_t *v = json_object_get(obj, key);
-
-	if (!v)
-		return CFG_ABSENT;
-	if (!json_is_boolean(v)) {
-		path_key(path, parent, key);
-		err_got(c, path, v, "true or false");
-		return CFG_BAD;
-	}
-	*out = json_is_true(v);
-	return CFG_OK;
-}
-
-/* One of names (NULL-terminated); *out is the index. */
-static int get_enum(struct cfg_ctx *c, const json_t *obj, const char *parent, const char *key,
-		    const char *const *names, int *out)
-{
-	char path[CFG_PATH_MAX], list[256], what[300];
-	const json_t *v = json_object_get(obj, key);
-
-	if (!v)
-		return CFG_ABSENT;
-	if (json_is_string(v)) {
-		for (int i = 0; names[i]; i++) {
-			if (strcmp(json_string_value(v), names[i]) == 0) {
-				*out = i;
-				return CFG_OK;
-			}
-		}
-	}
-	snprintf(what, sizeof(what), "one of %s", join_names(names, list, sizeof(list)));
-	path_key(path, parent, key);
-	err_got(c, path, v, what);
-	return CFG_BAD;
-}
-
-/* A duration string or integer milliseconds, at most CFG_MAX_DURATION_MS; positive excludes 0. */
-static int get_duration(struct cfg_ctx *c, const json_t *obj, const char *parent, const char *key,
-			bool positive, uint64_t *out)
-{
-	char path[CFG_PATH_MAX];
-	const json_t *v = json_object_get(obj, key);
-	uint64_t ms = 0;
-	bool ok = false;
-
-	if (!v)
-		return CFG_ABSENT;
-	path_key(path, parent, key);
-	if (json_is_string(v))
-		ok = config_parse_duration(json_string_value(v), &ms) == 0;
-	else if (json_is_integer(v) && json_integer_value(v) >= 0) {
-		ms = (uint64_t)json_integer_value(v);
-		ok = true;
-	}
-	if (!ok) {
-		err_got(c, path, v, DURATION_EXPECTED);
-		return CFG_BAD;
-	}
-	if (ms > CFG_MAX_DURATION_MS) {
-		err_got(c, path, v, "a duration of at most 3650 days");
-		return CFG_BAD;
-	}
-	if (positive && ms == 0) {
-		err_got(c, path, v, "a duration greater than 0");
-		return CFG_BAD;
-	}
-	*out = ms;
-	return CFG_OK;
-}
-
-/* Names identify things in lbctl ("POOL/BACKEND") and in metrics labels. */
-static bool check_name(struct cfg_ctx *c, const char *path, const json_t *v, bool allow_slash)
-{
-	const char *s = json_string_value(v);
-
-	for (const char *p = s; *p; p++) {
-		if ((unsigned char)*p < 0x20 || *p == 0x7f || (*p == '/' && !allow_slash)) {
-			err_got(c, path, v,
-				allow_slash ? "a name without control characters"
-					    : "a name without '/' or control characters");
-			return false;
-		}
-	}
-	if (!*s) {
-		err_got(c, path, v, "a non-empty name");
-		return false;
-	}
-	return true;
-}
-
-/* Optional name string, duplicated into *out; CFG_OK, CFG_ABSENT or CFG_BAD. */
-static int get_name(struct cfg_ctx *c, const json_t *obj, const char *parent, bool allow_slash,
-		    char **out)
-{
-	char path[CFG_PATH_MAX];
-	const char *s;
-	int rc = get_string(c, obj, parent, "name", "a name (string)", &s);
-
-	if (rc != CFG_OK)
-		return rc;
-	path_key(path, parent, "name");
-	if (!check_name(c, path, json_object_get(obj, "name"), allow_slash))
-		return CFG_BAD;
-	*out = cfg_strdup(c, s);
-	return CFG_OK;
-}
-
-/* ---- durations ---- */
-
-int config_parse_duration(const char *s, uint64_t *ms)
-{
-	static const struct {
-		const char *unit;
-		uint64_t ms;
-	} units[] = {{"ms", 1}, {"s", 1000}, {"m", 60 * 1000}, {"h", 3600 * 1000}};
-	uint64_t v = 0;
-	const char *p = s;
-
-	if (!s || !ms || *p < '0' || *p > '9')
-		return -EINVAL;
-	for (; *p >= '0' && *p <= '9'; p++) {
-		unsigned d = (unsigned)(*p - '0');
-		if (v > (UINT64_MAX - d) / 10)
-			return -EINVAL;
-		v = v * 10 + d;
-	}
-	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-		if (strcmp(p, units[i].unit) != 0)
-			continue;
-		if (v > UINT64_MAX / units[i].ms)
-			return -EINVAL;
-		*ms = v * units[i].ms;
-		return 0;
-	}
-	return -EINVAL;
-}
-
 /* ---- top-level sections ---- */
 
 /* "lb.sock" in the directory of file; just "lb.sock" when file has no directory part. */
@@ -479,7 +102,7 @@ static void parse_mode(struct cfg_ctx *c, const json_t *ctl, mode_t *mode)
 	s = json_string_value(v);
 	/* At most four digits: permission bits plus setuid/setgid/sticky (07777). */
 	if (!s || !*s || strlen(s) > 4 || strspn(s, "01234567") != strlen(s)) {
-		err_got(c, "control.mode", v, what);
+		cfg_err_got(c, "control.mode", v, what);
 		return;
 	}
 	*mode = (mode_t)strtoul(s, NULL, 8);
@@ -492,22 +115,22 @@ static void parse_control(struct cfg_ctx *c, const json_t *root, struct config *
 	const char *sock = NULL;
 
 	cfg->control_mode = CFG_DEFAULT_CONTROL_MODE;
-	if (get_object(c, root, "", "control", &ctl) == CFG_OK) {
-		check_keys(c, ctl, "control", control_keys);
-		get_string(c, ctl, "control", "socket", "a socket path (string)", &sock);
+	if (cfg_get_object(c, root, "", "control", &ctl) == CFG_OK) {
+		cfg_check_keys(c, ctl, "control", control_keys);
+		cfg_get_string(c, ctl, "control", "socket", "a socket path (string)", &sock);
 		parse_mode(c, ctl, &cfg->control_mode);
 	}
 	if (sock && !*sock) {
-		err_got(c, "control.socket", json_object_get(ctl, "socket"),
-			"a non-empty socket path");
+		cfg_err_got(c, "control.socket", json_object_get(ctl, "socket"),
+			    "a non-empty socket path");
 		return;
 	}
 	cfg->control_socket = sock ? cfg_strdup(c, sock) : default_socket(c, file);
 	if (cfg->control_socket && strlen(cfg->control_socket) > CFG_SUN_PATH_MAX)
-		err_at(c, "control.socket",
-		       "\"%s\" is longer than a Unix socket path may be (%zu bytes)%s",
-		       cfg->control_socket, (size_t)CFG_SUN_PATH_MAX,
-		       sock ? "" : "; set control.socket");
+		cfg_err_at(c, "control.socket",
+			   "\"%s\" is longer than a Unix socket path may be (%zu bytes)%s",
+			   cfg->control_socket, (size_t)CFG_SUN_PATH_MAX,
+			   sock ? "" : "; set control.socket");
 }
 
 static void parse_metrics(struct cfg_ctx *c, const json_t *root, struct config *cfg)
@@ -515,14 +138,14 @@ static void parse_metrics(struct cfg_ctx *c, const json_t *root, struct config *
 	const json_t *m = NULL;
 	const char *listen, *why = "";
 
-	if (get_object(c, root, "", "metrics", &m) != CFG_OK)
+	if (cfg_get_object(c, root, "", "metrics", &m) != CFG_OK)
 		return;
-	check_keys(c, m, "metrics", metrics_keys);
-	if (get_string(c, m, "metrics", "listen", NUMERIC_EXPECTED, &listen) != CFG_OK)
+	cfg_check_keys(c, m, "metrics", metrics_keys);
+	if (cfg_get_string(c, m, "metrics", "listen", NUMERIC_EXPECTED, &listen) != CFG_OK)
 		return;
 	if (addr_parse_numeric(listen, &cfg->metrics_addr, &why) < 0) {
-		err_got_why(c, "metrics.listen", json_object_get(m, "listen"), NUMERIC_EXPECTED,
-			    why);
+		cfg_err_got_why(c, "metrics.listen", json_object_get(m, "listen"), NUMERIC_EXPECTED,
+				why);
 		return;
 	}
 	cfg->metrics_listen = cfg_strdup(c, listen);
@@ -535,26 +158,26 @@ static void parse_log(struct cfg_ctx *c, const json_t *root, struct config *cfg)
 
 	cfg->log_level = LOG_INFO;
 	cfg->log_format = CFG_LOG_TEXT;
-	if (get_object(c, root, "", "log", &lg) != CFG_OK)
+	if (cfg_get_object(c, root, "", "log", &lg) != CFG_OK)
 		return;
-	check_keys(c, lg, "log", log_keys);
+	cfg_check_keys(c, lg, "log", log_keys);
 	/* The table above only builds the message; log_level_parse owns the mapping. */
-	if (get_enum(c, lg, "log", "level", log_level_names, &level) == CFG_OK)
+	if (cfg_get_enum(c, lg, "log", "level", log_level_names, &level) == CFG_OK)
 		cfg->log_level = log_level_parse(log_level_names[level]);
-	if (get_enum(c, lg, "log", "format", log_format_names, &fmt) == CFG_OK)
+	if (cfg_get_enum(c, lg, "log", "format", log_format_names, &fmt) == CFG_OK)
 		cfg->log_format = (enum cfg_log_format)fmt;
-	get_bool(c, lg, "log", "access", &cfg->log_access);
+	cfg_get_bool(c, lg, "log", "access", &cfg->log_access);
 }
 
 static void parse_globals(struct cfg_ctx *c, const json_t *root, struct config *cfg)
 {
 	int engine = CFG_ENGINE_AUTO;
 
-	if (get_enum(c, root, "", "engine", engine_names, &engine) == CFG_OK)
+	if (cfg_get_enum(c, root, "", "engine", engine_names, &engine) == CFG_OK)
 		cfg->engine = (enum cfg_engine)engine;
-	get_int(c, root, "", "workers", 0, CFG_MAX_WORKERS, &cfg->workers);
+	cfg_get_int(c, root, "", "workers", 0, CFG_MAX_WORKERS, &cfg->workers);
 	cfg->shutdown_grace_ms = CFG_DEFAULT_SHUTDOWN_GRACE_MS;
-	get_duration(c, root, "", "shutdown_grace", false, &cfg->shutdown_grace_ms);
+	cfg_get_duration(c, root, "", "shutdown_grace", false, &cfg->shutdown_grace_ms);
 }
 
 /* ---- listeners ---- */
@@ -569,9 +192,9 @@ static void parse_cidrs(struct cfg_ctx *c, const json_t *obj, const char *parent
 
 	if (!arr)
 		return;
-	path_key(path, parent, key);
+	cfg_path_key(path, parent, key);
 	if (!json_is_array(arr)) {
-		err_got(c, path, arr, "an array of CIDR strings");
+		cfg_err_got(c, path, arr, "an array of CIDR strings");
 		return;
 	}
 	*out = cfg_calloc(c, json_array_size(arr), sizeof(**out));
@@ -582,8 +205,8 @@ static void parse_cidrs(struct cfg_ctx *c, const json_t *obj, const char *parent
 		v = json_array_get(arr, i);
 		if (json_is_string(v) && cidr_parse(json_string_value(v), &(*out)[i]) == 0)
 			continue;
-		path_index(epath, path, i);
-		err_got(c, epath, v, what);
+		cfg_path_index(epath, path, i);
+		cfg_err_got(c, epath, v, what);
 	}
 }
 
@@ -596,12 +219,12 @@ static void parse_timeouts(struct cfg_ctx *c, const json_t *obj, const char *par
 	l->connect_timeout_ms = CFG_DEFAULT_CONNECT_MS;
 	l->idle_timeout_ms =
 	    l->protocol == CFG_PROTO_UDP ? CFG_DEFAULT_UDP_IDLE_MS : CFG_DEFAULT_TCP_IDLE_MS;
-	if (get_object(c, obj, parent, "timeouts", &t) != CFG_OK)
+	if (cfg_get_object(c, obj, parent, "timeouts", &t) != CFG_OK)
 		return;
-	path_key(path, parent, "timeouts");
-	check_keys(c, t, path, timeout_keys);
-	get_duration(c, t, path, "connect", true, &l->connect_timeout_ms);
-	get_duration(c, t, path, "idle", true, &l->idle_timeout_ms);
+	cfg_path_key(path, parent, "timeouts");
+	cfg_check_keys(c, t, path, timeout_keys);
+	cfg_get_duration(c, t, path, "connect", true, &l->connect_timeout_ms);
+	cfg_get_duration(c, t, path, "idle", true, &l->idle_timeout_ms);
 }
 
 static void parse_listen(struct cfg_ctx *c, const json_t *obj, const char *parent,
@@ -609,15 +232,15 @@ static void parse_listen(struct cfg_ctx *c, const json_t *obj, const char *paren
 {
 	char path[CFG_PATH_MAX];
 	const char *s, *why = "";
-	int rc = get_string(c, obj, parent, "listen", NUMERIC_EXPECTED, &s);
+	int rc = cfg_get_string(c, obj, parent, "listen", NUMERIC_EXPECTED, &s);
 
 	if (rc == CFG_ABSENT)
-		err_missing(c, parent, "listen", NUMERIC_EXPECTED);
+		cfg_err_missing(c, parent, "listen", NUMERIC_EXPECTED);
 	if (rc != CFG_OK)
 		return;
 	if (addr_parse_numeric(s, &l->addr, &why) < 0) {
-		path_key(path, parent, "listen");
-		err_got_why(c, path, json_object_get(obj, "listen"), NUMERIC_EXPECTED, why);
+		cfg_path_key(path, parent, "listen");
+		cfg_err_got_why(c, path, json_object_get(obj, "listen"), NUMERIC_EXPECTED, why);
 		return;
 	}
 	l->listen = cfg_strdup(c, s);
@@ -630,33 +253,33 @@ static void parse_listener(struct cfg_ctx *c, const json_t *obj, const char *pat
 	const char *pool;
 
 	if (!json_is_object(obj)) {
-		err_got(c, path, obj, "a listener object");
+		cfg_err_got(c, path, obj, "a listener object");
 		return;
 	}
-	check_keys(c, obj, path, listener_keys);
-	if (get_enum(c, obj, path, "protocol", proto_names, &proto) == CFG_OK)
+	cfg_check_keys(c, obj, path, listener_keys);
+	if (cfg_get_enum(c, obj, path, "protocol", proto_names, &proto) == CFG_OK)
 		l->protocol = (enum cfg_proto)proto;
 	parse_listen(c, obj, path, l);
-	if (get_name(c, obj, path, true, &l->name) == CFG_ABSENT && l->listen)
+	if (cfg_get_name(c, obj, path, true, &l->name) == CFG_ABSENT && l->listen)
 		l->name = cfg_strdup(c, l->listen);
-	switch (get_string(c, obj, path, "pool", "a pool name (string)", &pool)) {
+	switch (cfg_get_string(c, obj, path, "pool", "a pool name (string)", &pool)) {
 	case CFG_OK:
 		l->pool = cfg_strdup(c, pool);
 		break;
 	case CFG_ABSENT:
-		err_missing(c, path, "pool", "the name of a pool");
+		cfg_err_missing(c, path, "pool", "the name of a pool");
 		break;
 	}
-	get_int(c, obj, path, "max_conns", 0, INT_MAX, &l->max_conns);
+	cfg_get_int(c, obj, path, "max_conns", 0, INT_MAX, &l->max_conns);
 	parse_cidrs(c, obj, path, "allow", &l->allow, &l->nallow);
 	parse_cidrs(c, obj, path, "deny", &l->deny, &l->ndeny);
-	if (get_enum(c, obj, path, "proxy_protocol", proxy_names, &proxy) == CFG_OK)
+	if (cfg_get_enum(c, obj, path, "proxy_protocol", proxy_names, &proxy) == CFG_OK)
 		l->proxy_protocol = (enum cfg_proxy)proxy;
 	if (l->protocol == CFG_PROTO_UDP && l->proxy_protocol != CFG_PROXY_NONE) {
 		char p[CFG_PATH_MAX];
-		path_key(p, path, "proxy_protocol");
-		err_got(c, p, json_object_get(obj, "proxy_protocol"),
-			"\"none\" on a udp listener (PROXY headers are tcp only)");
+		cfg_path_key(p, path, "proxy_protocol");
+		cfg_err_got(c, p, json_object_get(obj, "proxy_protocol"),
+			    "\"none\" on a udp listener (PROXY headers are tcp only)");
 	}
 	parse_timeouts(c, obj, path, l);
 }
@@ -699,19 +322,19 @@ static void parse_hc_string(struct cfg_ctx *c, const json_t *hv, const char *pat
 		s = json_string_value(v);
 		rc = CFG_OK;
 	} else {
-		rc = get_string(c, hv, path, key, "a string", &s);
+		rc = cfg_get_string(c, hv, path, key, "a string", &s);
 	}
 
 	if (!rule || rc == CFG_BAD)
 		return;
-	path_key(p, path, key);
+	cfg_path_key(p, path, key);
 	if (rc == CFG_OK && !(rule->uses & flag)) {
-		err_at(c, p, "not used by health type \"%s\"", rule->name);
+		cfg_err_at(c, p, "not used by health type \"%s\"", rule->name);
 		return;
 	}
 	size_t n = rc == CFG_OK ? (len ? json_string_length(v) : strlen(s)) : 0;
 	if ((rule->needs & flag) && n == 0) {
-		err_at(c, p, "health type \"%s\" requires a non-empty \"%s\"", rule->name, key);
+		cfg_err_at(c, p, "health type \"%s\" requires a non-empty \"%s\"", rule->name, key);
 		return;
 	}
 	if (rc != CFG_OK)
@@ -738,15 +361,15 @@ static void parse_hc_http(struct cfg_ctx *c, const json_t *hv, const char *path,
 
 	parse_hc_string(c, hv, path, rule, "path", HC_USES_HTTP, &h->path, NULL);
 	if (h->path && (h->path[0] != '/' || strpbrk(h->path, " \t\r\n"))) {
-		path_key(p, path, "path");
-		err_got(c, p, pv, "a request path starting with '/' without spaces");
+		cfg_path_key(p, path, "path");
+		cfg_err_got(c, p, pv, "a request path starting with '/' without spaces");
 	}
 	if (http && !h->path)
 		h->path = cfg_strdup(c, CFG_DEFAULT_HTTP_PATH);
-	if (get_int(c, hv, path, "expect_status", 100, 599, &h->expect_status) == CFG_OK && rule &&
-	    !http) {
-		path_key(p, path, "expect_status");
-		err_at(c, p, "not used by health type \"%s\"", rule->name);
+	if (cfg_get_int(c, hv, path, "expect_status", 100, 599, &h->expect_status) == CFG_OK &&
+	    rule && !http) {
+		cfg_path_key(p, path, "expect_status");
+		cfg_err_at(c, p, "not used by health type \"%s\"", rule->name);
 	}
 }
 
@@ -761,28 +384,28 @@ static void parse_health(struct cfg_ctx *c, const json_t *pool, const char *ppat
 	h->timeout_ms = CFG_DEFAULT_HC_TIMEOUT_MS;
 	h->rise = CFG_DEFAULT_HC_RISE;
 	h->fall = CFG_DEFAULT_HC_FALL;
-	if (get_object(c, pool, ppath, "health", &hv) != CFG_OK) {
+	if (cfg_get_object(c, pool, ppath, "health", &hv) != CFG_OK) {
 		h->type = cfg_strdup(c, "none");
 		return;
 	}
-	path_key(path, ppath, "health");
-	check_keys(c, hv, path, health_keys);
+	cfg_path_key(path, ppath, "health");
+	cfg_check_keys(c, hv, path, health_keys);
 	hc_type_names(list, sizeof(list));
 	snprintf(what, sizeof(what), "one of %s", list);
 	tv = json_object_get(hv, "type");
 	if (!tv)
-		err_missing(c, path, "type", what);
+		cfg_err_missing(c, path, "type", what);
 	else if (json_is_string(tv) && (rule = hc_rule_find(json_string_value(tv))))
 		h->type = cfg_strdup(c, rule->name);
 	else {
 		char tpath[CFG_PATH_MAX];
-		path_key(tpath, path, "type");
-		err_got(c, tpath, tv, what);
+		cfg_path_key(tpath, path, "type");
+		cfg_err_got(c, tpath, tv, what);
 	}
-	get_duration(c, hv, path, "interval", true, &h->interval_ms);
-	get_duration(c, hv, path, "timeout", true, &h->timeout_ms);
-	get_int(c, hv, path, "rise", 1, CFG_MAX_RISE_FALL, &h->rise);
-	get_int(c, hv, path, "fall", 1, CFG_MAX_RISE_FALL, &h->fall);
+	cfg_get_duration(c, hv, path, "interval", true, &h->interval_ms);
+	cfg_get_duration(c, hv, path, "timeout", true, &h->timeout_ms);
+	cfg_get_int(c, hv, path, "rise", 1, CFG_MAX_RISE_FALL, &h->rise);
+	cfg_get_int(c, hv, path, "fall", 1, CFG_MAX_RISE_FALL, &h->fall);
 	parse_hc_string(c, hv, path, rule, "send", HC_USES_SEND, &h->send, &h->send_len);
 	parse_hc_string(c, hv, path, rule, "expect", HC_USES_EXPECT, &h->expect, &h->expect_len);
 	parse_hc_http(c, hv, path, rule, h);
@@ -793,17 +416,17 @@ static void parse_backend_address(struct cfg_ctx *c, const json_t *obj, const ch
 {
 	char p[CFG_PATH_MAX];
 	const char *s, *why = "";
-	int rc = get_string(c, obj, path, "address", ADDR_EXPECTED, &s);
+	int rc = cfg_get_string(c, obj, path, "address", ADDR_EXPECTED, &s);
 
 	if (rc == CFG_ABSENT)
-		err_missing(c, path, "address", ADDR_EXPECTED);
+		cfg_err_missing(c, path, "address", ADDR_EXPECTED);
 	if (rc != CFG_OK)
 		return;
-	path_key(p, path, "address");
+	cfg_path_key(p, path, "address");
 	rc = addr_parse_resolve(s, &b->addr, &why);
 	if (rc < 0) {
-		err_got_why(c, p, json_object_get(obj, "address"),
-			    rc == -ENOENT ? "a resolvable host name" : ADDR_EXPECTED, why);
+		cfg_err_got_why(c, p, json_object_get(obj, "address"),
+				rc == -ENOENT ? "a resolvable host name" : ADDR_EXPECTED, why);
 		return;
 	}
 	b->address = cfg_strdup(c, s);
@@ -814,16 +437,16 @@ static void parse_backend(struct cfg_ctx *c, const json_t *obj, const char *path
 {
 	b->weight = 1;
 	if (!json_is_object(obj)) {
-		err_got(c, path, obj, "a backend object");
+		cfg_err_got(c, path, obj, "a backend object");
 		return;
 	}
-	check_keys(c, obj, path, backend_keys);
+	cfg_check_keys(c, obj, path, backend_keys);
 	parse_backend_address(c, obj, path, b);
-	if (get_name(c, obj, path, false, &b->name) == CFG_ABSENT && b->address)
+	if (cfg_get_name(c, obj, path, false, &b->name) == CFG_ABSENT && b->address)
 		b->name = cfg_strdup(c, b->address);
-	get_int(c, obj, path, "weight", 0, CFG_MAX_WEIGHT, &b->weight);
-	get_int(c, obj, path, "max_conns", 0, INT_MAX, &b->max_conns);
-	get_bool(c, obj, path, "backup", &b->backup);
+	cfg_get_int(c, obj, path, "weight", 0, CFG_MAX_WEIGHT, &b->weight);
+	cfg_get_int(c, obj, path, "max_conns", 0, INT_MAX, &b->max_conns);
+	cfg_get_bool(c, obj, path, "backup", &b->backup);
 }
 
 static void check_backend_names(struct cfg_ctx *c, const struct cfg_pool *p, const char *path)
@@ -835,12 +458,13 @@ static void check_backend_names(struct cfg_ctx *c, const struct cfg_pool *p, con
 			if (!p->backends[j].name ||
 			    strcmp(p->backends[i].name, p->backends[j].name))
 				continue;
-			path_index(bpath, path, i);
-			path_key(npath, bpath, "name");
-			err_at(c, npath,
-			       "duplicate backend name \"%s\" (also backends[%zu]); backend names "
-			       "must be unique within a pool",
-			       p->backends[i].name, j);
+			cfg_path_index(bpath, path, i);
+			cfg_path_key(npath, bpath, "name");
+			cfg_err_at(
+			    c, npath,
+			    "duplicate backend name \"%s\" (also backends[%zu]); backend names "
+			    "must be unique within a pool",
+			    p->backends[i].name, j);
 			break;
 		}
 	}
@@ -855,9 +479,9 @@ static void parse_backends(struct cfg_ctx *c, const json_t *obj, const char *ppa
 
 	if (!arr)
 		return;
-	path_key(path, ppath, "backends");
+	cfg_path_key(path, ppath, "backends");
 	if (!json_is_array(arr)) {
-		err_got(c, path, arr, "an array of backend objects");
+		cfg_err_got(c, path, arr, "an array of backend objects");
 		return;
 	}
 	p->backends = cfg_calloc(c, json_array_size(arr), sizeof(*p->backends));
@@ -866,7 +490,7 @@ static void parse_backends(struct cfg_ctx *c, const json_t *obj, const char *ppa
 	p->nbackends = json_array_size(arr);
 	for (i = 0; i < json_array_size(arr); i++) {
 		v = json_array_get(arr, i);
-		path_index(bpath, path, i);
+		cfg_path_index(bpath, path, i);
 		parse_backend(c, v, bpath, &p->backends[i]);
 	}
 	check_backend_names(c, p, path);
@@ -883,8 +507,8 @@ static void parse_algorithm(struct cfg_ctx *c, const json_t *obj, const char *pa
 			       : CFG_DEFAULT_ALGORITHM);
 	if (!alg) {
 		snprintf(what, sizeof(what), "one of %s", algorithm_names());
-		path_key(apath, path, "algorithm");
-		err_got(c, apath, v ? v : json_null(), what);
+		cfg_path_key(apath, path, "algorithm");
+		cfg_err_got(c, apath, v ? v : json_null(), what);
 		return;
 	}
 	p->algorithm = cfg_strdup(c, alg->name);
@@ -894,14 +518,14 @@ static void parse_pool(struct cfg_ctx *c, const json_t *obj, const char *path, s
 {
 	p->retries = CFG_DEFAULT_RETRIES;
 	if (!json_is_object(obj)) {
-		err_got(c, path, obj, "a pool object");
+		cfg_err_got(c, path, obj, "a pool object");
 		return;
 	}
-	check_keys(c, obj, path, pool_keys);
-	if (get_name(c, obj, path, false, &p->name) == CFG_ABSENT)
-		err_missing(c, path, "name", "a pool name (string)");
+	cfg_check_keys(c, obj, path, pool_keys);
+	if (cfg_get_name(c, obj, path, false, &p->name) == CFG_ABSENT)
+		cfg_err_missing(c, path, "name", "a pool name (string)");
 	parse_algorithm(c, obj, path, p);
-	get_int(c, obj, path, "retries", 0, CFG_MAX_RETRIES, &p->retries);
+	cfg_get_int(c, obj, path, "retries", 0, CFG_MAX_RETRIES, &p->retries);
 	parse_health(c, obj, path, &p->health);
 	parse_backends(c, obj, path, p);
 }
@@ -917,11 +541,11 @@ static const json_t *get_list(struct cfg_ctx *c, const json_t *root, const char 
 
 	if (arr && !json_is_array(arr)) {
 		snprintf(what, sizeof(what), "an array of %s objects", noun);
-		err_got(c, key, arr, what);
+		cfg_err_got(c, key, arr, what);
 		return NULL;
 	}
 	if (!arr || json_array_size(arr) == 0) {
-		err_at(c, key, "at least one %s is required", noun);
+		cfg_err_at(c, key, "at least one %s is required", noun);
 		return NULL;
 	}
 	return arr;
@@ -941,7 +565,7 @@ static void parse_listeners(struct cfg_ctx *c, const json_t *root, struct config
 	cfg->nlisteners = json_array_size(arr);
 	for (i = 0; i < json_array_size(arr); i++) {
 		v = json_array_get(arr, i);
-		path_index(path, "listeners", i);
+		cfg_path_index(path, "listeners", i);
 		parse_listener(c, v, path, &cfg->listeners[i]);
 	}
 }
@@ -960,7 +584,7 @@ static void parse_pools(struct cfg_ctx *c, const json_t *root, struct config *cf
 	cfg->npools = json_array_size(arr);
 	for (i = 0; i < json_array_size(arr); i++) {
 		v = json_array_get(arr, i);
-		path_index(path, "pools", i);
+		cfg_path_index(path, "pools", i);
 		parse_pool(c, v, path, &cfg->pools[i]);
 	}
 }
@@ -979,8 +603,8 @@ static void check_pool_names(struct cfg_ctx *c, const struct config *cfg)
 			if (!cfg->pools[j].name || strcmp(cfg->pools[i].name, cfg->pools[j].name))
 				continue;
 			snprintf(path, sizeof(path), "pools[%zu].name", i);
-			err_at(c, path, "duplicate pool name \"%s\" (also pools[%zu])",
-			       cfg->pools[i].name, j);
+			cfg_err_at(c, path, "duplicate pool name \"%s\" (also pools[%zu])",
+				   cfg->pools[i].name, j);
 			break;
 		}
 	}
@@ -996,14 +620,15 @@ static void check_listener_unique(struct cfg_ctx *c, const struct config *cfg, s
 		const struct cfg_listener *o = &cfg->listeners[j];
 		if (l->name && o->name && strcmp(l->name, o->name) == 0) {
 			snprintf(path, sizeof(path), "listeners[%zu].name", i);
-			err_at(c, path, "duplicate listener name \"%s\" (also listeners[%zu])",
-			       l->name, j);
+			cfg_err_at(c, path, "duplicate listener name \"%s\" (also listeners[%zu])",
+				   l->name, j);
 		}
 		if (l->listen && o->listen && l->protocol == o->protocol &&
 		    same_sockaddr(&l->addr, &o->addr)) {
 			snprintf(path, sizeof(path), "listeners[%zu].listen", i);
-			err_at(c, path, "duplicate listen address \"%s\" (%s; also listeners[%zu])",
-			       l->listen, proto_names[l->protocol], j);
+			cfg_err_at(c, path,
+				   "duplicate listen address \"%s\" (%s; also listeners[%zu])",
+				   l->listen, proto_names[l->protocol], j);
 		}
 	}
 }
@@ -1022,7 +647,8 @@ static void resolve_pool_ref(struct cfg_ctx *c, struct config *cfg, size_t i)
 		}
 	}
 	snprintf(path, sizeof(path), "listeners[%zu].pool", i);
-	err_at(c, path, "expected the name of a pool defined in \"pools\", got \"%s\"", l->pool);
+	cfg_err_at(c, path, "expected the name of a pool defined in \"pools\", got \"%s\"",
+		   l->pool);
 }
 
 static void check_metrics_addr(struct cfg_ctx *c, const struct config *cfg)
@@ -1033,9 +659,9 @@ static void check_metrics_addr(struct cfg_ctx *c, const struct config *cfg)
 		const struct cfg_listener *l = &cfg->listeners[i];
 		if (l->listen && l->protocol == CFG_PROTO_TCP &&
 		    same_sockaddr(&l->addr, &cfg->metrics_addr))
-			err_at(c, "metrics.listen",
-			       "address \"%s\" is already used by listeners[%zu]",
-			       cfg->metrics_listen, i);
+			cfg_err_at(c, "metrics.listen",
+				   "address \"%s\" is already used by listeners[%zu]",
+				   cfg->metrics_listen, i);
 	}
 }
 
@@ -1056,10 +682,10 @@ static void cross_check(struct cfg_ctx *c, struct config *cfg)
 static void parse_root(struct cfg_ctx *c, const json_t *root, struct config *cfg, const char *file)
 {
 	if (!json_is_object(root)) {
-		err_got(c, "", root, "a JSON object at the top level");
+		cfg_err_got(c, "", root, "a JSON object at the top level");
 		return;
 	}
-	check_keys(c, root, "", top_keys);
+	cfg_check_keys(c, root, "", top_keys);
 	parse_globals(c, root, cfg);
 	parse_control(c, root, cfg, file);
 	parse_metrics(c, root, cfg);
@@ -1100,7 +726,7 @@ static void err_json(struct cfg_ctx *c, const json_error_t *je)
 	} else if (asprintf(&msg, "%s: invalid JSON: %s", c->file, je->text) < 0) {
 		msg = NULL;
 	}
-	err_add(c, msg);
+	cfg_err_add(c, msg);
 }
 
 /* Documents load with JSON_ALLOW_NUL so that a health check's send/expect can carry binary
@@ -1114,13 +740,13 @@ static void reject_nul(struct cfg_ctx *c, const json_t *v, const char *path, con
 
 	if (json_is_string(v) && strlen(json_string_value(v)) != json_string_length(v) &&
 	    !(key && (strcmp(key, "send") == 0 || strcmp(key, "expect") == 0)))
-		err_at(c, path, "\\u0000 is only allowed in a health check's send and expect");
+		cfg_err_at(c, path, "\\u0000 is only allowed in a health check's send and expect");
 	json_object_foreach ((json_t *)v, k, m) {
-		path_key(p, path, k);
+		cfg_path_key(p, path, k);
 		reject_nul(c, m, p, k);
 	}
 	json_array_foreach (v, i, m) {
-		path_index(p, path, i);
+		cfg_path_index(p, path, i);
 		reject_nul(c, m, p, NULL);
 	}
 }
@@ -1158,7 +784,7 @@ int config_load(const char *path, struct config **out, struct cfg_errors *errs)
 	fp = fopen(path, "r");
 	if (!fp || fstat(fileno(fp), &st) < 0 || S_ISDIR(st.st_mode)) {
 		rc = !fp ? -errno : S_ISDIR(st.st_mode) ? -EISDIR : -errno;
-		err_at(&c, "", "cannot read: %s", strerror(-rc));
+		cfg_err_at(&c, "", "cannot read: %s", strerror(-rc));
 		if (fp)
 			fclose(fp);
 		cfg_errors_free(&local);
