@@ -529,7 +529,7 @@ START_TEST(test_ipv6_and_wildcard_listener_reply_from_the_address_used)
 	finish();
 
 	add_tagged(1);
-	start_lb("[::1]", "round_robin", NULL, NULL);
+	start_lb("[::]", "round_robin", NULL, NULL); /* wildcard: IPV6_PKTINFO replies */
 	fd = client("::1");
 	expect(send_to(fd, "::1", h.port, "v6", 2), "send failed");
 	n = recv_one(fd, buf, sizeof(buf), REPLY_MS, from, sizeof(from));
