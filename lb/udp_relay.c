@@ -225,16 +225,18 @@ static int backend_socket(struct udp_session *s, struct backend *b, struct engin
 }
 
 /* Pick a usable backend other than avoid, take a place on it and connect a socket: the
- * session's new backend, fd and watch, or false when none could be used. s keeps its
- * current ones either way; the caller swaps. */
-static bool pick_backend(struct udp_session *s, struct backend *avoid, struct backend **be, int *fd,
-			 struct engine_watch **watch)
+ * session's new backend, fd and watch. 0, or -ENOENT when nothing is usable, or the -errno
+ * of the last socket that could not be opened (EMFILE...). s keeps its current backend,
+ * fd and watch either way; the caller swaps. */
+static int pick_backend(struct udp_session *s, struct backend *avoid, struct backend **be, int *fd,
+			struct engine_watch **watch)
 {
 	struct listener *l = s->wl->l;
 	struct pool *p = l->pool;
 	struct backend *tried[UDP_MAX_TRIES];
 	size_t ntried = 0;
 	int max_tries = p->retries + 1 < UDP_MAX_TRIES - 1 ? p->retries + 1 : UDP_MAX_TRIES - 1;
+	int err = -ENOENT;
 
 	if (avoid)
 		tried[ntried++] = avoid;
@@ -247,21 +249,21 @@ static bool pick_backend(struct udp_session *s, struct backend *avoid, struct ba
 		};
 		struct backend *b = pool_pick(p, &ctx);
 		if (!b)
-			return false;
+			break;
 		tried[ntried++] = b;
 		if (!backend_take(b))
 			continue; /* filled up since the pick */
 		*fd = backend_socket(s, b, watch);
 		if (*fd >= 0) {
 			*be = b;
-			return true;
+			return 0;
 		}
-		atomic_fetch_add_explicit(&b->connect_failures, 1, memory_order_relaxed);
-		log_warn("pool %s: udp socket to %s (%s): %s", p->name, b->name, b->address,
-			 strerror(-*fd));
+		/* Out of descriptors or memory, not the backend's fault: logged (rate-limited)
+		 * by the caller with the datagram it drops. */
+		err = *fd;
 		backend_release(b);
 	}
-	return false;
+	return err;
 }
 
 /* The session's backend is down or refused datagrams: move the session to another one
@@ -274,7 +276,7 @@ static void session_move(struct udp_session *s)
 	int fd;
 
 	s->refused = false;
-	if (!pick_backend(s, s->be, &be, &fd, &watch))
+	if (pick_backend(s, s->be, &be, &fd, &watch) < 0)
 		return;
 	log_debug("listener %s: udp session moved from %s/%s to %s", s->wl->l->cfg->name,
 		  s->be->pool->name, s->be->name, be->name);
@@ -332,11 +334,12 @@ static struct udp_session *session_new(struct worker *w, struct worker_listener 
 	s->hash = h;
 	s->client_len = mh->msg_namelen;
 	memcpy(&s->client, sa, mh->msg_namelen);
-	if (!pick_backend(s, NULL, &s->be, &s->fd, &s->watch)) {
+	int err = pick_backend(s, NULL, &s->be, &s->fd, &s->watch);
+	if (err < 0) {
 		listener_release(l);
 		objpool_put(&u->pool, s);
 		listener_reject(l, LISTENER_REJECT_NO_BACKEND, sa, "dropping datagram",
-				"no usable backend", w->now);
+				err == -ENOENT ? "no usable backend" : strerror(-err), w->now);
 		return NULL;
 	}
 	s->kill_gen = atomic_load_explicit(&s->be->kill_gen, memory_order_relaxed);

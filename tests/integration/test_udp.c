@@ -422,6 +422,31 @@ START_TEST(test_max_conns_caps_sessions)
 }
 END_TEST
 
+START_TEST(test_no_usable_backend_drops_and_counts_new_sessions_only)
+{
+	char buf[512];
+
+	add_tagged(1);
+	start_lb("127.0.0.1", "round_robin", NULL, NULL);
+	int old = client("127.0.0.1"), late = client("127.0.0.1");
+	expect(ask(old, "before", REPLY_MS) == 0, "no reply before the disable");
+	expect(t_lbctl(h.sock, NULL, NULL, "disable", "p/u1", NULL) == 0, "disable failed");
+	/* SPEC: a disabled backend takes no new sessions; open ones continue. */
+	expect(ask(old, "after", REPLY_MS) == 0, "the open session stopped at the disable");
+	expect(send_to(late, "127.0.0.1", h.port, "x", 1), "send failed");
+	expect(recv_one(late, buf, sizeof(buf), 300, NULL, 0) < 0,
+	       "a new session reached a disabled backend");
+	expect(wait_metric("lb_listener_rejected_total{listener=\"u\",reason=\"no_backend\"}", 1,
+			   2000),
+	       "the dropped datagram was not counted as no_backend");
+	expect(lb_log_wait(&h.lb, "dropping datagram from 127.0.0.1", 1000),
+	       "the drop was not logged");
+	close(old);
+	close(late);
+	finish();
+}
+END_TEST
+
 /* Sessions of each backend, from clients that each made one. */
 static void open_sessions(int *fds, int *owner, int n)
 {
@@ -669,6 +694,7 @@ static Suite *udp_suite(void)
 	tcase_add_test(tc, test_empty_and_largest_datagrams_pass_intact);
 	tcase_add_test(tc, test_denied_client_is_dropped_and_counted);
 	tcase_add_test(tc, test_max_conns_caps_sessions);
+	tcase_add_test(tc, test_no_usable_backend_drops_and_counts_new_sessions_only);
 	tcase_add_test(tc, test_sessions_of_a_dead_backend_move_once_health_marks_it_down);
 	tcase_add_test(tc, test_sessions_move_after_port_unreachable_without_health_checks);
 	tcase_add_test(tc, test_kill_ends_sessions_and_reload_keeps_them);
