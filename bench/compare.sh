@@ -433,18 +433,28 @@ run_dns() { # run_dns SYS: dnsperf against the system's DNS port
 }
 
 run_wrk() { # run_wrk SYS keepalive|close
-	local s=$1 mode=$2 out rps p99 errs hdr=()
+	local s=$1 mode=$2 out rps p99 errs c0 c1 us hdr=()
 	out="$RAW/r$ROUND-$s-wrk-$mode.txt"
 	[ "$mode" = close ] && hdr=(-H "Connection: close")
+	c0=$(cpu_now "$s")
 	timeout -k 2 $((T_WRK + 15)) wrk -t 2 -c "$WRK_CONNS" -d "${T_WRK}s" --latency --timeout 2s \
 		"${hdr[@]}" "http://127.0.0.1:${SYS_HTTP[$s]}/" >"$out" 2>&1 || true
+	c1=$(cpu_now "$s")
 	rps=NA p99=NA errs=NA
 	read -r rps p99 errs < <(python3 "$HELPER" wrk "$out" || true) || true
+	# The balancer's CPU (all its processes) per request, over the wrk run.
+	us=NA
+	if [ "$c0" != NA ] && [ "$rps" != NA ]; then
+		us=$(awk -v a="$c0" -v b="$c1" -v r="$rps" -v t="$T_WRK" \
+			'BEGIN { if (r > 0) printf "%.1f", (b - a) * 1e6 / (r * t); else print "NA" }')
+	fi
 	if [ "$mode" = close ]; then
 		record "$s" close_cps "$rps"
+		record "$s" close_cpu_us "$us"
 	else
 		record "$s" ka_rps "$rps"
 		record "$s" ka_p99_ms "$p99"
+		record "$s" ka_cpu_us "$us"
 	fi
 	record "$s" "wrk_${mode}_errors" "$errs"
 }

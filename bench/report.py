@@ -23,6 +23,8 @@ ROWS = [
     ("dns_lat_ms", "DNS average latency, ms", LOWER, "f3"),
     ("mem_per_conn_kb", "user-space memory per idle connection, KB", LOWER, "f1"),
     ("cpu_s_per_gb", "balancer CPU seconds per GB relayed", LOWER, "f2"),
+    ("ka_cpu_us", "balancer CPU per keep-alive request, µs", LOWER, "f1"),
+    ("close_cpu_us", "balancer CPU per new connection, µs", LOWER, "f1"),
 ]
 # Chart panels: throughput as % of direct; costs relative to the best peer.
 # Chart labels: short enough that five fit side by side.
@@ -30,7 +32,8 @@ THROUGHPUT = [("tcp1", "TCP x1"), ("tcp4", "TCP x4"),
               ("ka_rps", "keep-alive"), ("close_cps", "new conns"),
               ("dns_qps", "DNS")]
 COSTS = [("ka_p99_ms", "p99 latency"), ("mem_per_conn_kb", "memory/idle conn"),
-         ("cpu_s_per_gb", "CPU s/GB")]
+         ("cpu_s_per_gb", "CPU s/GB"), ("ka_cpu_us", "CPU/request"),
+         ("close_cpu_us", "CPU/conn")]
 
 
 def read_tsv(path):
