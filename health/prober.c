@@ -383,6 +383,7 @@ static void probe_begin(struct probe *p, uint64_t now)
 	int rc;
 
 	p->run = p->chk->socktype ? p->chk : &hc_check_tcp;
+	atomic_store_explicit(&p->b->hc_slot_ms, p->due_ms, memory_order_relaxed);
 	p->started_ns = now_ns();
 	p->len = 0;
 	p->sent = 0;
@@ -589,8 +590,11 @@ static void probes_schedule(struct prober *pr, uint64_t now)
 	for (size_t i = 0; i < pr->nprobes; i++) {
 		struct probe *p = &pr->probes[i];
 
+		/* Not the slot a previous prober already checked (a restart within the same
+		 * millisecond as a check would otherwise check twice). */
+		uint64_t done = atomic_load_explicit(&p->b->hc_slot_ms, memory_order_relaxed);
 		if (probe_wanted(p))
-			probe_plan(p, now);
+			probe_plan(p, now > done ? now : done + 1);
 	}
 	timer_init(&pr->tick, tick);
 	timer_arm(&pr->timers, &pr->tick, now + PROBER_TICK_MS);

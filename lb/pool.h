@@ -46,6 +46,8 @@ struct backend {
 	_Atomic int hc_last;		/* enum prober_last: none yet, pass, fail */
 	_Atomic uint32_t hc_latency_us; /* last check: connect start to verdict */
 	_Atomic uint64_t hc_checks;	/* checks completed */
+	_Atomic uint64_t hc_slot_ms;	/* when the last check was due: a restarted prober
+					 * does not check again in the same slot */
 	_Atomic char hc_reason[64];	/* why the last check failed ("timeout"); "" on pass */
 };
 
@@ -53,6 +55,10 @@ struct backend {
 struct pool_view {
 	struct backend **backends; /* every backend of the group, usable or not */
 	size_t n;
+	/* The group's pick counter, owned by the pool and shared by all its snapshots, so that
+	 * a rotation continues where it was when a health or admin change rebuilds the
+	 * snapshot instead of starting over at the first backend. */
+	_Atomic uint64_t *cursor;
 };
 
 /* Per-pick input. tried lists backends already attempted for this connection (retries
@@ -81,6 +87,7 @@ struct pool {
 	struct backend **backends; /* owned */
 	size_t nbackends;
 	_Atomic(struct pool_snapshot *) snap;
+	_Atomic uint64_t cursor[2]; /* pool_view.cursor of the primaries, of the backups */
 	/* Serialises rebuilds and changes of backends/algorithm between the prober and the
 	 * control plane; never taken by workers. */
 	pthread_mutex_t lock;
