@@ -11,7 +11,7 @@
 struct lc_state {
 	struct backend **backends; /* the view's array; owned by the snapshot */
 	size_t n;
-	_Atomic uint64_t cursor; /* rotating start offset for tie-breaking */
+	_Atomic uint64_t *cursor; /* the pool's, shared by its snapshots (pool_view) */
 };
 
 static void *lc_build(const struct pool_view *view)
@@ -22,7 +22,7 @@ static void *lc_build(const struct pool_view *view)
 		return NULL;
 	s->backends = view->backends;
 	s->n = view->n;
-	atomic_init(&s->cursor, 0);
+	s->cursor = view->cursor;
 	return s;
 }
 
@@ -35,7 +35,7 @@ static struct backend *lc_pick(void *state, const struct pick_ctx *ctx)
 
 	if (s->n == 0)
 		return NULL;
-	start = atomic_fetch_add_explicit(&s->cursor, 1, memory_order_relaxed);
+	start = atomic_fetch_add_explicit(s->cursor, 1, memory_order_relaxed);
 	for (size_t k = 0; k < s->n; k++) {
 		struct backend *b = s->backends[(start + k) % s->n];
 		struct backend_load load;

@@ -10,7 +10,7 @@
 struct rr_state {
 	struct backend **backends; /* the view's array; owned by the snapshot */
 	size_t n;
-	_Atomic uint64_t cursor; /* picks handed out so far, by all workers */
+	_Atomic uint64_t *cursor; /* the pool's, shared by its snapshots (pool_view) */
 };
 
 static void *rr_build(const struct pool_view *view)
@@ -21,7 +21,7 @@ static void *rr_build(const struct pool_view *view)
 		return NULL;
 	s->backends = view->backends;
 	s->n = view->n;
-	atomic_init(&s->cursor, 0);
+	s->cursor = view->cursor;
 	return s;
 }
 
@@ -65,7 +65,7 @@ static struct backend *rr_pick(void *state, const struct pick_ctx *ctx)
 
 	if (s->n == 0)
 		return NULL;
-	turn = atomic_fetch_add_explicit(&s->cursor, 1, memory_order_relaxed);
+	turn = atomic_fetch_add_explicit(s->cursor, 1, memory_order_relaxed);
 	allowed = rr_count_allowed(s, ctx);
 	if (allowed == 0)
 		return NULL;

@@ -25,7 +25,7 @@ struct wrr_state {
 	size_t n;
 	uint32_t *seq; /* indexes into backends; NULL if no backend had weight > 0 */
 	size_t len;
-	_Atomic uint64_t cursor; /* picks handed out so far, by all workers */
+	_Atomic uint64_t *cursor; /* the pool's, shared by its snapshots (pool_view) */
 };
 
 static uint64_t gcd64(uint64_t a, uint64_t b)
@@ -145,7 +145,7 @@ static void *wrr_build(const struct pool_view *view)
 		return NULL;
 	s->backends = view->backends;
 	s->n = view->n;
-	atomic_init(&s->cursor, 0);
+	s->cursor = view->cursor;
 	if (s->n > 0 && !wrr_build_seq(s)) {
 		wrr_destroy(s);
 		return NULL;
@@ -174,7 +174,7 @@ static struct backend *wrr_pick(void *state, const struct pick_ctx *ctx)
 
 	if (s->n == 0)
 		return NULL;
-	turn = atomic_fetch_add_explicit(&s->cursor, 1, memory_order_relaxed);
+	turn = atomic_fetch_add_explicit(s->cursor, 1, memory_order_relaxed);
 	if (s->len == 0)
 		return wrr_scan(s, ctx, turn);
 	pos = turn % s->len;

@@ -268,7 +268,7 @@ static bool snapshot_fill_groups(struct pool_snapshot *s, const struct pool *p)
 	return true;
 }
 
-static struct pool_snapshot *snapshot_build(const struct pool *p)
+static struct pool_snapshot *snapshot_build(struct pool *p)
 {
 	struct pool_snapshot *s = calloc(1, sizeof(*s));
 	struct pool_view primaries, backups;
@@ -278,8 +278,10 @@ static struct pool_snapshot *snapshot_build(const struct pool *p)
 	s->alg = p->algorithm;
 	if (!snapshot_fill_groups(s, p))
 		goto fail;
-	primaries = (struct pool_view){.backends = s->primaries, .n = s->nprimaries};
-	backups = (struct pool_view){.backends = s->backups, .n = s->nbackups};
+	primaries = (struct pool_view){
+	    .backends = s->primaries, .n = s->nprimaries, .cursor = &p->cursor[0]};
+	backups =
+	    (struct pool_view){.backends = s->backups, .n = s->nbackups, .cursor = &p->cursor[1]};
 	s->primary_state = s->alg->build(&primaries);
 	s->backup_state = s->alg->build(&backups);
 	if (!s->primary_state || !s->backup_state)

@@ -152,6 +152,28 @@ START_TEST(test_round_robin_is_exact)
 }
 END_TEST
 
+/* A rebuild (every health or admin change does one) must not restart the rotation at the
+ * first backend: with checks flapping, that would hand b0 extra turns. */
+START_TEST(test_round_robin_rotation_survives_rebuilds)
+{
+	struct pool *p = t_pool_make("round_robin", "b", 3, -1, NULL);
+	struct pick_ctx ctx = {0};
+	int counts[3] = {0};
+
+	for (int i = 0; i < 30; i++) {
+		int one[3] = {0};
+		pick_n(p, &ctx, 1, one);
+		for (int j = 0; j < 3; j++)
+			counts[j] += one[j];
+		ck_assert_int_eq(pool_rebuild(p, NULL), 0);
+	}
+	ck_assert_int_eq(counts[0], 10);
+	ck_assert_int_eq(counts[1], 10);
+	ck_assert_int_eq(counts[2], 10);
+	pool_destroy(p);
+}
+END_TEST
+
 START_TEST(test_round_robin_is_exact_across_threads)
 {
 	struct pool *p = t_pool_make("round_robin", "b", 3, -1, NULL);
@@ -724,6 +746,7 @@ static Suite *algorithms_suite(void)
 	tcase_add_test(tc, test_registry_resolves_every_listed_name_and_the_alias);
 	tcase_add_test(tc, test_pool_create_refuses_an_unknown_algorithm);
 	tcase_add_test(tc, test_round_robin_is_exact);
+	tcase_add_test(tc, test_round_robin_rotation_survives_rebuilds);
 	tcase_add_test(tc, test_round_robin_is_exact_across_threads);
 	tcase_add_test(tc, test_round_robin_rotates_over_usable_backends_only);
 	tcase_add_test(tc, test_weighted_round_robin_gives_each_its_weight);
