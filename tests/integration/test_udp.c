@@ -657,7 +657,7 @@ START_TEST(test_dns_servers_behind_lb_answer_dig)
 	int rc = lb_start(&h.lb, json, NULL, 0);
 	h.lb_started = rc == 0;
 	bool started = rc == 0 && lb_log_wait(&h.lb, " started: ", 5000);
-	/* Rotation restarts when a check changes the set: start once both are checked up. */
+	/* Query once lb has seen both servers answer its DNS health check. */
 	for (int i = 0; started && i < 2; i++) {
 		char line[128];
 		snprintf(line, sizeof(line), "backend ns%d (127.0.0.1:%d) is UP", i + 1, dport[i]);
