@@ -4,6 +4,7 @@
 #ifndef LB_ENGINE_H
 #define LB_ENGINE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #define ENGINE_READ  0x1u
@@ -11,11 +12,22 @@
 #define ENGINE_ERROR 0x4u /* error or hang-up: the handler should find out with a syscall */
 #define ENGINE_RDHUP 0x8u /* the peer shut down its sending side: read on until EOF */
 
+/* Size of the buffers a completion-based receive fills: a result this size means more was
+ * waiting (bulk). */
+#define ENGINE_RECV_BUF 8192
+
 struct engine;
 struct engine_watch; /* engine-owned registration of one fd */
+struct engine_recv;  /* engine-owned completion-based receive on one fd */
 
 /* Called with the events that fired (edge-triggered: drain until EAGAIN). */
 typedef void (*engine_cb)(void *owner, uint32_t events);
+
+/* Called for each result of a completion-based receive: res > 0 bytes at data, held in engine
+ * buffer buf until the owner hands it back with buf_put; 0 = EOF; < 0 = -errno, where
+ * -ECANCELED (after recv_stop), -ENOBUFS (the engine's buffers ran out) and -EOPNOTSUPP (the
+ * kernel cannot) only mean "read the fd yourself from now on". more == false: the last call. */
+typedef void (*engine_data_cb)(void *owner, int res, char *data, unsigned buf, bool more);
 
 struct engine_ops {
 	const char *name;
@@ -35,6 +47,20 @@ struct engine_ops {
 	 * caller can read the clock once the wait is over (timers armed in callbacks must not
 	 * start from the time before a long sleep). Returns how many events ran. */
 	int (*dispatch)(struct engine *e);
+
+	/* Optional completion-based receive (NULL where the engine has none): the kernel reads
+	 * fd into buffers of the engine's own and cb gets each chunk, with no readiness event
+	 * and no read syscall in between. The fd's watch should then leave out ENGINE_READ. */
+	bool (*recv_available)(const struct engine *e);
+	/* Start receiving on fd. NULL + errno if it cannot (the caller reads fd itself). */
+	struct engine_recv *(*recv_start)(struct engine *e, int fd, engine_data_cb cb, void *owner);
+	/* Ask r to end: cb still gets what was read already, the last call with more == false. */
+	void (*recv_stop)(struct engine *e, struct engine_recv *r);
+	/* Forget r: cb is never called again, buffers still in flight go straight back, and the
+	 * caller may close fd at once. Not to be called after cb got more == false. */
+	void (*recv_drop)(struct engine *e, struct engine_recv *r);
+	/* Hand back a buffer that an engine_data_cb received. */
+	void (*buf_put)(struct engine *e, unsigned buf);
 };
 
 extern const struct engine_ops engine_epoll;

@@ -1,10 +1,13 @@
 /* io_uring engine: one multishot poll per fd (edge-triggered, like EPOLLET), submitted and
  * reaped in the same io_uring_enter as the wait. Registration and teardown are SQEs batched
- * into that call, so accept/close churn costs no extra syscalls. */
+ * into that call, so accept/close churn costs no extra syscalls. Relayed sockets are read
+ * with multishot recv into a provided-buffer ring instead: the data arrives in the
+ * completion, with no readiness event and no recv syscall in between. */
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <liburing.h>
 
@@ -18,10 +21,22 @@
 #define URING_CQ_ENTRIES 16384
 /* Watches allocated per slab. */
 #define URING_WATCH_SLAB 256
-/* user_data of poll-remove requests; never a valid watch pointer. */
+/* user_data of poll-remove and cancel requests; never a valid pointer. */
 #define URING_TAG_REMOVE 1ull
+/* Provided-buffer ring for multishot recv: default entries and its group id. When all are in
+ * use a receive ends with ENOBUFS and its owner reads the fd itself. LB_URING_RECV=N sets
+ * the entries (rounded down to a power of two; 0 turns completion-based receive off), for
+ * A/B measurements and for tests that make the buffers run out. */
+#define URING_BUFS     256
+#define URING_BUFS_MAX 32768
+#define URING_BGID     7
+/* Receives allocated per slab. */
+#define URING_RECV_SLAB 256
+
+enum uring_kind { URING_POLL, URING_RECV };
 
 struct engine_watch {
+	uint8_t kind; /* URING_POLL; first, like in engine_recv: the CQE says which it is */
 	engine_cb cb;
 	void *owner; /* NULL once unwatched */
 	int fd;
@@ -29,9 +44,22 @@ struct engine_watch {
 	int armed; /* a poll request is outstanding in the kernel */
 };
 
+struct engine_recv {
+	uint8_t kind;  /* URING_RECV */
+	bool stopping; /* a cancel is queued */
+	bool done;     /* the final completion is being delivered */
+	engine_data_cb cb;
+	void *owner; /* NULL once dropped */
+};
+
 struct engine {
 	struct io_uring ring;
 	struct objpool watches;
+	struct objpool recvs;
+	struct io_uring_buf_ring *br; /* NULL: no completion-based receive here */
+	char *bufs;		      /* nbufs x ENGINE_RECV_BUF bytes */
+	unsigned nbufs;
+	bool recv_broken; /* the kernel refused multishot recv once */
 };
 
 static int uring_init(struct io_uring *ring, unsigned sq, unsigned cq)
@@ -79,6 +107,51 @@ int engine_uring_probe(const char **why)
 	return 0;
 }
 
+static void ur_buf_put(struct engine *e, unsigned buf)
+{
+	io_uring_buf_ring_add(e->br, e->bufs + (size_t)buf * ENGINE_RECV_BUF, ENGINE_RECV_BUF,
+			      (unsigned short)buf, io_uring_buf_ring_mask(e->nbufs), 0);
+	io_uring_buf_ring_advance(e->br, 1);
+}
+
+/* Register the provided-buffer ring. Without it (an old kernel, or LB_URING_RECV=0) every
+ * socket is read after a readiness event, as with epoll. Pages are mapped lazily: a buffer
+ * costs memory once the kernel first fills it. */
+static void setup_bufs(struct engine *e)
+{
+	const char *env = getenv("LB_URING_RECV");
+	unsigned long want = env ? strtoul(env, NULL, 10) : URING_BUFS;
+	unsigned n = 1;
+	if (want == 0)
+		return;
+	while (n * 2 <= want && n * 2 <= URING_BUFS_MAX)
+		n *= 2;
+	size_t ring_len = n * sizeof(struct io_uring_buf);
+	size_t bufs_len = (size_t)n * ENGINE_RECV_BUF;
+	void *br = mmap(NULL, ring_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	void *bufs =
+	    mmap(NULL, bufs_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct io_uring_buf_reg reg = {
+	    .ring_addr = (uintptr_t)br,
+	    .ring_entries = n,
+	    .bgid = URING_BGID,
+	};
+	if (br == MAP_FAILED || bufs == MAP_FAILED ||
+	    io_uring_register_buf_ring(&e->ring, &reg, 0) < 0) {
+		if (br != MAP_FAILED)
+			munmap(br, ring_len);
+		if (bufs != MAP_FAILED)
+			munmap(bufs, bufs_len);
+		return;
+	}
+	e->br = br;
+	e->bufs = bufs;
+	e->nbufs = n;
+	io_uring_buf_ring_init(e->br);
+	for (unsigned i = 0; i < n; i++)
+		ur_buf_put(e, i);
+}
+
 static struct engine *ur_create(unsigned max_fds)
 {
 	(void)max_fds;
@@ -92,13 +165,20 @@ static struct engine *ur_create(unsigned max_fds)
 		return NULL;
 	}
 	objpool_init(&e->watches, sizeof(struct engine_watch), URING_WATCH_SLAB);
+	objpool_init(&e->recvs, sizeof(struct engine_recv), URING_RECV_SLAB);
+	setup_bufs(e);
 	return e;
 }
 
 static void ur_destroy(struct engine *e)
 {
 	io_uring_queue_exit(&e->ring);
+	if (e->br) {
+		munmap(e->br, e->nbufs * sizeof(struct io_uring_buf));
+		munmap(e->bufs, (size_t)e->nbufs * ENGINE_RECV_BUF);
+	}
 	objpool_destroy(&e->watches);
+	objpool_destroy(&e->recvs);
 	free(e);
 }
 
@@ -135,6 +215,7 @@ static struct engine_watch *ur_watch(struct engine *e, int fd, uint32_t events, 
 	struct engine_watch *w = objpool_get(&e->watches);
 	if (!w)
 		return NULL;
+	w->kind = URING_POLL;
 	w->cb = cb;
 	w->owner = owner;
 	w->fd = fd;
@@ -158,12 +239,91 @@ static void ur_unwatch(struct engine *e, struct engine_watch *w)
 		return;
 	}
 	/* The poll holds its own file reference, so the caller may close the fd at once; the
-	 * watch is recycled when the poll's final completion (-ECANCELED) arrives. */
+	 * watch is recycled when the poll's final completion (-ECANCELED) arrives. An async
+	 * cancel, not a poll remove: a remove fails (-EALREADY) while a wake-up of the poll
+	 * waits to run, leaving the poll armed and the closed socket alive (never sending its
+	 * FIN); a cancel marks the poll so that wake-up ends it. */
 	struct io_uring_sqe *sqe = get_sqe(e);
 	if (!sqe)
 		return; /* cannot happen after a submit; the poll then ends when the file does */
-	io_uring_prep_poll_remove(sqe, (__u64)(uintptr_t)w);
+	io_uring_prep_cancel(sqe, w, 0);
 	io_uring_sqe_set_data64(sqe, URING_TAG_REMOVE);
+}
+
+static bool ur_recv_available(const struct engine *e)
+{
+	return e->br && !e->recv_broken;
+}
+
+static struct engine_recv *ur_recv_start(struct engine *e, int fd, engine_data_cb cb, void *owner)
+{
+	if (!ur_recv_available(e)) {
+		errno = EOPNOTSUPP;
+		return NULL;
+	}
+	struct engine_recv *r = objpool_get(&e->recvs);
+	struct io_uring_sqe *sqe = r ? get_sqe(e) : NULL;
+	if (!sqe) {
+		if (r)
+			objpool_put(&e->recvs, r);
+		errno = ENOMEM;
+		return NULL;
+	}
+	*r = (struct engine_recv){.kind = URING_RECV, .cb = cb, .owner = owner};
+	io_uring_prep_recv_multishot(sqe, fd, NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = URING_BGID;
+	io_uring_sqe_set_data(sqe, r);
+	return r;
+}
+
+static void ur_recv_stop(struct engine *e, struct engine_recv *r)
+{
+	if (r->stopping || r->done)
+		return;
+	struct io_uring_sqe *sqe = get_sqe(e);
+	if (!sqe)
+		return; /* cannot happen after a submit; the receive then ends with its fd */
+	r->stopping = true;
+	io_uring_prep_cancel(sqe, r, 0);
+	io_uring_sqe_set_data64(sqe, URING_TAG_REMOVE);
+}
+
+static void ur_recv_drop(struct engine *e, struct engine_recv *r)
+{
+	r->owner = NULL;
+	ur_recv_stop(e, r);
+}
+
+static void handle_recv(struct engine *e, struct engine_recv *r, struct io_uring_cqe *cqe)
+{
+	bool more = cqe->flags & IORING_CQE_F_MORE;
+	int res = cqe->res;
+	char *data = NULL;
+	unsigned buf = 0;
+
+	if (cqe->flags & IORING_CQE_F_BUFFER) {
+		buf = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+		data = e->bufs + (size_t)buf * ENGINE_RECV_BUF;
+	}
+	if (res == -EINVAL) {
+		/* A kernel without multishot recv (before 6.0) refuses it: stop asking. */
+		e->recv_broken = true;
+		res = -EOPNOTSUPP;
+	}
+	r->done = !more;
+	if (!r->owner) {
+		if (data)
+			ur_buf_put(e, buf);
+	} else if (data && res > 0) {
+		r->cb(r->owner, res, data, buf, more);
+	} else {
+		if (data)
+			ur_buf_put(e, buf);
+		r->cb(r->owner, res > 0 ? 0 : res, NULL, 0, more);
+	}
+	if (!more)
+		objpool_put(&e->recvs, r);
 }
 
 static uint32_t to_events(int res)
@@ -186,6 +346,10 @@ static void handle_cqe(struct engine *e, struct io_uring_cqe *cqe)
 {
 	if (cqe->user_data == URING_TAG_REMOVE)
 		return;
+	if (*(const uint8_t *)io_uring_cqe_get_data(cqe) == URING_RECV) {
+		handle_recv(e, io_uring_cqe_get_data(cqe), cqe);
+		return;
+	}
 	struct engine_watch *w = io_uring_cqe_get_data(cqe);
 	int more = cqe->flags & IORING_CQE_F_MORE;
 
@@ -245,4 +409,9 @@ const struct engine_ops engine_uring = {
     .unwatch = ur_unwatch,
     .wait = ur_wait,
     .dispatch = ur_dispatch,
+    .recv_available = ur_recv_available,
+    .recv_start = ur_recv_start,
+    .recv_stop = ur_recv_stop,
+    .recv_drop = ur_recv_drop,
+    .buf_put = ur_buf_put,
 };

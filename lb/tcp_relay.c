@@ -1,6 +1,9 @@
 /* TCP relay: one client connection and its backend connection. Bytes move with splice(2)
  * through a pipe borrowed from the worker's pool only while they are in flight, so an idle
- * pair costs one small struct and no pipe. Written once against engine.h for both engines. */
+ * pair costs one small struct and no pipe. Written once against engine.h for both engines;
+ * where the engine can receive by completion (io_uring), small messages arrive in engine
+ * buffers and go out with one send, and a direction falls back to the readiness path below
+ * for good when it turns bulk or its sink pushes back. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -27,16 +30,28 @@
 
 enum conn_state { CONN_CONNECTING, CONN_RELAY };
 
+/* Engine buffers received but not yet fully sent, oldest first (allocated when needed). */
+struct held_q {
+	uint32_t head, n, cap;
+	struct held {
+		char *data;
+		uint32_t len;
+		uint32_t buf;
+	} e[];
+};
+
 /* One direction of the pair. */
 struct half {
-	struct lb_pipe pipe; /* rd == -1: none borrowed */
-	uint32_t in_pipe;    /* bytes read from the source, not yet written to the sink */
-	bool eof;	     /* the source sent FIN */
-	bool shut;	     /* FIN forwarded to the sink */
-	bool bulk;	     /* a read filled the scratch buffer: splice from now on */
-	bool drain;	     /* the source hung up or failed: read until EOF/EAGAIN */
-	bool ready;	     /* the source signalled data before the backend was connected */
-	uint64_t bytes;	     /* delivered to the sink */
+	struct engine_recv *rx; /* the engine reads the source (completion mode); NULL: not */
+	struct held_q *held;	/* completion mode: data waiting for the sink */
+	struct lb_pipe pipe;	/* rd == -1: none borrowed */
+	uint32_t in_pipe;	/* bytes read from the source, not yet written to the sink */
+	bool eof;		/* the source sent FIN */
+	bool shut;		/* FIN forwarded to the sink */
+	bool bulk;		/* a read filled the scratch buffer: splice from now on */
+	bool drain;		/* the source hung up or failed: read until EOF/EAGAIN */
+	bool ready;		/* the source signalled data before the backend was connected */
+	uint64_t bytes;		/* delivered to the sink */
 };
 
 struct conn {
@@ -47,6 +62,7 @@ struct conn {
 	struct engine_watch *cwatch, *bwatch;
 	uint8_t state;
 	uint8_t ntried;
+	bool rx_mode; /* the engine reads both sockets (engine_recv) once connected */
 	uint32_t hash;
 	uint32_t kill_gen;  /* c->be->kill_gen when the connect started */
 	struct half up;	    /* client -> backend */
@@ -58,9 +74,10 @@ struct conn {
 	struct sockaddr_storage client;
 };
 
-enum pump_result { PUMP_OK, PUMP_SRC_ERR, PUMP_DST_ERR, PUMP_NO_PIPE };
+enum pump_result { PUMP_OK, PUMP_SRC_ERR, PUMP_DST_ERR, PUMP_NO_MEM };
 
 static void connect_next(struct conn *c);
+static void rx_start(struct conn *c);
 
 static struct conn *conn_of_timer(struct timer *t)
 {
@@ -93,6 +110,73 @@ static void half_release_pipe(struct worker *w, struct half *h)
 	pipe_pool_put(&w->pipes, h->pipe, h->in_pipe == 0);
 	h->pipe.rd = h->pipe.wr = -1;
 	h->in_pipe = 0;
+}
+
+static uint32_t held_count(const struct half *h)
+{
+	return h->held ? h->held->n : 0;
+}
+
+/* Queue an engine buffer (or its unsent tail) behind what the sink has not taken yet. */
+static bool held_push(struct half *h, char *data, uint32_t len, unsigned buf)
+{
+	struct held_q *q = h->held;
+	if (!q || q->n == q->cap) {
+		uint32_t cap = q ? q->cap * 2 : 4;
+		struct held_q *nq = malloc(sizeof(*nq) + cap * sizeof(nq->e[0]));
+		if (!nq)
+			return false;
+		nq->head = 0;
+		nq->n = 0;
+		nq->cap = cap;
+		for (; q && q->n; q->n--, q->head = (q->head + 1) % q->cap)
+			nq->e[nq->n++] = q->e[q->head];
+		free(q);
+		h->held = q = nq;
+	}
+	q->e[(q->head + q->n++) % q->cap] = (struct held){data, len, buf};
+	return true;
+}
+
+/* Give back every held buffer and stop the engine's receive (the pair is ending). */
+static void half_release_rx(struct worker *w, struct half *h)
+{
+	if (h->rx)
+		w->ops->recv_drop(w->eng, h->rx);
+	h->rx = NULL;
+	for (struct held_q *q = h->held; q && q->n; q->n--, q->head = (q->head + 1) % q->cap)
+		w->ops->buf_put(w->eng, q->e[q->head].buf);
+	free(h->held);
+	h->held = NULL;
+}
+
+/* Send held buffers, oldest first, until the sink would block. */
+static enum pump_result flush_held(struct conn *c, struct half *h, int dst)
+{
+	struct worker *w = c->w;
+	struct held_q *q = h->held;
+
+	while (q->n) {
+		struct held *x = &q->e[q->head];
+		ssize_t m = send(dst, x->data, x->len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (m < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno == EAGAIN ? PUMP_OK : PUMP_DST_ERR;
+		}
+		h->bytes += (uint64_t)m;
+		if ((uint32_t)m < x->len) {
+			x->data += m;
+			x->len -= (uint32_t)m;
+			return PUMP_OK; /* the sink's WRITE event resumes us */
+		}
+		w->ops->buf_put(w->eng, x->buf);
+		q->head = (q->head + 1) % q->cap;
+		q->n--;
+	}
+	free(q);
+	h->held = NULL;
+	return PUMP_OK;
 }
 
 static void access_log(struct conn *c, const char *how)
@@ -131,6 +215,8 @@ static void conn_finish(struct conn *c, const char *how, bool reset_client, bool
 	close_fd(c->cfd, reset_client);
 	half_release_pipe(w, &c->up);
 	half_release_pipe(w, &c->down);
+	half_release_rx(w, &c->up);
+	half_release_rx(w, &c->down);
 	listener_release(c->l);
 	if (w->rt->cfg->log_access)
 		access_log(c, how);
@@ -177,12 +263,12 @@ static enum pump_result pump_small(struct conn *c, struct half *h, int src, int 
 		if (m < n) {
 			if (h->pipe.rd < 0 && pipe_pool_get(&w->pipes, &h->pipe) < 0) {
 				h->pipe.rd = h->pipe.wr = -1;
-				return PUMP_NO_PIPE;
+				return PUMP_NO_MEM;
 			}
 			/* An empty pipe holds at least 2 pages: the remainder fits whole. */
 			ssize_t r = write(h->pipe.wr, w->relay_buf + m, (size_t)(n - m));
 			if (r != n - m)
-				return PUMP_NO_PIPE;
+				return PUMP_NO_MEM;
 			h->in_pipe = (uint32_t)r;
 		}
 		if (n == (ssize_t)sizeof(w->relay_buf))
@@ -205,6 +291,11 @@ static enum pump_result pump(struct conn *c, struct half *h, int src, int dst)
 	struct worker *w = c->w;
 
 	for (;;) {
+		if (held_count(h)) {
+			enum pump_result r = flush_held(c, h, dst);
+			if (r != PUMP_OK || h->held)
+				return r;
+		}
 		if (h->in_pipe) {
 			ssize_t n = splice(h->pipe.rd, NULL, dst, NULL, h->in_pipe,
 					   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
@@ -232,6 +323,8 @@ static enum pump_result pump(struct conn *c, struct half *h, int src, int dst)
 			}
 			return PUMP_OK;
 		}
+		if (h->rx)
+			return PUMP_OK; /* the engine reads the source and calls rx_data */
 		if (!h->bulk) {
 			enum pump_result r = pump_small(c, h, src, dst);
 			if (r != PUMP_OK)
@@ -242,7 +335,7 @@ static enum pump_result pump(struct conn *c, struct half *h, int src, int dst)
 		}
 		if (h->pipe.rd < 0 && pipe_pool_get(&w->pipes, &h->pipe) < 0) {
 			h->pipe.rd = h->pipe.wr = -1;
-			return PUMP_NO_PIPE;
+			return PUMP_NO_MEM;
 		}
 		ssize_t n = splice(src, NULL, h->pipe.wr, NULL, SPLICE_CHUNK,
 				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
@@ -275,7 +368,23 @@ static void count_bytes(struct conn *c, uint64_t up0, uint64_t down0)
 					  memory_order_relaxed);
 }
 
-/* Run the directions asked for; end the pair on error or once both FINs are through. */
+/* Act on a pump's outcome: end the pair on error or once both FINs are through. */
+static void relay_outcome(struct conn *c, enum pump_result r, bool client_failed)
+{
+	if (r == PUMP_NO_MEM) {
+		log_warn("listener %s: no pipe or buffer to relay with (%s); resetting connection",
+			 c->l->cfg->name, strerror(errno));
+		conn_finish(c, "out of pipes", true, true);
+	} else if (r != PUMP_OK) {
+		/* The failed side is gone (reset or aborted): reset the other one too. */
+		conn_finish(c, client_failed ? "client reset" : "backend reset", !client_failed,
+			    client_failed);
+	} else if (c->up.shut && c->down.shut) {
+		conn_finish(c, "closed", false, false);
+	}
+}
+
+/* Run the directions asked for. */
 static void relay(struct conn *c, bool do_up, bool do_down)
 {
 	uint64_t up0 = c->up.bytes, down0 = c->down.bytes;
@@ -291,18 +400,12 @@ static void relay(struct conn *c, bool do_up, bool do_down)
 		client_failed = r == PUMP_DST_ERR;
 	}
 	count_bytes(c, up0, down0);
+	relay_outcome(c, r, client_failed);
+}
 
-	if (r == PUMP_NO_PIPE) {
-		log_warn("listener %s: no pipe for splice (%s); resetting connection",
-			 c->l->cfg->name, strerror(errno));
-		conn_finish(c, "out of pipes", true, true);
-	} else if (r != PUMP_OK) {
-		/* The failed side is gone (reset or aborted): reset the other one too. */
-		conn_finish(c, client_failed ? "client reset" : "backend reset", !client_failed,
-			    client_failed);
-	} else if (c->up.shut && c->down.shut) {
-		conn_finish(c, "closed", false, false);
-	}
+static bool half_pending(const struct half *h)
+{
+	return h->in_pipe || held_count(h);
 }
 
 static void client_ready(void *arg, uint32_t ev)
@@ -316,7 +419,7 @@ static void client_ready(void *arg, uint32_t ev)
 		return;
 	}
 	relay(c, ev & (ENGINE_READ | ENGINE_ERROR),
-	      (ev & (ENGINE_WRITE | ENGINE_ERROR)) && c->down.in_pipe);
+	      (ev & (ENGINE_WRITE | ENGINE_ERROR)) && half_pending(&c->down));
 }
 
 static void reject(struct conn *c, enum listener_reject why, const char *how)
@@ -355,7 +458,10 @@ static void connected(struct conn *c, uint32_t ev)
 	c->last_active = w->now;
 	if (lc->idle_timeout_ms)
 		timer_arm(&w->timers, &c->timer, w->now + lc->idle_timeout_ms);
-	relay(c, c->up.ready || c->up.drain, (ev & (ENGINE_READ | ENGINE_ERROR)) != 0);
+	if (c->rx_mode)
+		rx_start(c);
+	else
+		relay(c, c->up.ready || c->up.drain, (ev & (ENGINE_READ | ENGINE_ERROR)) != 0);
 }
 
 static void connect_failed(struct conn *c, int err)
@@ -380,7 +486,7 @@ static void backend_ready(void *arg, uint32_t ev)
 	if (ev & (ENGINE_RDHUP | ENGINE_ERROR))
 		c->down.drain = true;
 	if (c->state == CONN_RELAY) {
-		relay(c, (ev & (ENGINE_WRITE | ENGINE_ERROR)) && c->up.in_pipe,
+		relay(c, (ev & (ENGINE_WRITE | ENGINE_ERROR)) && half_pending(&c->up),
 		      ev & (ENGINE_READ | ENGINE_ERROR));
 		return;
 	}
@@ -393,6 +499,109 @@ static void backend_ready(void *arg, uint32_t ev)
 		connect_failed(c, err);
 	else if (ev & ENGINE_WRITE)
 		connected(c, ev);
+}
+
+/* Leave completion mode on h for good: the source's watch asks for READ again and pump()
+ * reads the source itself. False if the new watch could not be made. */
+static bool half_to_readiness(struct conn *c, struct half *h)
+{
+	struct worker *w = c->w;
+	bool up = h == &c->up;
+	struct engine_watch **wp = up ? &c->cwatch : &c->bwatch;
+
+	w->ops->unwatch(w->eng, *wp);
+	*wp = w->ops->watch(w->eng, up ? c->cfd : c->bfd, ENGINE_READ | ENGINE_WRITE,
+			    up ? client_ready : backend_ready, c);
+	return *wp != NULL;
+}
+
+/* Completion mode: the engine read res bytes of h's source into its buffer buf (or res is
+ * EOF / an error). Send them on at once; what the sink does not take is held, and then, as
+ * after a full buffer (bulk), h leaves completion mode: pump() drains the held buffers and
+ * carries on with recv/splice, which bound what sits in lb to one pipe. */
+static void rx_data(struct conn *c, struct half *h, int res, char *data, unsigned buf, bool more)
+{
+	struct worker *w = c->w;
+	bool up = h == &c->up;
+	int src = up ? c->cfd : c->bfd, dst = up ? c->bfd : c->cfd;
+	uint64_t up0 = c->up.bytes, down0 = c->down.bytes;
+	enum pump_result r = PUMP_OK;
+
+	if (!more)
+		h->rx = NULL; /* the engine is done with it */
+	if (res > 0) {
+		ssize_t m = 0;
+		c->last_active = w->now;
+		if (!held_count(h)) {
+			m = send(dst, data, (size_t)res, MSG_NOSIGNAL | MSG_DONTWAIT);
+			if (m < 0 && errno != EAGAIN && errno != EINTR)
+				r = PUMP_DST_ERR;
+			m = m < 0 ? 0 : m;
+			h->bytes += (uint64_t)m;
+		}
+		if (r != PUMP_OK || m == res) {
+			w->ops->buf_put(w->eng, buf);
+		} else if (!held_push(h, data + m, (uint32_t)(res - m), buf)) {
+			w->ops->buf_put(w->eng, buf);
+			r = PUMP_NO_MEM;
+		}
+		if (res == ENGINE_RECV_BUF)
+			h->bulk = true;
+		if (h->rx && (h->bulk || held_count(h)))
+			w->ops->recv_stop(w->eng, h->rx);
+	} else if (res == 0) {
+		h->eof = true;
+	} else if (res != -ECANCELED && res != -ENOBUFS && res != -EOPNOTSUPP) {
+		errno = -res;
+		r = PUMP_SRC_ERR;
+	}
+	if (r == PUMP_OK && !more && !h->eof) {
+		log_debug("listener %s: %s reads the %s socket itself from now on", c->l->cfg->name,
+			  h->bulk	    ? "bulk transfer"
+			  : res == -ENOBUFS ? "out of receive buffers"
+			  : held_count(h)   ? "slow receiver"
+					    : "engine stopped",
+			  up ? "client" : "backend");
+		if (!half_to_readiness(c, h))
+			r = PUMP_NO_MEM;
+	}
+	if (r == PUMP_OK)
+		r = pump(c, h, src, dst);
+	count_bytes(c, up0, down0);
+	relay_outcome(c, r, up ? r == PUMP_SRC_ERR : r == PUMP_DST_ERR);
+}
+
+static void up_data(void *arg, int res, char *data, unsigned buf, bool more)
+{
+	struct conn *c = arg;
+	rx_data(c, &c->up, res, data, buf, more);
+}
+
+static void down_data(void *arg, int res, char *data, unsigned buf, bool more)
+{
+	struct conn *c = arg;
+	rx_data(c, &c->down, res, data, buf, more);
+}
+
+/* Connected in completion mode: the engine reads both sockets from now on. A side it cannot
+ * take is read the readiness way. */
+static void rx_start(struct conn *c)
+{
+	struct worker *w = c->w;
+	bool ok = true;
+
+	c->up.rx = w->ops->recv_start(w->eng, c->cfd, up_data, c);
+	c->down.rx = w->ops->recv_start(w->eng, c->bfd, down_data, c);
+	if (!c->up.rx)
+		ok = half_to_readiness(c, &c->up);
+	if (ok && !c->down.rx)
+		ok = half_to_readiness(c, &c->down);
+	if (!ok) {
+		conn_finish(c, "out of memory", true, true);
+		return;
+	}
+	if (!c->up.rx || !c->down.rx)
+		relay(c, !c->up.rx, !c->down.rx);
 }
 
 static void conn_timer(struct timer *t, uint64_t now)
@@ -425,7 +634,9 @@ static int start_connect(struct conn *c, struct backend *b)
 		close(fd);
 		return err;
 	}
-	c->bwatch = w->ops->watch(w->eng, fd, ENGINE_READ | ENGINE_WRITE, backend_ready, c);
+	/* In completion mode the engine reads the socket: watch it for writability only. */
+	c->bwatch = w->ops->watch(
+	    w->eng, fd, c->rx_mode ? ENGINE_WRITE : ENGINE_READ | ENGINE_WRITE, backend_ready, c);
 	if (!c->bwatch) {
 		close(fd);
 		return -ENOMEM;
@@ -516,7 +727,9 @@ void tcp_relay_accept(struct worker *w, struct listener *l, int fd,
 	w->nconns++;
 
 	/* TCP_NODELAY comes from the listener socket (inherited on accept). */
-	c->cwatch = w->ops->watch(w->eng, fd, ENGINE_READ | ENGINE_WRITE, client_ready, c);
+	c->rx_mode = w->ops->recv_available && w->ops->recv_available(w->eng);
+	c->cwatch = w->ops->watch(
+	    w->eng, fd, c->rx_mode ? ENGINE_WRITE : ENGINE_READ | ENGINE_WRITE, client_ready, c);
 	if (!c->cwatch) {
 		conn_finish(c, "out of memory", true, false);
 		return;
