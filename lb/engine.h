@@ -19,6 +19,7 @@
 struct engine;
 struct engine_watch; /* engine-owned registration of one fd */
 struct engine_recv;  /* engine-owned completion-based receive on one fd */
+struct engine_send;  /* engine-owned send of one engine buffer */
 
 /* Called with the events that fired (edge-triggered: drain until EAGAIN). */
 typedef void (*engine_cb)(void *owner, uint32_t events);
@@ -28,6 +29,10 @@ typedef void (*engine_cb)(void *owner, uint32_t events);
  * -ECANCELED (after recv_stop), -ENOBUFS (the engine's buffers ran out) and -EOPNOTSUPP (the
  * kernel cannot) only mean "read the fd yourself from now on". more == false: the last call. */
 typedef void (*engine_data_cb)(void *owner, int res, char *data, unsigned buf, bool more);
+
+/* Called when a send_start finished: res = bytes sent (all of them unless the socket
+ * failed) or -errno. */
+typedef void (*engine_sent_cb)(void *owner, int res);
 
 struct engine_ops {
 	const char *name;
@@ -61,6 +66,14 @@ struct engine_ops {
 	void (*recv_drop)(struct engine *e, struct engine_recv *r);
 	/* Hand back a buffer that an engine_data_cb received. */
 	void (*buf_put)(struct engine *e, unsigned buf);
+	/* Send len bytes at data (inside engine buffer buf) on fd in the kernel, without a
+	 * syscall of its own: it goes out with the next wait, and cb reports the end. One send
+	 * at a time per fd keeps the bytes in order. NULL + errno if it cannot be queued. */
+	struct engine_send *(*send_start)(struct engine *e, int fd, const char *data, uint32_t len,
+					  unsigned buf, engine_sent_cb cb, void *owner);
+	/* Forget s: cb is never called; the send is cancelled and the engine takes its buffer
+	 * back when it is over. */
+	void (*send_drop)(struct engine *e, struct engine_send *s);
 };
 
 extern const struct engine_ops engine_epoll;

@@ -33,7 +33,7 @@
 /* Receives allocated per slab. */
 #define URING_RECV_SLAB 256
 
-enum uring_kind { URING_POLL, URING_RECV };
+enum uring_kind { URING_POLL, URING_RECV, URING_SEND };
 
 struct engine_watch {
 	uint8_t kind; /* URING_POLL; first, like in engine_recv: the CQE says which it is */
@@ -52,10 +52,18 @@ struct engine_recv {
 	void *owner; /* NULL once dropped */
 };
 
+struct engine_send {
+	uint8_t kind; /* URING_SEND */
+	unsigned buf; /* engine buffer holding the data */
+	engine_sent_cb cb;
+	void *owner; /* NULL once dropped */
+};
+
 struct engine {
 	struct io_uring ring;
 	struct objpool watches;
 	struct objpool recvs;
+	struct objpool sends;
 	struct io_uring_buf_ring *br; /* NULL: no completion-based receive here */
 	char *bufs;		      /* nbufs x ENGINE_RECV_BUF bytes */
 	unsigned nbufs;
@@ -166,6 +174,7 @@ static struct engine *ur_create(unsigned max_fds)
 	}
 	objpool_init(&e->watches, sizeof(struct engine_watch), URING_WATCH_SLAB);
 	objpool_init(&e->recvs, sizeof(struct engine_recv), URING_RECV_SLAB);
+	objpool_init(&e->sends, sizeof(struct engine_send), URING_RECV_SLAB);
 	setup_bufs(e);
 	return e;
 }
@@ -179,6 +188,7 @@ static void ur_destroy(struct engine *e)
 	}
 	objpool_destroy(&e->watches);
 	objpool_destroy(&e->recvs);
+	objpool_destroy(&e->sends);
 	free(e);
 }
 
@@ -326,6 +336,43 @@ static void handle_recv(struct engine *e, struct engine_recv *r, struct io_uring
 		objpool_put(&e->recvs, r);
 }
 
+static struct engine_send *ur_send_start(struct engine *e, int fd, const char *data, uint32_t len,
+					 unsigned buf, engine_sent_cb cb, void *owner)
+{
+	struct engine_send *s = objpool_get(&e->sends);
+	struct io_uring_sqe *sqe = s ? get_sqe(e) : NULL;
+	if (!sqe) {
+		if (s)
+			objpool_put(&e->sends, s);
+		errno = ENOMEM;
+		return NULL;
+	}
+	*s = (struct engine_send){.kind = URING_SEND, .buf = buf, .cb = cb, .owner = owner};
+	/* MSG_WAITALL: the kernel retries a short send on a stream socket itself. */
+	io_uring_prep_send(sqe, fd, data, len, MSG_NOSIGNAL | MSG_WAITALL);
+	io_uring_sqe_set_data(sqe, s);
+	return s;
+}
+
+static void ur_send_drop(struct engine *e, struct engine_send *s)
+{
+	s->owner = NULL;
+	struct io_uring_sqe *sqe = get_sqe(e);
+	if (!sqe)
+		return; /* cannot happen after a submit; the send then ends with its socket */
+	io_uring_prep_cancel(sqe, s, 0);
+	io_uring_sqe_set_data64(sqe, URING_TAG_REMOVE);
+}
+
+static void handle_send(struct engine *e, struct engine_send *s, int res)
+{
+	if (s->owner)
+		s->cb(s->owner, res);
+	else
+		ur_buf_put(e, s->buf);
+	objpool_put(&e->sends, s);
+}
+
 static uint32_t to_events(int res)
 {
 	if (res < 0)
@@ -346,8 +393,12 @@ static void handle_cqe(struct engine *e, struct io_uring_cqe *cqe)
 {
 	if (cqe->user_data == URING_TAG_REMOVE)
 		return;
-	if (*(const uint8_t *)io_uring_cqe_get_data(cqe) == URING_RECV) {
+	switch (*(const uint8_t *)io_uring_cqe_get_data(cqe)) {
+	case URING_RECV:
 		handle_recv(e, io_uring_cqe_get_data(cqe), cqe);
+		return;
+	case URING_SEND:
+		handle_send(e, io_uring_cqe_get_data(cqe), cqe->res);
 		return;
 	}
 	struct engine_watch *w = io_uring_cqe_get_data(cqe);
@@ -414,4 +465,6 @@ const struct engine_ops engine_uring = {
     .recv_stop = ur_recv_stop,
     .recv_drop = ur_recv_drop,
     .buf_put = ur_buf_put,
+    .send_start = ur_send_start,
+    .send_drop = ur_send_drop,
 };

@@ -1,9 +1,9 @@
 /* TCP relay: one client connection and its backend connection. Bytes move with splice(2)
  * through a pipe borrowed from the worker's pool only while they are in flight, so an idle
  * pair costs one small struct and no pipe. Written once against engine.h for both engines;
- * where the engine can receive by completion (io_uring), small messages arrive in engine
- * buffers and go out with one send, and a direction falls back to the readiness path below
- * for good when it turns bulk or its sink pushes back. */
+ * where the engine can receive and send by completion (io_uring), small messages arrive in
+ * engine buffers and go out from them with no syscall of lb's own, and a direction falls
+ * back to the readiness path below for good when it turns bulk or its sink pushes back. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -27,6 +27,9 @@
 #define SPLICE_CHUNK (1 << 20)
 /* Connection objects allocated per slab. */
 #define CONN_SLAB 64
+/* Completion mode: buffers one direction may hold for a slow sink before it falls back to
+ * the readiness path (whose pipe then bounds what sits in lb). */
+#define RX_HELD_MAX 8
 
 enum conn_state { CONN_CONNECTING, CONN_RELAY };
 
@@ -43,7 +46,11 @@ struct held_q {
 /* One direction of the pair. */
 struct half {
 	struct engine_recv *rx; /* the engine reads the source (completion mode); NULL: not */
-	struct held_q *held;	/* completion mode: data waiting for the sink */
+	struct engine_send *tx; /* completion mode: the send in flight to the sink */
+	char *tx_data;		/* ... its bytes, */
+	uint32_t tx_len;	/* ... their count */
+	uint32_t tx_buf;	/* ... and the engine buffer holding them */
+	struct held_q *held;	/* completion mode: data waiting behind tx */
 	struct lb_pipe pipe;	/* rd == -1: none borrowed */
 	uint32_t in_pipe;	/* bytes read from the source, not yet written to the sink */
 	bool eof;		/* the source sent FIN */
@@ -138,45 +145,19 @@ static bool held_push(struct half *h, char *data, uint32_t len, unsigned buf)
 	return true;
 }
 
-/* Give back every held buffer and stop the engine's receive (the pair is ending). */
+/* Stop the engine's receive and send, give back every held buffer (the pair is ending). */
 static void half_release_rx(struct worker *w, struct half *h)
 {
 	if (h->rx)
 		w->ops->recv_drop(w->eng, h->rx);
 	h->rx = NULL;
+	if (h->tx)
+		w->ops->send_drop(w->eng, h->tx);
+	h->tx = NULL;
 	for (struct held_q *q = h->held; q && q->n; q->n--, q->head = (q->head + 1) % q->cap)
 		w->ops->buf_put(w->eng, q->e[q->head].buf);
 	free(h->held);
 	h->held = NULL;
-}
-
-/* Send held buffers, oldest first, until the sink would block. */
-static enum pump_result flush_held(struct conn *c, struct half *h, int dst)
-{
-	struct worker *w = c->w;
-	struct held_q *q = h->held;
-
-	while (q->n) {
-		struct held *x = &q->e[q->head];
-		ssize_t m = send(dst, x->data, x->len, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (m < 0) {
-			if (errno == EINTR)
-				continue;
-			return errno == EAGAIN ? PUMP_OK : PUMP_DST_ERR;
-		}
-		h->bytes += (uint64_t)m;
-		if ((uint32_t)m < x->len) {
-			x->data += m;
-			x->len -= (uint32_t)m;
-			return PUMP_OK; /* the sink's WRITE event resumes us */
-		}
-		w->ops->buf_put(w->eng, x->buf);
-		q->head = (q->head + 1) % q->cap;
-		q->n--;
-	}
-	free(q);
-	h->held = NULL;
-	return PUMP_OK;
 }
 
 static void access_log(struct conn *c, const char *how)
@@ -290,12 +271,9 @@ static enum pump_result pump(struct conn *c, struct half *h, int src, int dst)
 {
 	struct worker *w = c->w;
 
+	if (h->tx)
+		return PUMP_OK; /* the engine is sending; its completion resumes us */
 	for (;;) {
-		if (held_count(h)) {
-			enum pump_result r = flush_held(c, h, dst);
-			if (r != PUMP_OK || h->held)
-				return r;
-		}
 		if (h->in_pipe) {
 			ssize_t n = splice(h->pipe.rd, NULL, dst, NULL, h->in_pipe,
 					   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
@@ -403,11 +381,6 @@ static void relay(struct conn *c, bool do_up, bool do_down)
 	relay_outcome(c, r, client_failed);
 }
 
-static bool half_pending(const struct half *h)
-{
-	return h->in_pipe || held_count(h);
-}
-
 static void client_ready(void *arg, uint32_t ev)
 {
 	struct conn *c = arg;
@@ -419,7 +392,7 @@ static void client_ready(void *arg, uint32_t ev)
 		return;
 	}
 	relay(c, ev & (ENGINE_READ | ENGINE_ERROR),
-	      (ev & (ENGINE_WRITE | ENGINE_ERROR)) && half_pending(&c->down));
+	      (ev & (ENGINE_WRITE | ENGINE_ERROR)) && c->down.in_pipe);
 }
 
 static void reject(struct conn *c, enum listener_reject why, const char *how)
@@ -486,7 +459,7 @@ static void backend_ready(void *arg, uint32_t ev)
 	if (ev & (ENGINE_RDHUP | ENGINE_ERROR))
 		c->down.drain = true;
 	if (c->state == CONN_RELAY) {
-		relay(c, (ev & (ENGINE_WRITE | ENGINE_ERROR)) && half_pending(&c->up),
+		relay(c, (ev & (ENGINE_WRITE | ENGINE_ERROR)) && c->up.in_pipe,
 		      ev & (ENGINE_READ | ENGINE_ERROR));
 		return;
 	}
@@ -515,39 +488,59 @@ static bool half_to_readiness(struct conn *c, struct half *h)
 	return *wp != NULL;
 }
 
-/* Completion mode: the engine read res bytes of h's source into its buffer buf (or res is
- * EOF / an error). Send them on at once; what the sink does not take is held, and then, as
- * after a full buffer (bulk), h leaves completion mode: pump() drains the held buffers and
- * carries on with recv/splice, which bound what sits in lb to one pipe. */
-static void rx_data(struct conn *c, struct half *h, int res, char *data, unsigned buf, bool more)
+static void up_sent(void *arg, int res);
+static void down_sent(void *arg, int res);
+
+/* Completion mode: have the engine send len bytes of engine buffer buf to h's sink. */
+static bool tx_start(struct conn *c, struct half *h, char *data, uint32_t len, unsigned buf)
 {
 	struct worker *w = c->w;
 	bool up = h == &c->up;
-	int src = up ? c->cfd : c->bfd, dst = up ? c->bfd : c->cfd;
+
+	h->tx = w->ops->send_start(w->eng, up ? c->bfd : c->cfd, data, len, buf,
+				   up ? up_sent : down_sent, c);
+	h->tx_data = data;
+	h->tx_len = len;
+	h->tx_buf = buf;
+	return h->tx != NULL;
+}
+
+/* After a completion-mode event on h: carry on the readiness way where needed, then end the
+ * pair if it failed or is done. */
+static void rx_continue(struct conn *c, struct half *h, enum pump_result r, uint64_t up0,
+			uint64_t down0)
+{
+	bool up = h == &c->up;
+	if (r == PUMP_OK)
+		r = pump(c, h, up ? c->cfd : c->bfd, up ? c->bfd : c->cfd);
+	count_bytes(c, up0, down0);
+	relay_outcome(c, r, up ? r == PUMP_SRC_ERR : r == PUMP_DST_ERR);
+}
+
+/* Completion mode: the engine read res bytes of h's source into its buffer buf (or res is
+ * EOF / an error). They go straight to the engine to send; while a send is in flight more
+ * are held behind it. A full buffer (bulk), or a sink that lets RX_HELD_MAX buffers pile
+ * up, ends completion mode on h: once the held data is out, pump() carries on with
+ * recv/splice. */
+static void rx_data(struct conn *c, struct half *h, int res, char *data, unsigned buf, bool more)
+{
+	struct worker *w = c->w;
 	uint64_t up0 = c->up.bytes, down0 = c->down.bytes;
 	enum pump_result r = PUMP_OK;
 
 	if (!more)
 		h->rx = NULL; /* the engine is done with it */
 	if (res > 0) {
-		ssize_t m = 0;
 		c->last_active = w->now;
-		if (!held_count(h)) {
-			m = send(dst, data, (size_t)res, MSG_NOSIGNAL | MSG_DONTWAIT);
-			if (m < 0 && errno != EAGAIN && errno != EINTR)
-				r = PUMP_DST_ERR;
-			m = m < 0 ? 0 : m;
-			h->bytes += (uint64_t)m;
-		}
-		if (r != PUMP_OK || m == res) {
-			w->ops->buf_put(w->eng, buf);
-		} else if (!held_push(h, data + m, (uint32_t)(res - m), buf)) {
+		bool ok = h->tx ? held_push(h, data, (uint32_t)res, buf)
+				: tx_start(c, h, data, (uint32_t)res, buf);
+		if (!ok) {
 			w->ops->buf_put(w->eng, buf);
 			r = PUMP_NO_MEM;
 		}
 		if (res == ENGINE_RECV_BUF)
 			h->bulk = true;
-		if (h->rx && (h->bulk || held_count(h)))
+		if (h->rx && (h->bulk || held_count(h) >= RX_HELD_MAX))
 			w->ops->recv_stop(w->eng, h->rx);
 	} else if (res == 0) {
 		h->eof = true;
@@ -561,14 +554,63 @@ static void rx_data(struct conn *c, struct half *h, int res, char *data, unsigne
 			  : res == -ENOBUFS ? "out of receive buffers"
 			  : held_count(h)   ? "slow receiver"
 					    : "engine stopped",
-			  up ? "client" : "backend");
+			  h == &c->up ? "client" : "backend");
 		if (!half_to_readiness(c, h))
 			r = PUMP_NO_MEM;
 	}
-	if (r == PUMP_OK)
-		r = pump(c, h, src, dst);
-	count_bytes(c, up0, down0);
-	relay_outcome(c, r, up ? r == PUMP_SRC_ERR : r == PUMP_DST_ERR);
+	rx_continue(c, h, r, up0, down0);
+}
+
+/* Completion mode: the engine's send on h finished. Send the next held buffer, or let pump()
+ * forward a FIN or take over reading. */
+static void tx_done(struct conn *c, struct half *h, int res)
+{
+	struct worker *w = c->w;
+	uint64_t up0 = c->up.bytes, down0 = c->down.bytes;
+	enum pump_result r = PUMP_OK;
+
+	h->tx = NULL;
+	if (res <= 0) {
+		w->ops->buf_put(w->eng, h->tx_buf);
+		errno = res < 0 ? -res : EPIPE;
+		r = PUMP_DST_ERR;
+	} else if ((uint32_t)res < h->tx_len) {
+		/* Short (interrupted): send the rest. */
+		h->bytes += (uint64_t)res;
+		if (!tx_start(c, h, h->tx_data + res, h->tx_len - (uint32_t)res, h->tx_buf)) {
+			w->ops->buf_put(w->eng, h->tx_buf);
+			r = PUMP_NO_MEM;
+		}
+	} else {
+		h->bytes += (uint64_t)res;
+		w->ops->buf_put(w->eng, h->tx_buf);
+		struct held_q *q = h->held;
+		if (q && q->n) {
+			struct held x = q->e[q->head];
+			q->head = (q->head + 1) % q->cap;
+			if (--q->n == 0) {
+				free(q);
+				h->held = NULL;
+			}
+			if (!tx_start(c, h, x.data, x.len, x.buf)) {
+				w->ops->buf_put(w->eng, x.buf);
+				r = PUMP_NO_MEM;
+			}
+		}
+	}
+	rx_continue(c, h, r, up0, down0);
+}
+
+static void up_sent(void *arg, int res)
+{
+	struct conn *c = arg;
+	tx_done(c, &c->up, res);
+}
+
+static void down_sent(void *arg, int res)
+{
+	struct conn *c = arg;
+	tx_done(c, &c->down, res);
 }
 
 static void up_data(void *arg, int res, char *data, unsigned buf, bool more)
