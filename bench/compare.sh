@@ -4,6 +4,7 @@
 # alternates systems, repeats rounds and writes the medians to docs/BENCHMARKS.md, docs/bench.png.
 #
 # Usage: bash bench/compare.sh [--quick] [--rounds N] [--systems "direct lb-uring ..."]
+#        [--workloads "idle tcp1 tcp4 ka close udp200 udp500 dns"] (default: all)
 # Env:   LB_BIN (default build/lb), LB_BENCH_ENGINE (engine of the plain "lb" system,
 #        default auto), BENCH_IDLE_CONNS, BENCH_BUDGET (seconds, default 560),
 #        BENCH_OUT (where BENCHMARKS.md and bench.png go; default docs/, or the raw
@@ -17,11 +18,13 @@ HELPER="$BENCH/helper.py"
 QUICK=0
 ROUNDS=
 SYSTEMS="direct lb-uring lb-epoll haproxy nginx"
+ALL_WORKLOADS="idle tcp1 tcp4 ka close udp200 udp500 dns"
+WORKLOADS=$ALL_WORKLOADS
 WORKERS=$(nproc)
 LB_BENCH_ENGINE=${LB_BENCH_ENGINE:-auto}
 
 usage() {
-	sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+	sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 while [ $# -gt 0 ]; do
@@ -29,6 +32,7 @@ while [ $# -gt 0 ]; do
 	--quick) QUICK=1 ;;
 	--rounds) ROUNDS=${2:?--rounds needs a number}; shift ;;
 	--systems) SYSTEMS=${2:?--systems needs a list}; shift ;;
+	--workloads) WORKLOADS=${2:?--workloads needs a list}; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) echo "compare.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
 	esac
@@ -36,6 +40,9 @@ while [ $# -gt 0 ]; do
 done
 
 case "$ROUNDS" in '' | [1-9] | [1-9][0-9]) ;; *) echo "compare.sh: --rounds wants 1..99" >&2; exit 2 ;; esac
+for w in $WORKLOADS; do
+	case " $ALL_WORKLOADS " in *" $w "*) ;; *) echo "compare.sh: unknown workload: $w" >&2; exit 2 ;; esac
+done
 
 # Durations (seconds) and sizes. Full: 3 rounds fit in ~8.5 minutes on 2 cores.
 if [ "$QUICK" = 1 ]; then
@@ -530,7 +537,6 @@ log "raw results in ${RAW#"$ROOT"/}"
 
 start_backends
 assign_ports
-WORKLOADS="idle tcp1 tcp4 ka close udp200 udp500 dns"
 
 # `make bench` must end within 10 minutes: start a round only if the slowest one so far fits.
 BUDGET=${BENCH_BUDGET:-560}

@@ -5,6 +5,7 @@
  * completion, with no readiness event and no recv syscall in between. */
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -30,6 +31,13 @@
 #define URING_BUFS     256
 #define URING_BUFS_MAX 32768
 #define URING_BGID     7
+/* Busy batching: after a dispatch that ran at least URING_BATCH_NR completions, the next
+ * wait asks for that many, but for at most URING_BATCH_US: under load the worker sleeps and
+ * wakes once per batch instead of once per event (with DEFER_TASKRUN the kernel wakes it
+ * only when the batch is complete); under light load nothing changes. LB_URING_BATCH=N:US
+ * overrides it, LB_URING_BATCH=0 turns it off (for A/B measurements). */
+#define URING_BATCH_NR 8
+#define URING_BATCH_US 100
 /* Receives allocated per slab. */
 #define URING_RECV_SLAB 256
 
@@ -67,7 +75,9 @@ struct engine {
 	struct io_uring_buf_ring *br; /* NULL: no completion-based receive here */
 	char *bufs;		      /* nbufs x ENGINE_RECV_BUF bytes */
 	unsigned nbufs;
-	bool recv_broken; /* the kernel refused multishot recv once */
+	bool recv_broken;	     /* the kernel refused multishot recv once */
+	unsigned last_n;	     /* completions the last dispatch ran */
+	unsigned batch_nr, batch_us; /* busy batching; batch_nr < 2: off */
 };
 
 static int uring_init(struct io_uring *ring, unsigned sq, unsigned cq)
@@ -176,6 +186,13 @@ static struct engine *ur_create(unsigned max_fds)
 	objpool_init(&e->recvs, sizeof(struct engine_recv), URING_RECV_SLAB);
 	objpool_init(&e->sends, sizeof(struct engine_send), URING_RECV_SLAB);
 	setup_bufs(e);
+	e->batch_nr = URING_BATCH_NR;
+	e->batch_us = URING_BATCH_US;
+	const char *b = getenv("LB_URING_BATCH");
+	if (b && sscanf(b, "%u:%u", &e->batch_nr, &e->batch_us) < 1)
+		e->batch_nr = 0;
+	if (e->batch_us >= 1000000)
+		e->batch_us = 999999;
 	return e;
 }
 
@@ -424,7 +441,13 @@ static int ur_wait(struct engine *e, int timeout_ms)
 	struct io_uring_cqe *cqe;
 	int ret;
 
-	if (timeout_ms < 0) {
+	if (e->batch_nr > 1 && e->last_n >= e->batch_nr && timeout_ms != 0) {
+		/* Busy: wait for a batch, but not long (the timers' next deadline is at least
+		 * a millisecond away, longer than any batch wait). */
+		struct __kernel_timespec ts = {.tv_sec = 0,
+					       .tv_nsec = (long long)e->batch_us * 1000};
+		ret = io_uring_submit_and_wait_timeout(&e->ring, &cqe, e->batch_nr, &ts, NULL);
+	} else if (timeout_ms < 0) {
 		ret = io_uring_submit_and_wait(&e->ring, 1);
 	} else {
 		struct __kernel_timespec ts = {
@@ -449,6 +472,7 @@ static int ur_dispatch(struct engine *e)
 		n++;
 	}
 	io_uring_cq_advance(&e->ring, n);
+	e->last_n = n;
 	return (int)n;
 }
 
