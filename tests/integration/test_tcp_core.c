@@ -5,7 +5,9 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -503,6 +505,76 @@ START_TEST(test_small_messages_to_a_slow_reader_arrive_intact)
 }
 END_TEST
 
+struct paced {
+	int fd;
+	const uint8_t *data;
+	size_t msg, count;
+	bool ok;
+};
+
+static void *send_paced(void *arg)
+{
+	struct paced *p = arg;
+	p->ok = true;
+	for (size_t i = 0; i < p->count && p->ok; i++) {
+		p->ok = t_send_all(p->fd, p->data + i * p->msg, p->msg);
+		usleep(50);
+	}
+	return NULL;
+}
+
+/* A backend that reads nothing for a while, as a busy database does, while the client keeps
+ * sending small messages one by one. lb must hold what it took (on io_uring: received
+ * buffers queued behind a send that cannot finish, then its readiness path) and, once the
+ * backend reads again, deliver every byte once and in order. */
+START_TEST(test_backend_that_stops_reading_still_gets_every_byte_in_order)
+{
+	/* 6 MB: more than the kernel lets lb queue towards a stalled peer (send buffers grow to
+	 * tcp_wmem's 4 MB), so lb itself has to hold and then stop reading. */
+	enum { MSG = 1000, COUNT = 6000 };
+	static uint8_t sent[MSG * COUNT], got[MSG * COUNT];
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t slen = sizeof(sin);
+	char addr[32];
+	pthread_t th;
+
+	/* The backend: a listener nobody accepts on until the client has sent for a while. */
+	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(lfd, 0);
+	/* A small receive buffer (inherited by the queued connection): the backend's window
+	 * closes after a few kilobytes. */
+	int rcvbuf = 4096;
+	ck_assert_int_eq(setsockopt(lfd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)), 0);
+	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	ck_assert_int_eq(listen(lfd, 8), 0);
+	ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&sin, &slen), 0);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", ntohs(sin.sin_port));
+	struct bspec s = {.name = "stalled", .address = addr, .weight = -1};
+
+	start_lb("round_robin", NULL, &s, 1);
+	int fd = t_connect(NULL, h.port);
+	expect(fd >= 0, "connect to lb failed: %s", strerror(errno));
+	for (size_t i = 0; i < sizeof(sent); i++)
+		sent[i] = (uint8_t)(i * 2654435761u >> 11);
+	struct paced p = {.fd = fd, .data = sent, .msg = MSG, .count = COUNT};
+	ck_assert_int_eq(pthread_create(&th, NULL, send_paced, &p), 0);
+	usleep(1000 * 1000);
+
+	struct pollfd pfd = {.fd = lfd, .events = POLLIN};
+	int bfd = poll(&pfd, 1, 3000) == 1 ? accept(lfd, NULL, NULL) : -1;
+	bool complete = bfd >= 0 && t_recv_exact(bfd, got, sizeof(got), 20000);
+	pthread_join(th, NULL);
+	expect(bfd >= 0, "lb never connected to the backend");
+	expect(p.ok, "the client's sends failed: %s", strerror(errno));
+	expect(complete, "the backend got fewer than %d bytes: %s", MSG * COUNT, strerror(errno));
+	expect(memcmp(sent, got, sizeof(got)) == 0, "the backend got the bytes out of order");
+	close(bfd);
+	close(fd);
+	close(lfd);
+	finish();
+}
+END_TEST
+
 START_TEST(test_half_close_still_delivers_the_reply_then_eof)
 {
 	const uint64_t total = 1 << 20;
@@ -653,6 +725,7 @@ static Suite *tcp_core_suite(void)
 	tcase_add_test(tc, test_random_two_skips_refused_and_zero_weight_backends);
 	tcase_add_test(tc, test_relays_64_mib_intact_both_ways);
 	tcase_add_test(tc, test_small_messages_to_a_slow_reader_arrive_intact);
+	tcase_add_test(tc, test_backend_that_stops_reading_still_gets_every_byte_in_order);
 	tcase_add_test(tc, test_half_close_still_delivers_the_reply_then_eof);
 	tcase_add_test(tc, test_retry_moves_past_a_refused_backend);
 	tcase_add_test(tc, test_no_usable_backend_closes_the_client_at_once);
