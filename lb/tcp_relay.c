@@ -55,7 +55,7 @@ struct half {
 	uint32_t in_pipe;	/* bytes read from the source, not yet written to the sink */
 	bool eof;		/* the source sent FIN */
 	bool shut;		/* FIN forwarded to the sink */
-	bool bulk;		/* a read filled the scratch buffer: splice from now on */
+	bool bulk;		/* a read filled a whole buffer: splice from now on */
 	bool drain;		/* the source hung up or failed: read until EOF/EAGAIN */
 	bool ready;		/* the source signalled data before the backend was connected */
 	uint64_t bytes;		/* delivered to the sink */
@@ -124,21 +124,36 @@ static uint32_t held_count(const struct half *h)
 	return h->held ? h->held->n : 0;
 }
 
-/* Queue an engine buffer (or its unsent tail) behind what the sink has not taken yet. */
+/* Take the oldest held buffer; the queue is freed when it empties. False if none. */
+static bool held_pop(struct half *h, struct held *out)
+{
+	struct held_q *q = h->held;
+	if (!q)
+		return false;
+	*out = q->e[q->head];
+	q->head = (q->head + 1) % q->cap;
+	if (--q->n == 0) {
+		free(q);
+		h->held = NULL;
+	}
+	return true;
+}
+
+/* Queue an engine buffer behind what the sink has not taken yet. */
 static bool held_push(struct half *h, char *data, uint32_t len, unsigned buf)
 {
 	struct held_q *q = h->held;
 	if (!q || q->n == q->cap) {
 		uint32_t cap = q ? q->cap * 2 : 4;
 		struct held_q *nq = malloc(sizeof(*nq) + cap * sizeof(nq->e[0]));
+		struct held x;
 		if (!nq)
 			return false;
 		nq->head = 0;
 		nq->n = 0;
 		nq->cap = cap;
-		for (; q && q->n; q->n--, q->head = (q->head + 1) % q->cap)
-			nq->e[nq->n++] = q->e[q->head];
-		free(q);
+		while (held_pop(h, &x))
+			nq->e[nq->n++] = x;
 		h->held = q = nq;
 	}
 	q->e[(q->head + q->n++) % q->cap] = (struct held){data, len, buf};
@@ -154,10 +169,8 @@ static void half_release_rx(struct worker *w, struct half *h)
 	if (h->tx)
 		w->ops->send_drop(w->eng, h->tx);
 	h->tx = NULL;
-	for (struct held_q *q = h->held; q && q->n; q->n--, q->head = (q->head + 1) % q->cap)
-		w->ops->buf_put(w->eng, q->e[q->head].buf);
-	free(h->held);
-	h->held = NULL;
+	for (struct held x; held_pop(h, &x);)
+		w->ops->buf_put(w->eng, x.buf);
 }
 
 static void access_log(struct conn *c, const char *how)
@@ -584,18 +597,10 @@ static void tx_done(struct conn *c, struct half *h, int res)
 	} else {
 		h->bytes += (uint64_t)res;
 		w->ops->buf_put(w->eng, h->tx_buf);
-		struct held_q *q = h->held;
-		if (q && q->n) {
-			struct held x = q->e[q->head];
-			q->head = (q->head + 1) % q->cap;
-			if (--q->n == 0) {
-				free(q);
-				h->held = NULL;
-			}
-			if (!tx_start(c, h, x.data, x.len, x.buf)) {
-				w->ops->buf_put(w->eng, x.buf);
-				r = PUMP_NO_MEM;
-			}
+		struct held x;
+		if (held_pop(h, &x) && !tx_start(c, h, x.data, x.len, x.buf)) {
+			w->ops->buf_put(w->eng, x.buf);
+			r = PUMP_NO_MEM;
 		}
 	}
 	rx_continue(c, h, r, up0, down0);
