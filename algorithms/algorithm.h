@@ -15,6 +15,9 @@ struct lb_algorithm {
 	 * returned. NULL = nothing allowed. */
 	struct backend *(*pick)(void *state, const struct pick_ctx *ctx);
 	void (*destroy)(void *state);
+	/* Optional: a digest of what build() made, equal on every lb whose config gives the
+	 * same picks (ip_hash: the Maglev table), so that a fleet can compare. NULL = none. */
+	uint64_t (*fingerprint)(const void *state);
 };
 
 /* Name or alias ("weighted") -> module; NULL if unknown. */

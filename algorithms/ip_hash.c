@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "algorithms/algorithm.h"
 #include "lb/hash.h"
@@ -29,11 +30,16 @@ struct maglev_state {
 	struct backend **backends; /* the view's array; owned by the snapshot */
 	size_t n;
 	uint32_t *table; /* MAGLEV_M indexes into backends; NULL if no backend had weight */
+	uint32_t *order; /* the members' indexes into backends, in key order */
+	size_t norder;
+	uint64_t fingerprint;
 };
 
 /* One backend's walk through its permutation of the table, and its weight credit. */
 struct maglev_member {
-	uint32_t index; /* into backends */
+	uint32_t index;	     /* into backends */
+	uint64_t key;	     /* fnv1a64(hash_key) */
+	const char *key_str; /* the backend's hash_key */
 	uint64_t offset, skip, next;
 	uint64_t weight, credit;
 };
@@ -49,23 +55,38 @@ static uint64_t fnv1a64(const char *s)
 	return h;
 }
 
-/* The permutation depends on the backend's name, not its position, so that adding or
- * removing another backend leaves it unchanged (and so do other lb instances). */
+/* The permutation depends on the backend's key, not its position or name, so that adding or
+ * removing another backend leaves it unchanged, and so does another lb with the same key. */
 static void maglev_member_init(struct maglev_member *m, uint32_t index, const struct backend *b,
 			       int weight)
 {
-	uint64_t h = fnv1a64(b->name);
-
+	m->key_str = b->hash_key ? b->hash_key : "";
+	m->key = fnv1a64(m->key_str);
 	m->index = index;
-	m->offset = hash_mix64(h ^ MAGLEV_SEED_OFFSET) % MAGLEV_M;
-	m->skip = hash_mix64(h ^ MAGLEV_SEED_SKIP) % (MAGLEV_M - 1) + 1;
+	m->offset = hash_mix64(m->key ^ MAGLEV_SEED_OFFSET) % MAGLEV_M;
+	m->skip = hash_mix64(m->key ^ MAGLEV_SEED_SKIP) % (MAGLEV_M - 1) + 1;
 	m->next = 0;
 	m->weight = (uint64_t)weight;
 	m->credit = 0;
 }
 
-/* The member's next preferred slot that is still empty (always exists: M is prime). */
-static void maglev_place(uint32_t *table, struct maglev_member *m)
+/* Members in key order, so that contested slots go to the same member whatever the config
+ * order. Equal keys (one address listed twice) fall back to the weight. */
+static int member_cmp(const void *a, const void *b)
+{
+	const struct maglev_member *x = a, *y = b;
+	int c;
+
+	if (x->key != y->key)
+		return x->key < y->key ? -1 : 1;
+	c = strcmp(x->key_str, y->key_str);
+	if (c)
+		return c;
+	return x->weight < y->weight ? -1 : x->weight > y->weight;
+}
+
+/* Member j's next preferred slot that is still empty (always exists: M is prime). */
+static void maglev_place(uint32_t *table, struct maglev_member *m, uint32_t j)
 {
 	uint64_t slot;
 
@@ -73,12 +94,12 @@ static void maglev_place(uint32_t *table, struct maglev_member *m)
 		slot = (m->offset + m->next * m->skip) % MAGLEV_M;
 		m->next++;
 	} while (table[slot] != MAGLEV_EMPTY);
-	table[slot] = m->index;
+	table[slot] = j;
 }
 
 /* The paper's population loop, made weight-aware: each round every member earns its weight
  * in credit and claims one slot per max_weight of credit, so the heaviest claims one slot a
- * round and the others claim in proportion. */
+ * round and the others claim in proportion. Fills table with member positions. */
 static void maglev_populate(uint32_t *table, struct maglev_member *m, size_t nm)
 {
 	uint64_t max_weight = 0;
@@ -95,15 +116,30 @@ static void maglev_populate(uint32_t *table, struct maglev_member *m, size_t nm)
 			if (m[j].credit < max_weight)
 				continue;
 			m[j].credit -= max_weight;
-			maglev_place(table, &m[j]);
+			maglev_place(table, &m[j], (uint32_t)j);
 			filled++;
 		}
 	}
 }
 
+/* A digest of the table in terms of what each slot holds (its member's key and weight),
+ * never positions: equal on every lb that builds the same table. */
+static uint64_t maglev_digest(const uint32_t *table, const struct maglev_member *m, size_t nm)
+{
+	uint64_t fp = FNV64_OFFSET;
+
+	if (nm == 0)
+		return fp;
+	for (size_t i = 0; i < MAGLEV_M; i++) {
+		const struct maglev_member *x = &m[table[i]];
+		fp = hash_mix64(fp ^ x->key ^ (x->weight << 48));
+	}
+	return fp;
+}
+
 static bool maglev_build_table(struct maglev_state *s)
 {
-	struct maglev_member *m = calloc(s->n, sizeof(*m));
+	struct maglev_member *m = calloc(s->n ? s->n : 1, sizeof(*m));
 	size_t nm = 0;
 
 	if (!m)
@@ -114,13 +150,24 @@ static bool maglev_build_table(struct maglev_state *s)
 		if (weight > 0)
 			maglev_member_init(&m[nm++], (uint32_t)i, s->backends[i], weight);
 	}
-	if (nm > 0) {
+	qsort(m, nm, sizeof(*m), member_cmp);
+	s->order = malloc((nm ? nm : 1) * sizeof(*s->order));
+	if (nm > 0)
 		s->table = malloc(MAGLEV_M * sizeof(*s->table));
-		if (!s->table) {
-			free(m);
-			return false;
-		}
+	if (!s->order || (nm > 0 && !s->table)) {
+		free(m);
+		return false;
+	}
+	for (size_t j = 0; j < nm; j++)
+		s->order[j] = m[j].index;
+	s->norder = nm;
+	if (nm > 0) {
 		maglev_populate(s->table, m, nm);
+		s->fingerprint = maglev_digest(s->table, m, nm);
+		for (size_t i = 0; i < MAGLEV_M; i++)
+			s->table[i] = m[s->table[i]].index;
+	} else {
+		s->fingerprint = maglev_digest(NULL, m, 0);
 	}
 	free(m);
 	return true;
@@ -133,6 +180,7 @@ static void maglev_destroy(void *state)
 	if (!s)
 		return;
 	free(s->table);
+	free(s->order);
 	free(s);
 }
 
@@ -144,7 +192,7 @@ static void *maglev_build(const struct pool_view *view)
 		return NULL;
 	s->backends = view->backends;
 	s->n = view->n;
-	if (s->n > 0 && !maglev_build_table(s)) {
+	if (!maglev_build_table(s)) {
 		maglev_destroy(s);
 		return NULL;
 	}
@@ -156,11 +204,12 @@ static struct backend *maglev_entry(const struct maglev_state *s, uint64_t key)
 	return s->backends[s->table[key % MAGLEV_M]];
 }
 
-/* Last resort: the first allowed backend from a place fixed by the client's hash. */
+/* Last resort: the first allowed member, in key order, from a place fixed by the client's
+ * hash (only members can be allowed: the others have weight 0). */
 static struct backend *maglev_scan(const struct maglev_state *s, const struct pick_ctx *ctx)
 {
-	for (size_t k = 0; k < s->n; k++) {
-		struct backend *b = s->backends[(ctx->hash + k) % s->n];
+	for (size_t k = 0; k < s->norder; k++) {
+		struct backend *b = s->backends[s->order[(ctx->hash + k) % s->norder]];
 
 		if (pick_allowed(ctx, b))
 			return b;
@@ -173,10 +222,8 @@ static struct backend *maglev_pick(void *state, const struct pick_ctx *ctx)
 	const struct maglev_state *s = state;
 	struct backend *b;
 
-	if (s->n == 0)
-		return NULL;
 	if (!s->table)
-		return maglev_scan(s, ctx);
+		return NULL; /* no member: every backend of the group has weight 0 */
 	b = maglev_entry(s, ctx->hash);
 	if (pick_allowed(ctx, b))
 		return b;
@@ -190,9 +237,15 @@ static struct backend *maglev_pick(void *state, const struct pick_ctx *ctx)
 	return maglev_scan(s, ctx);
 }
 
+static uint64_t maglev_fingerprint(const void *state)
+{
+	return ((const struct maglev_state *)state)->fingerprint;
+}
+
 const struct lb_algorithm algorithm_ip_hash = {
     .name = "ip_hash",
     .build = maglev_build,
     .pick = maglev_pick,
     .destroy = maglev_destroy,
+    .fingerprint = maglev_fingerprint,
 };

@@ -22,32 +22,41 @@ enum { EXIT_OK = 0, EXIT_ERROR = 1, EXIT_USAGE = 2 };
 /* How long to wait for lb's answer; every command is answered in milliseconds. */
 #define REPLY_TIMEOUT_MS 10000
 #define MAX_COLS	 16
+/* One formatted cell: room for a readiness reason with a listener and a pool name. */
+#define FMT_MAX 160
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"usage: lbctl [-s SOCKET] [--json] COMMAND [ARGS]\n"
-		"\n"
-		"commands:\n"
-		"  status                              version, engine, uptime, listeners, totals\n"
-		"  backends [POOL]                     backends with state, counters, last check\n"
-		"  enable|disable|drain POOL/BACKEND   set the admin state\n"
-		"  kill POOL/BACKEND                   close the backend's open connections\n"
-		"  weight POOL/BACKEND N               set the weight (0-1000)\n"
-		"  add POOL NAME ADDRESS [--weight N] [--max-conns N] [--backup]\n"
-		"  remove POOL/BACKEND [--force]       refused while busy unless --force\n"
-		"  algorithm POOL NAME                 switch the pool's algorithm\n"
-		"  reload                              re-read the configuration file\n"
-		"  metrics                             Prometheus text, as GET /metrics\n"
-		"\n"
-		"options:\n"
-		"  -s, --socket PATH  control socket (default: $LB_SOCKET, else %s)\n"
-		"  --json             print the response's raw data as JSON\n"
-		"  -h, --help         this text\n"
-		"\n"
-		"exit status: 0 success, 1 lb answered with an error, 2 usage error or lb "
-		"unreachable\n",
-		DEFAULT_SOCKET);
+	fprintf(
+	    out,
+	    "usage: lbctl [-s SOCKET] [--json] COMMAND [ARGS]\n"
+	    "\n"
+	    "commands:\n"
+	    "  status                              version, engine, uptime, listeners, totals\n"
+	    "  backends [POOL]                     backends with state, counters, last check\n"
+	    "  enable|disable|drain POOL/BACKEND   set the admin state\n"
+	    "  kill POOL/BACKEND                   close the backend's open connections\n"
+	    "  weight POOL/BACKEND N               set the weight (0-1000)\n"
+	    "  add POOL NAME ADDRESS [--weight N] [--max-conns N] [--backup] [--hash-key K]\n"
+	    "  remove POOL/BACKEND [--force]       refused while busy unless --force\n"
+	    "  algorithm POOL NAME                 switch the pool's algorithm\n"
+	    "  reload                              re-read the configuration file\n"
+	    "  metrics                             Prometheus text, as GET /metrics\n"
+	    "  health POOL/BACKEND up|down|auto    force the health (a shared verdict); auto =\n"
+	    "                                      the prober decides again\n"
+	    "  ready                               ready for traffic? (as GET /ready; exit 1 if "
+	    "not)\n"
+	    "  withdraw                            report not ready (routes go), keep serving\n"
+	    "  rejoin                              report readiness again after withdraw\n"
+	    "\n"
+	    "options:\n"
+	    "  -s, --socket PATH  control socket (default: $LB_SOCKET, else %s)\n"
+	    "  --json             print the response's raw data as JSON\n"
+	    "  -h, --help         this text\n"
+	    "\n"
+	    "exit status: 0 success, 1 lb answered with an error, 2 usage error or lb "
+	    "unreachable\n",
+	    DEFAULT_SOCKET);
 }
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -234,15 +243,22 @@ static long long num(json_t *o, const char *key)
 /* Rotating static buffers: several formatted numbers may feed one table row. */
 static char *fmtbuf(void)
 {
-	static char bufs[16][48];
+	static char bufs[16][FMT_MAX];
 	static unsigned i;
 	return bufs[i++ % 16];
+}
+
+static const char *fmt_str(const char *fmt, const char *s)
+{
+	char *b = fmtbuf();
+	snprintf(b, FMT_MAX, fmt, s);
+	return b;
 }
 
 static const char *fmt_int(json_t *o, const char *key)
 {
 	char *b = fmtbuf();
-	snprintf(b, 48, "%lld", num(o, key));
+	snprintf(b, FMT_MAX, "%lld", num(o, key));
 	return b;
 }
 
@@ -259,9 +275,9 @@ static const char *fmt_bytes(long long v)
 		u++;
 	}
 	if (u == 0)
-		snprintf(b, 48, "%lldB", v);
+		snprintf(b, FMT_MAX, "%lldB", v);
 	else
-		snprintf(b, 48, d < 10 ? "%.1f%s" : "%.0f%s", d, unit[u]);
+		snprintf(b, FMT_MAX, d < 10 ? "%.1f%s" : "%.0f%s", d, unit[u]);
 	return b;
 }
 
@@ -269,13 +285,14 @@ static const char *fmt_duration(long long s)
 {
 	char *b = fmtbuf();
 	if (s >= 86400)
-		snprintf(b, 48, "%lldd%02lldh%02lldm", s / 86400, s % 86400 / 3600, s % 3600 / 60);
+		snprintf(b, FMT_MAX, "%lldd%02lldh%02lldm", s / 86400, s % 86400 / 3600,
+			 s % 3600 / 60);
 	else if (s >= 3600)
-		snprintf(b, 48, "%lldh%02lldm%02llds", s / 3600, s % 3600 / 60, s % 60);
+		snprintf(b, FMT_MAX, "%lldh%02lldm%02llds", s / 3600, s % 3600 / 60, s % 60);
 	else if (s >= 60)
-		snprintf(b, 48, "%lldm%02llds", s / 60, s % 60);
+		snprintf(b, FMT_MAX, "%lldm%02llds", s / 60, s % 60);
 	else
-		snprintf(b, 48, "%llds", s);
+		snprintf(b, FMT_MAX, "%llds", s);
 	return b;
 }
 
@@ -285,13 +302,32 @@ static const char *fmt_check(json_t *b)
 	const char *res = str(b, "check");
 
 	if (strcmp(res, "pass") == 0)
-		snprintf(out, 48, "pass %.1fms",
+		snprintf(out, FMT_MAX, "pass %.1fms",
 			 json_number_value(json_object_get(b, "check_latency_ms")));
 	else if (strcmp(res, "fail") == 0)
-		snprintf(out, 48, "fail: %s", str(b, "check_reason"));
+		snprintf(out, FMT_MAX, "fail: %s", str(b, "check_reason"));
 	else
-		snprintf(out, 48, "-");
+		snprintf(out, FMT_MAX, "-");
 	return out;
+}
+
+/* Pools whose algorithm keeps a table: its fingerprint, equal across a fleet that agrees. */
+static void print_tables(json_t *tables)
+{
+	struct table tab = {.ncols = 3};
+	json_t *t;
+	size_t i;
+
+	table_row(&tab, "POOL", "ALGORITHM", "TABLE FINGERPRINT");
+	json_array_foreach (tables, i, t)
+		if (json_is_string(json_object_get(t, "fingerprint")))
+			table_row(&tab, str(t, "pool"), str(t, "algorithm"), str(t, "fingerprint"));
+	if (tab.nrows > 1) {
+		printf("\n");
+		table_print(&tab);
+	} else {
+		table_print(&tab); /* frees the header row */
+	}
 }
 
 static void print_status(json_t *d)
@@ -308,6 +344,10 @@ static void print_status(json_t *d)
 	table_row(&tab, "config:", str(d, "config"));
 	table_row(&tab, "pools:", fmt_int(d, "pools"));
 	table_row(&tab, "backends:", fmt_int(d, "backends"));
+	table_row(&tab, "ready:",
+		  json_is_true(json_object_get(d, "ready"))
+		      ? "yes"
+		      : fmt_str("no: %s", str(d, "ready_reason")));
 	table_row(&tab, "connections:", fmt_int(t, "connections"));
 	table_row(&tab, "active:", fmt_int(t, "active"));
 	table_row(&tab, "rejected:", fmt_int(t, "rejected"));
@@ -326,11 +366,12 @@ static void print_status(json_t *d)
 		json_object_foreach (rej, k, v)
 			sum += json_integer_value(v);
 		char *r = fmtbuf();
-		snprintf(r, 48, "%lld", sum);
+		snprintf(r, FMT_MAX, "%lld", sum);
 		table_row(&tab, str(l, "name"), str(l, "protocol"), str(l, "listen"),
 			  str(l, "pool"), fmt_int(l, "active"), fmt_int(l, "accepted"), r);
 	}
 	table_print(&tab);
+	print_tables(json_object_get(d, "tables"));
 }
 
 static void print_backends(json_t *d)
@@ -343,9 +384,12 @@ static void print_backends(json_t *d)
 		  "IN", "OUT", "FAILURES", "CHECK");
 	json_array_foreach (d, i, b) {
 		char *w = fmtbuf();
-		snprintf(w, 48, "%lld%s", num(b, "weight"),
+		snprintf(w, FMT_MAX, "%lld%s", num(b, "weight"),
 			 json_is_true(json_object_get(b, "backup")) ? " (backup)" : "");
-		table_row(&tab, str(b, "pool"), str(b, "name"), str(b, "address"), str(b, "state"),
+		const char *state = str(b, "state");
+		if (strcmp(str(b, "health_source"), "forced") == 0)
+			state = fmt_str("%s (forced)", state);
+		table_row(&tab, str(b, "pool"), str(b, "name"), str(b, "address"), state,
 			  str(b, "admin"), w, fmt_int(b, "active"), fmt_int(b, "total"),
 			  fmt_bytes(num(b, "bytes_in")), fmt_bytes(num(b, "bytes_out")),
 			  fmt_int(b, "failures"), fmt_check(b));
@@ -353,6 +397,14 @@ static void print_backends(json_t *d)
 			table_print(&tab); /* bounded memory; widths then restart per block */
 	}
 	table_print(&tab);
+	const char *last = NULL;
+	json_array_foreach (d, i, b) {
+		const char *fp = json_string_value(json_object_get(b, "fingerprint"));
+		if (!fp || (last && strcmp(last, str(b, "pool")) == 0))
+			continue;
+		last = str(b, "pool");
+		printf("pool %s: table fingerprint %s\n", last, fp);
+	}
 }
 
 static void print_result(const char *cmd, json_t *d)
@@ -377,6 +429,18 @@ static void print_result(const char *cmd, json_t *d)
 	else if (strcmp(cmd, "add") == 0)
 		printf("%s/%s: added (%s, weight %lld)\n", str(d, "pool"), str(d, "name"),
 		       str(d, "address"), num(d, "weight"));
+	else if (strcmp(cmd, "ready") == 0 || strcmp(cmd, "withdraw") == 0 ||
+		 strcmp(cmd, "rejoin") == 0)
+		printf(json_is_true(json_object_get(d, "ready")) ? "%sready\n"
+								 : "%snot ready: %s\n",
+		       strcmp(cmd, "ready") == 0      ? ""
+		       : strcmp(cmd, "withdraw") == 0 ? "withdrawn: "
+						      : "rejoined: ",
+		       str(d, "reason"));
+	else if (strcmp(cmd, "health") == 0)
+		printf("%s/%s: %s (%s)\n", str(d, "pool"), str(d, "name"), str(d, "state"),
+		       strcmp(str(d, "health_source"), "forced") == 0 ? "forced"
+								      : "decided by the prober");
 	else if (json_is_object(d) && json_object_get(d, "admin"))
 		printf("%s/%s: %s\n", str(d, "pool"), str(d, "name"), str(d, "admin"));
 	else {
@@ -392,7 +456,7 @@ static void print_result(const char *cmd, json_t *d)
 struct args {
 	const char *pos[8];
 	int npos;
-	const char *weight, *max_conns;
+	const char *weight, *max_conns, *hash_key;
 	bool backup, force;
 };
 
@@ -432,15 +496,16 @@ static json_t *build(const char *cmd, struct args *a, int *rc)
 			goto bad;                                                                  \
 		}                                                                                  \
 	} while (0)
-	if ((a->weight || a->max_conns || a->backup) && strcmp(cmd, "add") != 0) {
-		usage_error("--weight, --max-conns and --backup go with add");
+	if ((a->weight || a->max_conns || a->backup || a->hash_key) && strcmp(cmd, "add") != 0) {
+		usage_error("--weight, --max-conns, --backup and --hash-key go with add");
 		goto bad;
 	}
 	if (a->force && strcmp(cmd, "remove") != 0) {
 		usage_error("--force goes with remove");
 		goto bad;
 	}
-	if (!strcmp(cmd, "status") || !strcmp(cmd, "reload") || !strcmp(cmd, "metrics")) {
+	if (!strcmp(cmd, "status") || !strcmp(cmd, "reload") || !strcmp(cmd, "metrics") ||
+	    !strcmp(cmd, "ready") || !strcmp(cmd, "withdraw") || !strcmp(cmd, "rejoin")) {
 		NEED(0, "");
 	} else if (!strcmp(cmd, "backends")) {
 		if (a->npos > 1) {
@@ -487,6 +552,17 @@ static json_t *build(const char *cmd, struct args *a, int *rc)
 		}
 		if (a->backup)
 			json_object_set_new(req, "backup", json_true());
+		if (a->hash_key)
+			json_object_set_new(req, "hash_key", json_string(a->hash_key));
+	} else if (!strcmp(cmd, "health")) {
+		NEED(2, "POOL/BACKEND up|down|auto");
+		if (!set_target(req, a->pos[0]) ||
+		    (strcmp(a->pos[1], "up") && strcmp(a->pos[1], "down") &&
+		     strcmp(a->pos[1], "auto"))) {
+			usage_error("usage: lbctl health POOL/BACKEND up|down|auto");
+			goto bad;
+		}
+		json_object_set_new(req, "state", json_string(a->pos[1]));
 	} else if (!strcmp(cmd, "algorithm")) {
 		NEED(2, "POOL NAME");
 		json_object_set_new(req, "pool", json_string(a->pos[0]));
@@ -531,6 +607,10 @@ int main(int argc, char **argv)
 			val = &a.weight;
 		} else if (!strncmp(s, "--weight=", 9)) {
 			a.weight = s + 9;
+		} else if (!strcmp(s, "--hash-key")) {
+			val = &a.hash_key;
+		} else if (!strncmp(s, "--hash-key=", 11)) {
+			a.hash_key = s + 11;
 		} else if (!strcmp(s, "--max-conns")) {
 			val = &a.max_conns;
 		} else if (!strncmp(s, "--max-conns=", 12)) {
@@ -575,6 +655,10 @@ int main(int argc, char **argv)
 	} else {
 		print_result(cmd, json_object_get(resp, "data"));
 	}
+	/* `lbctl ready` answers in its exit status too, for watchdogs and track scripts. */
+	if (rc == EXIT_OK && strcmp(cmd, "ready") == 0 &&
+	    !json_is_true(json_object_get(json_object_get(resp, "data"), "ready")))
+		rc = EXIT_ERROR;
 	json_decref(resp);
 	return rc;
 }

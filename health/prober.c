@@ -126,30 +126,35 @@ void prober_last_check(const struct backend *b, struct prober_check *out)
 
 /* ---- rise/fall ---- */
 
-static void set_health(struct probe *p, int health)
+/* Record the prober's verdict; false while lbctl forces the health (nothing to publish). */
+static bool set_health(struct probe *p, int health)
 {
-	atomic_store_explicit(&p->b->health, health, memory_order_relaxed);
+	if (!backend_health_verdict(p->b, health))
+		return atomic_load(&p->b->health_force) == 0;
 	p->pr->dirty[p->pool_idx] = true;
+	return true;
 }
 
 static void mark_up(struct probe *p, const char *why)
 {
 	struct backend *b = p->b;
 
-	set_health(p, BACKEND_UP);
+	bool applied = set_health(p, BACKEND_UP);
 	/* Connects that failed before the backend went down must not count again now. */
 	atomic_store_explicit(&b->fail_streak, 0, memory_order_relaxed);
 	p->recovering = false;
-	log_info("pool %s: backend %s (%s) is UP (%s)", b->pool->name, b->name, b->address, why);
+	log_info("pool %s: backend %s (%s) is UP (%s)%s", b->pool->name, b->name, b->address, why,
+		 applied ? "" : "; health is forced by lbctl, not applied");
 }
 
 static void mark_down(struct probe *p, const char *reason, const char *why)
 {
 	struct backend *b = p->b;
 
-	set_health(p, BACKEND_DOWN);
-	log_warn("pool %s: backend %s (%s) is DOWN: %s%s%s%s", b->pool->name, b->name, b->address,
-		 reason, why ? " (" : "", why ? why : "", why ? ")" : "");
+	bool applied = set_health(p, BACKEND_DOWN);
+	log_warn("pool %s: backend %s (%s) is DOWN: %s%s%s%s%s", b->pool->name, b->name, b->address,
+		 reason, why ? " (" : "", why ? why : "", why ? ")" : "",
+		 applied ? "" : "; health is forced by lbctl, not applied");
 }
 
 /* SPEC: a backend starts `unknown` (usable) "until the first result". Our reading: the first
@@ -158,7 +163,7 @@ static void mark_down(struct probe *p, const char *reason, const char *why)
  * after start-up, and a pass only confirms what `unknown` already allows. */
 static void apply_result(struct probe *p, bool pass, const char *reason)
 {
-	int health = atomic_load_explicit(&p->b->health, memory_order_relaxed);
+	int health = atomic_load_explicit(&p->b->hc_verdict, memory_order_relaxed);
 	char why[48];
 
 	if (pass) {
@@ -459,7 +464,7 @@ static void passive_check(struct probe *p, uint64_t now)
 	char reason[HC_REASON_MAX];
 
 	if (streak < p->h->fall ||
-	    atomic_load_explicit(&b->health, memory_order_relaxed) == BACKEND_DOWN)
+	    atomic_load_explicit(&b->hc_verdict, memory_order_relaxed) == BACKEND_DOWN)
 		return;
 	snprintf(reason, sizeof(reason), "%d consecutive failed connects from the data plane",
 		 streak);
@@ -536,7 +541,7 @@ static int probe_init(struct prober *pr, struct probe *p, struct pool *pool, siz
 	/* A restart must not forget a backend that passive checks took down in a pool without
 	 * active checks: nothing else would ever bring it back. */
 	p->recovering = !chk->socktype &&
-			atomic_load_explicit(&b->health, memory_order_relaxed) == BACKEND_DOWN;
+			atomic_load_explicit(&b->hc_verdict, memory_order_relaxed) == BACKEND_DOWN;
 	p->phase = probe_phase(b, p->h->interval_ms);
 	p->fd = -1;
 	timer_init(&p->timer, probe_timer);

@@ -53,19 +53,20 @@ static const struct hc_rule hc_rules[] = {
 #define HC_NRULES (sizeof(hc_rules) / sizeof(hc_rules[0]))
 
 static const char *const top_keys[] = {
-    "engine", "workers", "shutdown_grace", "control", "metrics", "log", "listeners", "pools", NULL};
+    "engine",  "workers", "shutdown_grace", "withdraw_delay", "control",
+    "metrics", "log",	  "listeners",	    "pools",	      NULL};
 static const char *const control_keys[] = {"socket", "mode", NULL};
 static const char *const metrics_keys[] = {"listen", NULL};
 static const char *const log_keys[] = {"level", "format", "access", NULL};
 static const char *const listener_keys[] = {"name",	 "protocol", "listen", "pool",
 					    "max_conns", "allow",    "deny",   "proxy_protocol",
-					    "timeouts",	 NULL};
+					    "timeouts",	 "freebind", NULL};
 static const char *const timeout_keys[] = {"connect", "idle", NULL};
 static const char *const pool_keys[] = {"name", "algorithm", "retries", "health", "backends", NULL};
 static const char *const health_keys[] = {"type", "interval", "timeout", "rise",	  "fall",
 					  "send", "expect",   "path",	 "expect_status", NULL};
-static const char *const backend_keys[] = {"name",	"address", "weight",
-					   "max_conns", "backup",  NULL};
+static const char *const backend_keys[] = {"name",   "address",	 "weight", "max_conns",
+					   "backup", "hash_key", NULL};
 
 /* Enumerations: the index in each table is the enum value. */
 static const char *const engine_names[] = {"auto", "io_uring", "epoll", NULL};
@@ -178,6 +179,7 @@ static void parse_globals(struct cfg_ctx *c, const json_t *root, struct config *
 	cfg_get_int(c, root, "", "workers", 0, CFG_MAX_WORKERS, &cfg->workers);
 	cfg->shutdown_grace_ms = CFG_DEFAULT_SHUTDOWN_GRACE_MS;
 	cfg_get_duration(c, root, "", "shutdown_grace", false, &cfg->shutdown_grace_ms);
+	cfg_get_duration(c, root, "", "withdraw_delay", false, &cfg->withdraw_delay_ms);
 }
 
 /* ---- listeners ---- */
@@ -282,6 +284,7 @@ static void parse_listener(struct cfg_ctx *c, const json_t *obj, const char *pat
 			    "\"none\" on a udp listener (PROXY headers are tcp only)");
 	}
 	parse_timeouts(c, obj, path, l);
+	cfg_get_bool(c, obj, path, "freebind", &l->freebind);
 }
 
 /* ---- pools ---- */
@@ -432,6 +435,24 @@ static void parse_backend_address(struct cfg_ctx *c, const json_t *obj, const ch
 	b->address = cfg_strdup(c, s);
 }
 
+/* ip_hash's key for the backend: any non-empty string; the address when absent. */
+static void parse_hash_key(struct cfg_ctx *c, const json_t *obj, const char *path,
+			   struct cfg_backend *b)
+{
+	const char *what = "a non-empty string of at most 255 bytes";
+	const char *s;
+	char p[CFG_PATH_MAX];
+
+	if (cfg_get_string(c, obj, path, "hash_key", what, &s) != CFG_OK)
+		return;
+	if (!*s || strlen(s) > CFG_HASH_KEY_MAX) {
+		cfg_path_key(p, path, "hash_key");
+		cfg_err_got(c, p, json_object_get(obj, "hash_key"), what);
+		return;
+	}
+	b->hash_key = cfg_strdup(c, s);
+}
+
 static void parse_backend(struct cfg_ctx *c, const json_t *obj, const char *path,
 			  struct cfg_backend *b)
 {
@@ -447,6 +468,7 @@ static void parse_backend(struct cfg_ctx *c, const json_t *obj, const char *path
 	cfg_get_int(c, obj, path, "weight", 0, CFG_MAX_WEIGHT, &b->weight);
 	cfg_get_int(c, obj, path, "max_conns", 0, INT_MAX, &b->max_conns);
 	cfg_get_bool(c, obj, path, "backup", &b->backup);
+	parse_hash_key(c, obj, path, b);
 }
 
 static void check_backend_names(struct cfg_ctx *c, const struct cfg_pool *p, const char *path)
@@ -828,6 +850,7 @@ static void pool_free_fields(struct cfg_pool *p)
 	for (size_t i = 0; i < p->nbackends; i++) {
 		free(p->backends[i].name);
 		free(p->backends[i].address);
+		free(p->backends[i].hash_key);
 	}
 	free(p->backends);
 	free(p->name);

@@ -26,6 +26,8 @@ enum cfg_log_format { CFG_LOG_TEXT, CFG_LOG_JSON };
 #define CFG_DEFAULT_HC_RISE	      2
 #define CFG_DEFAULT_HC_FALL	      3
 #define CFG_MAX_WEIGHT		      1000
+/* Longest backend hash_key: a name-sized string is plenty for a key. */
+#define CFG_HASH_KEY_MAX 255
 
 struct cfg_health {
 	char *type; /* "none" (default), "tcp", "send_expect", "http", "udp", ... */
@@ -46,6 +48,7 @@ struct cfg_backend {
 	int weight;    /* 0..CFG_MAX_WEIGHT, default 1 */
 	int max_conns; /* 0 = none */
 	bool backup;
+	char *hash_key; /* ip_hash key; NULL = the resolved address ("10.0.0.1:80") */
 };
 
 struct cfg_pool {
@@ -70,6 +73,7 @@ struct cfg_listener {
 	enum cfg_proxy proxy_protocol;
 	uint64_t connect_timeout_ms;
 	uint64_t idle_timeout_ms; /* protocol-specific default applied */
+	bool freebind;		  /* IP_FREEBIND: bind before the address exists on the host */
 };
 
 struct config {
@@ -77,9 +81,10 @@ struct config {
 	enum cfg_engine engine;
 	int workers; /* 0 = one per online CPU (resolved by main, not here) */
 	uint64_t shutdown_grace_ms;
-	char *control_socket; /* default: "lb.sock" in the config file's directory */
-	mode_t control_mode;  /* default 0660 */
-	char *metrics_listen; /* NULL = off */
+	uint64_t withdraw_delay_ms; /* SIGTERM: not ready, still accepting, this long (0 = none) */
+	char *control_socket;	    /* default: "lb.sock" in the config file's directory */
+	mode_t control_mode;	    /* default 0660 */
+	char *metrics_listen;	    /* NULL = off */
 	struct lb_addr metrics_addr;
 	int log_level; /* enum log_level from log.h */
 	enum cfg_log_format log_format;

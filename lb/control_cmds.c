@@ -20,6 +20,7 @@
 #include "lb/log.h"
 #include "lb/pool.h"
 #include "lb/qsbr.h"
+#include "lb/ready.h"
 #include "lb/reload.h"
 #include "lb/timer.h"
 #include "lb/worker.h"
@@ -178,9 +179,13 @@ static json_t *backend_json(struct backend *b)
 	struct prober_check chk;
 	static const char *const results[] = {"none", "pass", "fail"};
 
+	int forced = atomic_load(&b->health_force);
+	char fp[32];
+
 	prober_last_check(b, &chk);
 	return json_pack(
-	    "{s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:b, s:i, s:I, s:I, s:I, s:I, s:s, s:f, s:s}",
+	    "{s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:b, s:i, s:I, s:I, s:I, s:I, s:s, s:f, s:s, "
+	    "s:s, s:s, s:s*}",
 	    "pool", b->pool->name, "name", b->name, "address", b->address, "state",
 	    health_name(atomic_load(&b->health)), "admin", admin_name(atomic_load(&b->admin)),
 	    "weight", atomic_load(&b->weight), "max_conns", atomic_load(&b->max_conns), "backup",
@@ -189,7 +194,9 @@ static json_t *backend_json(struct backend *b)
 	    "bytes_out", (json_int_t)atomic_load(&b->bytes_out), "failures",
 	    (json_int_t)atomic_load(&b->connect_failures), "check",
 	    results[chk.last >= 0 && chk.last <= 2 ? chk.last : 0], "check_latency_ms",
-	    chk.latency_us / 1000.0, "check_reason", chk.reason);
+	    chk.latency_us / 1000.0, "check_reason", chk.reason, "hash_key", b->hash_key,
+	    "health_source", forced ? "forced" : "prober", "fingerprint",
+	    pool_fingerprint(b->pool, fp, sizeof(fp)) ? fp : NULL);
 }
 
 static json_t *listener_json(struct listener *l)
@@ -203,6 +210,22 @@ static json_t *listener_json(struct listener *l)
 			 l->cfg->protocol == CFG_PROTO_UDP ? "udp" : "tcp", "listen",
 			 l->cfg->listen, "pool", l->cfg->pool, "active", atomic_load(&l->active),
 			 "accepted", (json_int_t)atomic_load(&l->accepted), "rejected", rej);
+}
+
+/* Each pool's table fingerprint (null for algorithms without one), for fleet comparison. */
+static json_t *tables_json(const struct metrics_src *m)
+{
+	json_t *arr = json_array();
+	char fp[32];
+
+	for (size_t i = 0; i < m->npools; i++) {
+		struct pool *p = m->pools[i];
+		bool has = pool_fingerprint(p, fp, sizeof(fp));
+		json_array_append_new(arr, json_pack("{s:s, s:s, s:s*}", "pool", p->name,
+						     "algorithm", p->algorithm->name, "fingerprint",
+						     has ? fp : NULL));
+	}
+	return arr;
 }
 
 static json_t *cmd_status(struct req *r)
@@ -228,14 +251,17 @@ static json_t *cmd_status(struct req *r)
 			out += (json_int_t)atomic_load(&p->backends[j]->bytes_out);
 		}
 	}
+	char why[READY_REASON_MAX];
+	bool ready = ready_check(m, why, sizeof(why));
 	return json_pack("{s:s, s:s, s:i, s:i, s:I, s:s, s:I, s:I, s:o, s:{s:I, s:I, s:I, "
-			 "s:I, s:I}}",
+			 "s:I, s:I}, s:o, s:b, s:s}",
 			 "version", m->version, "engine", m->engine, "workers", env->nworkers,
 			 "pid", (int)getpid(), "uptime_s",
 			 (json_int_t)((timer_now_ms() - env->started_ms) / 1000), "config",
 			 env->cfg->path ? env->cfg->path : "", "pools", (json_int_t)m->npools,
 			 "backends", nb, "listeners", ls, "totals", "active", active, "connections",
-			 accepted, "rejected", rejected, "bytes_in", in, "bytes_out", out);
+			 accepted, "rejected", rejected, "bytes_in", in, "bytes_out", out, "tables",
+			 tables_json(m), "ready", ready, "ready_reason", why);
 }
 
 static json_t *cmd_backends(struct req *r)
@@ -358,8 +384,12 @@ static json_t *cmd_add(struct req *r)
 	    field_str(r, "address", true, &address) < 0 ||
 	    field_int(r, "weight", false, 0, CFG_MAX_WEIGHT, &cb.weight) < 0 ||
 	    field_int(r, "max_conns", false, 0, 1000000000, &cb.max_conns) < 0 ||
-	    field_bool(r, "backup", &cb.backup) < 0)
+	    field_bool(r, "backup", &cb.backup) < 0 ||
+	    field_str(r, "hash_key", false, (const char **)&cb.hash_key) < 0)
 		return NULL;
+	if (cb.hash_key && (!*cb.hash_key || strlen(cb.hash_key) > CFG_HASH_KEY_MAX))
+		return fail(r, "\"hash_key\" must be a non-empty string of at most %d bytes",
+			    CFG_HASH_KEY_MAX);
 	cb.name = (char *)name; /* pool_add_backend copies them */
 	cb.address = (char *)address;
 	if (!name_ok(cb.name))
@@ -456,6 +486,70 @@ static json_t *cmd_algorithm(struct req *r)
 			 prev);
 }
 
+/* ---- fleet: readiness and shared verdicts ---- */
+
+static json_t *ready_json(struct req *r)
+{
+	char why[READY_REASON_MAX];
+	const struct metrics_src *m = &r->x->env->m;
+	bool ready = ready_check(m, why, sizeof(why));
+
+	return json_pack("{s:b, s:s, s:b}", "ready", ready, "reason", why, "withdrawn",
+			 m->ready && m->ready->withdrawn);
+}
+
+static json_t *cmd_ready(struct req *r)
+{
+	return ready_json(r);
+}
+
+static json_t *set_withdrawn(struct req *r, bool withdrawn)
+{
+	struct readiness *rd = r->x->env->m.ready;
+
+	if (!rd)
+		return fail(r, "readiness is not available");
+	if (!withdrawn && rd->stopping)
+		return fail(r, "lb is stopping (SIGTERM): it cannot rejoin");
+	if (ready_set_withdrawn(rd, withdrawn))
+		log_info("control: %s", withdrawn ? "withdrawn: /ready answers 503 until rejoin; "
+						    "connections are still accepted"
+						  : "rejoined: /ready follows the pools again");
+	return ready_json(r);
+}
+
+static json_t *cmd_withdraw(struct req *r)
+{
+	return set_withdrawn(r, true);
+}
+
+static json_t *cmd_rejoin(struct req *r)
+{
+	return set_withdrawn(r, false);
+}
+
+/* An external verdict (a peer, an orchestrator) overrides the prober until "auto". */
+static json_t *cmd_health(struct req *r)
+{
+	static const char *const names[] = {"auto", "up", "down", NULL};
+	static const int forced[] = {0, BACKEND_UP, BACKEND_DOWN};
+	struct backend *b = target(r);
+	const char *state;
+	size_t i;
+
+	if (!b || field_str(r, "state", true, &state) < 0)
+		return NULL;
+	for (i = 0; names[i] && strcmp(names[i], state) != 0; i++)
+		;
+	if (!names[i])
+		return fail(r, "\"state\" must be up, down or auto, not \"%.40s\"", state);
+	backend_health_force(b, forced[i]);
+	log_info("control: backend %s/%s health %s", b->pool->name, b->name,
+		 forced[i] ? (forced[i] == BACKEND_UP ? "forced up" : "forced down")
+			   : "back to the prober");
+	return republish(r, b);
+}
+
 static json_t *cmd_metrics(struct req *r)
 {
 	size_t len;
@@ -487,6 +581,8 @@ static const struct {
     {"disable", cmd_disable},	  {"drain", cmd_drain},	      {"kill", cmd_kill},
     {"weight", cmd_weight},	  {"add", cmd_add},	      {"remove", cmd_remove},
     {"algorithm", cmd_algorithm}, {"metrics", cmd_metrics},   {"reload", cmd_reload},
+    {"ready", cmd_ready},	  {"withdraw", cmd_withdraw}, {"rejoin", cmd_rejoin},
+    {"health", cmd_health},
 };
 
 /* ---- the request/response cycle ---- */

@@ -85,22 +85,39 @@ static int dgram_options(int fd, const struct lb_addr *addr)
 	return setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one));
 }
 
-int listener_socket(const struct lb_addr *addr, int type, const char **why)
+static int sock_type(const struct cfg_listener *lc)
+{
+	return lc->protocol == CFG_PROTO_UDP ? SOCK_DGRAM : SOCK_STREAM;
+}
+
+/* Options every socket of lc needs before bind(): v6-only, freebind. */
+static int bind_options(int fd, const struct cfg_listener *lc)
 {
 	int one = 1;
+	bool v6 = lc->addr.ss.ss_family == AF_INET6;
+
+	/* "[::]:port" means IPv6 only, so that "0.0.0.0:port" can be a separate listener. */
+	if (v6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
+		return -1;
+	if (!lc->freebind)
+		return 0;
+	if (v6)
+		return setsockopt(fd, IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof(one));
+	return setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof(one));
+}
+
+int listener_socket(const struct cfg_listener *lc, const char **why)
+{
+	const struct lb_addr *addr = &lc->addr;
+	int one = 1, type = sock_type(lc);
 	int fd = socket(addr->ss.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		*why = "socket";
 		return -errno;
 	}
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
-		*why = "setsockopt";
-		goto fail;
-	}
-	/* "[::]:port" means IPv6 only, so that "0.0.0.0:port" can be a separate listener. */
-	if (addr->ss.ss_family == AF_INET6 &&
-	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) {
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+	    bind_options(fd, lc) < 0) {
 		*why = "setsockopt";
 		goto fail;
 	}
@@ -127,4 +144,51 @@ fail:;
 	int err = -errno;
 	close(fd);
 	return err;
+}
+
+/* Without SO_REUSEPORT the probe's bind fails with EADDRINUSE against any socket holding the
+ * port, SO_REUSEPORT or not. TCP keeps SO_REUSEADDR, which only lets it past connections in
+ * TIME_WAIT (a predecessor's, after a restart), never past a listening socket; UDP must not
+ * set it, since two UDP sockets with SO_REUSEADDR share a port. */
+int listener_check_free(const struct cfg_listener *lc, const char **why)
+{
+	const struct lb_addr *addr = &lc->addr;
+	int one = 1, type = sock_type(lc), err = 0;
+	int fd = socket(addr->ss.ss_family, type | SOCK_CLOEXEC, 0);
+
+	if (fd < 0) {
+		*why = "socket";
+		return -errno;
+	}
+	if ((type == SOCK_STREAM &&
+	     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0) ||
+	    bind_options(fd, lc) < 0) {
+		*why = "setsockopt";
+		err = -errno;
+	} else if (bind(fd, (const struct sockaddr *)&addr->ss, addr->len) < 0) {
+		*why = "bind";
+		err = -errno;
+	}
+	close(fd);
+	return err;
+}
+
+static in_port_t port_of(const struct lb_addr *a)
+{
+	if (a->ss.ss_family == AF_INET)
+		return ((const struct sockaddr_in *)&a->ss)->sin_port;
+	return ((const struct sockaddr_in6 *)&a->ss)->sin6_port;
+}
+
+bool listener_addrs_overlap(const struct lb_addr *a, const struct lb_addr *b)
+{
+	if (a->ss.ss_family != b->ss.ss_family || port_of(a) != port_of(b))
+		return false;
+	if (is_wildcard(a) || is_wildcard(b))
+		return true;
+	if (a->ss.ss_family == AF_INET)
+		return ((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr ==
+		       ((const struct sockaddr_in *)&b->ss)->sin_addr.s_addr;
+	return IN6_ARE_ADDR_EQUAL(&((const struct sockaddr_in6 *)&a->ss)->sin6_addr,
+				  &((const struct sockaddr_in6 *)&b->ss)->sin6_addr);
 }

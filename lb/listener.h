@@ -39,10 +39,19 @@ void listener_reject(struct listener *l, enum listener_reject why, const struct 
 bool listener_take(struct listener *l);
 void listener_release(struct listener *l);
 
-/* A non-blocking socket bound to addr with SO_REUSEPORT: listening, for SOCK_STREAM; for
- * SOCK_DGRAM with a large receive buffer, and reporting each datagram's destination address
- * (IP_PKTINFO / IPV6_RECVPKTINFO) when addr is a wildcard, so that replies can leave from it.
- * Returns the fd, or -errno with a reason for the log in *why. */
-int listener_socket(const struct lb_addr *addr, int type, const char **why);
+/* A non-blocking socket bound to lc's address with SO_REUSEPORT (and IP_FREEBIND if lc says
+ * so): listening, for tcp; for udp with a large receive buffer, and reporting each datagram's
+ * destination address (IP_PKTINFO / IPV6_RECVPKTINFO) when the address is a wildcard, so that
+ * replies can leave from it. Returns the fd, or -errno with a reason for the log in *why. */
+int listener_socket(const struct cfg_listener *lc, const char **why);
+
+/* Check that no other socket holds lc's address and port, so that this lb does not join
+ * another process's SO_REUSEPORT group by accident: binds a probe socket without
+ * SO_REUSEPORT and closes it. 0, -EADDRINUSE (taken), or another -errno with *why set. */
+int listener_check_free(const struct cfg_listener *lc, const char **why);
+
+/* The two listener addresses cannot both be bound without SO_REUSEPORT: same family and
+ * port, and the same address or a wildcard on either side. */
+bool listener_addrs_overlap(const struct lb_addr *a, const struct lb_addr *b);
 
 #endif

@@ -20,6 +20,7 @@
 #include "lb/mainloop.h"
 #include "lb/metrics.h"
 #include "lb/pool.h"
+#include "lb/ready.h"
 #include "lb/reload.h"
 #include "lb/timer.h"
 #include "lb/worker.h"
@@ -39,6 +40,7 @@ struct lb {
 	struct ctl_env ctl_env;
 	struct ctl *ctl;
 	struct metrics_http *metrics;
+	struct readiness ready;
 };
 
 static void usage(FILE *out)
@@ -114,6 +116,32 @@ static int build_pools(struct lb *lb, const char *path)
 	return 0;
 }
 
+/* Refuse to start on an address:port that another process listens on: with SO_REUSEPORT
+ * we would silently share its connections (a second lb started by mistake). All listeners
+ * are checked before any is bound, so that our own overlapping ones do not count. */
+static int check_listeners_free(const struct config *cfg)
+{
+	int err = 0;
+
+	for (size_t j = 0; j < cfg->nlisteners; j++) {
+		const struct cfg_listener *lc = &cfg->listeners[j];
+		const char *why = "";
+		int rc = listener_check_free(lc, &why);
+
+		if (rc == -EADDRINUSE)
+			log_error(
+			    "listener %s: %s %s is already in use by another process (another "
+			    "lb?); not sharing it through SO_REUSEPORT",
+			    lc->name, lc->protocol == CFG_PROTO_UDP ? "udp" : "tcp", lc->listen);
+		else if (rc < 0)
+			log_error("listener %s: cannot %s %s: %s", lc->name, why, lc->listen,
+				  strerror(-rc));
+		if (rc < 0)
+			err = rc;
+	}
+	return err;
+}
+
 /* Bind every worker's copy of every listener here, so that a bad address fails start-up
  * with exit 1 before any thread runs. */
 static int start_workers(struct lb *lb)
@@ -139,8 +167,7 @@ static int start_workers(struct lb *lb)
 		for (size_t j = 0; j < cfg->nlisteners; j++) {
 			const struct cfg_listener *lc = &cfg->listeners[j];
 			const char *why = "";
-			int type = lc->protocol == CFG_PROTO_UDP ? SOCK_DGRAM : SOCK_STREAM;
-			fds[j] = listener_socket(&lc->addr, type, &why);
+			fds[j] = listener_socket(lc, &why);
 			if (fds[j] < 0) {
 				log_error("listener %s: cannot %s %s: %s", lc->name, why,
 					  lc->listen, strerror(-fds[j]));
@@ -212,9 +239,35 @@ static void free_all(struct lb *lb)
 struct sig_handler {
 	struct mainloop_handler h;
 	int fd;
-	bool stop;
+	bool stop;	     /* leave the main loop: close listeners, drain */
+	uint64_t stop_at_ms; /* SIGTERM seen: stop then (withdraw_delay); 0 = not yet */
 	struct reload_env *re;
+	struct readiness *ready;
 };
+
+/* SIGTERM/SIGINT: with withdraw_delay, report not ready and keep accepting for the delay so
+ * that the routing layer moves new flows elsewhere first; a second signal stops at once. */
+static void stop_requested(struct sig_handler *s, int signo)
+{
+	uint64_t delay;
+
+	if (s->stop_at_ms) {
+		log_info("%s again: closing listeners now", strsignal(signo));
+		s->stop = true;
+		return;
+	}
+	delay = ready_stop(s->ready, reload_config(s->re)->withdraw_delay_ms);
+	s->stop_at_ms = timer_now_ms() + delay;
+	if (delay == 0) {
+		log_info("%s: stopping; open connections get the shutdown grace period",
+			 strsignal(signo));
+		s->stop = true;
+		return;
+	}
+	log_info("%s: not ready from now on; still accepting for %llu ms (withdraw_delay) so "
+		 "that routes move away, then stopping",
+		 strsignal(signo), (unsigned long long)delay);
+}
 
 static void signal_ready(struct mainloop_handler *h, uint32_t events)
 {
@@ -232,10 +285,24 @@ static void signal_ready(struct mainloop_handler *h, uint32_t events)
 			json_decref(changes);
 			continue;
 		}
-		log_info("%s: stopping; open connections get the shutdown grace period",
-			 strsignal((int)si.ssi_signo));
-		s->stop = true;
+		stop_requested(s, (int)si.ssi_signo);
 	}
+}
+
+/* ms until the withdraw delay ends (-1: none running); sets stop once it has. */
+static int withdraw_tick(struct sig_handler *s)
+{
+	uint64_t now = timer_now_ms();
+
+	if (!s->stop_at_ms || s->stop)
+		return -1;
+	if (now >= s->stop_at_ms) {
+		log_info("withdraw_delay over: stopping; open connections get the shutdown grace "
+			 "period");
+		s->stop = true;
+		return -1;
+	}
+	return (int)(s->stop_at_ms - now);
 }
 
 static int start_control(struct lb *lb, int epfd)
@@ -250,7 +317,8 @@ static int start_control(struct lb *lb, int epfd)
 		  .pools = lb->re.pools,
 		  .npools = lb->re.npools,
 		  .listeners = lb->re.listeners,
-		  .nlisteners = lb->re.nlisteners},
+		  .nlisteners = lb->re.nlisteners,
+		  .ready = &lb->ready},
 	    .workers = lb->workers,
 	    .nworkers = lb->nworkers,
 	    .qsbr = lb->rt.qsbr,
@@ -283,13 +351,17 @@ static int min_timeout(int a, int b)
 /* Main thread: serve signals, the control socket and metrics until SIGTERM/SIGINT. */
 static int main_loop(struct lb *lb, int epfd, int sfd)
 {
-	struct sig_handler sig = {.h.fn = signal_ready, .fd = sfd, .re = &lb->re};
+	struct sig_handler sig = {
+	    .h.fn = signal_ready, .fd = sfd, .re = &lb->re, .ready = &lb->ready};
 	struct epoll_event ev[MAIN_MAX_EVENTS];
 
 	if (mainloop_watch(epfd, EPOLL_CTL_ADD, sfd, EPOLLIN, &sig.h) < 0)
 		return -1;
 	while (!sig.stop) {
 		int timeout = min_timeout(ctl_tick(lb->ctl), metrics_http_tick(lb->metrics));
+		timeout = min_timeout(timeout, withdraw_tick(&sig));
+		if (sig.stop)
+			break;
 		int n = epoll_wait(epfd, ev, MAIN_MAX_EVENTS, timeout);
 		if (n < 0 && errno != EINTR) {
 			log_error("main loop: epoll_wait: %s", strerror(errno));
@@ -384,7 +456,7 @@ int main(int argc, char **argv)
 		log_error("out of memory building pools");
 		goto out;
 	}
-	if (start_workers(&lb) < 0)
+	if (check_listeners_free(lb.cfg) < 0 || start_workers(&lb) < 0)
 		goto out;
 	/* Only worker_create reads these; a reload replaces the array they point to. */
 	lb.rt.listeners = NULL;

@@ -11,11 +11,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "algorithms/algorithm.h"
 #include "health/prober.h"
 #include "lb/listener.h"
 #include "lb/log.h"
 #include "lb/mainloop.h"
 #include "lb/pool.h"
+#include "lb/ready.h"
 #include "lb/timer.h"
 
 /* Longest request head we read; a scraper's GET is a few hundred bytes. */
@@ -178,6 +180,28 @@ static void listener_metrics(FILE *f, const struct metrics_src *src)
 	}
 }
 
+/* What a fleet compares across its instances: readiness and each table's fingerprint. */
+static void fleet_metrics(FILE *f, const struct metrics_src *src)
+{
+	char why[READY_REASON_MAX], pool[LABEL_MAX], fp[32];
+
+	header(f, "lb_ready", "gauge",
+	       "1 if GET /ready answers 200: not withdrawn or stopping, and every listener's pool "
+	       "has a usable backend.");
+	fprintf(f, "lb_ready %d\n", ready_check(src, why, sizeof(why)));
+	header(f, "lb_pool_table_info", "gauge",
+	       "Fingerprint of the pool's lookup table (ip_hash: Maglev); equal on every lb that "
+	       "sends each client to the same backend.");
+	for (size_t i = 0; i < src->npools; i++) {
+		struct pool *p = src->pools[i];
+		if (pool_fingerprint(p, fp, sizeof(fp)))
+			fprintf(f,
+				"lb_pool_table_info{pool=\"%s\",algorithm=\"%s\",fingerprint=\"%"
+				"s\"} 1\n",
+				esc(p->name, pool), p->algorithm->name, fp);
+	}
+}
+
 char *metrics_render(const struct metrics_src *src, size_t *len)
 {
 	char *buf = NULL, v[LABEL_MAX], e[LABEL_MAX];
@@ -205,6 +229,7 @@ char *metrics_render(const struct metrics_src *src, size_t *len)
 	backend_family(f, src, "lb_health_check_duration_seconds", "gauge",
 		       "Duration of the backend's last health check.", BM_CHECK);
 	listener_metrics(f, src);
+	fleet_metrics(f, src);
 	if (fclose(f) != 0) {
 		free(buf);
 		return NULL;
@@ -278,6 +303,17 @@ static void respond(struct mclient *c, const char *status, const char *ctype, co
 	mainloop_watch(c->m->epfd, EPOLL_CTL_MOD, c->fd, EPOLLOUT, &c->h);
 }
 
+/* 200 "ready" or 503 "not ready: REASON", for a routing watchdog or a load balancer's check. */
+static void serve_ready(struct mclient *c, bool head)
+{
+	char why[READY_REASON_MAX], body[READY_REASON_MAX + 16];
+	bool ok = ready_check(c->m->src, why, sizeof(why));
+	int n = snprintf(body, sizeof(body), ok ? "ready\n" : "not ready: %s\n", why);
+
+	respond(c, ok ? "200 OK" : "503 Service Unavailable", "text/plain; charset=utf-8", body,
+		(size_t)n < sizeof(body) ? (size_t)n : sizeof(body) - 1, head);
+}
+
 static void serve(struct mclient *c)
 {
 	static const char text[] = "text/plain; charset=utf-8";
@@ -293,8 +329,13 @@ static void serve(struct mclient *c)
 		respond(c, "405 Method Not Allowed", text, "only GET\n", 9, false);
 		return;
 	}
+	if (strcmp(target, "/ready") == 0) {
+		serve_ready(c, head);
+		return;
+	}
 	if (strcmp(target, "/metrics") != 0 && strncmp(target, "/metrics?", 9) != 0) {
-		respond(c, "404 Not Found", text, "not found; try /metrics\n", 24, head);
+		static const char nf[] = "not found; try /metrics or /ready\n";
+		respond(c, "404 Not Found", text, nf, sizeof(nf) - 1, head);
 		return;
 	}
 	size_t len;

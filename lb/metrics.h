@@ -9,6 +9,7 @@
 
 struct pool;
 struct listener;
+struct readiness;
 
 /* What the metrics are read from; owned by main.c, read on the main thread only. */
 struct metrics_src {
@@ -18,6 +19,7 @@ struct metrics_src {
 	size_t npools;
 	struct listener **listeners;
 	size_t nlisteners;
+	struct readiness *ready; /* NULL = no flags, readiness from the pools alone */
 };
 
 /* The Prometheus text format (version 0.0.4) of everything in src. Returns a malloc'd,
@@ -30,8 +32,8 @@ size_t metrics_escape(const char *s, char *buf, size_t cap);
 
 struct metrics_http;
 
-/* Listen on addr and serve GET /metrics from src on epfd (the main loop). NULL with
- * -errno in *err. */
+/* Listen on addr and serve GET /metrics and GET /ready (200 or 503, lb/ready.h) from src on epfd
+ * (the main loop). NULL with -errno in *err. */
 struct metrics_http *metrics_http_open(int epfd, const struct lb_addr *addr,
 				       const struct metrics_src *src, int *err);
 /* Close idle or slow clients past their deadline. Returns the ms until the next call is

@@ -4,11 +4,16 @@
 #include "lb/pool.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "algorithms/algorithm.h"
+#include "lb/hash.h"
 #include "lb/qsbr.h"
+
+/* Seed that keeps the backups' table from cancelling the primaries' in the fingerprint. */
+#define FINGERPRINT_SEED_BACKUPS 0x8cb92ba72f3d8dd7ull
 
 bool backend_usable(const struct backend *b)
 {
@@ -138,7 +143,16 @@ void pool_backend_free(struct backend *b)
 		return;
 	free(b->name);
 	free(b->address);
+	free(b->hash_key);
 	free(b);
+}
+
+const char *pool_hash_key(const struct cfg_backend *cb, char *buf, size_t len)
+{
+	if (cb->hash_key)
+		return cb->hash_key;
+	/* The resolved address, so that "db1:5432" and "10.0.0.11:5432" agree. */
+	return addr_format((const struct sockaddr *)&cb->addr.ss, buf, len);
 }
 
 static struct backend *backend_create(struct pool *p, const struct cfg_backend *cb)
@@ -151,6 +165,8 @@ static struct backend *backend_create(struct pool *p, const struct cfg_backend *
 		return NULL;
 	b->address = dup_opt(cb->address, &ok);
 	b->name = dup_opt(cb->name ? cb->name : cb->address, &ok);
+	char key[ADDR_STR_MAX];
+	b->hash_key = dup_opt(pool_hash_key(cb, key, sizeof(key)), &ok);
 	if (!ok) {
 		pool_backend_free(b);
 		return NULL;
@@ -159,6 +175,7 @@ static struct backend *backend_create(struct pool *p, const struct cfg_backend *
 	b->backup = cb->backup;
 	b->pool = p;
 	atomic_init(&b->health, passive_only ? BACKEND_UP : BACKEND_UNKNOWN);
+	atomic_init(&b->hc_verdict, passive_only ? BACKEND_UP : BACKEND_UNKNOWN);
 	atomic_init(&b->admin, BACKEND_ENABLED);
 	atomic_init(&b->weight, cb->weight);
 	atomic_init(&b->max_conns, cb->max_conns);
@@ -286,6 +303,10 @@ static struct pool_snapshot *snapshot_build(struct pool *p)
 	s->backup_state = s->alg->build(&backups);
 	if (!s->primary_state || !s->backup_state)
 		goto fail;
+	if (s->alg->fingerprint)
+		s->fingerprint =
+		    hash_mix64(s->alg->fingerprint(s->primary_state)) ^
+		    hash_mix64(s->alg->fingerprint(s->backup_state) ^ FINGERPRINT_SEED_BACKUPS);
 	return s;
 fail:
 	pool_snapshot_free(s);
@@ -307,6 +328,7 @@ static int rebuild_locked(struct pool *p, struct qsbr *q)
 	if (!s)
 		return -ENOMEM;
 	old = atomic_exchange_explicit(&p->snap, s, memory_order_acq_rel);
+	atomic_store_explicit(&p->fingerprint, s->fingerprint, memory_order_relaxed);
 	if (!old)
 		return 0;
 	if (q)
@@ -322,6 +344,45 @@ int pool_rebuild(struct pool *p, struct qsbr *q)
 	int ret = rebuild_locked(p, q);
 	pthread_mutex_unlock(&p->lock);
 	return ret;
+}
+
+bool pool_fingerprint(const struct pool *p, char *buf, size_t len)
+{
+	uint64_t fp = atomic_load_explicit(&p->fingerprint, memory_order_relaxed);
+
+	if (!fp) {
+		buf[0] = '\0';
+		return false;
+	}
+	/* 32 bits: enough to tell tables apart at a glance, short enough to read aloud. */
+	snprintf(buf, len, "%08x", (unsigned)(fp >> 32));
+	return true;
+}
+
+bool backend_health_verdict(struct backend *b, int verdict)
+{
+	/* Sequentially consistent with backend_health_force(): either we see the force lifted
+	 * and publish, or it sees our verdict and publishes it. */
+	atomic_store(&b->hc_verdict, verdict);
+	if (atomic_load(&b->health_force))
+		return false;
+	return atomic_exchange(&b->health, verdict) != verdict;
+}
+
+void backend_health_force(struct backend *b, int forced)
+{
+	int v;
+
+	atomic_store(&b->health_force, forced);
+	if (forced) {
+		atomic_store(&b->health, forced);
+		return;
+	}
+	/* Back to the prober's verdict; re-read in case it changed while we stored it. */
+	do {
+		v = atomic_load(&b->hc_verdict);
+		atomic_store(&b->health, v);
+	} while (atomic_load(&b->hc_verdict) != v);
 }
 
 struct backend *pool_find_backend(const struct pool *p, const char *name)

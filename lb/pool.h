@@ -22,13 +22,16 @@ enum backend_admin { BACKEND_ENABLED = 0, BACKEND_DISABLED = 1, BACKEND_DRAINING
 struct backend {
 	char *name;
 	char *address;
+	char *hash_key; /* ip_hash's key: the config's hash_key, else the resolved address */
 	struct lb_addr addr;
 	bool backup;
 	bool from_config; /* built from the config file: never freed before the pool */
 	struct pool *pool;
 
-	_Atomic int health; /* enum backend_health */
-	_Atomic int admin;  /* enum backend_admin */
+	_Atomic int health;	  /* enum backend_health: what the data path obeys */
+	_Atomic int hc_verdict;	  /* the prober's own opinion, kept while health is forced */
+	_Atomic int health_force; /* 0 = the prober decides; BACKEND_UP/DOWN = forced (lbctl) */
+	_Atomic int admin;	  /* enum backend_admin */
 	_Atomic int weight;
 	_Atomic int max_conns; /* 0 = none */
 
@@ -77,6 +80,7 @@ struct pool_snapshot {
 	void *backup_state;  /* alg->build() over backups */
 	struct backend **primaries, **backups;
 	size_t nprimaries, nbackups;
+	uint64_t fingerprint; /* alg->fingerprint() of both groups; 0 = the algorithm has none */
 };
 
 struct pool {
@@ -87,13 +91,18 @@ struct pool {
 	struct backend **backends; /* owned */
 	size_t nbackends;
 	_Atomic(struct pool_snapshot *) snap;
-	_Atomic uint64_t cursor[2]; /* pool_view.cursor of the primaries, of the backups */
+	_Atomic uint64_t cursor[2];   /* pool_view.cursor of the primaries, of the backups */
+	_Atomic uint64_t fingerprint; /* of the published snapshot, for the control plane */
 	/* Serialises rebuilds and changes of backends/algorithm between the prober and the
 	 * control plane; never taken by workers. */
 	pthread_mutex_t lock;
 	struct backend **retired; /* removed config backends, kept until pool_destroy */
 	size_t nretired;
 };
+
+/* The ip_hash key a backend built from cb gets: its hash_key, else its resolved address
+ * formatted into buf (ADDR_STR_MAX). */
+const char *pool_hash_key(const struct cfg_backend *cb, char *buf, size_t len);
 
 /* Usable for a new connection: health not down, admin enabled, weight > 0, below max_conns. */
 bool backend_usable(const struct backend *b);
@@ -131,6 +140,17 @@ struct backend *pool_pick(struct pool *p, const struct pick_ctx *ctx);
  * Call from one thread at a time (prober/control), never from a worker. */
 int pool_rebuild(struct pool *p, struct qsbr *q);
 void pool_snapshot_free(struct pool_snapshot *s);
+
+/* The published snapshot's table fingerprint as 8 hex digits into buf (>= 9 bytes); false
+ * (buf "") when the pool's algorithm keeps no table. Any thread. */
+bool pool_fingerprint(const struct pool *p, char *buf, size_t len);
+
+/* Set the health the prober decided (verdict); it takes effect unless the health is forced.
+ * Returns true if the effective health changed. Prober thread. */
+bool backend_health_verdict(struct backend *b, int verdict);
+/* Force the health (BACKEND_UP/BACKEND_DOWN), or hand it back to the prober (0). The caller
+ * republishes the snapshot. Control thread. */
+void backend_health_force(struct backend *b, int forced);
 
 /* ---- control-plane operations (main thread; each publishes a new snapshot via q) ---- */
 

@@ -139,6 +139,18 @@ static void plan_abort(struct plan *pl, const struct reload_env *re)
 	config_free(pl->cfg);
 }
 
+/* A running listener of ours overlaps lc: binding it is the hand-over of a reload (a renamed
+ * listener, a wildcard beside a specific address), not a takeover of another process. */
+static bool held_by_us(const struct reload_env *re, const struct cfg_listener *lc)
+{
+	for (size_t i = 0; i < re->nlisteners; i++) {
+		const struct cfg_listener *old = atomic_load(&re->listeners[i]->cfg);
+		if (old->protocol == lc->protocol && listener_addrs_overlap(&old->addr, &lc->addr))
+			return true;
+	}
+	return false;
+}
+
 static int bind_new(const struct reload_env *re, struct plan *pl, char *err, size_t errlen)
 {
 	const struct config *cfg = pl->cfg;
@@ -152,9 +164,18 @@ static int bind_new(const struct reload_env *re, struct plan *pl, char *err, siz
 				*fd = WORKER_FD_KEEP;
 				continue;
 			}
-			*fd = listener_socket(
-			    &lc->addr, lc->protocol == CFG_PROTO_UDP ? SOCK_DGRAM : SOCK_STREAM,
-			    &why);
+			int rc = 0;
+			if (w == 0 && !held_by_us(re, lc))
+				rc = listener_check_free(lc, &why);
+			if (rc == -EADDRINUSE) {
+				snprintf(err, errlen,
+					 "listener %s: %s %s is already in use by another process "
+					 "(another lb?); not sharing it through SO_REUSEPORT",
+					 lc->name, lc->protocol == CFG_PROTO_UDP ? "udp" : "tcp",
+					 lc->listen);
+				return -1;
+			}
+			*fd = rc < 0 ? rc : listener_socket(lc, &why);
 			if (*fd < 0) {
 				snprintf(err, errlen, "listener %s: cannot %s %s: %s", lc->name,
 					 why, lc->listen, strerror(-*fd));
@@ -243,7 +264,9 @@ static void sync_backends(struct reload_env *re, struct pool *p, const struct cf
 	for (size_t i = 0; i < cp->nbackends; i++) {
 		const struct cfg_backend *cb = &cp->backends[i];
 		struct backend *b = pool_find_backend(p, cb_name(cb));
-		if (b && (strcmp(b->address, cb->address) != 0 || b->backup != cb->backup)) {
+		char key[ADDR_STR_MAX];
+		if (b && (strcmp(b->address, cb->address) != 0 || b->backup != cb->backup ||
+			  strcmp(b->hash_key, pool_hash_key(cb, key, sizeof(key))) != 0)) {
 			note(changes, "replaced", "%s/%s", p->name, b->name);
 			retire_backend(re, p, b); /* a new address is a new backend */
 			b = NULL;
