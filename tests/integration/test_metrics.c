@@ -213,23 +213,10 @@ static double value(const struct exposition *e, const char *name, const char *la
 
 static char *http_get(int port, const char *path, int *status)
 {
-	char req[256], *buf = malloc(1 << 20);
-	size_t len = 0;
-	int fd = t_connect(NULL, port);
+	char *body = t_http_get(port, path, status);
 
-	ck_assert_int_ge(fd, 0);
-	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path);
-	ck_assert_int_eq(send(fd, req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
-	for (ssize_t n; (n = recv(fd, buf + len, (1 << 20) - 1 - len, 0)) > 0;)
-		len += (size_t)n; /* lb closes after the answer; t_connect set a 5 s timeout */
-	close(fd);
-	buf[len] = '\0';
-	*status = 0;
-	sscanf(buf, "HTTP/1.1 %d", status);
-	char *body = strstr(buf, "\r\n\r\n");
-	char *out = strdup(body ? body + 4 : "");
-	free(buf);
-	return out;
+	ck_assert_msg(body, "no HTTP answer on port %d", port);
+	return body;
 }
 
 static char *lbctl_metrics(const char *sock)

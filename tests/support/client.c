@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -234,4 +236,32 @@ int t_fetch_many(const struct t_backends *set, int port, int n, unsigned *counts
 			counts[b]++;
 	}
 	return failed;
+}
+
+/* Largest answer t_http_get reads: a metrics page of the test configs is a few KiB. */
+#define T_HTTP_MAX (1 << 20)
+
+char *t_http_get(int port, const char *path, int *status)
+{
+	char req[256], *buf = malloc(T_HTTP_MAX), *out = NULL;
+	size_t len = 0;
+	int fd = buf ? t_connect(NULL, port) : -1;
+
+	*status = 0;
+	if (fd < 0) {
+		free(buf);
+		return NULL;
+	}
+	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path);
+	if (t_send_all(fd, req, strlen(req)))
+		for (ssize_t n; (n = recv(fd, buf + len, T_HTTP_MAX - 1 - len, 0)) > 0;)
+			len += (size_t)n; /* lb closes after the answer; t_connect set a timeout */
+	close(fd);
+	buf[len] = '\0';
+	if (sscanf(buf, "HTTP/1.1 %d", status) == 1) {
+		char *body = strstr(buf, "\r\n\r\n");
+		out = strdup(body ? body + 4 : "");
+	}
+	free(buf);
+	return out;
 }

@@ -26,6 +26,7 @@ size_t t_pool_cfg_init(struct t_pool_cfg *t, const char *alg, const char *prefix
 		snprintf(t->names[k], sizeof(t->names[k]), "%s%d", prefix, i);
 		t->be[k].name = t->names[k];
 		t->be[k].address = t->names[k];
+		t->be[k].hash_key = t->names[k]; /* no resolved address here: key by name */
 		t->be[k].weight = weights ? weights[i] : 1;
 		k++;
 	}

@@ -164,6 +164,9 @@ bool t_recv_exact(int fd, void *buf, size_t len, int timeout_ms);
 bool t_echo_byte(int fd, char c, int timeout_ms);
 /* The local port fd is bound to, or -1. */
 int t_local_port(int fd);
+/* GET path from 127.0.0.1:port (HTTP/1.1, the server closes after answering): the body,
+ * malloc'd, and the status code in *status; NULL (status 0) if no answer came. */
+char *t_http_get(int port, const char *path, int *status);
 
 /* ---- Check suites (these need Check: only the suites call them) ---- */
 

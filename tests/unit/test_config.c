@@ -205,6 +205,21 @@ START_TEST(test_minimal_config_gets_every_default)
 	ck_assert_int_eq(b->weight, 1);
 	ck_assert_int_eq(b->max_conns, 0);
 	ck_assert(!b->backup);
+	ck_assert_ptr_null(b->hash_key);
+	ck_assert(!l->freebind);
+	ck_assert_uint_eq(cfg->withdraw_delay_ms, 0);
+	config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_fleet_keys_load)
+{
+	struct config *cfg = load_ok(DOC("\"withdraw_delay\":\"2s\",", ",\"freebind\":true", "",
+					 ",\"hash_key\":\"db-primary\""));
+
+	ck_assert_uint_eq(cfg->withdraw_delay_ms, 2000);
+	ck_assert(cfg->listeners[0].freebind);
+	ck_assert_str_eq(cfg->pools[0].backends[0].hash_key, "db-primary");
 	config_free(cfg);
 }
 END_TEST
@@ -501,6 +516,12 @@ static const struct {
     {"{\"listeners\":[{\"listen\":\"127.0.0.1:1\",\"pool\":\"a\"}],\"pools\":[{\"name\":\"a\","
      "\"backends\":[\"127.0.0.1:80\"]}]}",
      "pools[0].backends[0]: expected a backend object, got \"127.0.0.1:80\""},
+    {DOC("\"withdraw_delay\":\"soon\",", "", "", ""), "withdraw_delay: expected a duration"},
+    {DOC("", ",\"freebind\":\"yes\"", "", ""), "listeners[0].freebind: expected true or false"},
+    {DOC("", "", "", ",\"hash_key\":\"\""),
+     "pools[0].backends[0].hash_key: expected a non-empty string of at most 255 bytes"},
+    {DOC("", "", "", ",\"hash_key\":7"),
+     "pools[0].backends[0].hash_key: expected a non-empty string of at most 255 bytes"},
 };
 
 START_TEST(test_validation_error_names_json_path)
@@ -741,6 +762,7 @@ static Suite *config_suite(void)
 
 	tcase_add_test(load, test_full_config_fills_every_field);
 	tcase_add_test(load, test_minimal_config_gets_every_default);
+	tcase_add_test(load, test_fleet_keys_load);
 	tcase_add_test(load, test_udp_listener_idle_defaults_to_30s);
 	tcase_add_test(load, test_control_socket_defaults_beside_the_config_file);
 	tcase_add_test(load, test_http_health_path_defaults_to_slash);

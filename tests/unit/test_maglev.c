@@ -325,6 +325,208 @@ START_TEST(test_clients_still_land_when_most_backends_are_down)
 }
 END_TEST
 
+/* ---- a fleet: tables that agree across instances (docs/FLEET.md) ---- */
+
+#define FLEET_N_MAX 16
+
+/* An ip_hash pool over backends 10.0.<net[i]>.<i+1>:5432 (net NULL: all 0) listed in the
+ * order order[0..n) and named prefix<i>; keys[i] is backend i's hash_key (NULL: none, so the
+ * address is the key). The backend's identity is the last octet of its address. */
+static struct pool *fleet_pool(int n, const int *order, const char *prefix,
+			       const char *const *keys_, const int *net, const int *weights)
+{
+	struct t_pool_cfg t;
+	char addrs[FLEET_N_MAX][32];
+	const char *why = "";
+
+	ck_assert_int_le(n, FLEET_N_MAX);
+	t_pool_cfg_init(&t, "ip_hash", prefix, n, -1, NULL);
+	for (int k = 0; k < n; k++) {
+		int i = order ? order[k] : k;
+		struct cfg_backend *b = &t.be[k];
+
+		snprintf(t.names[k], sizeof(t.names[k]), "%s%d", prefix, i);
+		snprintf(addrs[k], sizeof(addrs[k]), "10.0.%d.%d:5432", net ? net[i] : 0, i + 1);
+		ck_assert_int_eq(addr_parse_numeric(addrs[k], &b->addr, &why), 0);
+		b->name = t.names[k];
+		b->address = addrs[k];
+		b->hash_key = keys_ ? (char *)keys_[i] : NULL;
+		b->weight = weights ? weights[i] : 1;
+	}
+	struct pool *p = pool_create(&t.cp);
+	ck_assert_ptr_nonnull(p);
+	return p;
+}
+
+static int addr_id(const struct backend *b)
+{
+	const char *dot = b ? strrchr(b->address, '.') : NULL;
+
+	return dot ? atoi(dot + 1) - 1 : -1;
+}
+
+static int fleet_pick(struct pool *p, uint32_t hash)
+{
+	struct pick_ctx ctx = {.hash = hash};
+
+	return addr_id(pool_pick(p, &ctx));
+}
+
+/* Picks that differ between a and b over every table slot. */
+static int disagreements(struct pool *a, struct pool *b)
+{
+	int differ = 0;
+
+	for (uint32_t h = 0; h < MAGLEV_M; h++)
+		differ += fleet_pick(a, h) != fleet_pick(b, h);
+	return differ;
+}
+
+static void assert_same_fingerprint(struct pool *a, struct pool *b)
+{
+	char fa[16], fb[16];
+
+	ck_assert(pool_fingerprint(a, fa, sizeof(fa)));
+	ck_assert(pool_fingerprint(b, fb, sizeof(fb)));
+	ck_assert_str_eq(fa, fb);
+}
+
+START_TEST(test_table_depends_on_the_key_set_not_on_order_or_names)
+{
+	static const int sizes[] = {1, 2, 3, 5, 8, 13, 16};
+
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		int n = sizes[k], rev[FLEET_N_MAX], shuf[FLEET_N_MAX];
+
+		for (int i = 0; i < n; i++) {
+			rev[i] = n - 1 - i;
+			shuf[i] = (i * 7 + 3) % n; /* 7 is prime to every n here but 7, 14 */
+		}
+		if (n % 7 == 0)
+			memcpy(shuf, rev, sizeof(rev));
+		struct pool *a = fleet_pool(n, NULL, "b", NULL, NULL, NULL);
+		struct pool *b = fleet_pool(n, rev, "other-name-", NULL, NULL, NULL);
+		struct pool *c = fleet_pool(n, shuf, "x", NULL, NULL, NULL);
+
+		ck_assert_msg(disagreements(a, b) == 0, "N=%d: reversed order disagrees", n);
+		ck_assert_msg(disagreements(a, c) == 0, "N=%d: shuffled, renamed disagrees", n);
+		assert_same_fingerprint(a, b);
+		assert_same_fingerprint(a, c);
+		pool_destroy(a);
+		pool_destroy(b);
+		pool_destroy(c);
+	}
+}
+END_TEST
+
+START_TEST(test_hash_key_keeps_slots_when_a_backend_is_renumbered)
+{
+	static const char *const keys_[] = {"pg-a", "pg-b", "pg-c", "pg-d", "pg-e"};
+	static const int renumbered[] = {0, 0, 7, 0, 0}; /* backend 2 moves to 10.0.7.3 */
+	struct pool *a = fleet_pool(5, NULL, "b", keys_, NULL, NULL);
+	struct pool *b = fleet_pool(5, NULL, "b", keys_, renumbered, NULL);
+	struct pool *plain_a = fleet_pool(5, NULL, "b", NULL, NULL, NULL);
+	struct pool *plain_b = fleet_pool(5, NULL, "b", NULL, renumbered, NULL);
+	char fa[16], fb[16];
+
+	ck_assert_int_eq(disagreements(a, b), 0);
+	assert_same_fingerprint(a, b);
+	/* Keyed by address, a new address is a new backend: its table differs. */
+	ck_assert_int_gt(disagreements(plain_a, plain_b), 0);
+	ck_assert(pool_fingerprint(plain_a, fa, sizeof(fa)));
+	ck_assert(pool_fingerprint(plain_b, fb, sizeof(fb)));
+	ck_assert_str_ne(fa, fb);
+	pool_destroy(a);
+	pool_destroy(b);
+	pool_destroy(plain_a);
+	pool_destroy(plain_b);
+}
+END_TEST
+
+START_TEST(test_fingerprint_follows_the_table_not_the_health)
+{
+	static const int heavier[] = {1, 1, 3, 1, 1};
+	struct pool *a = fleet_pool(5, NULL, "b", NULL, NULL, NULL);
+	struct pool *w = fleet_pool(5, NULL, "b", NULL, NULL, heavier);
+	struct pool *four = fleet_pool(4, NULL, "b", NULL, NULL, NULL);
+	char fa[16], fw[16], f4[16], fdown[16];
+
+	ck_assert(pool_fingerprint(a, fa, sizeof(fa)));
+	ck_assert(pool_fingerprint(w, fw, sizeof(fw)));
+	ck_assert(pool_fingerprint(four, f4, sizeof(f4)));
+	ck_assert_str_ne(fa, fw);
+	ck_assert_str_ne(fa, f4);
+	ck_assert_uint_eq(strlen(fa), 8);
+	atomic_store(&a->backends[1]->health, BACKEND_DOWN);
+	pool_rebuild(a, NULL);
+	ck_assert(pool_fingerprint(a, fdown, sizeof(fdown)));
+	ck_assert_str_eq(fa, fdown);
+	/* Algorithms without a table have no fingerprint. */
+	struct pool *rr = t_pool_make("round_robin", "b", 3, -1, NULL);
+	ck_assert(!pool_fingerprint(rr, fa, sizeof(fa)));
+	pool_destroy(rr);
+	pool_destroy(a);
+	pool_destroy(w);
+	pool_destroy(four);
+}
+END_TEST
+
+/* One verdict, many instances: the same backend down everywhere moves the same clients to
+ * the same places, retries included, whatever each instance's config order. */
+START_TEST(test_a_down_backend_moves_clients_alike_on_every_instance)
+{
+	static const int rev[] = {5, 4, 3, 2, 1, 0};
+	struct pool *a = fleet_pool(6, NULL, "b", NULL, NULL, NULL);
+	struct pool *b = fleet_pool(6, rev, "zz", NULL, NULL, NULL);
+	int moved = 0;
+
+	for (size_t i = 0; i < 6; i++) {
+		if (addr_id(a->backends[i]) == 2)
+			atomic_store(&a->backends[i]->health, BACKEND_DOWN);
+		if (addr_id(b->backends[i]) == 2)
+			atomic_store(&b->backends[i]->health, BACKEND_DOWN);
+	}
+	ck_assert_int_eq(disagreements(a, b), 0);
+	for (size_t i = 0; i < NKEYS; i++) {
+		struct pick_ctx ca = {.hash = keys[i]}, cb = {.hash = keys[i]};
+		struct backend *fa = pool_pick(a, &ca), *fb = pool_pick(b, &cb);
+		struct backend *ta[] = {fa}, *tb[] = {fb};
+		struct pick_ctx ra = {.hash = keys[i], .tried = ta, .ntried = 1};
+		struct pick_ctx rb = {.hash = keys[i], .tried = tb, .ntried = 1};
+
+		moved += addr_id(pool_pick(a, &ra)) != addr_id(pool_pick(b, &rb));
+	}
+	ck_assert_int_eq(moved, 0);
+	pool_destroy(a);
+	pool_destroy(b);
+}
+END_TEST
+
+/* The measurement: 5 backends keyed by address, one leaves; the ideal is 1/5. */
+START_TEST(test_one_of_five_leaving_moves_about_a_fifth_of_clients)
+{
+	static const int four[] = {0, 1, 3, 4};
+	struct pool *all = fleet_pool(5, NULL, "b", NULL, NULL, NULL);
+	struct pool *rest = fleet_pool(4, four, "b", NULL, NULL, NULL);
+	int moved = 0, others = 0;
+
+	for (size_t i = 0; i < NKEYS; i++) {
+		int was = fleet_pick(all, keys[i]), now = fleet_pick(rest, keys[i]);
+
+		moved += was != now;
+		others += was != 2 && was != now;
+	}
+	fprintf(stderr,
+		"maglev, 5 backends keyed by address, one leaves: %.2f%% of clients move "
+		"(ideal 20%%), %d clients of the other four move\n",
+		100.0 * moved / NKEYS, others);
+	ck_assert_int_ge(moved, NKEYS / 5 * 9 / 10);
+	ck_assert_int_le(moved, NKEYS / 5 * 12 / 10);
+	pool_destroy(all);
+	pool_destroy(rest);
+}
+END_TEST
+
 static Suite *maglev_suite(void)
 {
 	Suite *s = suite_create("maglev");
@@ -343,6 +545,16 @@ static Suite *maglev_suite(void)
 	tcase_add_test(tc, test_a_tried_backend_moves_the_client_deterministically);
 	tcase_add_test(tc, test_clients_still_land_when_most_backends_are_down);
 	suite_add_tcase(s, tc);
+
+	TCase *fleet = tcase_create("fleet");
+	tcase_set_timeout(fleet, 120);
+	tcase_add_unchecked_fixture(fleet, keys_init, NULL);
+	tcase_add_test(fleet, test_table_depends_on_the_key_set_not_on_order_or_names);
+	tcase_add_test(fleet, test_hash_key_keeps_slots_when_a_backend_is_renumbered);
+	tcase_add_test(fleet, test_fingerprint_follows_the_table_not_the_health);
+	tcase_add_test(fleet, test_a_down_backend_moves_clients_alike_on_every_instance);
+	tcase_add_test(fleet, test_one_of_five_leaving_moves_about_a_fifth_of_clients);
+	suite_add_tcase(s, fleet);
 	return s;
 }
 
