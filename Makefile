@@ -43,7 +43,7 @@ test-tsan:
 
 # The threaded suites: algorithms/QSBR from several threads, the prober, and lb itself
 # (workers + prober) running the health and core TCP suites.
-TSAN_TESTS = unit/test_algorithms|unit/test_checks|integration/test_health|integration/test_tcp_core|integration/test_udp
+TSAN_TESTS = unit/test_algorithms|unit/test_checks|integration/test_health|integration/test_tcp_core|integration/test_udp|integration/test_fleet
 
 bench: build
 	@scripts/deps.sh bench
