@@ -372,6 +372,43 @@ START_TEST(test_a_second_lb_cannot_join_a_running_listener)
 }
 END_TEST
 
+/* A tcp listener on tport and a udp one on uport, in front of backend 0. */
+static void tcp_udp_json(char *json, size_t len, int tport, int uport)
+{
+	snprintf(json, len,
+		 "{\"engine\":\"%s\",\"shutdown_grace\":\"1s\","
+		 "\"control\":{\"socket\":\"@DIR@/lb.sock\"},"
+		 "\"listeners\":[{\"name\":\"t\",\"listen\":\"127.0.0.1:%d\",\"pool\":\"d\"},"
+		 "{\"name\":\"dns\",\"protocol\":\"udp\",\"listen\":\"127.0.0.1:%d\","
+		 "\"pool\":\"d\"}],"
+		 "\"pools\":[{\"name\":\"d\",\"backends\":[{\"address\":\"%s\"}]}]}",
+		 t_engine(), tport, uport, tb_address(be.tb[0]));
+}
+
+START_TEST(test_a_second_lb_cannot_join_a_running_udp_listener)
+{
+	struct lbproc a;
+	int uport = t_free_port(), tport = t_free_port();
+	char json[1024], path[320], *err = NULL;
+
+	tcp_udp_json(json, sizeof(json), tport, uport);
+	ck_assert_int_eq(lb_start(&a, json, &tport, 1), 0);
+	/* The second one shares only the udp listener's address: that alone must stop it. */
+	tcp_udp_json(json, sizeof(json), t_free_port(), uport);
+	t_write_config(json, path, sizeof(path));
+	char *argv[] = {(char *)t_lb_bin(), "-c", path, NULL};
+	int rc = t_run(argv, NULL, &err, 5000);
+	ck_assert_msg(rc == 1, "second lb exited %d: %s", rc, err);
+	ck_assert_msg(strstr(err, "listener dns: udp 127.0.0.1:") &&
+			  strstr(err, "is already in use by another process"),
+		      "no clear message: %s", err);
+	ck_assert_msg(!strstr(err, "listener t:"), "the free tcp listener was refused: %s", err);
+	free(err);
+	t_stop_lb(&a);
+	t_remove_config(path);
+}
+END_TEST
+
 START_TEST(test_reload_refuses_a_listener_another_process_holds)
 {
 	struct lbproc a, b;
@@ -424,6 +461,7 @@ int main(void)
 	tcase_add_test(tc, test_a_second_sigterm_skips_the_withdraw_delay);
 	tcase_add_test(tc, test_forced_health_overrides_the_prober_until_auto);
 	tcase_add_test(tc, test_a_second_lb_cannot_join_a_running_listener);
+	tcase_add_test(tc, test_a_second_lb_cannot_join_a_running_udp_listener);
 	tcase_add_test(tc, test_reload_refuses_a_listener_another_process_holds);
 	suite_add_tcase(s, tc);
 	return t_run_suite(s, CK_ENV);
