@@ -126,13 +126,13 @@ void prober_last_check(const struct backend *b, struct prober_check *out)
 
 /* ---- rise/fall ---- */
 
-/* Record the prober's verdict; false while lbctl forces the health (nothing to publish). */
+/* Record the prober's verdict. False while lbctl forces the health: the verdict is kept for
+ * `health auto` but not applied. */
 static bool set_health(struct probe *p, int health)
 {
-	if (!backend_health_verdict(p->b, health))
-		return atomic_load(&p->b->health_force) == 0;
-	p->pr->dirty[p->pool_idx] = true;
-	return true;
+	if (backend_health_verdict(p->b, health))
+		p->pr->dirty[p->pool_idx] = true;
+	return !atomic_load(&p->b->health_force);
 }
 
 static void mark_up(struct probe *p, const char *why)
