@@ -9,7 +9,7 @@ build=(build-essential cmake pkg-config liburing-dev libjansson-dev check)
 case "${1:-build}" in
 build) want=("${build[@]}") ;;
 demo) want=("${build[@]}" curl) ;;
-test) want=("${build[@]}" curl redis-server postgresql dnsmasq-base bind9-dnsutils) ;;
+test) want=("${build[@]}" curl redis-server postgresql dnsmasq-base bind9-dnsutils iproute2 bird2) ;;
 bench) want=("${build[@]}" iperf3 wrk haproxy nginx libnginx-mod-stream gnuplot-nox python3 dnsmasq-base dnsperf) ;;
 *)
 	echo "usage: $0 build|test|bench|demo" >&2
@@ -35,7 +35,7 @@ export DEBIAN_FRONTEND=noninteractive
 if ! apt-cache show "${missing[@]}" >/dev/null 2>&1; then
 	apt-get update -qq
 fi
-# Debian's daemons (haproxy, nginx) must not start system-wide instances on install.
+# Debian's daemons (haproxy, nginx, bird2, keepalived) must not start system-wide instances on install.
 policy=/usr/sbin/policy-rc.d
 made_policy=0
 if [ ! -e "$policy" ]; then
