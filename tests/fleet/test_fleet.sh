@@ -13,7 +13,7 @@
 # Needs root, `ip netns`, bird2 and curl; exits 77 (ctest: skipped) without them.
 # Every address is in 198.18.0.0/15 inside namespaces this script creates and deletes.
 # KEEP_TMP=1 keeps the logs and configs; they are printed on failure anyway.
-set -euo pipefail
+set -Eeuo pipefail
 
 SKIP=77
 SRC_DIR=${LB_SRC_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
@@ -59,9 +59,13 @@ pass() {
 # Prints the logs that explain a failure, then exits 1 (the EXIT trap cleans up).
 fail() {
 	echo "FAIL [$1] ${*:2}"
+	FAILED=1
 	dump_logs
 	exit 1
 }
+FAILED=0
+LAST_ERR=
+trap 'LAST_ERR="line $LINENO: $BASH_COMMAND"' ERR
 
 dump_logs() {
 	[ -n "${TMP:-}" ] && [ -d "$TMP" ] || return 0
@@ -121,7 +125,11 @@ TMP=$(mktemp -d /tmp/lb-fleet.XXXXXX)
 KEEP_TMP=${KEEP_TMP:-0}
 
 cleanup() {
-	local pid ns
+	local rc=$? pid ns
+	if [ "$rc" -ne 0 ] && [ "$rc" -ne "$SKIP" ] && [ "$FAILED" -eq 0 ]; then
+		echo "FAIL [setup] exit status $rc after a failed command (${LAST_ERR:-unknown})"
+		dump_logs
+	fi
 	for pid in "${PIDS[@]}"; do
 		kill -KILL "$pid" 2>/dev/null || true
 	done
@@ -560,6 +568,58 @@ step_announce() {
 		"(before lb: 3/3 sessions, 0 paths; lb start to 3 paths: ${t_up} ms)"
 }
 
+# flow_paths PREFIX: the next hop the router picks for 2000 TCP flows (200 clients x 10
+# source ports) towards PREFIX, one per line; `ip route get` hashes them like real packets
+flow_paths() {
+	local k p
+	for ((k = 1; k <= CLIENTS; k++)); do
+		for ((p = 40000; p < 40010; p++)); do
+			echo "route get $1 from 198.19.1.$k iif to-client ipproto tcp sport $p dport $PORT"
+		done
+	done | ip -n "$NS_ROUTER" -batch - | grep -o 'via [0-9.]*' | awk '{print $2}'
+}
+
+# moved_share BEFORE AFTER GONE: "N of M" flows that were not on GONE and changed path
+moved_share() {
+	paste "$1" "$2" | awk -v gone="$3" '$1 == gone {next} {n++; if ($1 != $2) m++}
+		END {printf "%d of %d (%.1f%%)", m, n, n ? 100 * m / n : 0}'
+}
+
+# What a withdrawal does to the other instances' flows, on the router alone: the VIP's three
+# next hops as a plain multipath route (what bird installs) and as a resilient nexthop group.
+step_ecmp_moves() {
+	local s=ecmp-moves plain=198.18.0.201 res=198.18.0.202 gone=198.18.11.2 i hops=() m_plain m_res
+	for i in "${INSTANCES[@]}"; do
+		ip -n "$NS_ROUTER" nexthop add id "10$i" via "198.18.1$i.2" dev "to-lb$i"
+		hops+=(nexthop via "198.18.1$i.2" dev "to-lb$i")
+	done
+	ip -n "$NS_ROUTER" nexthop add id 100 group 101/102/103 type resilient buckets 64 \
+		idle_timer 120
+	ip -n "$NS_ROUTER" route add "$res/32" nhid 100
+	ip -n "$NS_ROUTER" route add "$plain/32" "${hops[@]}"
+	flow_paths "$plain" >"$TMP/ecmp-plain.before"
+	flow_paths "$res" >"$TMP/ecmp-res.before"
+	# lb1 leaves: what bird does to a multipath route, and the same for the group
+	ip -n "$NS_ROUTER" route replace "$plain/32" "${hops[@]:5}"
+	ip -n "$NS_ROUTER" nexthop del id 101
+	flow_paths "$plain" >"$TMP/ecmp-plain.after"
+	flow_paths "$res" >"$TMP/ecmp-res.after"
+	ip -n "$NS_ROUTER" route del "$plain/32"
+	ip -n "$NS_ROUTER" route del "$res/32"
+	ip -n "$NS_ROUTER" nexthop del id 100
+	ip -n "$NS_ROUTER" nexthop del id 102
+	ip -n "$NS_ROUTER" nexthop del id 103
+	[ "$(wc -l <"$TMP/ecmp-plain.after")" -eq 2000 ] || fail $s "ip route get failed"
+	m_plain=$(moved_share "$TMP/ecmp-plain.before" "$TMP/ecmp-plain.after" "$gone")
+	m_res=$(moved_share "$TMP/ecmp-res.before" "$TMP/ecmp-res.after" "$gone")
+	log "lb1 (first of 3 next hops) leaves: flows of lb2/lb3 that move to another instance:"
+	log "  plain multipath route (bird): $m_plain"
+	log "  resilient group, 64 buckets:  $m_res"
+	case $m_res in 0\ *) ;; *) fail $s "the resilient group moved $m_res" ;; esac
+	pass $s "a withdrawal moves $m_plain of the other instances' flows with a plain" \
+		"multipath route, $m_res with a resilient nexthop group"
+}
+
 step_agree() {
 	local s=agree i k n fp fps=() want
 	for i in "${INSTANCES[@]}"; do
@@ -715,6 +775,7 @@ T_START=$(now_ms)
 echo "fleet test: 3 lb instances, bird2 BGP+BFD, ECMP router, $CLIENTS clients (tmp $TMP)"
 step_kit
 step_announce
+step_ecmp_moves
 step_agree
 step_backend_down
 step_hung_instance
