@@ -209,13 +209,18 @@ def main():
     md.append("Raw per-round output (iperf3 JSON, wrk and dnsperf text, logs) is kept in `docs/bench-raw/` "
               "(not committed).")
 
-    # The health-check overhead benchmark (bench/health_overhead.sh) is run on its own; its
-    # last committed result is carried into this report so that every figure is in one place.
-    health = os.path.join(os.path.dirname(os.path.abspath(out_md)), "BENCHMARKS-health.md")
-    if os.path.exists(health):
-        with open(health) as f:
-            body = f.read().split("\n", 1)[1] if f else ""
-        md.append("\n## Health-check overhead (bench/health_overhead.sh, run separately)\n")
+    # Results measured on their own are carried into this report, so that every figure is in
+    # one place: the health-check overhead (bench/health_overhead.sh), and before/after runs
+    # of this benchmark around a change that had to show it costs the data path nothing.
+    carried = [("BENCHMARKS-health.md", "Health-check overhead (bench/health_overhead.sh, run separately)"),
+               ("BENCHMARKS-changes.md", "Before and after changes (this benchmark, run twice)")]
+    for name, title in carried:
+        path = os.path.join(os.path.dirname(os.path.abspath(out_md)), name)
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            body = f.read().split("\n", 1)[1]
+        md.append(f"\n## {title}\n")
         md.append(body.replace("\n## ", "\n### ").strip())
 
     with open(out_md, "w") as f:
