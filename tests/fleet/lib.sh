@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers shared by the fleet tests (sourced, not run). Each test defines fail() itself:
 # what to show on failure depends on its topology.
 

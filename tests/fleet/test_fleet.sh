@@ -181,7 +181,7 @@ start_backend() {
 }
 
 backend_listening() {
-	in_ns "$NS_BACKENDS" ss -Hltn "src 198.18.3.$1:$BACKEND_PORT" | grep -q LISTEN
+	[ -n "$(in_ns "$NS_BACKENDS" ss -Hltn "src 198.18.3.$1:$BACKEND_PORT")" ]
 }
 
 # ---------------------------------------------------------------------------- lb instances
@@ -337,7 +337,7 @@ has_paths() {
 }
 
 lacks_path() {
-	! vip_paths | grep -qw "$1"
+	[[ " $(vip_paths) " != *" $1 "* ]]
 }
 
 bgp_established() {
@@ -502,9 +502,9 @@ step_announce() {
 	done
 	for i in "${INSTANCES[@]}"; do
 		wait_until 10000 lb_answers "$i" || fail $s "lb$i did not start"
-		! ip -n "$(ns_lb "$i")" addr show dev lo | grep -qw "$VIP" ||
+		[ -z "$(ip -n "$(ns_lb "$i")" -o addr show dev lo to "$VIP/32")" ] ||
 			fail $s "the VIP is on lb$i already"
-		in_ns "$(ns_lb "$i")" ss -Hltn "src $VIP:$PORT" | grep -q LISTEN ||
+		[ -n "$(in_ns "$(ns_lb "$i")" ss -Hltn "src $VIP:$PORT")" ] ||
 			fail $s "lb$i does not listen on $VIP:$PORT"
 	done
 	log "lb1-3 listen on $VIP:$PORT before the address exists on their hosts (freebind)"
@@ -516,7 +516,7 @@ step_announce() {
 	done
 	wait_until 10000 has_paths 3 || fail $s "VIP paths after /ready = 200: $(vip_paths)"
 	ip -n "$NS_ROUTER" route show "$VIP/32" | sed 's/^/    router: /'
-	ip -n "$NS_ROUTER" route show "$VIP/32" | grep -q 'proto bird' ||
+	[[ "$(ip -n "$NS_ROUTER" route show "$VIP/32")" == *"proto bird"* ]] ||
 		fail $s "the VIP route is not from bird"
 	pass $s "3-path ECMP route to $VIP via BGP ($(vip_paths)), only once /ready = 200" \
 		"(before lb ran: 3/3 sessions, 0 paths)"
