@@ -18,6 +18,7 @@
 #include "lb/control_cmds.h"
 #include "lb/log.h"
 #include "lb/mainloop.h"
+#include "lb/state.h"
 
 /* Bytes read from one client per wake-up, so that a flood from one is interleaved with
  * the others' requests. */
@@ -48,7 +49,7 @@ struct ctl {
 	char *path;
 	dev_t dev;
 	ino_t ino; /* of the socket file we bound: unlink only that one */
-	struct ctl_cmds *cmds;
+	struct lb_state *st;
 	struct ctl_client *clients;
 	size_t nclients;
 };
@@ -124,7 +125,7 @@ static bool run_lines(struct ctl_client *cl)
 			linelen--;
 		if (linelen) {
 			size_t n = 0;
-			char *resp = ctl_cmds_execute(cl->ctl->cmds, cl->in + off, linelen, &n);
+			char *resp = ctl_cmds_execute(cl->ctl->st, cl->in + off, linelen, &n);
 			ok = answer(cl, resp, n);
 		}
 		off += nl ? len + 1 : len;
@@ -269,22 +270,28 @@ static void accept_ready(struct mainloop_handler *h, uint32_t events)
 
 /* ---- the socket file ---- */
 
-/* A socket file at path: stale (nobody answers) -> removed; live or not a socket -> error. */
+/* A socket file at path: stale (nobody answers) -> removed; live or not a socket -> error.
+ * 0 or -errno with a message in why, like bind_socket. */
 static int clear_stale(const char *path, const struct sockaddr_un *sun, char *why, size_t len)
 {
 	struct stat st;
 
-	if (lstat(path, &st) < 0)
-		return errno == ENOENT ? 0
-				       : (snprintf(why, len, "%s: %s", path, strerror(errno)), -1);
+	if (lstat(path, &st) < 0) {
+		int err = errno;
+		if (err == ENOENT)
+			return 0;
+		snprintf(why, len, "%s: %s", path, strerror(err));
+		return -err;
+	}
 	if (!S_ISSOCK(st.st_mode)) {
 		snprintf(why, len, "%s exists and is not a socket; not replacing it", path);
-		return -1;
+		return -EEXIST;
 	}
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
-		snprintf(why, len, "socket: %s", strerror(errno));
-		return -1;
+		int e = errno;
+		snprintf(why, len, "socket: %s", strerror(e));
+		return -e;
 	}
 	int rc = connect(fd, (const struct sockaddr *)sun, sizeof(*sun));
 	int err = errno;
@@ -292,16 +299,17 @@ static int clear_stale(const char *path, const struct sockaddr_un *sun, char *wh
 	if (rc == 0) {
 		snprintf(why, len, "%s: another lb is running there (it answers); not replacing it",
 			 path);
-		return -1;
+		return -EADDRINUSE;
 	}
 	if (err != ECONNREFUSED) {
 		snprintf(why, len, "%s: cannot tell whether it is in use: %s", path, strerror(err));
-		return -1;
+		return -err;
 	}
 	log_warn("control: removing stale socket %s", path);
 	if (unlink(path) < 0 && errno != ENOENT) {
-		snprintf(why, len, "cannot remove stale %s: %s", path, strerror(errno));
-		return -1;
+		int e = errno;
+		snprintf(why, len, "cannot remove stale %s: %s", path, strerror(e));
+		return -e;
 	}
 	return 0;
 }
@@ -314,72 +322,72 @@ static int bind_socket(struct ctl *c, mode_t mode, char *why, size_t len)
 	if (strlen(c->path) >= sizeof(sun.sun_path)) {
 		snprintf(why, len, "%s: path longer than %zu bytes", c->path,
 			 sizeof(sun.sun_path) - 1);
-		return -1;
+		return -ENAMETOOLONG;
 	}
 	strcpy(sun.sun_path, c->path);
-	if (clear_stale(c->path, &sun, why, len) < 0)
-		return -1;
+	int rc = clear_stale(c->path, &sun, why, len);
+	if (rc < 0)
+		return rc;
 	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->fd < 0) {
-		snprintf(why, len, "socket: %s", strerror(errno));
-		return -1;
+		int e = errno;
+		snprintf(why, len, "socket: %s", strerror(e));
+		return -e;
 	}
 	/* Create the file with no access for others, then open it up to the configured mode:
 	 * nobody can connect in between with more rights than configured. */
 	mode_t old = umask(0177);
-	int rc = bind(c->fd, (const struct sockaddr *)&sun, sizeof(sun));
+	rc = bind(c->fd, (const struct sockaddr *)&sun, sizeof(sun));
 	int err = errno;
 	umask(old);
 	if (rc < 0) {
 		snprintf(why, len, "bind %s: %s", c->path, strerror(err));
-		return -1;
+		return -err;
 	}
 	if (chmod(c->path, mode) < 0 || stat(c->path, &st) < 0 ||
 	    listen(c->fd, LISTEN_BACKLOG) < 0) {
-		snprintf(why, len, "%s: %s", c->path, strerror(errno));
+		err = errno;
+		snprintf(why, len, "%s: %s", c->path, strerror(err));
 		unlink(c->path);
-		return -1;
+		return -err;
 	}
 	c->dev = st.st_dev;
 	c->ino = st.st_ino;
 	return 0;
 }
 
-struct ctl *ctl_open(int epfd, const struct ctl_env *env, char *why, size_t whylen)
+int ctl_open(int epfd, struct lb_state *st, struct ctl **out, char *why, size_t whylen)
 {
 	struct ctl *c = calloc(1, sizeof(*c));
+	int rc = -ENOMEM;
 
-	if (!c || !(c->path = strdup(env->cfg->control_socket)) ||
-	    !(c->cmds = ctl_cmds_create(env))) {
+	if (!c || !(c->path = strdup(st->cfg->control_socket))) {
 		snprintf(why, whylen, "out of memory");
 		goto fail;
 	}
 	c->h.fn = accept_ready;
 	c->epfd = epfd;
 	c->fd = -1;
-	if (bind_socket(c, env->cfg->control_mode, why, whylen) < 0)
+	c->st = st;
+	rc = bind_socket(c, st->cfg->control_mode, why, whylen);
+	if (rc < 0)
 		goto fail;
 	if (mainloop_watch(epfd, EPOLL_CTL_ADD, c->fd, EPOLLIN, &c->h) < 0) {
-		snprintf(why, whylen, "epoll: %s", strerror(errno));
+		rc = -errno;
+		snprintf(why, whylen, "epoll: %s", strerror(-rc));
 		unlink(c->path);
 		goto fail;
 	}
-	log_info("control socket %s (mode %04o)", c->path, (unsigned)env->cfg->control_mode);
-	return c;
+	log_info("control socket %s (mode %04o)", c->path, (unsigned)st->cfg->control_mode);
+	*out = c;
+	return 0;
 fail:
 	if (c && c->fd >= 0)
 		close(c->fd);
 	if (c)
-		ctl_cmds_free(c->cmds);
-	if (c)
 		free(c->path);
 	free(c);
-	return NULL;
-}
-
-int ctl_tick(struct ctl *c)
-{
-	return c ? ctl_cmds_tick(c->cmds) : -1;
+	return rc;
 }
 
 void ctl_shutdown(struct ctl *c)
@@ -402,7 +410,6 @@ void ctl_free(struct ctl *c)
 	if (!c)
 		return;
 	ctl_shutdown(c);
-	ctl_cmds_free(c->cmds);
 	free(c->path);
 	free(c);
 }

@@ -1,8 +1,7 @@
 /* Control commands: one NDJSON request in, one response out. Admin changes store the
  * backend's atomics and republish the pool snapshot, so new connections see them at once.
- * A removed backend is freed only after (1) a QSBR grace period, so no worker can still pick
- * it, (2) its last connection closed, and (3) another grace period, so that the worker that
- * closed it has left the callback that still read its name. */
+ * The commands read the running state; they change it only through reload_run, the
+ * graveyard (`remove`, lb/state.h) and the readiness flags. */
 #include "lb/control_cmds.h"
 
 #include <errno.h>
@@ -18,39 +17,22 @@
 #include "lb/config.h"
 #include "lb/listener.h"
 #include "lb/log.h"
+#include "lb/metrics.h"
 #include "lb/pool.h"
 #include "lb/qsbr.h"
 #include "lb/ready.h"
 #include "lb/reload.h"
+#include "lb/state.h"
 #include "lb/timer.h"
-#include "lb/worker.h"
+#include "lb/engine.h"
 
-/* How often removed backends are re-examined while some wait to be freed. */
-#define REAP_INTERVAL_MS 20
 /* Longest backend name accepted by `add`; config names are not longer in practice. */
 #define NAME_MAX_LEN 255
 /* Room for every validation error of a rejected reload. */
 #define ERR_MAX 4096
 
-enum zombie_state { Z_GRACE_PICKS, Z_WAIT_IDLE, Z_GRACE_CLOSE };
-
-/* A backend removed at run time, waiting until no worker can reference it. */
-struct zombie {
-	struct backend *b;
-	bool owned; /* false: the pool keeps it (the prober references it) */
-	bool force; /* kill again once no new connection can start on it */
-	enum zombie_state state;
-	_Atomic bool graced;
-	struct zombie *next;
-};
-
-struct ctl_cmds {
-	const struct ctl_env *env;
-	struct zombie *zombies;
-};
-
 struct req {
-	struct ctl_cmds *x;
+	struct lb_state *st;
 	json_t *obj;
 	char err[ERR_MAX];
 };
@@ -123,11 +105,11 @@ static int field_bool(struct req *r, const char *key, bool *out)
 
 static struct pool *find_pool(struct req *r, const char *name)
 {
-	const struct metrics_src *m = &r->x->env->m;
+	const struct lb_state *st = r->st;
 
-	for (size_t i = 0; i < m->npools; i++)
-		if (strcmp(m->pools[i]->name, name) == 0)
-			return m->pools[i];
+	for (size_t i = 0; i < st->npools; i++)
+		if (strcmp(st->pools[i]->name, name) == 0)
+			return st->pools[i];
 	fail(r, "no such pool: %s", name);
 	return NULL;
 }
@@ -213,13 +195,13 @@ static json_t *listener_json(struct listener *l)
 }
 
 /* Each pool's table fingerprint (null for algorithms without one), for fleet comparison. */
-static json_t *tables_json(const struct metrics_src *m)
+static json_t *tables_json(const struct lb_state *st)
 {
 	json_t *arr = json_array();
 	char fp[32];
 
-	for (size_t i = 0; i < m->npools; i++) {
-		struct pool *p = m->pools[i];
+	for (size_t i = 0; i < st->npools; i++) {
+		struct pool *p = st->pools[i];
 		bool has = pool_fingerprint(p, fp, sizeof(fp));
 		json_array_append_new(arr, json_pack("{s:s, s:s, s:s*}", "pool", p->name,
 						     "algorithm", p->algorithm->name, "fingerprint",
@@ -230,21 +212,20 @@ static json_t *tables_json(const struct metrics_src *m)
 
 static json_t *cmd_status(struct req *r)
 {
-	const struct ctl_env *env = r->x->env;
-	const struct metrics_src *m = &env->m;
+	const struct lb_state *st = r->st;
 	json_t *ls = json_array();
 	json_int_t active = 0, accepted = 0, rejected = 0, in = 0, out = 0, nb = 0;
 
-	for (size_t i = 0; i < m->nlisteners; i++) {
-		struct listener *l = m->listeners[i];
+	for (size_t i = 0; i < st->nlisteners; i++) {
+		struct listener *l = st->listeners[i];
 		json_array_append_new(ls, listener_json(l));
 		active += atomic_load(&l->active);
 		accepted += (json_int_t)atomic_load(&l->accepted);
 		for (int k = 0; k < LISTENER_REJECT_COUNT; k++)
 			rejected += (json_int_t)atomic_load(&l->rejected[k]);
 	}
-	for (size_t i = 0; i < m->npools; i++) {
-		struct pool *p = m->pools[i];
+	for (size_t i = 0; i < st->npools; i++) {
+		struct pool *p = st->pools[i];
 		nb += (json_int_t)p->nbackends;
 		for (size_t j = 0; j < p->nbackends; j++) {
 			in += (json_int_t)atomic_load(&p->backends[j]->bytes_in);
@@ -252,21 +233,21 @@ static json_t *cmd_status(struct req *r)
 		}
 	}
 	char why[READY_REASON_MAX];
-	bool ready = ready_check(m, why, sizeof(why));
+	bool ready = ready_check(st, why, sizeof(why));
 	return json_pack("{s:s, s:s, s:i, s:i, s:I, s:s, s:I, s:I, s:o, s:{s:I, s:I, s:I, "
 			 "s:I, s:I}, s:o, s:b, s:s}",
-			 "version", m->version, "engine", m->engine, "workers", env->nworkers,
-			 "pid", (int)getpid(), "uptime_s",
-			 (json_int_t)((timer_now_ms() - env->started_ms) / 1000), "config",
-			 env->cfg->path ? env->cfg->path : "", "pools", (json_int_t)m->npools,
+			 "version", st->version, "engine", st->engine->name, "workers",
+			 st->nworkers, "pid", (int)getpid(), "uptime_s",
+			 (json_int_t)((timer_now_ms() - st->started_ms) / 1000), "config",
+			 st->cfg->path ? st->cfg->path : "", "pools", (json_int_t)st->npools,
 			 "backends", nb, "listeners", ls, "totals", "active", active, "connections",
 			 accepted, "rejected", rejected, "bytes_in", in, "bytes_out", out, "tables",
-			 tables_json(m), "ready", ready, "ready_reason", why);
+			 tables_json(st), "ready", ready, "ready_reason", why);
 }
 
 static json_t *cmd_backends(struct req *r)
 {
-	const struct metrics_src *m = &r->x->env->m;
+	const struct lb_state *st = r->st;
 	const char *pool = NULL;
 	json_t *arr;
 
@@ -275,8 +256,8 @@ static json_t *cmd_backends(struct req *r)
 	if (pool && !find_pool(r, pool))
 		return NULL;
 	arr = json_array();
-	for (size_t i = 0; i < m->npools; i++) {
-		struct pool *p = m->pools[i];
+	for (size_t i = 0; i < st->npools; i++) {
+		struct pool *p = st->pools[i];
 		if (pool && strcmp(p->name, pool) != 0)
 			continue;
 		for (size_t j = 0; j < p->nbackends; j++)
@@ -289,7 +270,7 @@ static json_t *cmd_backends(struct req *r)
 
 static json_t *republish(struct req *r, struct backend *b)
 {
-	if (pool_rebuild(b->pool, r->x->env->qsbr) < 0)
+	if (pool_rebuild(b->pool, &r->st->qsbr) < 0)
 		return fail(r, "out of memory publishing the change (applied to the backend)");
 	return backend_json(b);
 }
@@ -320,15 +301,6 @@ static json_t *cmd_drain(struct req *r)
 	return set_admin(r, BACKEND_DRAINING);
 }
 
-/* Close b's open connections: each worker compares its connections' generation on wake. */
-static void kill_backend(const struct ctl_env *env, struct backend *b)
-{
-	atomic_fetch_add(&b->kill_gen, 1);
-	for (int i = 0; i < env->nworkers; i++)
-		if (env->workers[i])
-			worker_kick(env->workers[i]);
-}
-
 static json_t *cmd_kill(struct req *r)
 {
 	struct backend *b = target(r);
@@ -336,7 +308,7 @@ static json_t *cmd_kill(struct req *r)
 	if (!b)
 		return NULL;
 	int open = atomic_load(&b->active);
-	kill_backend(r->x->env, b);
+	state_kill_backend(r->st, b);
 	log_info("control: closing %d connections of backend %s/%s", open, b->pool->name, b->name);
 	return json_pack("{s:s, s:s, s:i}", "pool", b->pool->name, "backend", b->name, "killed",
 			 open);
@@ -357,8 +329,7 @@ static json_t *cmd_weight(struct req *r)
 /* The prober checks exactly the backends in the pools: tell it after add and remove. */
 static void prober_follow(struct req *r)
 {
-	if (r->x->env->reload)
-		reload_prober_sync(r->x->env->reload);
+	state_prober_sync(r->st);
 }
 
 static bool name_ok(const char *s)
@@ -402,7 +373,7 @@ static json_t *cmd_add(struct req *r)
 		return NULL;
 	if (addr_parse_resolve(cb.address, &cb.addr, &why) < 0)
 		return fail(r, "bad address \"%s\": %s", cb.address, why);
-	int err = pool_add_backend(p, &cb, r->x->env->qsbr, &b);
+	int err = pool_add_backend(p, &cb, &r->st->qsbr, &b);
 	if (err == -EEXIST)
 		return fail(r, "backend %s/%s already exists", pname, cb.name);
 	if (err < 0)
@@ -412,22 +383,9 @@ static json_t *cmd_add(struct req *r)
 	return backend_json(b);
 }
 
-static void graced(void *ptr)
-{
-	struct zombie *z = ptr;
-	atomic_store(&z->graced, true);
-}
-
-static void grace_start(struct ctl_cmds *x, struct zombie *z)
-{
-	atomic_store(&z->graced, false);
-	qsbr_retire(x->env->qsbr, z, graced); /* may run graced() at once */
-}
-
 static json_t *cmd_remove(struct req *r)
 {
 	struct backend *b = target(r);
-	struct zombie *z;
 	bool force = false;
 
 	if (!b || field_bool(r, "force", &force) < 0)
@@ -438,29 +396,15 @@ static json_t *cmd_remove(struct req *r)
 			    "backend %s/%s has %d open connections; drain it first or use "
 			    "--force to close them",
 			    b->pool->name, b->name, open);
-	z = calloc(1, sizeof(*z));
-	if (!z)
-		return fail(r, "out of memory");
 	json_t *data = json_pack("{s:s, s:s, s:b, s:i}", "pool", b->pool->name, "backend", b->name,
 				 "removed", 1, "killed", force ? open : 0);
-	int owned = pool_remove_backend(b->pool, b, r->x->env->qsbr);
-	if (owned < 0) {
-		free(z);
+	int rc = state_remove_backend(r->st, b, force); /* freed by a later graveyard tick */
+	if (rc < 0) {
 		json_decref(data);
-		return fail(r, "cannot remove backend: %s", strerror(-owned));
+		return fail(r, "cannot remove backend: %s", strerror(-rc));
 	}
 	log_info("control: removed backend %s/%s%s", b->pool->name, b->name,
 		 force ? " (closing its connections)" : "");
-	z->b = b;
-	z->owned = owned == 1;
-	z->force = force;
-	z->state = Z_GRACE_PICKS;
-	z->next = r->x->zombies;
-	r->x->zombies = z;
-	if (force)
-		kill_backend(r->x->env, b);
-	prober_follow(r); /* before b can be freed: the reaper runs later, on this thread */
-	grace_start(r->x, z);
 	return data;
 }
 
@@ -479,7 +423,7 @@ static json_t *cmd_algorithm(struct req *r)
 	if (!alg)
 		return fail(r, "unknown algorithm: %s (known: %s)", name, algorithm_names());
 	const char *prev = p->algorithm->name;
-	if (pool_set_algorithm(p, alg, r->x->env->qsbr) < 0)
+	if (pool_set_algorithm(p, alg, &r->st->qsbr) < 0)
 		return fail(r, "out of memory switching the algorithm");
 	log_info("control: pool %s algorithm %s (was %s)", p->name, alg->name, prev);
 	return json_pack("{s:s, s:s, s:s}", "pool", p->name, "algorithm", alg->name, "previous",
@@ -491,11 +435,10 @@ static json_t *cmd_algorithm(struct req *r)
 static json_t *ready_json(struct req *r)
 {
 	char why[READY_REASON_MAX];
-	const struct metrics_src *m = &r->x->env->m;
-	bool ready = ready_check(m, why, sizeof(why));
+	bool ready = ready_check(r->st, why, sizeof(why));
 
 	return json_pack("{s:b, s:s, s:b}", "ready", ready, "reason", why, "withdrawn",
-			 m->ready && m->ready->withdrawn);
+			 r->st->ready.withdrawn);
 }
 
 static json_t *cmd_ready(struct req *r)
@@ -505,10 +448,8 @@ static json_t *cmd_ready(struct req *r)
 
 static json_t *set_withdrawn(struct req *r, bool withdrawn)
 {
-	struct readiness *rd = r->x->env->m.ready;
+	struct readiness *rd = &r->st->ready;
 
-	if (!rd)
-		return fail(r, "readiness is not available");
 	if (!withdrawn && rd->stopping)
 		return fail(r, "lb is stopping (SIGTERM): it cannot rejoin");
 	if (ready_set_withdrawn(rd, withdrawn))
@@ -553,7 +494,7 @@ static json_t *cmd_health(struct req *r)
 static json_t *cmd_metrics(struct req *r)
 {
 	size_t len;
-	char *text = metrics_render(&r->x->env->m, &len);
+	char *text = metrics_render(r->st, &len);
 
 	if (!text)
 		return fail(r, "out of memory");
@@ -566,9 +507,7 @@ static json_t *cmd_reload(struct req *r)
 {
 	json_t *changes = NULL;
 
-	if (!r->x->env->reload)
-		return fail(r, "reload is not available");
-	if (reload_run(r->x->env->reload, &changes, r->err, sizeof(r->err)) < 0)
+	if (reload_run(r->st, &changes, r->err, sizeof(r->err)) < 0)
 		return NULL;
 	return changes;
 }
@@ -628,9 +567,9 @@ static json_t *run(struct req *r, const char *line, size_t len)
 	return fail(r, "unknown command: %.100s", cmd);
 }
 
-char *ctl_cmds_execute(struct ctl_cmds *x, const char *line, size_t len, size_t *outlen)
+char *ctl_cmds_execute(struct lb_state *st, const char *line, size_t len, size_t *outlen)
 {
-	struct req r = {.x = x};
+	struct req r = {.st = st};
 	json_t *data = run(&r, line, len);
 	json_t *resp;
 
@@ -643,63 +582,4 @@ char *ctl_cmds_execute(struct ctl_cmds *x, const char *line, size_t len, size_t 
 	if (!resp)
 		return ctl_cmds_error("cannot encode the response", outlen);
 	return dump_line(resp, outlen);
-}
-
-/* ---- removed backends ---- */
-
-int ctl_cmds_tick(struct ctl_cmds *x)
-{
-	if (!x->zombies)
-		return -1;
-	qsbr_reclaim(x->env->qsbr);
-	for (struct zombie **pp = &x->zombies; *pp;) {
-		struct zombie *z = *pp;
-		bool done = false;
-
-		if (z->state == Z_GRACE_PICKS && atomic_load(&z->graced)) {
-			/* No worker can pick it now; catch connections that started meanwhile. */
-			if (z->force)
-				kill_backend(x->env, z->b);
-			z->state = Z_WAIT_IDLE;
-		}
-		if (z->state == Z_WAIT_IDLE && atomic_load(&z->b->active) == 0) {
-			z->state = Z_GRACE_CLOSE;
-			grace_start(x, z);
-		}
-		if (z->state == Z_GRACE_CLOSE && atomic_load(&z->graced)) {
-			if (z->owned)
-				pool_backend_free(z->b);
-			done = true;
-		}
-		if (done) {
-			*pp = z->next;
-			free(z);
-		} else {
-			pp = &z->next;
-		}
-	}
-	return x->zombies ? REAP_INTERVAL_MS : -1;
-}
-
-struct ctl_cmds *ctl_cmds_create(const struct ctl_env *env)
-{
-	struct ctl_cmds *x = calloc(1, sizeof(*x));
-
-	if (x)
-		x->env = env;
-	return x;
-}
-
-void ctl_cmds_free(struct ctl_cmds *x)
-{
-	if (!x)
-		return;
-	while (x->zombies) {
-		struct zombie *z = x->zombies;
-		x->zombies = z->next;
-		if (z->owned)
-			pool_backend_free(z->b);
-		free(z);
-	}
-	free(x);
 }

@@ -22,6 +22,7 @@
 #include "lb/pool.h"
 #include "lb/ready.h"
 #include "lb/reload.h"
+#include "lb/state.h"
 #include "lb/timer.h"
 #include "lb/worker.h"
 
@@ -30,17 +31,12 @@ enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
 /* Upper bound on worker threads when "workers": 0 resolves to the CPU count. */
 #define MAX_AUTO_WORKERS 64
 
+/* main.c's own: the running state and the control plane that reads it. */
 struct lb {
-	struct config *cfg; /* the one loaded at start-up; reload_config(&re) is the running one */
-	struct reload_env re; /* the running pools, listeners, configs and prober */
-	struct qsbr qsbr;
-	struct lb_runtime rt;
-	struct worker **workers;
-	int nworkers;
-	struct ctl_env ctl_env;
+	struct lb_state st;
+	struct lb_runtime rt; /* what the workers are created with */
 	struct ctl *ctl;
 	struct metrics_http *metrics;
-	struct readiness ready;
 };
 
 static void usage(FILE *out)
@@ -86,33 +82,27 @@ static const struct engine_ops *choose_engine(enum cfg_engine want)
 	return &engine_epoll;
 }
 
-static int build_pools(struct lb *lb, const char *path)
+static int build_pools(struct lb_state *st)
 {
-	struct config *cfg = lb->cfg;
-	struct reload_env *re = &lb->re;
+	const struct config *cfg = st->cfg;
 
-	re->path = path;
-	re->cfgs = calloc(1, sizeof(*re->cfgs));
-	re->pools = calloc(cfg->npools ? cfg->npools : 1, sizeof(*re->pools));
-	re->listeners = calloc(cfg->nlisteners ? cfg->nlisteners : 1, sizeof(*re->listeners));
-	if (!re->cfgs || !re->pools || !re->listeners)
+	st->pools = calloc(cfg->npools ? cfg->npools : 1, sizeof(*st->pools));
+	st->listeners = calloc(cfg->nlisteners ? cfg->nlisteners : 1, sizeof(*st->listeners));
+	if (!st->pools || !st->listeners)
 		return -ENOMEM;
-	re->cfgs[re->ncfgs++] = cfg; /* re frees it from now on */
-	for (; re->npools < cfg->npools; re->npools++) {
-		re->pools[re->npools] = pool_create(&cfg->pools[re->npools]);
-		if (!re->pools[re->npools])
+	for (; st->npools < cfg->npools; st->npools++) {
+		st->pools[st->npools] = pool_create(&cfg->pools[st->npools]);
+		if (!st->pools[st->npools])
 			return -ENOMEM;
 	}
-	for (; re->nlisteners < cfg->nlisteners; re->nlisteners++) {
+	for (; st->nlisteners < cfg->nlisteners; st->nlisteners++) {
 		struct listener *l = calloc(1, sizeof(*l));
 		if (!l)
 			return -ENOMEM;
-		l->cfg = &cfg->listeners[re->nlisteners];
-		l->pool = re->pools[cfg->listeners[re->nlisteners].pool_index];
-		re->listeners[re->nlisteners] = l;
+		l->cfg = &cfg->listeners[st->nlisteners];
+		l->pool = st->pools[cfg->listeners[st->nlisteners].pool_index];
+		st->listeners[st->nlisteners] = l;
 	}
-	lb->rt.listeners = re->listeners;
-	lb->rt.nlisteners = re->nlisteners;
 	return 0;
 }
 
@@ -146,7 +136,8 @@ static int check_listeners_free(const struct config *cfg)
  * with exit 1 before any thread runs. */
 static int start_workers(struct lb *lb)
 {
-	const struct config *cfg = lb->cfg;
+	struct lb_state *st = &lb->st;
+	const struct config *cfg = st->cfg;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	int n = cfg->workers > 0 ? cfg->workers : (ncpu > 0 ? (int)ncpu : 1);
 	if (n > MAX_AUTO_WORKERS && cfg->workers <= 0)
@@ -154,11 +145,16 @@ static int start_workers(struct lb *lb)
 	if (n > QSBR_MAX_READERS)
 		n = QSBR_MAX_READERS;
 
-	qsbr_init(&lb->qsbr, n);
-	lb->rt.qsbr = &lb->qsbr;
-	lb->workers = calloc((size_t)n, sizeof(*lb->workers));
+	qsbr_init(&st->qsbr, n);
+	graveyard_init(&st->graveyard, &st->qsbr);
+	lb->rt = (struct lb_runtime){.log_access = cfg->log_access,
+				     .engine = st->engine,
+				     .listeners = st->listeners,
+				     .nlisteners = st->nlisteners,
+				     .qsbr = &st->qsbr};
+	st->workers = calloc((size_t)n, sizeof(*st->workers));
 	int *fds = calloc(cfg->nlisteners ? cfg->nlisteners : 1, sizeof(int));
-	if (!lb->workers || !fds) {
+	if (!st->workers || !fds) {
 		free(fds);
 		return -ENOMEM;
 	}
@@ -180,17 +176,15 @@ static int start_workers(struct lb *lb)
 		}
 		if (err)
 			break;
-		lb->workers[i] = worker_create(i, &lb->rt, fds);
-		if (!lb->workers[i]) {
+		st->workers[i] = worker_create(i, &lb->rt, fds);
+		if (!st->workers[i]) {
 			err = -ENOMEM;
 			break;
 		}
-		lb->nworkers = i + 1;
-		lb->re.workers = lb->workers;
-		lb->re.nworkers = lb->nworkers;
-		err = worker_start(lb->workers[i]);
+		st->nworkers = i + 1;
+		err = worker_start(st->workers[i]);
 		if (err)
-			log_error("worker %d: cannot start %s engine: %s", i, lb->rt.engine->name,
+			log_error("worker %d: cannot start %s engine: %s", i, st->engine->name,
 				  strerror(-err));
 	}
 	free(fds);
@@ -200,35 +194,37 @@ static int start_workers(struct lb *lb)
 	return err;
 }
 
-static void stop_all(struct lb *lb)
+static void stop_all(struct lb_state *st)
 {
-	uint64_t grace =
-	    lb->re.ncfgs ? reload_config(&lb->re)->shutdown_grace_ms : lb->cfg->shutdown_grace_ms;
-	for (int i = 0; i < lb->nworkers; i++)
-		if (lb->workers[i])
-			worker_drain(lb->workers[i], grace);
-	for (int i = 0; i < lb->nworkers; i++)
-		worker_free(lb->workers[i]);
-	free(lb->workers);
+	uint64_t grace = st->cfg->shutdown_grace_ms;
+
+	for (int i = 0; i < st->nworkers; i++)
+		if (st->workers[i])
+			worker_drain(st->workers[i], grace);
+	for (int i = 0; i < st->nworkers; i++)
+		worker_free(st->workers[i]);
+	free(st->workers);
+	st->workers = NULL;
+	st->nworkers = 0;
 	/* After the workers: checks keep running through the shutdown grace period. */
-	prober_stop(lb->re.prober);
-	lb->re.prober = NULL;
-	if (lb->rt.qsbr)
-		qsbr_destroy(lb->rt.qsbr);
-	lb->rt.qsbr = NULL;
-	lb->workers = NULL;
-	lb->nworkers = 0;
-	lb->re.workers = NULL;
-	lb->re.nworkers = 0;
+	prober_stop(st->prober);
+	st->prober = NULL;
+	if (st->qsbr.nreaders)
+		qsbr_destroy(&st->qsbr);
 }
 
-static void free_all(struct lb *lb)
+/* Everything the state owns; no worker or prober runs any more. */
+static void free_state(struct lb_state *st)
 {
-	bool owned = lb->re.ncfgs > 0; /* else the start-up config never reached re */
-	reload_env_free(&lb->re);
-	if (!owned)
-		config_free(lb->cfg);
-	lb->cfg = NULL;
+	graveyard_free_all(&st->graveyard);
+	for (size_t i = 0; i < st->npools; i++)
+		pool_destroy(st->pools[i]);
+	for (size_t i = 0; i < st->nlisteners; i++)
+		free(st->listeners[i]);
+	free(st->pools);
+	free(st->listeners);
+	config_free(st->cfg);
+	memset(st, 0, sizeof(*st));
 }
 
 /* ---- main loop: signals, control socket, metrics (edit for issue 4) ---- */
@@ -241,8 +237,7 @@ struct sig_handler {
 	int fd;
 	bool stop;	     /* leave the main loop: close listeners, drain */
 	uint64_t stop_at_ms; /* SIGTERM seen: stop then (withdraw_delay); 0 = not yet */
-	struct reload_env *re;
-	struct readiness *ready;
+	struct lb_state *st;
 };
 
 /* SIGTERM/SIGINT: with withdraw_delay, report not ready and keep accepting for the delay so
@@ -256,7 +251,7 @@ static void stop_requested(struct sig_handler *s, int signo)
 		s->stop = true;
 		return;
 	}
-	delay = ready_stop(s->ready, reload_config(s->re)->withdraw_delay_ms);
+	delay = ready_stop(&s->st->ready, s->st->cfg->withdraw_delay_ms);
 	s->stop_at_ms = timer_now_ms() + delay;
 	if (delay == 0) {
 		log_info("%s: stopping; open connections get the shutdown grace period",
@@ -279,8 +274,8 @@ static void signal_ready(struct mainloop_handler *h, uint32_t events)
 		if (si.ssi_signo == SIGHUP) {
 			char err[4096];
 			json_t *changes = NULL;
-			log_info("SIGHUP: reloading %s", s->re->path);
-			if (reload_run(s->re, &changes, err, sizeof(err)) < 0)
+			log_info("SIGHUP: reloading %s", s->st->config_path);
+			if (reload_run(s->st, &changes, err, sizeof(err)) < 0)
 				log_error("SIGHUP: reload rejected; the running config stays");
 			json_decref(changes);
 			continue;
@@ -307,38 +302,22 @@ static int withdraw_tick(struct sig_handler *s)
 
 static int start_control(struct lb *lb, int epfd)
 {
+	struct lb_state *st = &lb->st;
 	char why[512];
-	struct ctl_env *env = &lb->ctl_env;
+	int rc = ctl_open(epfd, st, &lb->ctl, why, sizeof(why));
 
-	*env = (struct ctl_env){
-	    .cfg = lb->cfg,
-	    .m = {.version = LB_VERSION,
-		  .engine = lb->rt.engine->name,
-		  .pools = lb->re.pools,
-		  .npools = lb->re.npools,
-		  .listeners = lb->re.listeners,
-		  .nlisteners = lb->re.nlisteners,
-		  .ready = &lb->ready},
-	    .workers = lb->workers,
-	    .nworkers = lb->nworkers,
-	    .qsbr = lb->rt.qsbr,
-	    .reload = &lb->re,
-	    .started_ms = timer_now_ms(),
-	};
-	lb->ctl = ctl_open(epfd, env, why, sizeof(why));
-	if (!lb->ctl) {
+	if (rc < 0) {
 		log_error("control socket: %s", why);
-		return -1;
+		return rc;
 	}
-	if (lb->cfg->metrics_listen) {
-		int err = 0;
-		lb->metrics = metrics_http_open(epfd, &lb->cfg->metrics_addr, &env->m, &err);
-		if (!lb->metrics) {
-			log_error("metrics: cannot listen on %s: %s", lb->cfg->metrics_listen,
-				  strerror(-err));
-			return -1;
+	if (st->cfg->metrics_listen) {
+		rc = metrics_http_open(epfd, &st->cfg->metrics_addr, st, &lb->metrics);
+		if (rc < 0) {
+			log_error("metrics: cannot listen on %s: %s", st->cfg->metrics_listen,
+				  strerror(-rc));
+			return rc;
 		}
-		log_info("metrics on http://%s/metrics", lb->cfg->metrics_listen);
+		log_info("metrics on http://%s/metrics", st->cfg->metrics_listen);
 	}
 	return 0;
 }
@@ -351,14 +330,14 @@ static int min_timeout(int a, int b)
 /* Main thread: serve signals, the control socket and metrics until SIGTERM/SIGINT. */
 static int main_loop(struct lb *lb, int epfd, int sfd)
 {
-	struct sig_handler sig = {
-	    .h.fn = signal_ready, .fd = sfd, .re = &lb->re, .ready = &lb->ready};
+	struct sig_handler sig = {.h.fn = signal_ready, .fd = sfd, .st = &lb->st};
 	struct epoll_event ev[MAIN_MAX_EVENTS];
 
 	if (mainloop_watch(epfd, EPOLL_CTL_ADD, sfd, EPOLLIN, &sig.h) < 0)
 		return -1;
 	while (!sig.stop) {
-		int timeout = min_timeout(ctl_tick(lb->ctl), metrics_http_tick(lb->metrics));
+		int timeout =
+		    min_timeout(graveyard_tick(&lb->st.graveyard), metrics_http_tick(lb->metrics));
 		timeout = min_timeout(timeout, withdraw_tick(&sig));
 		if (sig.stop)
 			break;
@@ -426,14 +405,15 @@ int main(int argc, char **argv)
 	}
 
 	struct lb lb = {0};
-	if (load_config(path, &lb.cfg) < 0)
+	struct lb_state *st = &lb.st;
+	if (load_config(path, &st->cfg) < 0)
 		return EXIT_USAGE;
 	if (check) {
 		printf("configuration OK\n");
-		config_free(lb.cfg);
+		config_free(st->cfg);
 		return EXIT_OK;
 	}
-	log_setup(lb.cfg->log_level, lb.cfg->log_format == CFG_LOG_JSON);
+	log_setup(st->cfg->log_level, st->cfg->log_format == CFG_LOG_JSON);
 
 	/* Signals go to the main thread's signalfd only: block them before threads exist. */
 	sigset_t set;
@@ -448,23 +428,21 @@ int main(int argc, char **argv)
 	raise_nofile();
 
 	int rc = EXIT_RUNTIME;
-	lb.rt.cfg = lb.cfg;
-	lb.rt.engine = choose_engine(lb.cfg->engine);
-	if (sfd < 0 || epfd < 0 || !lb.rt.engine)
+	st->version = LB_VERSION;
+	st->config_path = path;
+	st->started_ms = timer_now_ms();
+	graveyard_init(&st->graveyard, NULL);
+	st->engine = choose_engine(st->cfg->engine);
+	if (sfd < 0 || epfd < 0 || !st->engine)
 		goto out;
-	if (build_pools(&lb, path) < 0) {
+	if (build_pools(st) < 0) {
 		log_error("out of memory building pools");
 		goto out;
 	}
-	if (check_listeners_free(lb.cfg) < 0 || start_workers(&lb) < 0)
+	if (check_listeners_free(st->cfg) < 0 || start_workers(&lb) < 0)
 		goto out;
-	/* Only worker_create reads these; a reload replaces the array they point to. */
-	lb.rt.listeners = NULL;
-	lb.rt.nlisteners = 0;
-	lb.re.qsbr = lb.rt.qsbr;
-	lb.re.ctl = &lb.ctl_env;
-	lb.re.prober = prober_start(lb.re.pools, lb.re.npools, lb.rt.qsbr);
-	if (!lb.re.prober) {
+	st->prober = prober_start(st->pools, st->npools, &st->qsbr);
+	if (!st->prober) {
 		log_error("cannot start the health prober: %s", strerror(errno));
 		goto out;
 	}
@@ -475,9 +453,9 @@ int main(int argc, char **argv)
 out:
 	ctl_shutdown(lb.ctl); /* no commands while the workers drain */
 	metrics_http_close(lb.metrics);
-	stop_all(&lb);
-	ctl_free(lb.ctl); /* removed backends: after the workers and QSBR are gone */
-	free_all(&lb);
+	stop_all(st);
+	ctl_free(lb.ctl);
+	free_state(st); /* removed objects too: after the workers and QSBR are gone */
 	if (epfd >= 0)
 		close(epfd);
 	if (sfd >= 0)

@@ -15,9 +15,11 @@
 #include "health/prober.h"
 #include "lb/listener.h"
 #include "lb/log.h"
+#include "lb/engine.h"
 #include "lb/mainloop.h"
 #include "lb/pool.h"
 #include "lb/ready.h"
+#include "lb/state.h"
 #include "lb/timer.h"
 
 /* Longest request head we read; a scraper's GET is a few hundred bytes. */
@@ -123,12 +125,12 @@ static void backend_line(FILE *f, const char *name, struct backend *b, enum back
 	}
 }
 
-static void backend_family(FILE *f, const struct metrics_src *src, const char *name,
-			   const char *type, const char *help, enum backend_metric m)
+static void backend_family(FILE *f, const struct lb_state *st, const char *name, const char *type,
+			   const char *help, enum backend_metric m)
 {
 	header(f, name, type, help);
-	for (size_t i = 0; i < src->npools; i++) {
-		struct pool *p = src->pools[i];
+	for (size_t i = 0; i < st->npools; i++) {
+		struct pool *p = st->pools[i];
 		for (size_t j = 0; j < p->nbackends; j++) {
 			struct prober_check chk;
 			if (m == BM_CHECK) {
@@ -141,30 +143,30 @@ static void backend_family(FILE *f, const struct metrics_src *src, const char *n
 	}
 }
 
-static void listener_metrics(FILE *f, const struct metrics_src *src)
+static void listener_metrics(FILE *f, const struct lb_state *st)
 {
 	char name[LABEL_MAX];
 
 	header(f, "lb_listener_connections_total", "counter",
 	       "Connections accepted (tcp) or new sessions asked for (udp: datagrams from a "
 	       "client without a session), before ACL and limits.");
-	for (size_t i = 0; i < src->nlisteners; i++) {
-		struct listener *l = src->listeners[i];
+	for (size_t i = 0; i < st->nlisteners; i++) {
+		struct listener *l = st->listeners[i];
 		fprintf(f, "lb_listener_connections_total{listener=\"%s\"} %llu\n",
 			esc(l->cfg->name, name), (unsigned long long)atomic_load(&l->accepted));
 	}
 	header(f, "lb_listener_active_connections", "gauge",
 	       "Connections (tcp) or sessions (udp) open on the listener now.");
-	for (size_t i = 0; i < src->nlisteners; i++) {
-		struct listener *l = src->listeners[i];
+	for (size_t i = 0; i < st->nlisteners; i++) {
+		struct listener *l = st->listeners[i];
 		fprintf(f, "lb_listener_active_connections{listener=\"%s\"} %d\n",
 			esc(l->cfg->name, name), atomic_load(&l->active));
 	}
 	header(f, "lb_listener_rejected_total", "counter",
 	       "Connections closed (tcp) or datagrams dropped (udp) without reaching a backend, "
 	       "by reason.");
-	for (size_t i = 0; i < src->nlisteners; i++) {
-		struct listener *l = src->listeners[i];
+	for (size_t i = 0; i < st->nlisteners; i++) {
+		struct listener *l = st->listeners[i];
 		for (int r = 0; r < LISTENER_REJECT_COUNT; r++)
 			fprintf(f,
 				"lb_listener_rejected_total{listener=\"%s\",reason=\"%s\"} %llu\n",
@@ -172,8 +174,8 @@ static void listener_metrics(FILE *f, const struct metrics_src *src)
 				(unsigned long long)atomic_load(&l->rejected[r]));
 	}
 	header(f, "lb_udp_sessions_active", "gauge", "UDP sessions open on the listener now.");
-	for (size_t i = 0; i < src->nlisteners; i++) {
-		struct listener *l = src->listeners[i];
+	for (size_t i = 0; i < st->nlisteners; i++) {
+		struct listener *l = st->listeners[i];
 		if (l->cfg->protocol == CFG_PROTO_UDP)
 			fprintf(f, "lb_udp_sessions_active{listener=\"%s\"} %d\n",
 				esc(l->cfg->name, name), atomic_load(&l->active));
@@ -181,19 +183,19 @@ static void listener_metrics(FILE *f, const struct metrics_src *src)
 }
 
 /* What a fleet compares across its instances: readiness and each table's fingerprint. */
-static void fleet_metrics(FILE *f, const struct metrics_src *src)
+static void fleet_metrics(FILE *f, const struct lb_state *st)
 {
 	char why[READY_REASON_MAX], pool[LABEL_MAX], fp[32];
 
 	header(f, "lb_ready", "gauge",
 	       "1 if GET /ready answers 200: not withdrawn or stopping, and every listener's pool "
 	       "has a usable backend.");
-	fprintf(f, "lb_ready %d\n", ready_check(src, why, sizeof(why)));
+	fprintf(f, "lb_ready %d\n", ready_check(st, why, sizeof(why)));
 	header(f, "lb_pool_table_info", "gauge",
 	       "Fingerprint of the pool's lookup table (ip_hash: Maglev); equal on every lb that "
 	       "sends each client to the same backend.");
-	for (size_t i = 0; i < src->npools; i++) {
-		struct pool *p = src->pools[i];
+	for (size_t i = 0; i < st->npools; i++) {
+		struct pool *p = st->pools[i];
 		if (pool_fingerprint(p, fp, sizeof(fp)))
 			fprintf(f,
 				"lb_pool_table_info{pool=\"%s\",algorithm=\"%s\",fingerprint=\"%"
@@ -202,7 +204,7 @@ static void fleet_metrics(FILE *f, const struct metrics_src *src)
 	}
 }
 
-char *metrics_render(const struct metrics_src *src, size_t *len)
+char *metrics_render(const struct lb_state *st, size_t *len)
 {
 	char *buf = NULL, v[LABEL_MAX], e[LABEL_MAX];
 	FILE *f = open_memstream(&buf, len);
@@ -210,26 +212,26 @@ char *metrics_render(const struct metrics_src *src, size_t *len)
 	if (!f)
 		return NULL;
 	header(f, "lb_build_info", "gauge", "Version and event engine of the running lb.");
-	fprintf(f, "lb_build_info{version=\"%s\",engine=\"%s\"} 1\n", esc(src->version, v),
-		esc(src->engine, e));
-	backend_family(f, src, "lb_backend_up", "gauge",
+	fprintf(f, "lb_build_info{version=\"%s\",engine=\"%s\"} 1\n", esc(st->version, v),
+		esc(st->engine->name, e));
+	backend_family(f, st, "lb_backend_up", "gauge",
 		       "1 if the backend's health is up or not yet known, 0 if down.", BM_UP);
-	backend_family(f, src, "lb_backend_active_connections", "gauge",
+	backend_family(f, st, "lb_backend_active_connections", "gauge",
 		       "Connections open to the backend now.", BM_ACTIVE);
-	backend_family(f, src, "lb_backend_connections_total", "counter",
+	backend_family(f, st, "lb_backend_connections_total", "counter",
 		       "Connections sent to the backend.", BM_TOTAL);
-	backend_family(f, src, "lb_backend_bytes_total", "counter",
+	backend_family(f, st, "lb_backend_bytes_total", "counter",
 		       "Bytes relayed: in = from the backend, out = to the backend.", BM_BYTES);
-	backend_family(f, src, "lb_backend_connect_failures_total", "counter",
+	backend_family(f, st, "lb_backend_connect_failures_total", "counter",
 		       "Failed or timed-out connects to the backend.", BM_FAILURES);
-	backend_family(f, src, "lb_backend_weight", "gauge", "The backend's current weight.",
+	backend_family(f, st, "lb_backend_weight", "gauge", "The backend's current weight.",
 		       BM_WEIGHT);
-	backend_family(f, src, "lb_backend_admin_state", "gauge",
+	backend_family(f, st, "lb_backend_admin_state", "gauge",
 		       "1 for the backend's current admin state.", BM_ADMIN);
-	backend_family(f, src, "lb_health_check_duration_seconds", "gauge",
+	backend_family(f, st, "lb_health_check_duration_seconds", "gauge",
 		       "Duration of the backend's last health check.", BM_CHECK);
-	listener_metrics(f, src);
-	fleet_metrics(f, src);
+	listener_metrics(f, st);
+	fleet_metrics(f, st);
 	if (fclose(f) != 0) {
 		free(buf);
 		return NULL;
@@ -254,7 +256,7 @@ struct mclient {
 struct metrics_http {
 	struct mainloop_handler h;
 	int epfd, fd;
-	const struct metrics_src *src;
+	const struct lb_state *st;
 	struct mclient *clients;
 	size_t nclients;
 };
@@ -307,7 +309,7 @@ static void respond(struct mclient *c, const char *status, const char *ctype, co
 static void serve_ready(struct mclient *c, bool head)
 {
 	char why[READY_REASON_MAX], body[READY_REASON_MAX + 16];
-	bool ok = ready_check(c->m->src, why, sizeof(why));
+	bool ok = ready_check(c->m->st, why, sizeof(why));
 	int n = snprintf(body, sizeof(body), ok ? "ready\n" : "not ready: %s\n", why);
 
 	respond(c, ok ? "200 OK" : "503 Service Unavailable", "text/plain; charset=utf-8", body,
@@ -339,7 +341,7 @@ static void serve(struct mclient *c)
 		return;
 	}
 	size_t len;
-	char *body = metrics_render(c->m->src, &len);
+	char *body = metrics_render(c->m->st, &len);
 	if (!body) {
 		respond(c, "500 Internal Server Error", text, "out of memory\n", 14, head);
 		return;
@@ -441,31 +443,31 @@ static int http_socket(const struct lb_addr *addr)
 	return err;
 }
 
-struct metrics_http *metrics_http_open(int epfd, const struct lb_addr *addr,
-				       const struct metrics_src *src, int *err)
+int metrics_http_open(int epfd, const struct lb_addr *addr, const struct lb_state *st,
+		      struct metrics_http **out)
 {
 	struct metrics_http *m = calloc(1, sizeof(*m));
+	int err;
 
-	if (!m) {
-		*err = -ENOMEM;
-		return NULL;
-	}
+	if (!m)
+		return -ENOMEM;
 	m->h.fn = accept_ready;
 	m->epfd = epfd;
-	m->src = src;
+	m->st = st;
 	m->fd = http_socket(addr);
 	if (m->fd < 0) {
-		*err = m->fd;
+		err = m->fd;
 		free(m);
-		return NULL;
+		return err;
 	}
 	if (mainloop_watch(epfd, EPOLL_CTL_ADD, m->fd, EPOLLIN, &m->h) < 0) {
-		*err = -errno;
+		err = -errno;
 		close(m->fd);
 		free(m);
-		return NULL;
+		return err;
 	}
-	return m;
+	*out = m;
+	return 0;
 }
 
 int metrics_http_tick(struct metrics_http *m)

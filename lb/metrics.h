@@ -7,24 +7,11 @@
 
 #include "lb/addr.h"
 
-struct pool;
-struct listener;
-struct readiness;
+struct lb_state;
 
-/* What the metrics are read from; owned by main.c, read on the main thread only. */
-struct metrics_src {
-	const char *version;
-	const char *engine;
-	struct pool **pools;
-	size_t npools;
-	struct listener **listeners;
-	size_t nlisteners;
-	struct readiness *ready; /* NULL = no flags, readiness from the pools alone */
-};
-
-/* The Prometheus text format (version 0.0.4) of everything in src. Returns a malloc'd,
+/* The Prometheus text format (version 0.0.4) of the running state. Returns a malloc'd,
  * NUL-terminated string (caller frees) and its length in *len, or NULL on ENOMEM. */
-char *metrics_render(const struct metrics_src *src, size_t *len);
+char *metrics_render(const struct lb_state *st, size_t *len);
 
 /* Label value escaping of the text format: \ " and newline. Writes at most cap bytes with
  * a NUL; returns the length it needs (like snprintf). */
@@ -32,10 +19,10 @@ size_t metrics_escape(const char *s, char *buf, size_t cap);
 
 struct metrics_http;
 
-/* Listen on addr and serve GET /metrics and GET /ready (200 or 503, lb/ready.h) from src on epfd
- * (the main loop). NULL with -errno in *err. */
-struct metrics_http *metrics_http_open(int epfd, const struct lb_addr *addr,
-				       const struct metrics_src *src, int *err);
+/* Listen on addr and serve GET /metrics and GET /ready (200 or 503, lb/ready.h) from st on
+ * epfd (the main loop). 0 and the listener in *out, or -errno. */
+int metrics_http_open(int epfd, const struct lb_addr *addr, const struct lb_state *st,
+		      struct metrics_http **out);
 /* Close idle or slow clients past their deadline. Returns the ms until the next call is
  * due, or -1 if none is. */
 int metrics_http_tick(struct metrics_http *m);

@@ -201,7 +201,6 @@ struct pool *pool_create(const struct cfg_pool *cp)
 		p->backends[p->nbackends] = backend_create(p, &cp->backends[p->nbackends]);
 		if (!p->backends[p->nbackends])
 			goto fail;
-		p->backends[p->nbackends]->from_config = true;
 	}
 	if (pool_rebuild(p, NULL) < 0)
 		goto fail;
@@ -218,10 +217,7 @@ void pool_destroy(struct pool *p)
 	pool_snapshot_free(atomic_load_explicit(&p->snap, memory_order_relaxed));
 	for (size_t i = 0; i < p->nbackends; i++)
 		pool_backend_free(p->backends[i]);
-	for (size_t i = 0; i < p->nretired; i++)
-		pool_backend_free(p->retired[i]);
 	free(p->backends);
-	free(p->retired);
 	pthread_mutex_destroy(&p->lock);
 	health_free(&p->health);
 	free(p->name);
@@ -437,14 +433,6 @@ int pool_remove_backend(struct pool *p, struct backend *b, struct qsbr *q)
 		ret = -ENOENT;
 		goto out;
 	}
-	if (b->from_config) {
-		struct backend **r = realloc(p->retired, (p->nretired + 1) * sizeof(*r));
-		if (!r) {
-			ret = -ENOMEM;
-			goto out;
-		}
-		p->retired = r;
-	}
 	memmove(&p->backends[i], &p->backends[i + 1], (p->nbackends - i - 1) * sizeof(b));
 	p->nbackends--;
 	ret = rebuild_locked(p, q);
@@ -452,11 +440,7 @@ int pool_remove_backend(struct pool *p, struct backend *b, struct qsbr *q)
 		memmove(&p->backends[i + 1], &p->backends[i], (p->nbackends - i) * sizeof(b));
 		p->backends[i] = b;
 		p->nbackends++;
-		goto out;
 	}
-	if (b->from_config)
-		p->retired[p->nretired++] = b;
-	ret = b->from_config ? 0 : 1;
 out:
 	pthread_mutex_unlock(&p->lock);
 	return ret;

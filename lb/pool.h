@@ -25,7 +25,6 @@ struct backend {
 	char *hash_key; /* ip_hash's key: the config's hash_key, else the resolved address */
 	struct lb_addr addr;
 	bool backup;
-	bool from_config; /* built from the config file: never freed before the pool */
 	struct pool *pool;
 
 	_Atomic int health;	  /* enum backend_health: what the data path obeys */
@@ -96,8 +95,6 @@ struct pool {
 	/* Serialises rebuilds and changes of backends/algorithm between the prober and the
 	 * control plane; never taken by workers. */
 	pthread_mutex_t lock;
-	struct backend **retired; /* removed config backends, kept until pool_destroy */
-	size_t nretired;
 };
 
 /* The ip_hash key a backend built from cb gets: its hash_key, else its resolved address
@@ -161,9 +158,9 @@ struct backend *pool_find_backend(const struct pool *p, const char *name);
  * 0, -EEXIST (name taken) or -ENOMEM. */
 int pool_add_backend(struct pool *p, const struct cfg_backend *cb, struct qsbr *q,
 		     struct backend **out);
-/* Unpublish b: no new connection picks it once workers pass a quiescent point. Returns 1 if
- * the caller now owns b (free it with pool_backend_free once no worker can reference it), 0
- * if the pool keeps it until pool_destroy (config backends), or -ENOMEM/-ENOENT. */
+/* Unpublish b: no new connection picks it once workers pass a quiescent point. The caller
+ * owns b from then on: free it with pool_backend_free once nothing can reference it (the
+ * graveyard, lb/retire.h). 0, or -ENOMEM/-ENOENT with nothing changed. */
 int pool_remove_backend(struct pool *p, struct backend *b, struct qsbr *q);
 void pool_backend_free(struct backend *b);
 /* Apply a reloaded pool config's settings (retries, health, algorithm) and publish; the

@@ -5,8 +5,8 @@
 #include <stdio.h>
 
 #include "lb/listener.h"
-#include "lb/metrics.h"
 #include "lb/pool.h"
+#include "lb/state.h"
 #include "lb/timer.h"
 
 static bool pool_has_usable(const struct pool *p)
@@ -17,20 +17,20 @@ static bool pool_has_usable(const struct pool *p)
 	return false;
 }
 
-bool ready_check(const struct metrics_src *m, char *why, size_t len)
+bool ready_check(const struct lb_state *st, char *why, size_t len)
 {
-	const struct readiness *r = m->ready;
+	const struct readiness *r = &st->ready;
 
-	if (r && r->stopping) {
+	if (r->stopping) {
 		snprintf(why, len, "stopping");
 		return false;
 	}
-	if (r && r->withdrawn) {
+	if (r->withdrawn) {
 		snprintf(why, len, "withdrawn");
 		return false;
 	}
-	for (size_t i = 0; i < m->nlisteners; i++) {
-		const struct listener *l = m->listeners[i];
+	for (size_t i = 0; i < st->nlisteners; i++) {
+		const struct listener *l = st->listeners[i];
 		const struct pool *p = atomic_load(&l->pool);
 
 		if (!pool_has_usable(p)) {

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct metrics_src;
+struct lb_state;
 
 /* Room for a reason: a listener's and a pool's name. */
 #define READY_REASON_MAX 600
@@ -23,7 +23,7 @@ struct readiness {
 /* Ready to receive traffic: not withdrawn or stopping, and every listener's pool has a usable
  * backend. When not, a short reason goes into why ("withdrawn", "listener pg: pool pg has no
  * usable backend"). */
-bool ready_check(const struct metrics_src *m, char *why, size_t len);
+bool ready_check(const struct lb_state *st, char *why, size_t len);
 
 /* Withdraw (true) or rejoin (false). Returns false if nothing changed. */
 bool ready_set_withdrawn(struct readiness *r, bool withdrawn);

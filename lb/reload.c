@@ -13,10 +13,10 @@
 
 #include "health/prober.h"
 #include "lb/config.h"
-#include "lb/control.h"
 #include "lb/listener.h"
 #include "lb/log.h"
 #include "lb/pool.h"
+#include "lb/state.h"
 #include "lb/worker.h"
 
 /* How long a reload waits for each worker to take its new listener set; a running worker
@@ -32,11 +32,6 @@ struct plan {
 	bool *ls_keep;
 	int *fds; /* nworkers x nlisteners: a fresh socket, -1 or WORKER_FD_KEEP */
 };
-
-struct config *reload_config(const struct reload_env *re)
-{
-	return re->cfgs[re->ncfgs - 1];
-}
 
 static struct pool *find_pool(struct pool **pools, size_t n, const char *name)
 {
@@ -73,26 +68,15 @@ static bool same_addr(const struct lb_addr *a, const struct lb_addr *b)
 }
 
 /* The running listener the new one continues: same name, protocol and address. */
-static struct listener *find_listener(const struct reload_env *re, const struct cfg_listener *lc)
+static struct listener *find_listener(const struct lb_state *st, const struct cfg_listener *lc)
 {
-	for (size_t i = 0; i < re->nlisteners; i++) {
-		const struct cfg_listener *old = atomic_load(&re->listeners[i]->cfg);
+	for (size_t i = 0; i < st->nlisteners; i++) {
+		const struct cfg_listener *old = atomic_load(&st->listeners[i]->cfg);
 		if (strcmp(old->name, lc->name) == 0 && old->protocol == lc->protocol &&
 		    same_addr(&old->addr, &lc->addr))
-			return re->listeners[i];
+			return st->listeners[i];
 	}
 	return NULL;
-}
-
-static bool push(void *arrp, size_t *n, void *item)
-{
-	void ***arr = arrp;
-	void **a = realloc(*arr, (*n + 1) * sizeof(*a));
-	if (!a)
-		return false;
-	a[(*n)++] = item;
-	*arr = a;
-	return true;
 }
 
 static void note(json_t *changes, const char *key, const char *fmt, ...)
@@ -118,7 +102,7 @@ static void note(json_t *changes, const char *key, const char *fmt, ...)
 
 /* ---- prepare: nothing running changes ---- */
 
-static void plan_abort(struct plan *pl, const struct reload_env *re)
+static void plan_abort(struct plan *pl, const struct lb_state *st)
 {
 	size_t nl = pl->cfg ? pl->cfg->nlisteners : 0;
 
@@ -128,7 +112,7 @@ static void plan_abort(struct plan *pl, const struct reload_env *re)
 	for (size_t i = 0; pl->ls && i < nl; i++)
 		if (!pl->ls_keep[i])
 			free(pl->ls[i]);
-	for (size_t i = 0; pl->fds && i < (size_t)re->nworkers * nl; i++)
+	for (size_t i = 0; pl->fds && i < (size_t)st->nworkers * nl; i++)
 		if (pl->fds[i] >= 0)
 			close(pl->fds[i]);
 	free(pl->pools);
@@ -141,23 +125,23 @@ static void plan_abort(struct plan *pl, const struct reload_env *re)
 
 /* A running listener of ours overlaps lc: binding it is the hand-over of a reload (a renamed
  * listener, a wildcard beside a specific address), not a takeover of another process. */
-static bool held_by_us(const struct reload_env *re, const struct cfg_listener *lc)
+static bool held_by_us(const struct lb_state *st, const struct cfg_listener *lc)
 {
-	for (size_t i = 0; i < re->nlisteners; i++) {
-		const struct cfg_listener *old = atomic_load(&re->listeners[i]->cfg);
+	for (size_t i = 0; i < st->nlisteners; i++) {
+		const struct cfg_listener *old = atomic_load(&st->listeners[i]->cfg);
 		if (old->protocol == lc->protocol && listener_addrs_overlap(&old->addr, &lc->addr))
 			return true;
 	}
 	return false;
 }
 
-static int bind_new(const struct reload_env *re, struct plan *pl, char *err, size_t errlen)
+static int bind_new(const struct lb_state *st, struct plan *pl, char *err, size_t errlen)
 {
 	const struct config *cfg = pl->cfg;
 
 	for (size_t j = 0; j < cfg->nlisteners; j++) {
 		const struct cfg_listener *lc = &cfg->listeners[j];
-		for (int w = 0; w < re->nworkers; w++) {
+		for (int w = 0; w < st->nworkers; w++) {
 			int *fd = &pl->fds[(size_t)w * cfg->nlisteners + j];
 			const char *why = "";
 			if (pl->ls_keep[j]) {
@@ -165,7 +149,7 @@ static int bind_new(const struct reload_env *re, struct plan *pl, char *err, siz
 				continue;
 			}
 			int rc = 0;
-			if (w == 0 && !held_by_us(re, lc))
+			if (w == 0 && !held_by_us(st, lc))
 				rc = listener_check_free(lc, &why);
 			if (rc == -EADDRINUSE) {
 				snprintf(err, errlen,
@@ -186,7 +170,7 @@ static int bind_new(const struct reload_env *re, struct plan *pl, char *err, siz
 	return 0;
 }
 
-static int plan_prepare(const struct reload_env *re, struct plan *pl, char *err, size_t errlen)
+static int plan_prepare(const struct lb_state *st, struct plan *pl, char *err, size_t errlen)
 {
 	const struct config *cfg = pl->cfg;
 	size_t np = cfg->npools ? cfg->npools : 1, nl = cfg->nlisteners ? cfg->nlisteners : 1;
@@ -195,13 +179,13 @@ static int plan_prepare(const struct reload_env *re, struct plan *pl, char *err,
 	pl->pool_new = calloc(np, sizeof(*pl->pool_new));
 	pl->ls = calloc(nl, sizeof(*pl->ls));
 	pl->ls_keep = calloc(nl, sizeof(*pl->ls_keep));
-	pl->fds = calloc((size_t)(re->nworkers ? re->nworkers : 1) * nl, sizeof(*pl->fds));
+	pl->fds = calloc((size_t)(st->nworkers ? st->nworkers : 1) * nl, sizeof(*pl->fds));
 	if (!pl->pools || !pl->pool_new || !pl->ls || !pl->ls_keep || !pl->fds)
 		goto nomem;
-	for (size_t i = 0; i < (size_t)re->nworkers * cfg->nlisteners; i++)
+	for (size_t i = 0; i < (size_t)st->nworkers * cfg->nlisteners; i++)
 		pl->fds[i] = -1; /* plan_abort closes what is >= 0 */
 	for (size_t i = 0; i < cfg->npools; i++) {
-		pl->pools[i] = find_pool(re->pools, re->npools, cfg->pools[i].name);
+		pl->pools[i] = find_pool(st->pools, st->npools, cfg->pools[i].name);
 		if (pl->pools[i])
 			continue;
 		pl->pools[i] = pool_create(&cfg->pools[i]);
@@ -210,12 +194,12 @@ static int plan_prepare(const struct reload_env *re, struct plan *pl, char *err,
 		pl->pool_new[i] = true;
 	}
 	for (size_t i = 0; i < cfg->nlisteners; i++) {
-		pl->ls[i] = find_listener(re, &cfg->listeners[i]);
+		pl->ls[i] = find_listener(st, &cfg->listeners[i]);
 		pl->ls_keep[i] = pl->ls[i] != NULL;
 		if (!pl->ls[i] && !(pl->ls[i] = calloc(1, sizeof(*pl->ls[i]))))
 			goto nomem;
 	}
-	return bind_new(re, pl, err, errlen);
+	return bind_new(st, pl, err, errlen);
 nomem:
 	snprintf(err, errlen, "out of memory preparing the new configuration");
 	return -1;
@@ -223,24 +207,24 @@ nomem:
 
 /* ---- commit: no failure sends us back any more ---- */
 
-static void retire_backend(struct reload_env *re, struct pool *p, struct backend *b)
+static void retire_backend(struct lb_state *st, struct pool *p, struct backend *b)
 {
 	/* Open connections keep b and finish; only new picks stop (like `remove`). */
-	int owned = pool_remove_backend(p, b, re->qsbr);
-	if (owned < 0) {
+	int rc = pool_remove_backend(p, b, &st->qsbr);
+
+	if (rc < 0) {
 		log_error("reload: cannot remove backend %s/%s: %s", p->name, b->name,
-			  strerror(-owned));
+			  strerror(-rc));
 		return;
 	}
-	if (owned == 1 && !push(&re->old_backends, &re->nold_backends, b))
-		log_error("reload: out of memory: backend %s/%s leaks", p->name, b->name);
+	state_retire_backend(st, b, false);
 }
 
-static void add_backend(struct reload_env *re, struct pool *p, const struct cfg_backend *cb,
+static void add_backend(struct lb_state *st, struct pool *p, const struct cfg_backend *cb,
 			json_t *changes)
 {
 	struct backend *b;
-	int rc = pool_add_backend(p, cb, re->qsbr, &b);
+	int rc = pool_add_backend(p, cb, &st->qsbr, &b);
 
 	if (rc < 0)
 		log_error("reload: cannot add backend %s/%s: %s", p->name, cb_name(cb),
@@ -257,7 +241,7 @@ static void update_int(_Atomic int *v, int old_cfg, int new_cfg, bool known)
 		atomic_store(v, new_cfg);
 }
 
-static void sync_backends(struct reload_env *re, struct pool *p, const struct cfg_pool *oldcp,
+static void sync_backends(struct lb_state *st, struct pool *p, const struct cfg_pool *oldcp,
 			  const struct cfg_pool *cp, json_t *changes)
 {
 	/* Add and update first, remove last: the pool never goes empty in between. */
@@ -268,11 +252,11 @@ static void sync_backends(struct reload_env *re, struct pool *p, const struct cf
 		if (b && (strcmp(b->address, cb->address) != 0 || b->backup != cb->backup ||
 			  strcmp(b->hash_key, pool_hash_key(cb, key, sizeof(key))) != 0)) {
 			note(changes, "replaced", "%s/%s", p->name, b->name);
-			retire_backend(re, p, b); /* a new address is a new backend */
+			retire_backend(st, p, b); /* a new address is a new backend */
 			b = NULL;
 		}
 		if (!b) {
-			add_backend(re, p, cb, changes);
+			add_backend(st, p, cb, changes);
 			continue;
 		}
 		const struct cfg_backend *ocb = find_cfg_backend(oldcp, b->name);
@@ -286,7 +270,7 @@ static void sync_backends(struct reload_env *re, struct pool *p, const struct cf
 			continue;
 		}
 		note(changes, "removed", "%s/%s", p->name, b->name);
-		retire_backend(re, p, b); /* shifts p->backends down */
+		retire_backend(st, p, b); /* shifts p->backends down */
 	}
 }
 
@@ -309,9 +293,9 @@ static bool health_differs(const struct cfg_health *a, const struct cfg_health *
 			    b->path ? strlen(b->path) : 0);
 }
 
-static void commit_pools(struct reload_env *re, struct plan *pl, json_t *changes)
+static void commit_pools(struct lb_state *st, struct plan *pl, json_t *changes)
 {
-	const struct config *old = reload_config(re);
+	const struct config *old = st->cfg;
 
 	for (size_t i = 0; i < pl->cfg->npools; i++) {
 		const struct cfg_pool *cp = &pl->cfg->pools[i];
@@ -326,20 +310,19 @@ static void commit_pools(struct reload_env *re, struct plan *pl, json_t *changes
 			   cp->algorithm ? cp->algorithm : "") != 0 ||
 		    ocp->retries != cp->retries || health_differs(&ocp->health, &cp->health))
 			note(changes, "pools_changed", "%s", p->name);
-		int rc = pool_reconfigure(p, cp, re->qsbr);
+		int rc = pool_reconfigure(p, cp, &st->qsbr);
 		if (rc < 0)
 			log_error("reload: pool %s: cannot apply its settings: %s", p->name,
 				  strerror(-rc));
-		sync_backends(re, p, ocp, cp, changes);
+		sync_backends(st, p, ocp, cp, changes);
 	}
-	for (size_t i = 0; i < re->npools; i++) {
-		struct pool *p = re->pools[i];
+	for (size_t i = 0; i < st->npools; i++) {
+		struct pool *p = st->pools[i];
 		if (find_cfg_pool(pl->cfg, p->name))
 			continue;
-		/* Kept whole until shutdown: open connections still use its backends. */
+		/* Freed whole once its backends' last connections are gone. */
 		note(changes, "pools_removed", "%s", p->name);
-		if (!push(&re->old_pools, &re->nold_pools, p))
-			log_error("reload: out of memory: pool %s leaks", p->name);
+		state_retire_pool(st, p);
 	}
 }
 
@@ -352,7 +335,7 @@ static bool listener_differs(const struct cfg_listener *a, const struct cfg_list
 	       a->idle_timeout_ms != b->idle_timeout_ms;
 }
 
-static void commit_listeners(struct reload_env *re, struct plan *pl, json_t *changes)
+static void commit_listeners(struct lb_state *st, struct plan *pl, json_t *changes)
 {
 	const struct config *cfg = pl->cfg;
 
@@ -366,9 +349,9 @@ static void commit_listeners(struct reload_env *re, struct plan *pl, json_t *cha
 		atomic_store(&l->cfg, lc);
 		atomic_store(&l->pool, pl->pools[lc->pool_index]);
 	}
-	for (int w = 0; w < re->nworkers; w++) {
+	for (int w = 0; w < st->nworkers; w++) {
 		int *fds = &pl->fds[(size_t)w * cfg->nlisteners];
-		if (worker_set_listeners(re->workers[w], pl->ls, fds, cfg->nlisteners) < 0) {
+		if (worker_set_listeners(st->workers[w], pl->ls, fds, cfg->nlisteners) < 0) {
 			log_error("reload: worker %d: out of memory; it keeps its old listeners",
 				  w);
 			for (size_t j = 0; j < cfg->nlisteners; j++)
@@ -379,20 +362,19 @@ static void commit_listeners(struct reload_env *re, struct plan *pl, json_t *cha
 		for (size_t j = 0; j < cfg->nlisteners; j++)
 			fds[j] = -1; /* the worker owns them now */
 	}
-	for (int w = 0; w < re->nworkers; w++)
-		if (!worker_listeners_wait(re->workers[w], WORKER_ACK_MS))
+	for (int w = 0; w < st->nworkers; w++)
+		if (!worker_listeners_wait(st->workers[w], WORKER_ACK_MS))
 			log_warn("reload: worker %d has not taken its new listeners yet", w);
-	for (size_t i = 0; i < re->nlisteners; i++) {
-		struct listener *l = re->listeners[i];
+	for (size_t i = 0; i < st->nlisteners; i++) {
+		struct listener *l = st->listeners[i];
 		bool kept = false;
 		for (size_t j = 0; j < cfg->nlisteners && !kept; j++)
 			kept = pl->ls[j] == l;
 		if (kept)
 			continue;
-		/* Kept until shutdown: its open connections still count on it. */
+		/* Freed once its open connections are gone. */
 		note(changes, "listeners_removed", "%s", atomic_load(&l->cfg)->name);
-		if (!push(&re->old_listeners, &re->nold_listeners, l))
-			log_error("reload: out of memory: a listener object leaks");
+		state_retire_listener(st, l);
 	}
 }
 
@@ -432,92 +414,51 @@ static void join_errors(const struct cfg_errors *errs, int ret, const char *path
 	}
 }
 
-int reload_run(struct reload_env *re, json_t **changes, char *err, size_t errlen)
+int reload_run(struct lb_state *st, json_t **changes, char *err, size_t errlen)
 {
 	struct cfg_errors errs = {0};
 	struct plan pl = {0};
-	int ret = config_load(re->path, &pl.cfg, &errs);
+	int ret = config_load(st->config_path, &pl.cfg, &errs);
 
 	if (ret < 0) {
-		join_errors(&errs, ret, re->path, err, errlen);
+		join_errors(&errs, ret, st->config_path, err, errlen);
 		cfg_errors_free(&errs);
 		return -1;
 	}
-	struct config **cfgs = realloc(re->cfgs, (re->ncfgs + 1) * sizeof(*cfgs));
-	if (cfgs)
-		re->cfgs = cfgs;
 	json_t *ch = json_object();
-	if (!cfgs || !ch) {
+	if (!ch) {
 		snprintf(err, errlen, "out of memory");
-		json_decref(ch);
-		plan_abort(&pl, re);
+		plan_abort(&pl, st);
 		return -1;
 	}
-	if (plan_prepare(re, &pl, err, errlen) < 0) {
+	if (plan_prepare(st, &pl, err, errlen) < 0) {
 		log_error("reload rejected: %s", err);
 		json_decref(ch);
-		plan_abort(&pl, re);
+		plan_abort(&pl, st);
 		return -1;
 	}
 
-	prober_stop(re->prober); /* pool health settings and membership change under it */
-	re->prober = NULL;
-	note_restart_only(reload_config(re), pl.cfg, ch);
-	commit_pools(re, &pl, ch);
-	commit_listeners(re, &pl, ch);
+	prober_stop(st->prober); /* pool health settings and membership change under it */
+	st->prober = NULL;
+	note_restart_only(st->cfg, pl.cfg, ch);
+	commit_pools(st, &pl, ch);
+	commit_listeners(st, &pl, ch);
 
-	free(re->pools);
-	free(re->listeners);
-	re->pools = pl.pools;
-	re->npools = pl.cfg->npools;
-	re->listeners = pl.ls;
-	re->nlisteners = pl.cfg->nlisteners;
-	re->cfgs[re->ncfgs++] = pl.cfg; /* the old ones stay: listeners' cfg pointed into them */
-	re->ctl->cfg = pl.cfg;
-	re->ctl->m.pools = re->pools;
-	re->ctl->m.npools = re->npools;
-	re->ctl->m.listeners = re->listeners;
-	re->ctl->m.nlisteners = re->nlisteners;
+	free(st->pools);
+	free(st->listeners);
+	st->pools = pl.pools;
+	st->npools = pl.cfg->npools;
+	st->listeners = pl.ls;
+	st->nlisteners = pl.cfg->nlisteners;
+	/* Freed once no retired listener points into it and no worker reads it. */
+	state_retire_config(st, st->cfg);
+	st->cfg = pl.cfg;
 	free(pl.pool_new);
 	free(pl.ls_keep);
 	free(pl.fds);
-	reload_prober_sync(re);
-	log_info("reload: %s applied (%zu listeners, %zu pools)", re->path, re->nlisteners,
-		 re->npools);
+	state_prober_sync(st);
+	log_info("reload: %s applied (%zu listeners, %zu pools)", st->config_path, st->nlisteners,
+		 st->npools);
 	*changes = ch;
 	return 0;
-}
-
-int reload_prober_sync(struct reload_env *re)
-{
-	prober_stop(re->prober);
-	re->prober = prober_start(re->pools, re->npools, re->qsbr);
-	if (re->prober)
-		return 0;
-	int err = errno;
-	log_error("cannot restart the health prober: %s", strerror(err));
-	return -err;
-}
-
-void reload_env_free(struct reload_env *re)
-{
-	for (size_t i = 0; i < re->npools; i++)
-		pool_destroy(re->pools[i]);
-	for (size_t i = 0; i < re->nold_pools; i++)
-		pool_destroy(re->old_pools[i]);
-	for (size_t i = 0; i < re->nlisteners; i++)
-		free(re->listeners[i]);
-	for (size_t i = 0; i < re->nold_listeners; i++)
-		free(re->old_listeners[i]);
-	for (size_t i = 0; i < re->nold_backends; i++)
-		pool_backend_free(re->old_backends[i]);
-	for (size_t i = 0; i < re->ncfgs; i++)
-		config_free(re->cfgs[i]);
-	free(re->pools);
-	free(re->old_pools);
-	free(re->listeners);
-	free(re->old_listeners);
-	free(re->old_backends);
-	free(re->cfgs);
-	memset(re, 0, sizeof(*re));
 }

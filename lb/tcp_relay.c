@@ -212,7 +212,7 @@ static void conn_finish(struct conn *c, const char *how, bool reset_client, bool
 	half_release_rx(w, &c->up);
 	half_release_rx(w, &c->down);
 	listener_release(c->l);
-	if (w->rt->cfg->log_access)
+	if (w->rt->log_access)
 		access_log(c, how);
 
 	if (c->prev)

@@ -176,7 +176,7 @@ static void session_close(struct udp_session *s, const char *how)
 	timer_cancel(&w->timers, &s->timer);
 	w->ops->unwatch(w->eng, s->watch);
 	close(s->fd);
-	if (w->rt->cfg->log_access)
+	if (w->rt->log_access)
 		access_log(s, how);
 	backend_release(s->be);
 	listener_release(s->wl->l);

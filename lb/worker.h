@@ -28,7 +28,7 @@ struct worker_ls_update;
 
 /* What every worker shares, read-only while they run. */
 struct lb_runtime {
-	const struct config *cfg;
+	bool log_access; /* the config's log.access: a restart applies a change */
 	const struct engine_ops *engine;
 	struct listener **listeners; /* for worker_create only: one per cfg->listeners entry */
 	size_t nlisteners;
