@@ -227,7 +227,7 @@ static void free_state(struct lb_state *st)
 	memset(st, 0, sizeof(*st));
 }
 
-/* ---- main loop: signals, control socket, metrics (edit for issue 4) ---- */
+/* ---- main loop: signals, control socket, metrics, the graveyard ---- */
 
 /* Events taken per epoll_wait on the main loop. */
 #define MAIN_MAX_EVENTS 32
@@ -354,7 +354,6 @@ static int main_loop(struct lb *lb, int epfd, int sfd)
 	return 0;
 }
 
-/* ---- end of the main loop ---- */
 
 static int load_config(const char *path, struct config **cfg)
 {
