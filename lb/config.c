@@ -837,7 +837,7 @@ int config_load_string(const char *json, const char *name, struct config **out,
 
 /* ---- freeing ---- */
 
-static void health_free(struct cfg_health *h)
+void cfg_health_free(struct cfg_health *h)
 {
 	free(h->type);
 	free(h->send);
@@ -855,7 +855,7 @@ static void pool_free_fields(struct cfg_pool *p)
 	free(p->backends);
 	free(p->name);
 	free(p->algorithm);
-	health_free(&p->health);
+	cfg_health_free(&p->health);
 }
 
 static void listener_free_fields(struct cfg_listener *l)

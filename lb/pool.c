@@ -113,14 +113,6 @@ static char *dup_bytes(const char *s, size_t len, bool *ok)
 	return d;
 }
 
-static void health_free(struct cfg_health *h)
-{
-	free(h->type);
-	free(h->send);
-	free(h->expect);
-	free(h->path);
-}
-
 static bool health_copy(struct cfg_health *dst, const struct cfg_health *src)
 {
 	bool ok = true;
@@ -131,7 +123,7 @@ static bool health_copy(struct cfg_health *dst, const struct cfg_health *src)
 	dst->expect = dup_bytes(src->expect, src->expect_len, &ok);
 	dst->path = dup_opt(src->path, &ok);
 	if (!ok) {
-		health_free(dst);
+		cfg_health_free(dst);
 		memset(dst, 0, sizeof(*dst)); /* pool_destroy frees it again */
 	}
 	return ok;
@@ -223,7 +215,7 @@ void pool_destroy(struct pool *p)
 	free(p->backends);
 	free(p->retired);
 	pthread_mutex_destroy(&p->lock);
-	health_free(&p->health);
+	cfg_health_free(&p->health);
 	free(p->name);
 	free(p);
 }
@@ -473,7 +465,7 @@ int pool_reconfigure(struct pool *p, const struct cfg_pool *cp, struct qsbr *q)
 	if (!health_copy(&h, &cp->health))
 		return -ENOMEM;
 	pthread_mutex_lock(&p->lock);
-	health_free(&p->health);
+	cfg_health_free(&p->health);
 	p->health = h;
 	atomic_store(&p->retries, cp->retries);
 	p->algorithm = alg;
