@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "algorithms/algorithm.h"
+#include "health/check_types.h"
 #include "lb/hash.h"
 #include "lb/qsbr.h"
 
@@ -151,7 +152,9 @@ static struct backend *backend_create(struct pool *p, const struct cfg_backend *
 {
 	struct backend *b = calloc(1, sizeof(*b));
 	bool ok = true;
-	bool passive_only = !p->health.type || strcmp(p->health.type, "none") == 0;
+	/* A type that never probes leaves health to the passive checks: up until they fail. */
+	const struct hc_check *chk = hc_find(p->health.type ? p->health.type : "none");
+	bool passive_only = chk && !hc_probes(chk);
 
 	if (!b)
 		return NULL;
