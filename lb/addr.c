@@ -281,6 +281,11 @@ int addr_parse_resolve(const char *s, struct lb_addr *out, const char **why)
 	return 0;
 }
 
+bool addr_equal(const struct lb_addr *a, const struct lb_addr *b)
+{
+	return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
+}
+
 char *addr_format(const struct sockaddr *sa, char *buf, size_t len)
 {
 	char ip[INET6_ADDRSTRLEN];

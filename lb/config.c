@@ -581,11 +581,6 @@ static void parse_pools(struct cfg_ctx *c, const json_t *root, struct config *cf
 	}
 }
 
-static bool same_sockaddr(const struct lb_addr *a, const struct lb_addr *b)
-{
-	return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
-}
-
 static void check_pool_names(struct cfg_ctx *c, const struct config *cfg)
 {
 	char path[CFG_PATH_MAX];
@@ -616,7 +611,7 @@ static void check_listener_unique(struct cfg_ctx *c, const struct config *cfg, s
 				   l->name, j);
 		}
 		if (l->listen && o->listen && l->protocol == o->protocol &&
-		    same_sockaddr(&l->addr, &o->addr)) {
+		    addr_equal(&l->addr, &o->addr)) {
 			snprintf(path, sizeof(path), "listeners[%zu].listen", i);
 			cfg_err_at(c, path,
 				   "duplicate listen address \"%s\" (%s; also listeners[%zu])",
@@ -650,7 +645,7 @@ static void check_metrics_addr(struct cfg_ctx *c, const struct config *cfg)
 	for (size_t i = 0; i < cfg->nlisteners; i++) {
 		const struct cfg_listener *l = &cfg->listeners[i];
 		if (l->listen && l->protocol == CFG_PROTO_TCP &&
-		    same_sockaddr(&l->addr, &cfg->metrics_addr))
+		    addr_equal(&l->addr, &cfg->metrics_addr))
 			cfg_err_at(c, "metrics.listen",
 				   "address \"%s\" is already used by listeners[%zu]",
 				   cfg->metrics_listen, i);

@@ -67,18 +67,13 @@ static const struct cfg_backend *find_cfg_backend(const struct cfg_pool *cp, con
 	return NULL;
 }
 
-static bool same_addr(const struct lb_addr *a, const struct lb_addr *b)
-{
-	return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
-}
-
 /* The running listener the new one continues: same name, protocol and address. */
 static struct listener *find_listener(const struct reload_env *re, const struct cfg_listener *lc)
 {
 	for (size_t i = 0; i < re->nlisteners; i++) {
 		const struct cfg_listener *old = atomic_load(&re->listeners[i]->cfg);
 		if (strcmp(old->name, lc->name) == 0 && old->protocol == lc->protocol &&
-		    same_addr(&old->addr, &lc->addr))
+		    addr_equal(&old->addr, &lc->addr))
 			return re->listeners[i];
 	}
 	return NULL;
