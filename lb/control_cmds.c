@@ -124,12 +124,11 @@ static int field_bool(struct req *r, const char *key, bool *out)
 static struct pool *find_pool(struct req *r, const char *name)
 {
 	const struct metrics_src *m = &r->x->env->m;
+	struct pool *p = pool_find(m->pools, m->npools, name);
 
-	for (size_t i = 0; i < m->npools; i++)
-		if (strcmp(m->pools[i]->name, name) == 0)
-			return m->pools[i];
-	fail(r, "no such pool: %s", name);
-	return NULL;
+	if (!p)
+		fail(r, "no such pool: %s", name);
+	return p;
 }
 
 /* "pool" and "backend", or "backend" as "POOL/BACKEND". */

@@ -380,6 +380,14 @@ void backend_health_force(struct backend *b, int forced)
 	} while (atomic_load(&b->hc_verdict) != v);
 }
 
+struct pool *pool_find(struct pool *const *pools, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(pools[i]->name, name) == 0)
+			return pools[i];
+	return NULL;
+}
+
 struct backend *pool_find_backend(const struct pool *p, const char *name)
 {
 	for (size_t i = 0; i < p->nbackends; i++)

@@ -38,14 +38,6 @@ struct config *reload_config(const struct reload_env *re)
 	return re->cfgs[re->ncfgs - 1];
 }
 
-static struct pool *find_pool(struct pool **pools, size_t n, const char *name)
-{
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(pools[i]->name, name) == 0)
-			return pools[i];
-	return NULL;
-}
-
 static const struct cfg_pool *find_cfg_pool(const struct config *cfg, const char *name)
 {
 	for (size_t i = 0; i < cfg->npools; i++)
@@ -196,7 +188,7 @@ static int plan_prepare(const struct reload_env *re, struct plan *pl, char *err,
 	for (size_t i = 0; i < (size_t)re->nworkers * cfg->nlisteners; i++)
 		pl->fds[i] = -1; /* plan_abort closes what is >= 0 */
 	for (size_t i = 0; i < cfg->npools; i++) {
-		pl->pools[i] = find_pool(re->pools, re->npools, cfg->pools[i].name);
+		pl->pools[i] = pool_find(re->pools, re->npools, cfg->pools[i].name);
 		if (pl->pools[i])
 			continue;
 		pl->pools[i] = pool_create(&cfg->pools[i]);
