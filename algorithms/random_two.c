@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "algorithms/algorithm.h"
+#include "lb/hash.h"
 
 /* Random draws spent looking for an allowed backend before a scan from a random start: with
  * half the group unusable, 8 misses in a row happen once in 256 picks. */
@@ -25,7 +26,7 @@ struct r2_state {
 static _Thread_local uint64_t r2_rng;
 
 /* Seed from the clock and the address of this thread's own state, which differs between
- * live threads, mixed by splitmix64's finalizer. */
+ * live threads, mixed by splitmix64's finalizer (hash_mix64). */
 static uint64_t r2_seed(void)
 {
 	struct timespec ts;
@@ -33,12 +34,7 @@ static uint64_t r2_seed(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	x = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-	x ^= (uint64_t)(uintptr_t)&r2_rng;
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ull;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebull;
-	x ^= x >> 31;
+	x = hash_mix64(x ^ (uint64_t)(uintptr_t)&r2_rng);
 	return x ? x : 1;
 }
 

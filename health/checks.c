@@ -1,6 +1,7 @@
-/* The health check modules and their registry: each type is a request builder and a reply
- * parser over the bytes received so far. Pure functions with no I/O, so that every parser is
- * unit-tested on truncated, oversized and malformed replies (tests/unit/test_checks.c). */
+/* The health check modules (registered by name in health/check_types.c): each type is a
+ * request builder and a reply parser over the bytes received so far, plus the options it
+ * reads. Pure functions with no I/O, so that every parser is unit-tested on truncated,
+ * oversized and malformed replies (tests/unit/test_checks.c). */
 #include "health/checks.h"
 
 #include <ctype.h>
@@ -74,7 +75,7 @@ enum hc_result hc_judge(const struct hc_check *c, const uint8_t *buf, size_t len
 
 /* ---- none and tcp: no bytes exchanged ---- */
 
-static const struct hc_check hc_check_none = {.name = "none"};
+const struct hc_check hc_check_none = {.name = "none"};
 
 const struct hc_check hc_check_tcp = {.name = "tcp", .socktype = SOCK_STREAM};
 
@@ -98,9 +99,10 @@ static enum hc_result send_expect_parse(const uint8_t *buf, size_t len, const st
 	return memmem(buf, len, h->expect, elen) ? HC_PASS : HC_NEED_MORE;
 }
 
-static const struct hc_check hc_check_send_expect = {
+const struct hc_check hc_check_send_expect = {
     .name = "send_expect",
     .socktype = SOCK_STREAM,
+    .options = {[HC_OPT_SEND] = HC_OPTIONAL, [HC_OPT_EXPECT] = HC_REQUIRED},
     .request = send_request,
     .parse = send_expect_parse,
 };
@@ -119,9 +121,10 @@ static enum hc_result udp_parse(const uint8_t *buf, size_t len, const struct cfg
 	return HC_FAIL;
 }
 
-static const struct hc_check hc_check_udp = {
+const struct hc_check hc_check_udp = {
     .name = "udp",
     .socktype = SOCK_DGRAM,
+    .options = {[HC_OPT_SEND] = HC_REQUIRED, [HC_OPT_EXPECT] = HC_OPTIONAL},
     .request = send_request,
     .parse = udp_parse,
 };
@@ -183,9 +186,10 @@ bad:
 	return HC_FAIL;
 }
 
-static const struct hc_check hc_check_http = {
+const struct hc_check hc_check_http = {
     .name = "http",
     .socktype = SOCK_STREAM,
+    .options = {[HC_OPT_PATH] = HC_OPTIONAL, [HC_OPT_EXPECT_STATUS] = HC_OPTIONAL},
     .request = http_request,
     .parse = http_parse,
 };
@@ -222,7 +226,7 @@ static enum hc_result redis_parse(const uint8_t *buf, size_t len, const struct c
 	return HC_PASS;
 }
 
-static const struct hc_check hc_check_redis = {
+const struct hc_check hc_check_redis = {
     .name = "redis",
     .socktype = SOCK_STREAM,
     .request = redis_request,
@@ -266,7 +270,7 @@ static enum hc_result postgres_parse(const uint8_t *buf, size_t len, const struc
 	return HC_PASS;
 }
 
-static const struct hc_check hc_check_postgres = {
+const struct hc_check hc_check_postgres = {
     .name = "postgres",
     .socktype = SOCK_STREAM,
     .request = postgres_request,
@@ -331,25 +335,8 @@ static enum hc_result mysql_parse(const uint8_t *buf, size_t len, const struct c
 	return HC_PASS;
 }
 
-static const struct hc_check hc_check_mysql = {
+const struct hc_check hc_check_mysql = {
     .name = "mysql",
     .socktype = SOCK_STREAM,
     .parse = mysql_parse,
 };
-
-/* ---- registry ---- */
-
-static const struct hc_check *const hc_checks[] = {
-    &hc_check_none, &hc_check_tcp,   &hc_check_send_expect, &hc_check_http,
-    &hc_check_udp,  &hc_check_redis, &hc_check_postgres,    &hc_check_mysql,
-};
-
-const struct hc_check *hc_find(const char *name)
-{
-	if (!name)
-		return NULL;
-	for (size_t i = 0; i < sizeof(hc_checks) / sizeof(hc_checks[0]); i++)
-		if (strcmp(hc_checks[i]->name, name) == 0)
-			return hc_checks[i];
-	return NULL;
-}

@@ -195,7 +195,7 @@ static void apply_result(struct probe *p, bool pass, const char *reason)
 
 static bool probe_wanted(const struct probe *p)
 {
-	return p->chk->socktype != 0 || p->recovering;
+	return hc_probes(p->chk) || p->recovering;
 }
 
 /* Checks start on a fixed beat: the times t with t % interval == phase, a multiple of
@@ -387,7 +387,7 @@ static void probe_begin(struct probe *p, uint64_t now)
 	const struct lb_addr *a = &p->b->addr;
 	int rc;
 
-	p->run = p->chk->socktype ? p->chk : &hc_check_tcp;
+	p->run = hc_probes(p->chk) ? p->chk : &hc_check_tcp;
 	atomic_store_explicit(&p->b->hc_slot_ms, p->due_ms, memory_order_relaxed);
 	p->started_ns = now_ns();
 	p->len = 0;
@@ -471,7 +471,7 @@ static void passive_check(struct probe *p, uint64_t now)
 	mark_down(p, reason, NULL);
 	p->passes = 0;
 	/* A pool without active checks probes with a plain connect until rise passes. */
-	if (!p->chk->socktype && !p->recovering) {
+	if (!hc_probes(p->chk) && !p->recovering) {
 		p->recovering = true;
 		probe_plan(p, now);
 	}
@@ -540,7 +540,7 @@ static int probe_init(struct prober *pr, struct probe *p, struct pool *pool, siz
 	p->run = chk;
 	/* A restart must not forget a backend that passive checks took down in a pool without
 	 * active checks: nothing else would ever bring it back. */
-	p->recovering = !chk->socktype &&
+	p->recovering = !hc_probes(chk) &&
 			atomic_load_explicit(&b->hc_verdict, memory_order_relaxed) == BACKEND_DOWN;
 	p->phase = probe_phase(b, p->h->interval_ms);
 	p->fd = -1;

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "lb/hash.h"
+
 /* Longest host part we accept: a DNS name is at most 253 characters (RFC 1035). */
 #define ADDR_HOST_MAX 256
 
@@ -281,6 +283,11 @@ int addr_parse_resolve(const char *s, struct lb_addr *out, const char **why)
 	return 0;
 }
 
+bool addr_equal(const struct lb_addr *a, const struct lb_addr *b)
+{
+	return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
+}
+
 char *addr_format(const struct sockaddr *sa, char *buf, size_t len)
 {
 	char ip[INET6_ADDRSTRLEN];
@@ -478,17 +485,6 @@ int addr_proxy_header(int version, const struct sockaddr *src, const struct sock
 	return -EINVAL;
 }
 
-/* murmur3's 32-bit finalizer: FNV-1a alone mixes the last bytes poorly into the high bits. */
-static uint32_t fmix32(uint32_t h)
-{
-	h ^= h >> 16;
-	h *= 0x85ebca6bu;
-	h ^= h >> 13;
-	h *= 0xc2b2ae35u;
-	h ^= h >> 16;
-	return h;
-}
-
 uint32_t addr_hash_ip(const struct sockaddr *sa)
 {
 	struct ip_norm n;
@@ -501,5 +497,6 @@ uint32_t addr_hash_ip(const struct sockaddr *sa)
 		h ^= n.b[i];
 		h *= FNV32_PRIME;
 	}
-	return fmix32(h);
+	/* FNV-1a alone mixes the last bytes poorly into the high bits. */
+	return hash_mix32(h);
 }

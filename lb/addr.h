@@ -32,6 +32,9 @@ int addr_parse_numeric(const char *s, struct lb_addr *out, const char **why);
  * first result, IPv4 preferred). Returns 0 or -EINVAL/-ENOENT with *why set. */
 int addr_parse_resolve(const char *s, struct lb_addr *out, const char **why);
 
+/* Same address and port: the same bytes in the same length, as parsing produces them. */
+bool addr_equal(const struct lb_addr *a, const struct lb_addr *b);
+
 /* Format as "1.2.3.4:80" or "[::1]:80" into buf (ADDR_STR_MAX). Returns buf. */
 char *addr_format(const struct sockaddr *sa, char *buf, size_t len);
 

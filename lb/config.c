@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "algorithms/algorithm.h"
+#include "health/check_types.h"
 #include "lb/config_json.h"
 #include "lb/log.h"
 
@@ -31,26 +32,6 @@
 
 #define ADDR_EXPECTED	 "\"host:port\" (port 1-65535) or \"[v6]:port\""
 #define NUMERIC_EXPECTED "a numeric \"ip:port\" (port 1-65535) or \"[v6]:port\""
-
-/* Health check types and the options each one reads. The health registry (health/) will own
- * this list; until it exists the table lives here so that validation knows every type. */
-enum { HC_USES_SEND = 1, HC_USES_EXPECT = 2, HC_USES_HTTP = 4 };
-struct hc_rule {
-	const char *name;
-	unsigned uses;	/* options that are allowed */
-	unsigned needs; /* options that are required */
-};
-static const struct hc_rule hc_rules[] = {
-    {"none", 0, 0},
-    {"tcp", 0, 0},
-    {"send_expect", HC_USES_SEND | HC_USES_EXPECT, HC_USES_EXPECT},
-    {"http", HC_USES_HTTP, 0},
-    {"udp", HC_USES_SEND | HC_USES_EXPECT, HC_USES_SEND},
-    {"redis", 0, 0},
-    {"postgres", 0, 0},
-    {"mysql", 0, 0},
-};
-#define HC_NRULES (sizeof(hc_rules) / sizeof(hc_rules[0]))
 
 static const char *const top_keys[] = {
     "engine",  "workers", "shutdown_grace", "withdraw_delay", "control",
@@ -289,34 +270,31 @@ static void parse_listener(struct cfg_ctx *c, const json_t *obj, const char *pat
 
 /* ---- pools ---- */
 
-static const struct hc_rule *hc_rule_find(const char *name)
-{
-	for (size_t i = 0; i < HC_NRULES; i++)
-		if (strcmp(hc_rules[i].name, name) == 0)
-			return &hc_rules[i];
-	return NULL;
-}
-
-static void hc_type_names(char *buf, size_t len)
-{
-	size_t off = 0;
-
-	buf[0] = '\0';
-	for (size_t i = 0; i < HC_NRULES && off < len; i++) {
-		int n = snprintf(buf + off, len - off, "%s%s", i ? ", " : "", hc_rules[i].name);
-		if (n < 0)
-			break;
-		off += (size_t)n;
-	}
-}
-
-/* A string option the type may use (flag) or need; duplicated into *out. With len, a
- * payload that may hold NUL bytes ("\u0000"; its length goes to *len); without, text. */
-static void parse_hc_string(struct cfg_ctx *c, const json_t *hv, const char *path,
-			    const struct hc_rule *rule, const char *key, unsigned flag, char **out,
-			    size_t *len)
+/* The check module's rule for an option (enum hc_use) against the health block: false, with
+ * the error recorded, if the option is set but refused, or required but absent or empty. */
+static bool hc_option_ok(struct cfg_ctx *c, const char *path, const struct hc_check *chk,
+			 enum hc_option opt, const char *key, bool set, bool nonempty)
 {
 	char p[CFG_PATH_MAX];
+
+	cfg_path_key(p, path, key);
+	if (set && chk->options[opt] == HC_REFUSED) {
+		cfg_err_at(c, p, "not used by health type \"%s\"", chk->name);
+		return false;
+	}
+	if (!nonempty && chk->options[opt] == HC_REQUIRED) {
+		cfg_err_at(c, p, "health type \"%s\" requires a non-empty \"%s\"", chk->name, key);
+		return false;
+	}
+	return true;
+}
+
+/* A string option; duplicated into *out if the type reads it. With len, a payload that may
+ * hold NUL bytes ("\u0000"; its length goes to *len); without, text. */
+static void parse_hc_string(struct cfg_ctx *c, const json_t *hv, const char *path,
+			    const struct hc_check *chk, enum hc_option opt, const char *key,
+			    char **out, size_t *len)
+{
 	const char *s = NULL;
 	const json_t *v = json_object_get(hv, key);
 	int rc;
@@ -328,18 +306,11 @@ static void parse_hc_string(struct cfg_ctx *c, const json_t *hv, const char *pat
 		rc = cfg_get_string(c, hv, path, key, "a string", &s);
 	}
 
-	if (!rule || rc == CFG_BAD)
+	if (!chk || rc == CFG_BAD)
 		return;
-	cfg_path_key(p, path, key);
-	if (rc == CFG_OK && !(rule->uses & flag)) {
-		cfg_err_at(c, p, "not used by health type \"%s\"", rule->name);
-		return;
-	}
 	size_t n = rc == CFG_OK ? (len ? json_string_length(v) : strlen(s)) : 0;
-	if ((rule->needs & flag) && n == 0) {
-		cfg_err_at(c, p, "health type \"%s\" requires a non-empty \"%s\"", rule->name, key);
+	if (!hc_option_ok(c, path, chk, opt, key, rc == CFG_OK, n > 0))
 		return;
-	}
 	if (rc != CFG_OK)
 		return;
 	*out = malloc(n + 1);
@@ -353,34 +324,33 @@ static void parse_hc_string(struct cfg_ctx *c, const json_t *hv, const char *pat
 		*len = n;
 }
 
-/* http: path starts with '/' and holds no spaces or control characters (it goes into the
- * request line verbatim); expect_status 100-599. */
-static void parse_hc_http(struct cfg_ctx *c, const json_t *hv, const char *path,
-			  const struct hc_rule *rule, struct cfg_health *h)
+/* path starts with '/' and holds no spaces or control characters (it goes into the request
+ * line verbatim), and is "/" when the type reads it but it is absent; expect_status 100-599. */
+static void parse_hc_path_status(struct cfg_ctx *c, const json_t *hv, const char *path,
+				 const struct hc_check *chk, struct cfg_health *h)
 {
 	char p[CFG_PATH_MAX];
 	const json_t *pv = json_object_get(hv, "path");
-	bool http = rule && (rule->uses & HC_USES_HTTP);
+	int rc;
 
-	parse_hc_string(c, hv, path, rule, "path", HC_USES_HTTP, &h->path, NULL);
+	parse_hc_string(c, hv, path, chk, HC_OPT_PATH, "path", &h->path, NULL);
 	if (h->path && (h->path[0] != '/' || strpbrk(h->path, " \t\r\n"))) {
 		cfg_path_key(p, path, "path");
 		cfg_err_got(c, p, pv, "a request path starting with '/' without spaces");
 	}
-	if (http && !h->path)
+	if (chk && chk->options[HC_OPT_PATH] != HC_REFUSED && !h->path)
 		h->path = cfg_strdup(c, CFG_DEFAULT_HTTP_PATH);
-	if (cfg_get_int(c, hv, path, "expect_status", 100, 599, &h->expect_status) == CFG_OK &&
-	    rule && !http) {
-		cfg_path_key(p, path, "expect_status");
-		cfg_err_at(c, p, "not used by health type \"%s\"", rule->name);
-	}
+	rc = cfg_get_int(c, hv, path, "expect_status", 100, 599, &h->expect_status);
+	if (chk && rc != CFG_BAD)
+		hc_option_ok(c, path, chk, HC_OPT_EXPECT_STATUS, "expect_status", rc == CFG_OK,
+			     rc == CFG_OK);
 }
 
 static void parse_health(struct cfg_ctx *c, const json_t *pool, const char *ppath,
 			 struct cfg_health *h)
 {
 	char path[CFG_PATH_MAX], list[256], what[300];
-	const struct hc_rule *rule = NULL;
+	const struct hc_check *chk = NULL;
 	const json_t *hv = NULL, *tv;
 
 	h->interval_ms = CFG_DEFAULT_HC_INTERVAL_MS;
@@ -393,13 +363,13 @@ static void parse_health(struct cfg_ctx *c, const json_t *pool, const char *ppat
 	}
 	cfg_path_key(path, ppath, "health");
 	cfg_check_keys(c, hv, path, health_keys);
-	hc_type_names(list, sizeof(list));
+	hc_names(list, sizeof(list));
 	snprintf(what, sizeof(what), "one of %s", list);
 	tv = json_object_get(hv, "type");
 	if (!tv)
 		cfg_err_missing(c, path, "type", what);
-	else if (json_is_string(tv) && (rule = hc_rule_find(json_string_value(tv))))
-		h->type = cfg_strdup(c, rule->name);
+	else if (json_is_string(tv) && (chk = hc_find(json_string_value(tv))))
+		h->type = cfg_strdup(c, chk->name);
 	else {
 		char tpath[CFG_PATH_MAX];
 		cfg_path_key(tpath, path, "type");
@@ -409,9 +379,9 @@ static void parse_health(struct cfg_ctx *c, const json_t *pool, const char *ppat
 	cfg_get_duration(c, hv, path, "timeout", true, &h->timeout_ms);
 	cfg_get_int(c, hv, path, "rise", 1, CFG_MAX_RISE_FALL, &h->rise);
 	cfg_get_int(c, hv, path, "fall", 1, CFG_MAX_RISE_FALL, &h->fall);
-	parse_hc_string(c, hv, path, rule, "send", HC_USES_SEND, &h->send, &h->send_len);
-	parse_hc_string(c, hv, path, rule, "expect", HC_USES_EXPECT, &h->expect, &h->expect_len);
-	parse_hc_http(c, hv, path, rule, h);
+	parse_hc_string(c, hv, path, chk, HC_OPT_SEND, "send", &h->send, &h->send_len);
+	parse_hc_string(c, hv, path, chk, HC_OPT_EXPECT, "expect", &h->expect, &h->expect_len);
+	parse_hc_path_status(c, hv, path, chk, h);
 }
 
 static void parse_backend_address(struct cfg_ctx *c, const json_t *obj, const char *path,
@@ -611,11 +581,6 @@ static void parse_pools(struct cfg_ctx *c, const json_t *root, struct config *cf
 	}
 }
 
-static bool same_sockaddr(const struct lb_addr *a, const struct lb_addr *b)
-{
-	return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
-}
-
 static void check_pool_names(struct cfg_ctx *c, const struct config *cfg)
 {
 	char path[CFG_PATH_MAX];
@@ -646,7 +611,7 @@ static void check_listener_unique(struct cfg_ctx *c, const struct config *cfg, s
 				   l->name, j);
 		}
 		if (l->listen && o->listen && l->protocol == o->protocol &&
-		    same_sockaddr(&l->addr, &o->addr)) {
+		    addr_equal(&l->addr, &o->addr)) {
 			snprintf(path, sizeof(path), "listeners[%zu].listen", i);
 			cfg_err_at(c, path,
 				   "duplicate listen address \"%s\" (%s; also listeners[%zu])",
@@ -680,7 +645,7 @@ static void check_metrics_addr(struct cfg_ctx *c, const struct config *cfg)
 	for (size_t i = 0; i < cfg->nlisteners; i++) {
 		const struct cfg_listener *l = &cfg->listeners[i];
 		if (l->listen && l->protocol == CFG_PROTO_TCP &&
-		    same_sockaddr(&l->addr, &cfg->metrics_addr))
+		    addr_equal(&l->addr, &cfg->metrics_addr))
 			cfg_err_at(c, "metrics.listen",
 				   "address \"%s\" is already used by listeners[%zu]",
 				   cfg->metrics_listen, i);
@@ -837,7 +802,7 @@ int config_load_string(const char *json, const char *name, struct config **out,
 
 /* ---- freeing ---- */
 
-static void health_free(struct cfg_health *h)
+void cfg_health_free(struct cfg_health *h)
 {
 	free(h->type);
 	free(h->send);
@@ -855,7 +820,7 @@ static void pool_free_fields(struct cfg_pool *p)
 	free(p->backends);
 	free(p->name);
 	free(p->algorithm);
-	health_free(&p->health);
+	cfg_health_free(&p->health);
 }
 
 static void listener_free_fields(struct cfg_listener *l)

@@ -109,6 +109,9 @@ int config_load(const char *path, struct config **out, struct cfg_errors *errs);
 int config_load_string(const char *json, const char *name, struct config **out,
 		       struct cfg_errors *errs);
 void config_free(struct config *cfg);
+/* Free the strings h owns, not h itself (config_free does it for each pool; pools for the
+ * copies they keep). */
+void cfg_health_free(struct cfg_health *h);
 void cfg_errors_free(struct cfg_errors *errs);
 
 /* "250ms", "2s", "5m", "1h" -> milliseconds. Returns 0 or -EINVAL. */

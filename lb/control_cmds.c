@@ -105,13 +105,11 @@ static int field_bool(struct req *r, const char *key, bool *out)
 
 static struct pool *find_pool(struct req *r, const char *name)
 {
-	const struct lb_state *st = r->st;
+	struct pool *p = pool_find(r->st->pools, r->st->npools, name);
 
-	for (size_t i = 0; i < st->npools; i++)
-		if (strcmp(st->pools[i]->name, name) == 0)
-			return st->pools[i];
-	fail(r, "no such pool: %s", name);
-	return NULL;
+	if (!p)
+		fail(r, "no such pool: %s", name);
+	return p;
 }
 
 /* "pool" and "backend", or "backend" as "POOL/BACKEND". */

@@ -16,4 +16,15 @@ static inline uint64_t hash_mix64(uint64_t x)
 	return x;
 }
 
+/* murmur3's 32-bit finalizer, the same idea on 32 bits (addr_hash_ip). */
+static inline uint32_t hash_mix32(uint32_t h)
+{
+	h ^= h >> 16;
+	h *= 0x85ebca6bu;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35u;
+	h ^= h >> 16;
+	return h;
+}
+
 #endif

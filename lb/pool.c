@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "algorithms/algorithm.h"
+#include "health/check_types.h"
 #include "lb/hash.h"
 #include "lb/qsbr.h"
 
@@ -113,14 +114,6 @@ static char *dup_bytes(const char *s, size_t len, bool *ok)
 	return d;
 }
 
-static void health_free(struct cfg_health *h)
-{
-	free(h->type);
-	free(h->send);
-	free(h->expect);
-	free(h->path);
-}
-
 static bool health_copy(struct cfg_health *dst, const struct cfg_health *src)
 {
 	bool ok = true;
@@ -131,7 +124,7 @@ static bool health_copy(struct cfg_health *dst, const struct cfg_health *src)
 	dst->expect = dup_bytes(src->expect, src->expect_len, &ok);
 	dst->path = dup_opt(src->path, &ok);
 	if (!ok) {
-		health_free(dst);
+		cfg_health_free(dst);
 		memset(dst, 0, sizeof(*dst)); /* pool_destroy frees it again */
 	}
 	return ok;
@@ -159,7 +152,9 @@ static struct backend *backend_create(struct pool *p, const struct cfg_backend *
 {
 	struct backend *b = calloc(1, sizeof(*b));
 	bool ok = true;
-	bool passive_only = !p->health.type || strcmp(p->health.type, "none") == 0;
+	/* A type that never probes leaves health to the passive checks: up until they fail. */
+	const struct hc_check *chk = hc_find(p->health.type ? p->health.type : "none");
+	bool passive_only = chk && !hc_probes(chk);
 
 	if (!b)
 		return NULL;
@@ -219,7 +214,7 @@ void pool_destroy(struct pool *p)
 		pool_backend_free(p->backends[i]);
 	free(p->backends);
 	pthread_mutex_destroy(&p->lock);
-	health_free(&p->health);
+	cfg_health_free(&p->health);
 	free(p->name);
 	free(p);
 }
@@ -381,6 +376,14 @@ void backend_health_force(struct backend *b, int forced)
 	} while (atomic_load(&b->hc_verdict) != v);
 }
 
+struct pool *pool_find(struct pool *const *pools, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(pools[i]->name, name) == 0)
+			return pools[i];
+	return NULL;
+}
+
 struct backend *pool_find_backend(const struct pool *p, const char *name)
 {
 	for (size_t i = 0; i < p->nbackends; i++)
@@ -457,7 +460,7 @@ int pool_reconfigure(struct pool *p, const struct cfg_pool *cp, struct qsbr *q)
 	if (!health_copy(&h, &cp->health))
 		return -ENOMEM;
 	pthread_mutex_lock(&p->lock);
-	health_free(&p->health);
+	cfg_health_free(&p->health);
 	p->health = h;
 	atomic_store(&p->retries, cp->retries);
 	p->algorithm = alg;

@@ -151,6 +151,8 @@ void backend_health_force(struct backend *b, int forced);
 
 /* ---- control-plane operations (main thread; each publishes a new snapshot via q) ---- */
 
+/* The pool called name among pools[0..n), or NULL. */
+struct pool *pool_find(struct pool *const *pools, size_t n, const char *name);
 /* The backend called name, or NULL. */
 struct backend *pool_find_backend(const struct pool *p, const char *name);
 /* Add a backend built from cb (address already resolved). It starts up for health "none",

@@ -33,14 +33,6 @@ struct plan {
 	int *fds; /* nworkers x nlisteners: a fresh socket, -1 or WORKER_FD_KEEP */
 };
 
-static struct pool *find_pool(struct pool **pools, size_t n, const char *name)
-{
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(pools[i]->name, name) == 0)
-			return pools[i];
-	return NULL;
-}
-
 static const struct cfg_pool *find_cfg_pool(const struct config *cfg, const char *name)
 {
 	for (size_t i = 0; i < cfg->npools; i++)
@@ -62,18 +54,13 @@ static const struct cfg_backend *find_cfg_backend(const struct cfg_pool *cp, con
 	return NULL;
 }
 
-static bool same_addr(const struct lb_addr *a, const struct lb_addr *b)
-{
-	return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
-}
-
 /* The running listener the new one continues: same name, protocol and address. */
 static struct listener *find_listener(const struct lb_state *st, const struct cfg_listener *lc)
 {
 	for (size_t i = 0; i < st->nlisteners; i++) {
 		const struct cfg_listener *old = atomic_load(&st->listeners[i]->cfg);
 		if (strcmp(old->name, lc->name) == 0 && old->protocol == lc->protocol &&
-		    same_addr(&old->addr, &lc->addr))
+		    addr_equal(&old->addr, &lc->addr))
 			return st->listeners[i];
 	}
 	return NULL;
@@ -185,7 +172,7 @@ static int plan_prepare(const struct lb_state *st, struct plan *pl, char *err, s
 	for (size_t i = 0; i < (size_t)st->nworkers * cfg->nlisteners; i++)
 		pl->fds[i] = -1; /* plan_abort closes what is >= 0 */
 	for (size_t i = 0; i < cfg->npools; i++) {
-		pl->pools[i] = find_pool(st->pools, st->npools, cfg->pools[i].name);
+		pl->pools[i] = pool_find(st->pools, st->npools, cfg->pools[i].name);
 		if (pl->pools[i])
 			continue;
 		pl->pools[i] = pool_create(&cfg->pools[i]);

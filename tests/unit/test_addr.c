@@ -187,6 +187,28 @@ START_TEST(test_format_round_trips_v4_and_v6)
 }
 END_TEST
 
+START_TEST(test_equal_addresses_need_same_family_address_and_port)
+{
+	struct lb_addr a, b;
+
+	memset(&a, 0xaa, sizeof(a)); /* parsing must not leave garbage that memcmp would see */
+	memset(&b, 0x55, sizeof(b));
+	ck_assert_int_eq(addr_parse_numeric("10.0.0.1:80", &a, NULL), 0);
+	ck_assert_int_eq(addr_parse_numeric("10.0.0.1:80", &b, NULL), 0);
+	ck_assert(addr_equal(&a, &b));
+	ck_assert_int_eq(addr_parse_numeric("10.0.0.1:81", &b, NULL), 0);
+	ck_assert(!addr_equal(&a, &b));
+	ck_assert_int_eq(addr_parse_numeric("10.0.0.2:80", &b, NULL), 0);
+	ck_assert(!addr_equal(&a, &b));
+	/* Not normalised: a v4-mapped v6 listener is another socket than the v4 one. */
+	ck_assert_int_eq(addr_parse_numeric("[::ffff:10.0.0.1]:80", &b, NULL), 0);
+	ck_assert(!addr_equal(&a, &b));
+	ck_assert_int_eq(addr_parse_numeric("[2001:db8::1]:80", &a, NULL), 0);
+	ck_assert_int_eq(addr_parse_numeric("[2001:db8::1]:80", &b, NULL), 0);
+	ck_assert(addr_equal(&a, &b));
+}
+END_TEST
+
 START_TEST(test_format_unknown_family_is_question_mark)
 {
 	struct sockaddr_storage ss = {0};
@@ -537,6 +559,7 @@ static Suite *addr_suite(void)
 	tcase_add_test(parse, test_resolve_rejects_bad_port_and_bad_names_without_lookup);
 	tcase_add_test(parse, test_format_round_trips_v4_and_v6);
 	tcase_add_test(parse, test_format_unknown_family_is_question_mark);
+	tcase_add_test(parse, test_equal_addresses_need_same_family_address_and_port);
 	suite_add_tcase(s, parse);
 
 	tcase_add_test(cidr, test_cidr_v4_and_v6_parse_with_and_without_prefix);

@@ -133,6 +133,40 @@ START_TEST(test_every_configured_type_has_a_module)
 }
 END_TEST
 
+/* The list in config errors comes from the registry: every name in it is a module. */
+START_TEST(test_registry_names_list_every_module_in_order)
+{
+	char names[256], *save = NULL;
+	size_t n = 0;
+
+	hc_names(names, sizeof(names));
+	ck_assert_str_eq(names, "none, tcp, send_expect, http, udp, redis, postgres, mysql");
+	for (char *t = strtok_r(names, ", ", &save); t; t = strtok_r(NULL, ", ", &save), n++)
+		check(t);
+	ck_assert_uint_eq(n, 8);
+	ck_assert(!hc_probes(check("none")));
+	ck_assert(hc_probes(check("tcp")));
+	ck_assert(hc_probes(check("udp")));
+}
+END_TEST
+
+/* What each type needs is declared by its module; the config loader only enforces it. */
+START_TEST(test_modules_declare_the_options_they_read)
+{
+	ck_assert_int_eq(check("send_expect")->options[HC_OPT_EXPECT], HC_REQUIRED);
+	ck_assert_int_eq(check("send_expect")->options[HC_OPT_SEND], HC_OPTIONAL);
+	ck_assert_int_eq(check("udp")->options[HC_OPT_SEND], HC_REQUIRED);
+	ck_assert_int_eq(check("udp")->options[HC_OPT_EXPECT], HC_OPTIONAL);
+	ck_assert_int_eq(check("http")->options[HC_OPT_PATH], HC_OPTIONAL);
+	ck_assert_int_eq(check("http")->options[HC_OPT_EXPECT_STATUS], HC_OPTIONAL);
+	for (int o = 0; o < HC_NOPTIONS; o++) {
+		ck_assert_int_eq(check("tcp")->options[o], HC_REFUSED);
+		ck_assert_int_eq(check("redis")->options[o], HC_REFUSED);
+		ck_assert_int_eq(check("none")->options[o], HC_REFUSED);
+	}
+}
+END_TEST
+
 START_TEST(test_tcp_passes_on_connect_alone)
 {
 	struct cfg_health h = health("tcp");
@@ -832,6 +866,8 @@ static Suite *checks_suite(void)
 	TCase *tc = tcase_create("checks");
 
 	tcase_add_test(tc, test_every_configured_type_has_a_module);
+	tcase_add_test(tc, test_registry_names_list_every_module_in_order);
+	tcase_add_test(tc, test_modules_declare_the_options_they_read);
 	tcase_add_test(tc, test_tcp_passes_on_connect_alone);
 	tcase_add_test(tc, test_send_expect_sends_send_and_finds_expect_anywhere);
 	tcase_add_test(tc, test_send_expect_waits_for_a_truncated_match);

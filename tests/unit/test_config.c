@@ -484,6 +484,10 @@ static const struct {
      "pools[0].health.send: not used by health type \"redis\""},
     {DOC("", "", ",\"health\":{\"type\":\"http\",\"path\":\"health\"}", ""),
      "pools[0].health.path: expected a request path"},
+    {DOC("", "", ",\"health\":{\"type\":\"tcp\",\"expect_status\":200}", ""),
+     "pools[0].health.expect_status: not used by health type \"tcp\""},
+    {DOC("", "", ",\"health\":{\"type\":\"none\",\"expect\":\"x\"}", ""),
+     "pools[0].health.expect: not used by health type \"none\""},
     {DOC("", "", ",\"health\":{\"type\":\"http\",\"expect_status\":99}", ""),
      "pools[0].health.expect_status: expected an integer 100-599"},
     {"{\"listeners\":[{\"listen\":\"127.0.0.1:1\",\"pool\":\"a/b\"}],\"pools\":[{\"name\":\"a/"
