@@ -636,7 +636,7 @@ static int prober_spawn(struct prober *pr)
 	return -rc;
 }
 
-struct prober *prober_start(struct pool **pools, size_t npools, struct qsbr *q)
+int prober_start(struct pool **pools, size_t npools, struct qsbr *q, struct prober **out)
 {
 	struct prober *pr = calloc(1, sizeof(*pr));
 	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
@@ -665,11 +665,11 @@ struct prober *prober_start(struct pool **pools, size_t npools, struct qsbr *q)
 	if (rc < 0)
 		goto fail;
 	log_info("health prober started: %zu backends in %zu pools", pr->nprobes, npools);
-	return pr;
+	*out = pr;
+	return 0;
 fail:
 	prober_free(pr);
-	errno = -rc;
-	return NULL;
+	return rc;
 }
 
 void prober_stop(struct prober *pr)

@@ -26,9 +26,9 @@ struct prober_check {
 
 /* Start the prober thread over pools[0..npools). The pools (and their backends) stay owned
  * by the caller and must outlive the prober. Replaced snapshots are retired through q (QSBR
- * of the workers); q may be NULL only while no worker reads the pools. Returns NULL and sets
- * errno on failure (EINVAL: a pool names an unknown health type). */
-struct prober *prober_start(struct pool **pools, size_t npools, struct qsbr *q);
+ * of the workers); q may be NULL only while no worker reads the pools. 0 and the prober in
+ * *out, or -errno (-EINVAL: a pool names an unknown health type). */
+int prober_start(struct pool **pools, size_t npools, struct qsbr *q, struct prober **out);
 /* Wake the thread, join it, close every probe socket, free. NULL is a no-op. */
 void prober_stop(struct prober *p);
 

@@ -354,7 +354,6 @@ static int main_loop(struct lb *lb, int epfd, int sfd)
 	return 0;
 }
 
-
 static int load_config(const char *path, struct config **cfg)
 {
 	struct cfg_errors errs = {0};
@@ -440,9 +439,9 @@ int main(int argc, char **argv)
 	}
 	if (check_listeners_free(st->cfg) < 0 || start_workers(&lb) < 0)
 		goto out;
-	st->prober = prober_start(st->pools, st->npools, &st->qsbr);
-	if (!st->prober) {
-		log_error("cannot start the health prober: %s", strerror(errno));
+	int err = prober_start(st->pools, st->npools, &st->qsbr, &st->prober);
+	if (err < 0) {
+		log_error("cannot start the health prober: %s", strerror(-err));
 		goto out;
 	}
 	if (start_control(&lb, epfd) < 0)

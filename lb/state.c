@@ -158,10 +158,9 @@ void state_kill_backend(struct lb_state *st, struct backend *b)
 int state_prober_sync(struct lb_state *st)
 {
 	prober_stop(st->prober);
-	st->prober = prober_start(st->pools, st->npools, &st->qsbr);
-	if (st->prober)
-		return 0;
-	int err = errno;
-	log_error("cannot restart the health prober: %s", strerror(err));
-	return -err;
+	st->prober = NULL;
+	int rc = prober_start(st->pools, st->npools, &st->qsbr, &st->prober);
+	if (rc < 0)
+		log_error("cannot restart the health prober: %s", strerror(-rc));
+	return rc;
 }

@@ -116,6 +116,17 @@ static size_t mysql_greeting(uint8_t *buf, size_t len)
 
 /* ---- registry ---- */
 
+/* Start a prober over the one pool *pool (the prober keeps the pointer); fails the test if
+ * it cannot. */
+static struct prober *start_prober(struct pool **pool)
+{
+	struct prober *pr = NULL;
+	int rc = prober_start(pool, 1, NULL, &pr);
+
+	ck_assert_msg(rc == 0, "prober_start: %s", strerror(-rc));
+	return pr;
+}
+
 START_TEST(test_every_configured_type_has_a_module)
 {
 	static const char *const stream[] = {"tcp",   "send_expect", "http",
@@ -669,7 +680,7 @@ START_TEST(test_prober_marks_down_and_up_and_records_results)
 
 	ck_assert_int_eq(atomic_load(&b->health), BACKEND_UNKNOWN);
 	ck_assert_int_eq(pthread_create(&r.thread, NULL, reader_main, &r), 0);
-	pr = prober_start(&pool, 1, NULL);
+	pr = start_prober(&pool);
 	ck_assert_ptr_nonnull(pr);
 	ck_assert_msg(wait_health(b, BACKEND_UP, 2000), "never up against a listener");
 	prober_last_check(b, &c);
@@ -699,7 +710,7 @@ START_TEST(test_prober_passive_failures_mark_down_and_tcp_probes_recover)
 	int port = 0, lfd = listener(&port);
 	struct pool *pool = one_backend_pool("none", port);
 	struct backend *b = pool->backends[0];
-	struct prober *pr = prober_start(&pool, 1, NULL);
+	struct prober *pr = start_prober(&pool);
 
 	ck_assert_ptr_nonnull(pr);
 	ck_assert_int_eq(atomic_load(&b->health), BACKEND_UP);
@@ -734,7 +745,7 @@ START_TEST(test_prober_sends_the_whole_request_on_a_new_connection_every_check)
 	struct backend *b = pool->backends[0];
 	uint8_t want[256], got[TB_RECORD_MAX];
 	size_t wlen = check("http")->request(&pool->health, b->address, want, sizeof(want));
-	struct prober *pr = prober_start(&pool, 1, NULL);
+	struct prober *pr = start_prober(&pool);
 	struct prober_check c;
 
 	ck_assert_ptr_nonnull(pr);
@@ -762,7 +773,7 @@ START_TEST(test_prober_http_check_follows_a_backend_that_stops_and_restarts)
 	struct tbackend *tb = tb_start("127.0.0.1:0", TB_HTTP, "web");
 	struct pool *pool = one_backend_pool("http", tb_port(tb));
 	struct backend *b = pool->backends[0];
-	struct prober *pr = prober_start(&pool, 1, NULL);
+	struct prober *pr = start_prober(&pool);
 	struct prober_check c;
 
 	ck_assert_ptr_nonnull(pr);
@@ -792,7 +803,7 @@ START_TEST(test_prober_restart_keeps_each_backends_beat)
 	uint64_t first, second;
 
 	pool->health.interval_ms = interval;
-	pr = prober_start(&pool, 1, NULL);
+	pr = start_prober(&pool);
 	struct prober_check c1, c2;
 
 	ck_assert_msg(wait_checks(b, 1, 2 * interval), "no first check");
@@ -800,7 +811,7 @@ START_TEST(test_prober_restart_keeps_each_backends_beat)
 	prober_last_check(b, &c1);
 	for (int i = 0; i < 3; i++) { /* restarted three times within the interval */
 		prober_stop(pr);
-		pr = prober_start(&pool, 1, NULL);
+		pr = start_prober(&pool);
 		ck_assert_ptr_nonnull(pr);
 		if (i < 2)
 			usleep(interval / 4 * 1000);
@@ -829,14 +840,14 @@ START_TEST(test_prober_restart_keeps_probing_a_backend_passive_checks_took_down)
 	int port = 0, lfd = listener(&port);
 	struct pool *pool = one_backend_pool("none", port);
 	struct backend *b = pool->backends[0];
-	struct prober *pr = prober_start(&pool, 1, NULL);
+	struct prober *pr = start_prober(&pool);
 
 	ck_assert_ptr_nonnull(pr);
 	close(lfd); /* the recovery probes fail from now on */
 	atomic_store(&b->fail_streak, 2);
 	ck_assert_msg(wait_health(b, BACKEND_DOWN, 1000), "passive failures ignored");
 	prober_stop(pr);
-	pr = prober_start(&pool, 1, NULL);
+	pr = start_prober(&pool);
 	ck_assert_ptr_nonnull(pr);
 	lfd = listener(&port); /* same port again */
 	ck_assert_msg(wait_health(b, BACKEND_UP, 2000), "the restarted prober left it down");
@@ -852,9 +863,9 @@ START_TEST(test_prober_rejects_an_unknown_check_type)
 
 	free(pool->health.type);
 	pool->health.type = strdup("icmp");
-	errno = 0;
-	ck_assert_ptr_null(prober_start(&pool, 1, NULL));
-	ck_assert_int_eq(errno, EINVAL);
+	struct prober *pr = NULL;
+	ck_assert_int_eq(prober_start(&pool, 1, NULL, &pr), -EINVAL);
+	ck_assert_ptr_null(pr);
 	prober_stop(NULL); /* a no-op */
 	pool_destroy(pool);
 }
