@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -45,6 +46,18 @@ void listener_reject(struct listener *l, enum listener_reject why, const struct 
 		 addr, how, (unsigned long long)suppressed);
 	last_log = now;
 	suppressed = 0;
+}
+
+int listener_create(const struct cfg_listener *lc, struct pool *p, struct listener **out)
+{
+	struct listener *l = calloc(1, sizeof(*l));
+
+	if (!l)
+		return -ENOMEM;
+	atomic_init(&l->cfg, lc);
+	atomic_init(&l->pool, p);
+	*out = l;
+	return 0;
 }
 
 bool listener_take(struct listener *l)

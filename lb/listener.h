@@ -27,6 +27,10 @@ struct listener {
 	_Atomic uint64_t rejected[LISTENER_REJECT_COUNT];
 };
 
+/* A listener object for lc, feeding pool p (counters at zero; no socket: each worker binds
+ * its own with listener_socket). 0 and the listener in *out (free() it), or -ENOMEM. */
+int listener_create(const struct cfg_listener *lc, struct pool *p, struct listener **out);
+
 const char *listener_reject_name(enum listener_reject r);
 
 /* Count a connection or datagram turned away for why. If how is not NULL, also log

@@ -96,12 +96,11 @@ static int build_pools(struct lb_state *st)
 			return -ENOMEM;
 	}
 	for (; st->nlisteners < cfg->nlisteners; st->nlisteners++) {
-		struct listener *l = calloc(1, sizeof(*l));
-		if (!l)
-			return -ENOMEM;
-		l->cfg = &cfg->listeners[st->nlisteners];
-		l->pool = st->pools[cfg->listeners[st->nlisteners].pool_index];
-		st->listeners[st->nlisteners] = l;
+		const struct cfg_listener *lc = &cfg->listeners[st->nlisteners];
+		int rc =
+		    listener_create(lc, st->pools[lc->pool_index], &st->listeners[st->nlisteners]);
+		if (rc < 0)
+			return rc;
 	}
 	return 0;
 }

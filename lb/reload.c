@@ -183,7 +183,9 @@ static int plan_prepare(const struct lb_state *st, struct plan *pl, char *err, s
 	for (size_t i = 0; i < cfg->nlisteners; i++) {
 		pl->ls[i] = find_listener(st, &cfg->listeners[i]);
 		pl->ls_keep[i] = pl->ls[i] != NULL;
-		if (!pl->ls[i] && !(pl->ls[i] = calloc(1, sizeof(*pl->ls[i]))))
+		if (!pl->ls[i] &&
+		    listener_create(&cfg->listeners[i], pl->pools[cfg->listeners[i].pool_index],
+				    &pl->ls[i]) < 0)
 			goto nomem;
 	}
 	return bind_new(st, pl, err, errlen);
