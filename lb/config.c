@@ -4,6 +4,7 @@
 #include "lb/config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -88,6 +90,12 @@ static void parse_mode(struct cfg_ctx *c, const json_t *ctl, mode_t *mode)
 		return;
 	}
 	*mode = (mode_t)strtoul(s, NULL, 8);
+	/* Connecting to a Unix socket needs write permission: that would be every local user. */
+	if (*mode & S_IWOTH)
+		cfg_err_at(c, "control.mode",
+			   "%s lets every local user connect and control lb (add backends, "
+			   "reload); give access through the group instead, e.g. \"0660\"",
+			   s);
 }
 
 static void parse_control(struct cfg_ctx *c, const json_t *root, struct config *cfg,
@@ -759,21 +767,42 @@ static int load_with(json_t *root, const json_error_t *je, const char *name, con
 	return rc;
 }
 
+/* Open path for reading only if it is a regular file: a FIFO would block lb (and a reload)
+ * until a writer came, a directory or device is no config. NULL with -errno in *rc. */
+static FILE *open_config(const char *path, int *rc)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	FILE *fp;
+
+	if (fd < 0) {
+		*rc = -errno;
+		return NULL;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		*rc = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+		close(fd);
+		return NULL;
+	}
+	fp = fdopen(fd, "r");
+	if (!fp) {
+		*rc = -errno;
+		close(fd);
+	}
+	return fp;
+}
+
 int config_load(const char *path, struct config **out, struct cfg_errors *errs)
 {
 	struct cfg_errors local = {0};
 	struct cfg_ctx c = {.file = path, .errs = errs ? errs : &local};
 	json_error_t je;
-	struct stat st;
-	FILE *fp;
-	int rc;
+	int rc = 0;
+	FILE *fp = open_config(path, &rc);
 
-	fp = fopen(path, "r");
-	if (!fp || fstat(fileno(fp), &st) < 0 || S_ISDIR(st.st_mode)) {
-		rc = !fp ? -errno : S_ISDIR(st.st_mode) ? -EISDIR : -errno;
-		cfg_err_at(&c, "", "cannot read: %s", strerror(-rc));
-		if (fp)
-			fclose(fp);
+	if (!fp) {
+		cfg_err_at(&c, "", "cannot read: %s",
+			   rc == -EINVAL ? "not a regular file" : strerror(-rc));
 		cfg_errors_free(&local);
 		return rc;
 	}

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "lb/config.h"
@@ -438,6 +439,9 @@ static const struct {
     {DOC("\"control\":{\"mode\":\"660a\"},", "", "", ""),
      "control.mode: expected a string of octal"},
     {DOC("\"control\":{\"mode\":432},", "", "", ""), "control.mode"},
+    {DOC("\"control\":{\"mode\":\"0777\"},", "", "", ""),
+     "control.mode: 0777 lets every local user connect and control lb"},
+    {DOC("\"control\":{\"mode\":\"602\"},", "", "", ""), "control.mode: 602 lets every"},
     {DOC("\"control\":{\"socket\":\"\"},", "", "", ""), "control.socket"},
     {DOC("\"metrics\":{\"listen\":\"localhost:9100\"},", "", "", ""),
      "metrics.listen: expected a numeric"},
@@ -601,6 +605,27 @@ START_TEST(test_unreadable_file_returns_errno_and_message)
 	cfg_errors_free(&errs);
 	ck_assert_int_eq(config_load("/tmp", &cfg, &errs), -EISDIR);
 	ck_assert_ptr_null(cfg);
+	cfg_errors_free(&errs);
+}
+END_TEST
+
+/* A FIFO would block the load (and with it start-up or a reload) until a writer came. */
+START_TEST(test_fifo_is_refused_without_blocking)
+{
+	char dir[] = "/tmp/lbcfg.XXXXXX", path[64];
+	struct cfg_errors errs = {0};
+	struct config *cfg = NULL;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/lb.json", dir);
+	ck_assert_int_eq(mkfifo(path, 0600), 0);
+	int rc = config_load(path, &cfg, &errs);
+	unlink(path);
+	rmdir(dir);
+	ck_assert_int_eq(rc, -EINVAL);
+	ck_assert_ptr_null(cfg);
+	ck_assert_uint_eq(errs.n, 1);
+	ck_assert_msg(strstr(errs.msg[0], "cannot read: not a regular file"), "%s", errs.msg[0]);
 	cfg_errors_free(&errs);
 }
 END_TEST
@@ -793,6 +818,7 @@ static Suite *config_suite(void)
 	tcase_add_test(bad, test_errors_append_to_existing_list);
 	tcase_add_test(bad, test_invalid_json_reports_line_and_column);
 	tcase_add_test(bad, test_unreadable_file_returns_errno_and_message);
+	tcase_add_test(bad, test_fifo_is_refused_without_blocking);
 	tcase_add_test(bad, test_null_errs_is_allowed);
 	tcase_add_test(bad, test_duplicates_are_rejected);
 	suite_add_tcase(s, bad);
