@@ -16,6 +16,7 @@
 
 #include "lb/config.h"
 #include "lb/control_cmds.h"
+#include "lb/list.h"
 #include "lb/log.h"
 #include "lb/mainloop.h"
 
@@ -39,7 +40,7 @@ struct ctl_client {
 	char *out;
 	size_t outlen, outoff, outcap;
 	uint32_t events; /* what epoll watches now */
-	struct ctl_client *prev, *next;
+	struct list_head link;
 };
 
 struct ctl {
@@ -49,7 +50,7 @@ struct ctl {
 	dev_t dev;
 	ino_t ino; /* of the socket file we bound: unlink only that one */
 	struct ctl_cmds *cmds;
-	struct ctl_client *clients;
+	struct list_head clients;
 	size_t nclients;
 };
 
@@ -60,12 +61,7 @@ static void client_close(struct ctl_client *cl)
 	struct ctl *c = cl->ctl;
 
 	close(cl->fd);
-	if (cl->prev)
-		cl->prev->next = cl->next;
-	else
-		c->clients = cl->next;
-	if (cl->next)
-		cl->next->prev = cl->prev;
+	list_del(&cl->link);
 	c->nclients--;
 	free(cl->in);
 	free(cl->out);
@@ -259,10 +255,7 @@ static void accept_ready(struct mainloop_handler *h, uint32_t events)
 			free(cl);
 			continue;
 		}
-		cl->next = c->clients;
-		if (c->clients)
-			c->clients->prev = cl;
-		c->clients = cl;
+		list_add(&cl->link, &c->clients);
 		c->nclients++;
 	}
 }
@@ -357,6 +350,7 @@ struct ctl *ctl_open(int epfd, const struct ctl_env *env, char *why, size_t whyl
 	c->h.fn = accept_ready;
 	c->epfd = epfd;
 	c->fd = -1;
+	list_init(&c->clients);
 	if (bind_socket(c, env->cfg->control_mode, why, whylen) < 0)
 		goto fail;
 	if (mainloop_watch(epfd, EPOLL_CTL_ADD, c->fd, EPOLLIN, &c->h) < 0) {
@@ -388,8 +382,8 @@ void ctl_shutdown(struct ctl *c)
 
 	if (!c || c->fd < 0)
 		return;
-	while (c->clients)
-		client_close(c->clients);
+	while (!list_empty(&c->clients))
+		client_close(list_first_entry(&c->clients, struct ctl_client, link));
 	close(c->fd);
 	c->fd = -1;
 	/* Only our own file: a second lb may have replaced it meanwhile. */

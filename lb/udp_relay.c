@@ -12,12 +12,15 @@
 #include <unistd.h>
 
 #include "lb/addr.h"
+#include "lb/engine.h"
+#include "lb/hash.h"
+#include "lb/list.h"
 #include "lb/listener.h"
 #include "lb/log.h"
+#include "lb/objpool.h"
 #include "lb/pool.h"
 #include "lb/udp_relay.h"
 #include "lb/worker.h"
-#include "lb/hash.h"
 
 /* Datagrams moved per recvmmsg/sendmmsg call. */
 #define UDP_BATCH 32
@@ -47,8 +50,8 @@ struct udp_session {
 		struct in_pktinfo v4;
 		struct in6_pktinfo v6;
 	} local;
-	struct udp_session *hnext;	 /* hash chain */
-	struct udp_session *prev, *next; /* the worker's list */
+	struct udp_session *hnext; /* hash chain */
+	struct list_head link;	   /* in udp_state.sessions */
 	socklen_t client_len;
 	struct sockaddr_storage client;
 };
@@ -58,7 +61,7 @@ struct udp_state {
 	size_t mask; /* buckets - 1 (a power of two) */
 	size_t n;
 	uint64_t seed;
-	struct udp_session *list;
+	struct list_head sessions; /* newest first */
 	struct objpool pool;
 	char *bufs; /* UDP_BATCH slots of UDP_DGRAM_MAX; untouched pages cost no memory */
 	struct mmsghdr msgs[UDP_BATCH];
@@ -152,11 +155,6 @@ static void table_remove(struct udp_state *u, struct udp_session *s)
 
 /* ---- sessions ---- */
 
-static struct udp_session *session_of_timer(struct timer *t)
-{
-	return (struct udp_session *)((char *)t - offsetof(struct udp_session, timer));
-}
-
 static void access_log(const struct udp_session *s, const char *how)
 {
 	char client[ADDR_STR_MAX];
@@ -181,18 +179,13 @@ static void session_close(struct udp_session *s, const char *how)
 	backend_release(s->be);
 	listener_release(s->wl->l);
 	table_remove(u, s);
-	if (s->prev)
-		s->prev->next = s->next;
-	else
-		u->list = s->next;
-	if (s->next)
-		s->next->prev = s->prev;
+	list_del(&s->link);
 	objpool_put(&u->pool, s);
 }
 
 static void session_timer(struct timer *t, uint64_t now)
 {
-	struct udp_session *s = session_of_timer(t);
+	struct udp_session *s = container_of(t, struct udp_session, timer);
 	uint64_t idle = s->wl->l->cfg->idle_timeout_ms;
 
 	if (!idle)
@@ -349,10 +342,7 @@ static struct udp_session *session_new(struct worker *w, struct worker_listener 
 	if (lc->idle_timeout_ms)
 		timer_arm(&w->timers, &s->timer, w->now + lc->idle_timeout_ms);
 	table_insert(u, s);
-	s->next = u->list;
-	if (u->list)
-		u->list->prev = s;
-	u->list = s;
+	list_add(&s->link, &u->sessions);
 	return s;
 }
 
@@ -542,8 +532,10 @@ static void session_ready(void *arg, uint32_t events)
 
 void udp_relay_listener_closed(struct worker *w, struct worker_listener *wl)
 {
-	for (struct udp_session *s = w->udp->list, *next; s; s = next) {
-		next = s->next;
+	struct udp_session *s, *next;
+
+	list_for_each_entry_safe(s, next, &w->udp->sessions, link)
+	{
 		if (s->wl == wl)
 			session_close(s, "listener closed");
 	}
@@ -551,8 +543,10 @@ void udp_relay_listener_closed(struct worker *w, struct worker_listener *wl)
 
 void udp_relay_kill_scan(struct worker *w)
 {
-	for (struct udp_session *s = w->udp->list, *next; s; s = next) {
-		next = s->next;
+	struct udp_session *s, *next;
+
+	list_for_each_entry_safe(s, next, &w->udp->sessions, link)
+	{
 		if (atomic_load_explicit(&s->be->kill_gen, memory_order_relaxed) != s->kill_gen)
 			session_close(s, "killed");
 	}
@@ -577,6 +571,7 @@ int udp_relay_init(struct worker *w)
 		return -ENOMEM;
 	}
 	u->mask = TABLE_MIN - 1;
+	list_init(&u->sessions);
 	if (getrandom(&u->seed, sizeof(u->seed), GRND_NONBLOCK) != sizeof(u->seed))
 		u->seed = timer_now_ms() ^ (uintptr_t)u;
 	objpool_init(&u->pool, sizeof(struct udp_session), SESSION_SLAB);
