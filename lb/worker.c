@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lb/list.h"
 #include "lb/log.h"
 #include "lb/tcp_relay.h"
 #include "lb/udp_relay.h"
@@ -34,8 +35,7 @@ struct worker_ls_update {
 
 static void accept_retry(struct timer *t, uint64_t now)
 {
-	struct worker_listener *wl =
-	    (struct worker_listener *)((char *)t - offsetof(struct worker_listener, retry));
+	struct worker_listener *wl = container_of(t, struct worker_listener, retry);
 	(void)now;
 	if (wl->fd >= 0)
 		accept_ready(wl, ENGINE_READ);
@@ -203,24 +203,20 @@ struct worker *worker_create(int id, const struct lb_runtime *rt, const int *lis
 	}
 	for (size_t i = 0; i < w->nls; i++) {
 		w->ls[i] = wl_new(w, rt->listeners[i], listen_fds[i]);
-		if (!w->ls[i]) {
-			while (i-- > 0)
-				free(w->ls[i]);
-			free(w->ls);
-			free(w);
-			return NULL;
-		}
+		if (!w->ls[i])
+			goto fail;
 	}
-	if (udp_relay_init(w) < 0) {
-		for (size_t i = 0; i < w->nls; i++)
-			free(w->ls[i]);
-		free(w->ls);
-		free(w);
-		return NULL;
-	}
+	if (tcp_relay_init(w) < 0 || udp_relay_init(w) < 0)
+		goto fail;
 	pipe_pool_init(&w->pipes, PIPE_POOL_SPARE, PIPE_SIZE);
-	tcp_relay_init(w);
 	return w;
+fail:
+	tcp_relay_free(w);
+	for (size_t i = 0; i < w->nls; i++)
+		free(w->ls[i]);
+	free(w->ls);
+	free(w);
+	return NULL;
 }
 
 static int worker_setup(struct worker *w)
@@ -269,7 +265,7 @@ static void worker_loop(struct worker *w)
 			state = WORKER_DRAINING;
 		}
 		if (state == WORKER_DRAINING) {
-			if (!w->nconns)
+			if (!tcp_relay_conns(w))
 				return;
 			if (w->now >= w->grace_deadline) {
 				tcp_relay_close_all(w);
@@ -413,7 +409,7 @@ void worker_free(struct worker *w)
 	update_free(atomic_exchange(&w->ls_pending, NULL));
 	if (w->wake_fd >= 0)
 		close(w->wake_fd);
-	objpool_destroy(&w->conn_pool);
+	tcp_relay_free(w);
 	udp_relay_free(w);
 	pipe_pool_free(&w->pipes);
 	timer_heap_free(&w->timers);
