@@ -71,18 +71,6 @@ static void half_release_pipe(struct worker *w, struct half *h)
 	h->in_pipe = 0;
 }
 
-static void access_log(struct conn *c, const char *how)
-{
-	char client[ADDR_STR_MAX];
-	addr_format((struct sockaddr *)&c->client, client, sizeof(client));
-	log_info("access listener=%s client=%s backend=%s/%s bytes_up=%llu bytes_down=%llu "
-		 "duration_ms=%llu end=\"%s\"",
-		 c->l->cfg->name, client, c->be ? c->be->pool->name : "-",
-		 c->be ? c->be->name : "-", (unsigned long long)c->up.bytes,
-		 (unsigned long long)c->down.bytes, (unsigned long long)(c->w->now - c->start),
-		 how);
-}
-
 static void backend_detach(struct conn *c, bool reset)
 {
 	struct worker *w = c->w;
@@ -110,7 +98,8 @@ void tcp_conn_finish(struct conn *c, const char *how, bool reset_client, bool re
 	tcp_uring_release(w, &c->down);
 	listener_release(c->l);
 	if (w->rt->cfg->log_access)
-		access_log(c, how);
+		listener_access_log(c->l, (struct sockaddr *)&c->client, c->be, c->up.bytes,
+				    c->down.bytes, w->now - c->start, how);
 
 	list_del(&c->link);
 	w->tcp->nconns--;
@@ -437,31 +426,18 @@ static int start_connect(struct conn *c, struct backend *b)
 /* Pick the next backend not yet tried and connect; close the client when none is left. */
 static void connect_next(struct conn *c)
 {
-	struct pool *p = c->l->pool;
-	int max_tries = p->retries + 1 < CONN_MAX_TRIES ? p->retries + 1 : CONN_MAX_TRIES;
-
-	while (c->ntried < max_tries) {
-		struct pick_ctx ctx = {
-		    .client = (struct sockaddr *)&c->client,
-		    .hash = c->hash,
-		    .tried = c->tried,
-		    .ntried = c->ntried,
-		};
-		struct backend *b = pool_pick(p, &ctx);
-		if (!b)
-			break;
-		c->tried[c->ntried++] = b;
-		if (!backend_take(b))
-			continue; /* filled up since the pick: try another */
-		int err = start_connect(c, b);
-		if (!err)
-			return;
-		c->be = b;
-		connect_failed(c, -err);
+	struct backend *b =
+	    listener_pick_backend(c->l, (struct sockaddr *)&c->client, c->tried, &c->ntried, 0);
+	if (!b) {
+		reject(c, LISTENER_REJECT_NO_BACKEND,
+		       c->ntried ? "no backend could be reached" : "no usable backend");
 		return;
 	}
-	reject(c, LISTENER_REJECT_NO_BACKEND,
-	       c->ntried ? "no backend could be reached" : "no usable backend");
+	int err = start_connect(c, b);
+	if (err) {
+		c->be = b;
+		connect_failed(c, -err);
+	}
 }
 
 static struct conn *conn_alloc(struct worker *w)
@@ -475,17 +451,7 @@ static struct conn *conn_alloc(struct worker *w)
 void tcp_relay_accept(struct worker *w, struct listener *l, int fd,
 		      const struct sockaddr_storage *client, socklen_t len)
 {
-	const struct cfg_listener *lc = l->cfg;
-	const struct sockaddr *sa = (const struct sockaddr *)client;
-
-	atomic_fetch_add_explicit(&l->accepted, 1, memory_order_relaxed);
-	if (!cidr_admit(lc->allow, lc->nallow, lc->deny, lc->ndeny, sa)) {
-		listener_reject(l, LISTENER_REJECT_ACL, sa, NULL, NULL, w->now);
-		close(fd);
-		return;
-	}
-	if (!listener_take(l)) {
-		listener_reject(l, LISTENER_REJECT_MAX_CONNS, sa, NULL, NULL, w->now);
+	if (!listener_admit(l, (const struct sockaddr *)client, w->now)) {
 		close(fd);
 		return;
 	}
@@ -503,7 +469,6 @@ void tcp_relay_accept(struct worker *w, struct listener *l, int fd,
 	c->state = CONN_CONNECTING;
 	c->start = c->last_active = w->now;
 	memcpy(&c->client, client, len < sizeof(c->client) ? len : sizeof(c->client));
-	c->hash = addr_hash_ip(sa);
 	timer_init(&c->timer, conn_timer);
 
 	list_add(&c->link, &w->tcp->conns);

@@ -18,9 +18,6 @@ struct engine_send;
 struct engine_watch;
 struct held_q; /* tcp_uring.c's buffers waiting for the sink */
 
-/* Most backends one connection may try: the first pick plus up to 15 retries. */
-#define CONN_MAX_TRIES 16
-
 enum conn_state { CONN_CONNECTING, CONN_RELAY };
 
 /* One direction of the pair. */
@@ -49,15 +46,14 @@ struct conn {
 	struct engine_watch *cwatch, *bwatch;
 	uint8_t state;
 	uint8_t ntried;
-	bool rx_mode; /* the engine reads both sockets (engine_recv) once connected */
-	uint32_t hash;
+	bool rx_mode;	    /* the engine reads both sockets (engine_recv) once connected */
 	uint32_t kill_gen;  /* c->be->kill_gen when the connect started */
 	struct half up;	    /* client -> backend */
 	struct half down;   /* backend -> client */
 	struct timer timer; /* connect timeout, then idle timeout */
 	uint64_t start, last_active;
 	struct list_head link; /* in the worker's tcp_state.conns */
-	struct backend *tried[CONN_MAX_TRIES];
+	struct backend *tried[LISTENER_MAX_TRIES];
 	struct sockaddr_storage client;
 };
 

@@ -26,8 +26,6 @@
 #define UDP_BATCH 32
 /* The largest UDP payload (IPv6; IPv4 allows 65,507): every datagram fits its slot whole. */
 #define UDP_DGRAM_MAX 65535
-/* Backends one new session may try when its first picks cannot be used. */
-#define UDP_MAX_TRIES 16
 #define SESSION_SLAB  64
 #define TABLE_MIN     64
 /* Room for one IP_PKTINFO or IPV6_PKTINFO control message. */
@@ -155,17 +153,6 @@ static void table_remove(struct udp_state *u, struct udp_session *s)
 
 /* ---- sessions ---- */
 
-static void access_log(const struct udp_session *s, const char *how)
-{
-	char client[ADDR_STR_MAX];
-	addr_format((const struct sockaddr *)&s->client, client, sizeof(client));
-	log_info("access listener=%s client=%s backend=%s/%s bytes_up=%llu bytes_down=%llu "
-		 "duration_ms=%llu end=\"%s\"",
-		 s->wl->l->cfg->name, client, s->be->pool->name, s->be->name,
-		 (unsigned long long)s->bytes_up, (unsigned long long)s->bytes_down,
-		 (unsigned long long)(s->w->now - s->start), how);
-}
-
 static void session_close(struct udp_session *s, const char *how)
 {
 	struct worker *w = s->w;
@@ -175,7 +162,8 @@ static void session_close(struct udp_session *s, const char *how)
 	w->ops->unwatch(w->eng, s->watch);
 	close(s->fd);
 	if (w->rt->cfg->log_access)
-		access_log(s, how);
+		listener_access_log(s->wl->l, (const struct sockaddr *)&s->client, s->be,
+				    s->bytes_up, s->bytes_down, w->now - s->start, how);
 	backend_release(s->be);
 	listener_release(s->wl->l);
 	table_remove(u, s);
@@ -224,28 +212,16 @@ static int backend_socket(struct udp_session *s, struct backend *b, struct engin
 static int pick_backend(struct udp_session *s, struct backend *avoid, struct backend **be, int *fd,
 			struct engine_watch **watch)
 {
-	struct listener *l = s->wl->l;
-	struct pool *p = l->pool;
-	struct backend *tried[UDP_MAX_TRIES];
-	size_t ntried = 0;
-	int max_tries = p->retries + 1 < UDP_MAX_TRIES - 1 ? p->retries + 1 : UDP_MAX_TRIES - 1;
+	struct backend *tried[LISTENER_MAX_TRIES], *b;
+	uint8_t ntried = 0, avoided = 0;
 	int err = -ENOENT;
 
-	if (avoid)
+	if (avoid) {
 		tried[ntried++] = avoid;
-	for (int i = 0; i < max_tries; i++) {
-		struct pick_ctx ctx = {
-		    .client = (const struct sockaddr *)&s->client,
-		    .hash = addr_hash_ip((const struct sockaddr *)&s->client),
-		    .tried = tried,
-		    .ntried = ntried,
-		};
-		struct backend *b = pool_pick(p, &ctx);
-		if (!b)
-			break;
-		tried[ntried++] = b;
-		if (!backend_take(b))
-			continue; /* filled up since the pick */
+		avoided = 1;
+	}
+	while ((b = listener_pick_backend(s->wl->l, (const struct sockaddr *)&s->client, tried,
+					  &ntried, avoided))) {
 		*fd = backend_socket(s, b, watch);
 		if (*fd >= 0) {
 			*be = b;
@@ -307,15 +283,8 @@ static struct udp_session *session_new(struct worker *w, struct worker_listener 
 	const struct cfg_listener *lc = l->cfg;
 	const struct sockaddr *sa = mh->msg_name;
 
-	atomic_fetch_add_explicit(&l->accepted, 1, memory_order_relaxed);
-	if (!cidr_admit(lc->allow, lc->nallow, lc->deny, lc->ndeny, sa)) {
-		listener_reject(l, LISTENER_REJECT_ACL, sa, NULL, NULL, w->now);
+	if (!listener_admit(l, sa, w->now))
 		return NULL;
-	}
-	if (!listener_take(l)) {
-		listener_reject(l, LISTENER_REJECT_MAX_CONNS, sa, NULL, NULL, w->now);
-		return NULL;
-	}
 	struct udp_session *s = objpool_get(&u->pool);
 	if (!s) {
 		listener_release(l);
