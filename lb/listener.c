@@ -50,11 +50,19 @@ void listener_reject(struct listener *l, enum listener_reject why, const struct 
 bool listener_take(struct listener *l)
 {
 	int max = l->cfg->max_conns;
-	int now = atomic_fetch_add_explicit(&l->active, 1, memory_order_relaxed) + 1;
-	if (max > 0 && now > max) {
-		atomic_fetch_sub_explicit(&l->active, 1, memory_order_relaxed);
-		return false;
+
+	if (max <= 0) {
+		atomic_fetch_add_explicit(&l->active, 1, memory_order_relaxed);
+		return true;
 	}
+	/* A CAS loop rather than add-then-undo (like backend_take): a transient overshoot would
+	 * turn away another worker's connection while the count is still below the cap. */
+	int cur = atomic_load_explicit(&l->active, memory_order_relaxed);
+	do {
+		if (cur >= max)
+			return false;
+	} while (!atomic_compare_exchange_weak_explicit(
+	    &l->active, &cur, cur + 1, memory_order_relaxed, memory_order_relaxed));
 	return true;
 }
 
