@@ -1,6 +1,8 @@
 /* The worker loop: wait on the engine, run due timers, accept on this worker's listener
  * copies (or read datagrams, for UDP ones), and on request stop accepting and drain. */
 #include <errno.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -22,6 +24,8 @@
 #define PIPE_SIZE (256 * 1024)
 /* Max conns to close per accept error message; keeps the log readable under fd pressure. */
 #define ACCEPT_LOG_INTERVAL_MS 1000
+/* Registrations an engine is sized for (a hint: both engines grow or have fixed rings). */
+#define ENGINE_MAX_FDS 1024
 
 static void accept_ready(void *arg, uint32_t events);
 
@@ -186,6 +190,32 @@ static void wake_ready(void *arg, uint32_t events)
 	udp_relay_kill_scan(w);
 }
 
+/* Engine tuning for A/B measurements and tests, read here once per worker so that engines
+ * read no environment: LB_URING_RECV=N receive buffers (0: no completion-based receive),
+ * LB_URING_BATCH=N[:US] busy batching (0: off). Unset: the engine's defaults. */
+static void engine_params_from_env(struct engine_params *p)
+{
+	const char *recv = getenv("LB_URING_RECV"), *batch = getenv("LB_URING_BATCH");
+	unsigned nr = 0, us = 0;
+
+	*p = (struct engine_params){
+	    .max_fds = ENGINE_MAX_FDS,
+	    .recv_bufs = ENGINE_DEFAULT,
+	    .batch_nr = ENGINE_DEFAULT,
+	    .batch_us = ENGINE_DEFAULT,
+	};
+	if (recv) {
+		unsigned long n = strtoul(recv, NULL, 10);
+		p->recv_bufs = n > LONG_MAX ? LONG_MAX : (long)n;
+	}
+	if (batch) {
+		int n = sscanf(batch, "%u:%u", &nr, &us);
+		p->batch_nr = n < 1 ? 0 : (long)nr;
+		if (n == 2)
+			p->batch_us = us;
+	}
+}
+
 struct worker *worker_create(int id, const struct lb_runtime *rt, const int *listen_fds)
 {
 	struct worker *w = calloc(1, sizeof(*w));
@@ -194,6 +224,7 @@ struct worker *worker_create(int id, const struct lb_runtime *rt, const int *lis
 	w->id = id;
 	w->rt = rt;
 	w->ops = rt->engine;
+	engine_params_from_env(&w->eng_params);
 	w->wake_fd = -1;
 	w->nls = rt->nlisteners;
 	w->ls = calloc(w->nls ? w->nls : 1, sizeof(*w->ls));
@@ -221,7 +252,7 @@ fail:
 
 static int worker_setup(struct worker *w)
 {
-	w->eng = w->ops->create(1024);
+	w->eng = w->ops->create(&w->eng_params);
 	if (!w->eng)
 		return -errno;
 	w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

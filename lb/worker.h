@@ -48,6 +48,7 @@ struct worker {
 	const struct lb_runtime *rt;
 	struct engine *eng;
 	const struct engine_ops *ops;
+	struct engine_params eng_params; /* for ops->create, on the worker's thread */
 	struct timer_heap timers;
 	uint64_t now; /* ms, refreshed once per loop turn */
 	struct pipe_pool pipes;
