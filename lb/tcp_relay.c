@@ -196,7 +196,7 @@ enum pump_result tcp_pump(struct conn *c, struct half *h, int src, int dst)
 			return PUMP_OK;
 		}
 		if (h->rx)
-			return PUMP_OK; /* the engine reads the source and calls rx_data */
+			return PUMP_OK; /* the engine reads the source (tcp_uring.c) */
 		if (!h->bulk) {
 			enum pump_result r = pump_small(c, h, src, dst);
 			if (r != PUMP_OK)
