@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "health/checks.h"
+#include "lb/list.h"
 #include "lb/log.h"
 #include "lb/timer.h"
 #include "lb/hash.h"
@@ -39,8 +40,6 @@
  * edge-triggered: probe_io acts only on the events of the probe's state, and a socket kept
  * from one check to the next never changes its interest. */
 #define PROBE_EVENTS (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
-
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 enum probe_state { PROBE_IDLE, PROBE_CONNECTING, PROBE_SENDING, PROBE_READING };
 

@@ -16,6 +16,7 @@
 
 #include "lb/config.h"
 #include "lb/control_cmds.h"
+#include "lb/list.h"
 #include "lb/log.h"
 #include "lb/mainloop.h"
 #include "lb/state.h"
@@ -40,7 +41,7 @@ struct ctl_client {
 	char *out;
 	size_t outlen, outoff, outcap;
 	uint32_t events; /* what epoll watches now */
-	struct ctl_client *prev, *next;
+	struct list_head link;
 };
 
 struct ctl {
@@ -50,7 +51,7 @@ struct ctl {
 	dev_t dev;
 	ino_t ino; /* of the socket file we bound: unlink only that one */
 	struct lb_state *st;
-	struct ctl_client *clients;
+	struct list_head clients;
 	size_t nclients;
 };
 
@@ -61,12 +62,7 @@ static void client_close(struct ctl_client *cl)
 	struct ctl *c = cl->ctl;
 
 	close(cl->fd);
-	if (cl->prev)
-		cl->prev->next = cl->next;
-	else
-		c->clients = cl->next;
-	if (cl->next)
-		cl->next->prev = cl->prev;
+	list_del(&cl->link);
 	c->nclients--;
 	free(cl->in);
 	free(cl->out);
@@ -260,10 +256,7 @@ static void accept_ready(struct mainloop_handler *h, uint32_t events)
 			free(cl);
 			continue;
 		}
-		cl->next = c->clients;
-		if (c->clients)
-			c->clients->prev = cl;
-		c->clients = cl;
+		list_add(&cl->link, &c->clients);
 		c->nclients++;
 	}
 }
@@ -369,6 +362,7 @@ int ctl_open(int epfd, struct lb_state *st, struct ctl **out, char *why, size_t 
 	c->epfd = epfd;
 	c->fd = -1;
 	c->st = st;
+	list_init(&c->clients);
 	rc = bind_socket(c, st->cfg->control_mode, why, whylen);
 	if (rc < 0)
 		goto fail;
@@ -396,8 +390,8 @@ void ctl_shutdown(struct ctl *c)
 
 	if (!c || c->fd < 0)
 		return;
-	while (c->clients)
-		client_close(c->clients);
+	while (!list_empty(&c->clients))
+		client_close(list_first_entry(&c->clients, struct ctl_client, link));
 	close(c->fd);
 	c->fd = -1;
 	/* Only our own file: a second lb may have replaced it meanwhile. */

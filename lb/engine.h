@@ -34,10 +34,25 @@ typedef void (*engine_data_cb)(void *owner, int res, char *data, unsigned buf, b
  * failed) or -errno. */
 typedef void (*engine_sent_cb)(void *owner, int res);
 
+/* Leave this setting of struct engine_params to the engine. */
+#define ENGINE_DEFAULT (-1)
+
+/* Tuning for one engine, filled by its creator: the engine reads no environment or config
+ * of its own. A field an engine has no use for is ignored. */
+struct engine_params {
+	unsigned max_fds; /* registrations to size for */
+	/* Completion-based receive: buffers per engine (rounded down to a power of two), or 0
+	 * for none (every socket is read after a readiness event). */
+	long recv_bufs;
+	/* Busy batching: once a dispatch ran at least batch_nr completions, the next wait asks
+	 * for that many but waits at most batch_us microseconds; batch_nr < 2 turns it off. */
+	long batch_nr, batch_us;
+};
+
 struct engine_ops {
 	const char *name;
-	/* Create an engine sized for about max_fds registrations. NULL + errno on failure. */
-	struct engine *(*create)(unsigned max_fds);
+	/* Create an engine tuned by p (not kept). NULL + errno on failure. */
+	struct engine *(*create)(const struct engine_params *p);
 	void (*destroy)(struct engine *e);
 	/* Watch fd for ENGINE_READ|ENGINE_WRITE (errors are always reported). NULL on failure. */
 	struct engine_watch *(*watch)(struct engine *e, int fd, uint32_t events, engine_cb cb,

@@ -27,9 +27,9 @@ struct engine {
 	struct epoll_event events[EPOLL_BATCH];
 };
 
-static struct engine *ep_create(unsigned max_fds)
+static struct engine *ep_create(const struct engine_params *p)
 {
-	(void)max_fds;
+	(void)p; /* epoll needs no sizing or tuning */
 	struct engine *e = calloc(1, sizeof(*e));
 	if (!e)
 		return NULL;

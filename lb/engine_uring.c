@@ -5,7 +5,6 @@
  * completion, with no readiness event and no recv syscall in between. */
 #include <errno.h>
 #include <poll.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -13,6 +12,7 @@
 #include <liburing.h>
 
 #include "lb/engine.h"
+#include "lb/log.h"
 #include "lb/objpool.h"
 
 /* Submission queue depth: registrations and removals queued between two waits. */
@@ -25,17 +25,17 @@
 /* user_data of poll-remove and cancel requests; never a valid pointer. */
 #define URING_TAG_REMOVE 1ull
 /* Provided-buffer ring for multishot recv: default entries and its group id. When all are in
- * use a receive ends with ENOBUFS and its owner reads the fd itself. LB_URING_RECV=N sets
- * the entries (rounded down to a power of two; 0 turns completion-based receive off), for
- * A/B measurements and for tests that make the buffers run out. */
+ * use a receive ends with ENOBUFS and its owner reads the fd itself. engine_params.recv_bufs
+ * sets the entries (LB_URING_RECV, for A/B measurements and for tests that make the buffers
+ * run out). */
 #define URING_BUFS     256
 #define URING_BUFS_MAX 32768
 #define URING_BGID     7
 /* Busy batching: after a dispatch that ran at least URING_BATCH_NR completions, the next
  * wait asks for that many, but for at most URING_BATCH_US: under load the worker sleeps and
  * wakes once per batch instead of once per event (with DEFER_TASKRUN the kernel wakes it
- * only when the batch is complete); under light load nothing changes. LB_URING_BATCH=N:US
- * overrides it, LB_URING_BATCH=0 turns it off (for A/B measurements). */
+ * only when the batch is complete); under light load nothing changes. engine_params.batch_nr
+ * and batch_us override it (LB_URING_BATCH, for A/B measurements). */
 #define URING_BATCH_NR 8
 #define URING_BATCH_US 100
 /* Receives allocated per slab. */
@@ -78,6 +78,12 @@ struct engine {
 	bool recv_broken;	     /* the kernel refused multishot recv once */
 	unsigned last_n;	     /* completions the last dispatch ran */
 	unsigned batch_nr, batch_us; /* busy batching; batch_nr < 2: off */
+	/* Cancels that found the SQ full and a submit failing: queued again before the next
+	 * wait submits (never dropped: a poll left armed keeps a closed socket alive). */
+	void **cancels;
+	size_t ncancels, cancels_cap;
+	uint64_t submit_errors;	    /* io_uring_submit failures (SQ full, kernel busy) */
+	uint64_t cancel_unexpected; /* cancel results other than done / not found / too late */
 };
 
 static int uring_init(struct io_uring *ring, unsigned sq, unsigned cq)
@@ -132,13 +138,11 @@ static void ur_buf_put(struct engine *e, unsigned buf)
 	io_uring_buf_ring_advance(e->br, 1);
 }
 
-/* Register the provided-buffer ring. Without it (an old kernel, or LB_URING_RECV=0) every
- * socket is read after a readiness event, as with epoll. Pages are mapped lazily: a buffer
- * costs memory once the kernel first fills it. */
-static void setup_bufs(struct engine *e)
+/* Register the provided-buffer ring of about want buffers. Without it (an old kernel, or
+ * want == 0) every socket is read after a readiness event, as with epoll. Pages are mapped
+ * lazily: a buffer costs memory once the kernel first fills it. */
+static void setup_bufs(struct engine *e, unsigned long want)
 {
-	const char *env = getenv("LB_URING_RECV");
-	unsigned long want = env ? strtoul(env, NULL, 10) : URING_BUFS;
 	unsigned n = 1;
 	if (want == 0)
 		return;
@@ -170,9 +174,8 @@ static void setup_bufs(struct engine *e)
 		ur_buf_put(e, i);
 }
 
-static struct engine *ur_create(unsigned max_fds)
+static struct engine *ur_create(const struct engine_params *p)
 {
-	(void)max_fds;
 	struct engine *e = calloc(1, sizeof(*e));
 	if (!e)
 		return NULL;
@@ -185,12 +188,10 @@ static struct engine *ur_create(unsigned max_fds)
 	objpool_init(&e->watches, sizeof(struct engine_watch), URING_WATCH_SLAB);
 	objpool_init(&e->recvs, sizeof(struct engine_recv), URING_RECV_SLAB);
 	objpool_init(&e->sends, sizeof(struct engine_send), URING_RECV_SLAB);
-	setup_bufs(e);
-	e->batch_nr = URING_BATCH_NR;
-	e->batch_us = URING_BATCH_US;
-	const char *b = getenv("LB_URING_BATCH");
-	if (b && sscanf(b, "%u:%u", &e->batch_nr, &e->batch_us) < 1)
-		e->batch_nr = 0;
+	/* Sizes are fixed (URING_SQ_ENTRIES...): p->max_fds is not needed. */
+	setup_bufs(e, p->recv_bufs < 0 ? URING_BUFS : (unsigned long)p->recv_bufs);
+	e->batch_nr = p->batch_nr < 0 ? URING_BATCH_NR : (unsigned)p->batch_nr;
+	e->batch_us = p->batch_us < 0 ? URING_BATCH_US : (unsigned)p->batch_us;
 	if (e->batch_us >= 1000000)
 		e->batch_us = 999999;
 	return e;
@@ -198,6 +199,11 @@ static struct engine *ur_create(unsigned max_fds)
 
 static void ur_destroy(struct engine *e)
 {
+	if (e->submit_errors || e->cancel_unexpected || e->ncancels)
+		log_debug("io_uring engine: %llu failed submits, %llu unexpected cancel results, "
+			  "%zu cancels never queued",
+			  (unsigned long long)e->submit_errors,
+			  (unsigned long long)e->cancel_unexpected, e->ncancels);
 	io_uring_queue_exit(&e->ring);
 	if (e->br) {
 		munmap(e->br, e->nbufs * sizeof(struct io_uring_buf));
@@ -206,18 +212,89 @@ static void ur_destroy(struct engine *e)
 	objpool_destroy(&e->watches);
 	objpool_destroy(&e->recvs);
 	objpool_destroy(&e->sends);
+	free(e->cancels);
 	free(e);
+}
+
+/* Count a failed io_uring_submit; the log gets the 1st, 2nd, 4th, 8th... so that a kernel
+ * that keeps refusing does not flood it. */
+static void submit_failed(struct engine *e, int err)
+{
+	e->submit_errors++;
+	if ((e->submit_errors & (e->submit_errors - 1)) == 0)
+		log_warn("io_uring: submitting queued requests failed: %s (%llu times so far)",
+			 strerror(-err), (unsigned long long)e->submit_errors);
 }
 
 static struct io_uring_sqe *get_sqe(struct engine *e)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&e->ring);
-	if (!sqe) {
-		/* SQ full: hand what is queued to the kernel and take a fresh slot. */
-		io_uring_submit(&e->ring);
-		sqe = io_uring_get_sqe(&e->ring);
+	if (sqe)
+		return sqe;
+	/* SQ full: hand what is queued to the kernel and take a fresh slot. */
+	int ret;
+	do
+		ret = io_uring_submit(&e->ring);
+	while (ret == -EINTR);
+	if (ret < 0) {
+		submit_failed(e, ret);
+		return NULL; /* the SQ is still full; callers cope */
 	}
-	return sqe;
+	return io_uring_get_sqe(&e->ring);
+}
+
+static void prep_cancel(struct io_uring_sqe *sqe, void *target)
+{
+	io_uring_prep_cancel(sqe, target, 0);
+	io_uring_sqe_set_data64(sqe, URING_TAG_REMOVE);
+}
+
+/* Cancel the request whose user_data is target (a watch, receive or send). Without an SQE
+ * now, it waits in e->cancels for the next wait. */
+static void cancel(struct engine *e, void *target)
+{
+	struct io_uring_sqe *sqe = get_sqe(e);
+	if (sqe) {
+		prep_cancel(sqe, target);
+		return;
+	}
+	if (e->ncancels == e->cancels_cap) {
+		size_t cap = e->cancels_cap ? e->cancels_cap * 2 : 16;
+		void **v = realloc(e->cancels, cap * sizeof(*v));
+		if (!v) {
+			log_error("io_uring: out of memory for a cancel; a request stays armed");
+			return;
+		}
+		e->cancels = v;
+		e->cancels_cap = cap;
+	}
+	e->cancels[e->ncancels++] = target;
+}
+
+/* Queue the cancels that found no SQE, while there are free SQEs. */
+static void queue_deferred_cancels(struct engine *e)
+{
+	size_t i = 0;
+	for (; i < e->ncancels; i++) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&e->ring);
+		if (!sqe)
+			break;
+		prep_cancel(sqe, e->cancels[i]);
+	}
+	e->ncancels -= i;
+	memmove(e->cancels, e->cancels + i, e->ncancels * sizeof(*e->cancels));
+}
+
+/* target's request is over and its object goes back to a pool: a deferred cancel must not
+ * hit whoever gets the object next. */
+static void forget_cancel(struct engine *e, void *target)
+{
+	for (size_t i = 0; i < e->ncancels; i++) {
+		if (e->cancels[i] == target) {
+			e->cancels[i] = e->cancels[--e->ncancels];
+			return;
+		}
+	}
 }
 
 static int arm(struct engine *e, struct engine_watch *w)
@@ -233,6 +310,8 @@ static int arm(struct engine *e, struct engine_watch *w)
 
 static void recycle(struct engine *e, struct engine_watch *w)
 {
+	if (e->ncancels)
+		forget_cancel(e, w);
 	objpool_put(&e->watches, w);
 }
 
@@ -270,11 +349,7 @@ static void ur_unwatch(struct engine *e, struct engine_watch *w)
 	 * cancel, not a poll remove: a remove fails (-EALREADY) while a wake-up of the poll
 	 * waits to run, leaving the poll armed and the closed socket alive (never sending its
 	 * FIN); a cancel marks the poll so that wake-up ends it. */
-	struct io_uring_sqe *sqe = get_sqe(e);
-	if (!sqe)
-		return; /* cannot happen after a submit; the poll then ends when the file does */
-	io_uring_prep_cancel(sqe, w, 0);
-	io_uring_sqe_set_data64(sqe, URING_TAG_REMOVE);
+	cancel(e, w);
 }
 
 static bool ur_recv_available(const struct engine *e)
@@ -308,12 +383,8 @@ static void ur_recv_stop(struct engine *e, struct engine_recv *r)
 {
 	if (r->stopping || r->done)
 		return;
-	struct io_uring_sqe *sqe = get_sqe(e);
-	if (!sqe)
-		return; /* cannot happen after a submit; the receive then ends with its fd */
 	r->stopping = true;
-	io_uring_prep_cancel(sqe, r, 0);
-	io_uring_sqe_set_data64(sqe, URING_TAG_REMOVE);
+	cancel(e, r);
 }
 
 static void ur_recv_drop(struct engine *e, struct engine_recv *r)
@@ -349,8 +420,11 @@ static void handle_recv(struct engine *e, struct engine_recv *r, struct io_uring
 			ur_buf_put(e, buf);
 		r->cb(r->owner, res > 0 ? 0 : res, NULL, 0, more);
 	}
-	if (!more)
+	if (!more) {
+		if (e->ncancels)
+			forget_cancel(e, r);
 		objpool_put(&e->recvs, r);
+	}
 }
 
 static struct engine_send *ur_send_start(struct engine *e, int fd, const char *data, uint32_t len,
@@ -374,11 +448,7 @@ static struct engine_send *ur_send_start(struct engine *e, int fd, const char *d
 static void ur_send_drop(struct engine *e, struct engine_send *s)
 {
 	s->owner = NULL;
-	struct io_uring_sqe *sqe = get_sqe(e);
-	if (!sqe)
-		return; /* cannot happen after a submit; the send then ends with its socket */
-	io_uring_prep_cancel(sqe, s, 0);
-	io_uring_sqe_set_data64(sqe, URING_TAG_REMOVE);
+	cancel(e, s);
 }
 
 static void handle_send(struct engine *e, struct engine_send *s, int res)
@@ -387,6 +457,8 @@ static void handle_send(struct engine *e, struct engine_send *s, int res)
 		s->cb(s->owner, res);
 	else
 		ur_buf_put(e, s->buf);
+	if (e->ncancels)
+		forget_cancel(e, s);
 	objpool_put(&e->sends, s);
 }
 
@@ -408,8 +480,13 @@ static uint32_t to_events(int res)
 
 static void handle_cqe(struct engine *e, struct io_uring_cqe *cqe)
 {
-	if (cqe->user_data == URING_TAG_REMOVE)
+	if (cqe->user_data == URING_TAG_REMOVE) {
+		/* 0: cancelled; -ENOENT: already over; -EALREADY: ending anyway. Anything else
+		 * (-EINVAL...) is a bug of ours or a kernel surprise: counted, shown at destroy. */
+		if (cqe->res != 0 && cqe->res != -ENOENT && cqe->res != -EALREADY)
+			e->cancel_unexpected++;
 		return;
+	}
 	switch (*(const uint8_t *)io_uring_cqe_get_data(cqe)) {
 	case URING_RECV:
 		handle_recv(e, io_uring_cqe_get_data(cqe), cqe);
@@ -441,6 +518,8 @@ static int ur_wait(struct engine *e, int timeout_ms)
 	struct io_uring_cqe *cqe;
 	int ret;
 
+	if (e->ncancels)
+		queue_deferred_cancels(e);
 	if (e->batch_nr > 1 && e->last_n >= e->batch_nr && timeout_ms != 0) {
 		/* Busy: wait for a batch, but not long (the timers' next deadline is at least
 		 * a millisecond away, longer than any batch wait). */

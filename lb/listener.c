@@ -63,17 +63,82 @@ int listener_create(const struct cfg_listener *lc, struct pool *p, struct listen
 bool listener_take(struct listener *l)
 {
 	int max = l->cfg->max_conns;
-	int now = atomic_fetch_add_explicit(&l->active, 1, memory_order_relaxed) + 1;
-	if (max > 0 && now > max) {
-		atomic_fetch_sub_explicit(&l->active, 1, memory_order_relaxed);
-		return false;
+
+	if (max <= 0) {
+		atomic_fetch_add_explicit(&l->active, 1, memory_order_relaxed);
+		return true;
 	}
+	/* A CAS loop rather than add-then-undo (like backend_take): a transient overshoot would
+	 * turn away another worker's connection while the count is still below the cap. */
+	int cur = atomic_load_explicit(&l->active, memory_order_relaxed);
+	do {
+		if (cur >= max)
+			return false;
+	} while (!atomic_compare_exchange_weak_explicit(
+	    &l->active, &cur, cur + 1, memory_order_relaxed, memory_order_relaxed));
 	return true;
 }
 
 void listener_release(struct listener *l)
 {
 	atomic_fetch_sub_explicit(&l->active, 1, memory_order_relaxed);
+}
+
+bool listener_admit(struct listener *l, const struct sockaddr *client, uint64_t now)
+{
+	const struct cfg_listener *lc = l->cfg;
+
+	atomic_fetch_add_explicit(&l->accepted, 1, memory_order_relaxed);
+	if (!cidr_admit(lc->allow, lc->nallow, lc->deny, lc->ndeny, client)) {
+		listener_reject(l, LISTENER_REJECT_ACL, client, NULL, NULL, now);
+		return false;
+	}
+	if (!listener_take(l)) {
+		listener_reject(l, LISTENER_REJECT_MAX_CONNS, client, NULL, NULL, now);
+		return false;
+	}
+	return true;
+}
+
+struct backend *listener_pick_backend(struct listener *l, const struct sockaddr *client,
+				      struct backend **tried, uint8_t *ntried, uint8_t avoided)
+{
+	struct pool *p = l->pool;
+	int max = p->retries + 1 < LISTENER_MAX_TRIES ? p->retries + 1 : LISTENER_MAX_TRIES;
+
+	max += avoided;
+	if (max > LISTENER_MAX_TRIES)
+		max = LISTENER_MAX_TRIES;
+	while (*ntried < max) {
+		struct pick_ctx ctx = {
+		    .client = client,
+		    .hash = addr_hash_ip(client),
+		    .tried = tried,
+		    .ntried = *ntried,
+		};
+		struct backend *b = pool_pick(p, &ctx);
+		if (!b)
+			return NULL;
+		tried[(*ntried)++] = b;
+		if (backend_take(b))
+			return b;
+		/* Filled up since the pick: try another. */
+	}
+	return NULL;
+}
+
+void listener_access_log(const struct listener *l, const struct sockaddr *client,
+			 const struct backend *be, uint64_t bytes_up, uint64_t bytes_down,
+			 uint64_t duration_ms, const char *how)
+{
+	char addr[ADDR_STR_MAX];
+
+	addr_format(client, addr, sizeof(addr));
+	log_info("access listener=%s client=%s backend=%s/%s bytes_up=%llu bytes_down=%llu "
+		 "duration_ms=%llu end=\"%s\"",
+		 l->cfg->name, addr, be ? be->pool->name : "-", be ? be->name : "-",
+		 (unsigned long long)bytes_up, (unsigned long long)bytes_down,
+		 (unsigned long long)duration_ms, how);
 }
 
 static bool is_wildcard(const struct lb_addr *addr)

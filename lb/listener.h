@@ -43,6 +43,29 @@ void listener_reject(struct listener *l, enum listener_reject why, const struct 
 bool listener_take(struct listener *l);
 void listener_release(struct listener *l);
 
+/* A new connection or session from client, for TCP and UDP alike: count it, then check l's
+ * allow/deny lists and take a place under max_conns. True = admitted (give the place back
+ * with listener_release); false = turned away, counted but not logged. */
+bool listener_admit(struct listener *l, const struct sockaddr *client, uint64_t now);
+
+/* Most backends one connection or session tries: the first pick plus up to 15 retries (a
+ * pool's retries beyond are capped), a backend ruled out beforehand included. */
+#define LISTENER_MAX_TRIES 16
+
+/* The next backend for client from l's pool: one not in tried[0, *ntried), which it joins,
+ * with a place taken on it (backend_take; the caller releases it). NULL when the pool has
+ * nothing usable left or the tries are used up: the pool's retries + 1, at most
+ * LISTENER_MAX_TRIES, not counting the first `avoided` entries of tried (backends ruled out
+ * before the first try). tried has room for LISTENER_MAX_TRIES. */
+struct backend *listener_pick_backend(struct listener *l, const struct sockaddr *client,
+				      struct backend **tried, uint8_t *ntried, uint8_t avoided);
+
+/* Log the access line of a connection or session that ended how (log.access: the same
+ * line for TCP and UDP); be is NULL if it never had a backend. */
+void listener_access_log(const struct listener *l, const struct sockaddr *client,
+			 const struct backend *be, uint64_t bytes_up, uint64_t bytes_down,
+			 uint64_t duration_ms, const char *how);
+
 /* A non-blocking socket bound to lc's address with SO_REUSEPORT (and IP_FREEBIND if lc says
  * so): listening, for tcp; for udp with a large receive buffer, and reporting each datagram's
  * destination address (IP_PKTINFO / IPV6_RECVPKTINFO) when the address is a wildcard, so that

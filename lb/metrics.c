@@ -13,6 +13,7 @@
 
 #include "algorithms/algorithm.h"
 #include "health/prober.h"
+#include "lb/list.h"
 #include "lb/listener.h"
 #include "lb/log.h"
 #include "lb/engine.h"
@@ -250,14 +251,14 @@ struct mclient {
 	size_t reqlen;
 	char *out; /* response being written, malloc'd */
 	size_t outlen, outoff;
-	struct mclient *prev, *next;
+	struct list_head link; /* in metrics_http.clients */
 };
 
 struct metrics_http {
 	struct mainloop_handler h;
 	int epfd, fd;
 	const struct lb_state *st;
-	struct mclient *clients;
+	struct list_head clients;
 	size_t nclients;
 };
 
@@ -266,12 +267,7 @@ static void mclient_close(struct mclient *c)
 	struct metrics_http *m = c->m;
 
 	close(c->fd); /* also leaves the epoll set */
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		m->clients = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	list_del(&c->link);
 	m->nclients--;
 	free(c->out);
 	free(c);
@@ -418,10 +414,7 @@ static void accept_ready(struct mainloop_handler *h, uint32_t events)
 			free(c);
 			continue;
 		}
-		c->next = m->clients;
-		if (m->clients)
-			m->clients->prev = c;
-		m->clients = c;
+		list_add(&c->link, &m->clients);
 		m->nclients++;
 	}
 }
@@ -453,6 +446,7 @@ int metrics_http_open(int epfd, const struct lb_addr *addr, const struct lb_stat
 		return -ENOMEM;
 	m->h.fn = accept_ready;
 	m->epfd = epfd;
+	list_init(&m->clients);
 	m->st = st;
 	m->fd = http_socket(addr);
 	if (m->fd < 0) {
@@ -476,8 +470,9 @@ int metrics_http_tick(struct metrics_http *m)
 
 	if (!m)
 		return -1;
-	for (struct mclient *c = m->clients, *nx; c; c = nx) {
-		nx = c->next;
+	struct mclient *c, *nx;
+	list_for_each_entry_safe(c, nx, &m->clients, link)
+	{
 		if (now >= c->deadline)
 			mclient_close(c);
 		else if (c->deadline < next)
@@ -490,8 +485,8 @@ void metrics_http_close(struct metrics_http *m)
 {
 	if (!m)
 		return;
-	while (m->clients)
-		mclient_close(m->clients);
+	while (!list_empty(&m->clients))
+		mclient_close(list_first_entry(&m->clients, struct mclient, link));
 	close(m->fd);
 	free(m);
 }

@@ -4,15 +4,11 @@
 #ifndef LB_TCP_RELAY_H
 #define LB_TCP_RELAY_H
 
+#include <stddef.h>
 #include <sys/socket.h>
 
 struct worker;
 struct listener;
-
-/* Reads up to this size are relayed with recv/send through the worker's scratch buffer (two
- * cheap syscalls); a read that fills it marks the direction bulk, which then splices. 8 KiB
- * is the smallest a pipe can be (2 pages), so an unsent remainder always fits in one. */
-#define TCP_RELAY_SMALL_READ 8192
 
 /* Take ownership of an accepted client socket fd. */
 void tcp_relay_accept(struct worker *w, struct listener *l, int fd,
@@ -22,7 +18,11 @@ void tcp_relay_close_all(struct worker *w);
 /* Close (reset both sides) every connection of w whose backend was killed since it started
  * (struct backend kill_gen). Runs when the worker is woken, never per byte. */
 void tcp_relay_kill_scan(struct worker *w);
-/* Set up w's connection-object pool (freed with objpool_destroy(&w->conn_pool)). */
-void tcp_relay_init(struct worker *w);
+/* Connections open on w. */
+size_t tcp_relay_conns(const struct worker *w);
+/* Set up / free w's TCP state (w->tcp: its connections, their object pool and a scratch
+ * buffer). Init returns 0 or -ENOMEM; free takes the connection objects with it. */
+int tcp_relay_init(struct worker *w);
+void tcp_relay_free(struct worker *w);
 
 #endif

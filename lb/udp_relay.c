@@ -12,19 +12,20 @@
 #include <unistd.h>
 
 #include "lb/addr.h"
+#include "lb/engine.h"
+#include "lb/hash.h"
+#include "lb/list.h"
 #include "lb/listener.h"
 #include "lb/log.h"
+#include "lb/objpool.h"
 #include "lb/pool.h"
 #include "lb/udp_relay.h"
 #include "lb/worker.h"
-#include "lb/hash.h"
 
 /* Datagrams moved per recvmmsg/sendmmsg call. */
 #define UDP_BATCH 32
 /* The largest UDP payload (IPv6; IPv4 allows 65,507): every datagram fits its slot whole. */
 #define UDP_DGRAM_MAX 65535
-/* Backends one new session may try when its first picks cannot be used. */
-#define UDP_MAX_TRIES 16
 #define SESSION_SLAB  64
 #define TABLE_MIN     64
 /* Room for one IP_PKTINFO or IPV6_PKTINFO control message. */
@@ -47,8 +48,8 @@ struct udp_session {
 		struct in_pktinfo v4;
 		struct in6_pktinfo v6;
 	} local;
-	struct udp_session *hnext;	 /* hash chain */
-	struct udp_session *prev, *next; /* the worker's list */
+	struct udp_session *hnext; /* hash chain */
+	struct list_head link;	   /* in udp_state.sessions */
 	socklen_t client_len;
 	struct sockaddr_storage client;
 };
@@ -58,7 +59,7 @@ struct udp_state {
 	size_t mask; /* buckets - 1 (a power of two) */
 	size_t n;
 	uint64_t seed;
-	struct udp_session *list;
+	struct list_head sessions; /* newest first */
 	struct objpool pool;
 	char *bufs; /* UDP_BATCH slots of UDP_DGRAM_MAX; untouched pages cost no memory */
 	struct mmsghdr msgs[UDP_BATCH];
@@ -152,22 +153,6 @@ static void table_remove(struct udp_state *u, struct udp_session *s)
 
 /* ---- sessions ---- */
 
-static struct udp_session *session_of_timer(struct timer *t)
-{
-	return (struct udp_session *)((char *)t - offsetof(struct udp_session, timer));
-}
-
-static void access_log(const struct udp_session *s, const char *how)
-{
-	char client[ADDR_STR_MAX];
-	addr_format((const struct sockaddr *)&s->client, client, sizeof(client));
-	log_info("access listener=%s client=%s backend=%s/%s bytes_up=%llu bytes_down=%llu "
-		 "duration_ms=%llu end=\"%s\"",
-		 s->wl->l->cfg->name, client, s->be->pool->name, s->be->name,
-		 (unsigned long long)s->bytes_up, (unsigned long long)s->bytes_down,
-		 (unsigned long long)(s->w->now - s->start), how);
-}
-
 static void session_close(struct udp_session *s, const char *how)
 {
 	struct worker *w = s->w;
@@ -177,22 +162,18 @@ static void session_close(struct udp_session *s, const char *how)
 	w->ops->unwatch(w->eng, s->watch);
 	close(s->fd);
 	if (w->rt->log_access)
-		access_log(s, how);
+		listener_access_log(s->wl->l, (const struct sockaddr *)&s->client, s->be,
+				    s->bytes_up, s->bytes_down, w->now - s->start, how);
 	backend_release(s->be);
 	listener_release(s->wl->l);
 	table_remove(u, s);
-	if (s->prev)
-		s->prev->next = s->next;
-	else
-		u->list = s->next;
-	if (s->next)
-		s->next->prev = s->prev;
+	list_del(&s->link);
 	objpool_put(&u->pool, s);
 }
 
 static void session_timer(struct timer *t, uint64_t now)
 {
-	struct udp_session *s = session_of_timer(t);
+	struct udp_session *s = container_of(t, struct udp_session, timer);
 	uint64_t idle = s->wl->l->cfg->idle_timeout_ms;
 
 	if (!idle)
@@ -231,28 +212,16 @@ static int backend_socket(struct udp_session *s, struct backend *b, struct engin
 static int pick_backend(struct udp_session *s, struct backend *avoid, struct backend **be, int *fd,
 			struct engine_watch **watch)
 {
-	struct listener *l = s->wl->l;
-	struct pool *p = l->pool;
-	struct backend *tried[UDP_MAX_TRIES];
-	size_t ntried = 0;
-	int max_tries = p->retries + 1 < UDP_MAX_TRIES - 1 ? p->retries + 1 : UDP_MAX_TRIES - 1;
+	struct backend *tried[LISTENER_MAX_TRIES], *b;
+	uint8_t ntried = 0, avoided = 0;
 	int err = -ENOENT;
 
-	if (avoid)
+	if (avoid) {
 		tried[ntried++] = avoid;
-	for (int i = 0; i < max_tries; i++) {
-		struct pick_ctx ctx = {
-		    .client = (const struct sockaddr *)&s->client,
-		    .hash = addr_hash_ip((const struct sockaddr *)&s->client),
-		    .tried = tried,
-		    .ntried = ntried,
-		};
-		struct backend *b = pool_pick(p, &ctx);
-		if (!b)
-			break;
-		tried[ntried++] = b;
-		if (!backend_take(b))
-			continue; /* filled up since the pick */
+		avoided = 1;
+	}
+	while ((b = listener_pick_backend(s->wl->l, (const struct sockaddr *)&s->client, tried,
+					  &ntried, avoided))) {
 		*fd = backend_socket(s, b, watch);
 		if (*fd >= 0) {
 			*be = b;
@@ -314,15 +283,8 @@ static struct udp_session *session_new(struct worker *w, struct worker_listener 
 	const struct cfg_listener *lc = l->cfg;
 	const struct sockaddr *sa = mh->msg_name;
 
-	atomic_fetch_add_explicit(&l->accepted, 1, memory_order_relaxed);
-	if (!cidr_admit(lc->allow, lc->nallow, lc->deny, lc->ndeny, sa)) {
-		listener_reject(l, LISTENER_REJECT_ACL, sa, NULL, NULL, w->now);
+	if (!listener_admit(l, sa, w->now))
 		return NULL;
-	}
-	if (!listener_take(l)) {
-		listener_reject(l, LISTENER_REJECT_MAX_CONNS, sa, NULL, NULL, w->now);
-		return NULL;
-	}
 	struct udp_session *s = objpool_get(&u->pool);
 	if (!s) {
 		listener_release(l);
@@ -349,10 +311,7 @@ static struct udp_session *session_new(struct worker *w, struct worker_listener 
 	if (lc->idle_timeout_ms)
 		timer_arm(&w->timers, &s->timer, w->now + lc->idle_timeout_ms);
 	table_insert(u, s);
-	s->next = u->list;
-	if (u->list)
-		u->list->prev = s;
-	u->list = s;
+	list_add(&s->link, &u->sessions);
 	return s;
 }
 
@@ -542,8 +501,10 @@ static void session_ready(void *arg, uint32_t events)
 
 void udp_relay_listener_closed(struct worker *w, struct worker_listener *wl)
 {
-	for (struct udp_session *s = w->udp->list, *next; s; s = next) {
-		next = s->next;
+	struct udp_session *s, *next;
+
+	list_for_each_entry_safe(s, next, &w->udp->sessions, link)
+	{
 		if (s->wl == wl)
 			session_close(s, "listener closed");
 	}
@@ -551,8 +512,10 @@ void udp_relay_listener_closed(struct worker *w, struct worker_listener *wl)
 
 void udp_relay_kill_scan(struct worker *w)
 {
-	for (struct udp_session *s = w->udp->list, *next; s; s = next) {
-		next = s->next;
+	struct udp_session *s, *next;
+
+	list_for_each_entry_safe(s, next, &w->udp->sessions, link)
+	{
 		if (atomic_load_explicit(&s->be->kill_gen, memory_order_relaxed) != s->kill_gen)
 			session_close(s, "killed");
 	}
@@ -577,6 +540,7 @@ int udp_relay_init(struct worker *w)
 		return -ENOMEM;
 	}
 	u->mask = TABLE_MIN - 1;
+	list_init(&u->sessions);
 	if (getrandom(&u->seed, sizeof(u->seed), GRND_NONBLOCK) != sizeof(u->seed))
 		u->seed = timer_now_ms() ^ (uintptr_t)u;
 	objpool_init(&u->pool, sizeof(struct udp_session), SESSION_SLAB);

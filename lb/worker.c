@@ -1,6 +1,8 @@
 /* The worker loop: wait on the engine, run due timers, accept on this worker's listener
  * copies (or read datagrams, for UDP ones), and on request stop accepting and drain. */
 #include <errno.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -8,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lb/list.h"
 #include "lb/log.h"
 #include "lb/tcp_relay.h"
 #include "lb/udp_relay.h"
@@ -21,6 +24,8 @@
 #define PIPE_SIZE (256 * 1024)
 /* Max conns to close per accept error message; keeps the log readable under fd pressure. */
 #define ACCEPT_LOG_INTERVAL_MS 1000
+/* Registrations an engine is sized for (a hint: both engines grow or have fixed rings). */
+#define ENGINE_MAX_FDS 1024
 
 static void accept_ready(void *arg, uint32_t events);
 
@@ -34,8 +39,7 @@ struct worker_ls_update {
 
 static void accept_retry(struct timer *t, uint64_t now)
 {
-	struct worker_listener *wl =
-	    (struct worker_listener *)((char *)t - offsetof(struct worker_listener, retry));
+	struct worker_listener *wl = container_of(t, struct worker_listener, retry);
 	(void)now;
 	if (wl->fd >= 0)
 		accept_ready(wl, ENGINE_READ);
@@ -186,6 +190,32 @@ static void wake_ready(void *arg, uint32_t events)
 	udp_relay_kill_scan(w);
 }
 
+/* Engine tuning for A/B measurements and tests, read here once per worker so that engines
+ * read no environment: LB_URING_RECV=N receive buffers (0: no completion-based receive),
+ * LB_URING_BATCH=N[:US] busy batching (0: off). Unset: the engine's defaults. */
+static void engine_params_from_env(struct engine_params *p)
+{
+	const char *recv = getenv("LB_URING_RECV"), *batch = getenv("LB_URING_BATCH");
+	unsigned nr = 0, us = 0;
+
+	*p = (struct engine_params){
+	    .max_fds = ENGINE_MAX_FDS,
+	    .recv_bufs = ENGINE_DEFAULT,
+	    .batch_nr = ENGINE_DEFAULT,
+	    .batch_us = ENGINE_DEFAULT,
+	};
+	if (recv) {
+		unsigned long n = strtoul(recv, NULL, 10);
+		p->recv_bufs = n > LONG_MAX ? LONG_MAX : (long)n;
+	}
+	if (batch) {
+		int n = sscanf(batch, "%u:%u", &nr, &us);
+		p->batch_nr = n < 1 ? 0 : (long)nr;
+		if (n == 2)
+			p->batch_us = us;
+	}
+}
+
 struct worker *worker_create(int id, const struct lb_runtime *rt, const int *listen_fds)
 {
 	struct worker *w = calloc(1, sizeof(*w));
@@ -194,6 +224,7 @@ struct worker *worker_create(int id, const struct lb_runtime *rt, const int *lis
 	w->id = id;
 	w->rt = rt;
 	w->ops = rt->engine;
+	engine_params_from_env(&w->eng_params);
 	w->wake_fd = -1;
 	w->nls = rt->nlisteners;
 	w->ls = calloc(w->nls ? w->nls : 1, sizeof(*w->ls));
@@ -203,29 +234,25 @@ struct worker *worker_create(int id, const struct lb_runtime *rt, const int *lis
 	}
 	for (size_t i = 0; i < w->nls; i++) {
 		w->ls[i] = wl_new(w, rt->listeners[i], listen_fds[i]);
-		if (!w->ls[i]) {
-			while (i-- > 0)
-				free(w->ls[i]);
-			free(w->ls);
-			free(w);
-			return NULL;
-		}
+		if (!w->ls[i])
+			goto fail;
 	}
-	if (udp_relay_init(w) < 0) {
-		for (size_t i = 0; i < w->nls; i++)
-			free(w->ls[i]);
-		free(w->ls);
-		free(w);
-		return NULL;
-	}
+	if (tcp_relay_init(w) < 0 || udp_relay_init(w) < 0)
+		goto fail;
 	pipe_pool_init(&w->pipes, PIPE_POOL_SPARE, PIPE_SIZE);
-	tcp_relay_init(w);
 	return w;
+fail:
+	tcp_relay_free(w);
+	for (size_t i = 0; i < w->nls; i++)
+		free(w->ls[i]);
+	free(w->ls);
+	free(w);
+	return NULL;
 }
 
 static int worker_setup(struct worker *w)
 {
-	w->eng = w->ops->create(1024);
+	w->eng = w->ops->create(&w->eng_params);
 	if (!w->eng)
 		return -errno;
 	w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -269,7 +296,7 @@ static void worker_loop(struct worker *w)
 			state = WORKER_DRAINING;
 		}
 		if (state == WORKER_DRAINING) {
-			if (!w->nconns)
+			if (!tcp_relay_conns(w))
 				return;
 			if (w->now >= w->grace_deadline) {
 				tcp_relay_close_all(w);
@@ -413,7 +440,7 @@ void worker_free(struct worker *w)
 	update_free(atomic_exchange(&w->ls_pending, NULL));
 	if (w->wake_fd >= 0)
 		close(w->wake_fd);
-	objpool_destroy(&w->conn_pool);
+	tcp_relay_free(w);
 	udp_relay_free(w);
 	pipe_pool_free(&w->pipes);
 	timer_heap_free(&w->timers);

@@ -12,14 +12,11 @@
 #include "lb/config.h"
 #include "lb/engine.h"
 #include "lb/listener.h"
-#include "lb/objpool.h"
 #include "lb/pipe_pool.h"
 #include "lb/qsbr.h"
-#include "lb/tcp_relay.h"
 #include "lb/timer.h"
-#include "lb/udp_relay.h"
 
-struct conn;
+struct tcp_state;
 struct udp_state;
 struct worker_ls_update;
 
@@ -51,6 +48,7 @@ struct worker {
 	const struct lb_runtime *rt;
 	struct engine *eng;
 	const struct engine_ops *ops;
+	struct engine_params eng_params; /* for ops->create, on the worker's thread */
 	struct timer_heap timers;
 	uint64_t now; /* ms, refreshed once per loop turn */
 	struct pipe_pool pipes;
@@ -61,11 +59,8 @@ struct worker {
 	_Atomic uint64_t ls_applied;		       /* gen of the last update applied */
 	uint64_t ls_gen;			       /* main thread only: last gen posted */
 
-	struct conn *conns; /* open connections (doubly linked) */
-	size_t nconns;
-	struct objpool conn_pool;	      /* struct conn objects, owned by tcp_relay.c */
-	char relay_buf[TCP_RELAY_SMALL_READ]; /* tcp_relay.c's scratch for small reads */
-	struct udp_state *udp;		      /* udp_relay.c's sessions and buffers */
+	struct tcp_state *tcp; /* tcp_relay.c's connections, object pool and scratch buffer */
+	struct udp_state *udp; /* udp_relay.c's sessions and buffers */
 
 	int wake_fd; /* eventfd: main thread -> worker */
 	struct engine_watch *wake_watch;
