@@ -2,6 +2,7 @@
  * graceful shutdown. The only file allowed to exit(). */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,7 +35,7 @@ enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
 /* main.c's own: the running state and the control plane that reads it. */
 struct lb {
 	struct lb_state st;
-	struct lb_runtime rt; /* what the workers are created with */
+	struct engine_params engine_params; /* the workers' engine tuning */
 	struct ctl *ctl;
 	struct metrics_http *metrics;
 };
@@ -105,6 +106,32 @@ static int build_pools(struct lb_state *st)
 	return 0;
 }
 
+/* Engine tuning for A/B measurements and tests, read once at start so that neither engines
+ * nor workers read the environment: LB_URING_RECV=N receive buffers (0: no completion-based
+ * receive), LB_URING_BATCH=N[:US] busy batching (0: off). Unset: the engine's defaults. */
+static void engine_params_from_env(struct engine_params *p)
+{
+	const char *recv = getenv("LB_URING_RECV"), *batch = getenv("LB_URING_BATCH");
+	unsigned nr = 0, us = 0;
+
+	*p = (struct engine_params){
+	    .max_fds = 0, /* the worker's default */
+	    .recv_bufs = ENGINE_DEFAULT,
+	    .batch_nr = ENGINE_DEFAULT,
+	    .batch_us = ENGINE_DEFAULT,
+	};
+	if (recv) {
+		unsigned long n = strtoul(recv, NULL, 10);
+		p->recv_bufs = n > LONG_MAX ? LONG_MAX : (long)n;
+	}
+	if (batch) {
+		int n = sscanf(batch, "%u:%u", &nr, &us);
+		p->batch_nr = n < 1 ? 0 : (long)nr;
+		if (n == 2)
+			p->batch_us = us;
+	}
+}
+
 /* Refuse to start on an address:port that another process listens on: with SO_REUSEPORT
  * we would silently share its connections (a second lb started by mistake). All listeners
  * are checked before any is bound, so that our own overlapping ones do not count. */
@@ -146,11 +173,6 @@ static int start_workers(struct lb *lb)
 
 	qsbr_init(&st->qsbr, n);
 	graveyard_init(&st->graveyard, &st->qsbr);
-	lb->rt = (struct lb_runtime){.log_access = cfg->log_access,
-				     .engine = st->engine,
-				     .listeners = st->listeners,
-				     .nlisteners = st->nlisteners,
-				     .qsbr = &st->qsbr};
 	st->workers = calloc((size_t)n, sizeof(*st->workers));
 	int *fds = calloc(cfg->nlisteners ? cfg->nlisteners : 1, sizeof(int));
 	if (!st->workers || !fds) {
@@ -175,7 +197,7 @@ static int start_workers(struct lb *lb)
 		}
 		if (err)
 			break;
-		st->workers[i] = worker_create(i, &lb->rt, fds);
+		st->workers[i] = worker_create(i, st, &lb->engine_params, fds);
 		if (!st->workers[i]) {
 			err = -ENOMEM;
 			break;
@@ -436,6 +458,7 @@ int main(int argc, char **argv)
 		log_error("out of memory building pools");
 		goto out;
 	}
+	engine_params_from_env(&lb.engine_params);
 	if (check_listeners_free(st->cfg) < 0 || start_workers(&lb) < 0)
 		goto out;
 	int err = prober_start(st->pools, st->npools, &st->qsbr, &st->prober);

@@ -97,7 +97,7 @@ void tcp_conn_finish(struct conn *c, const char *how, bool reset_client, bool re
 	tcp_uring_release(w, &c->up);
 	tcp_uring_release(w, &c->down);
 	listener_release(c->l);
-	if (w->rt->log_access)
+	if (w->log_access)
 		listener_access_log(c->l, (struct sockaddr *)&c->client, c->be, c->up.bytes,
 				    c->down.bytes, w->now - c->start, how);
 

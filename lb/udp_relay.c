@@ -161,7 +161,7 @@ static void session_close(struct udp_session *s, const char *how)
 	timer_cancel(&w->timers, &s->timer);
 	w->ops->unwatch(w->eng, s->watch);
 	close(s->fd);
-	if (w->rt->log_access)
+	if (w->log_access)
 		listener_access_log(s->wl->l, (const struct sockaddr *)&s->client, s->be,
 				    s->bytes_up, s->bytes_down, w->now - s->start, how);
 	backend_release(s->be);
@@ -519,11 +519,6 @@ void udp_relay_kill_scan(struct worker *w)
 		if (atomic_load_explicit(&s->be->kill_gen, memory_order_relaxed) != s->kill_gen)
 			session_close(s, "killed");
 	}
-}
-
-uint64_t udp_relay_sessions(const struct worker *w)
-{
-	return w->udp->n;
 }
 
 int udp_relay_init(struct worker *w)

@@ -16,8 +16,6 @@ void udp_relay_listener_ready(void *wl, uint32_t events);
 void udp_relay_listener_closed(struct worker *w, struct worker_listener *wl);
 /* End every session of w whose backend was killed since the session began. */
 void udp_relay_kill_scan(struct worker *w);
-/* Sessions open on w. */
-uint64_t udp_relay_sessions(const struct worker *w);
 /* Set up / free w's session table, object pool and datagram buffers (allocated lazily). */
 int udp_relay_init(struct worker *w);
 void udp_relay_free(struct worker *w);

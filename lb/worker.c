@@ -1,7 +1,6 @@
 /* The worker loop: wait on the engine, run due timers, accept on this worker's listener
  * copies (or read datagrams, for UDP ones), and on request stop accepting and drain. */
 #include <errno.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +11,7 @@
 
 #include "lb/list.h"
 #include "lb/log.h"
+#include "lb/state.h"
 #include "lb/tcp_relay.h"
 #include "lb/udp_relay.h"
 #include "lb/worker.h"
@@ -22,7 +22,8 @@
 #define PIPE_POOL_SPARE 64
 /* 256 KiB pipes: one splice moves up to this much; the default 64 KiB costs more calls. */
 #define PIPE_SIZE (256 * 1024)
-/* Max conns to close per accept error message; keeps the log readable under fd pressure. */
+/* At most one accept-error line per listener copy this often; keeps the log readable under
+ * fd pressure. */
 #define ACCEPT_LOG_INTERVAL_MS 1000
 /* Registrations an engine is sized for (a hint: both engines grow or have fixed rings). */
 #define ENGINE_MAX_FDS 1024
@@ -190,50 +191,28 @@ static void wake_ready(void *arg, uint32_t events)
 	udp_relay_kill_scan(w);
 }
 
-/* Engine tuning for A/B measurements and tests, read here once per worker so that engines
- * read no environment: LB_URING_RECV=N receive buffers (0: no completion-based receive),
- * LB_URING_BATCH=N[:US] busy batching (0: off). Unset: the engine's defaults. */
-static void engine_params_from_env(struct engine_params *p)
-{
-	const char *recv = getenv("LB_URING_RECV"), *batch = getenv("LB_URING_BATCH");
-	unsigned nr = 0, us = 0;
-
-	*p = (struct engine_params){
-	    .max_fds = ENGINE_MAX_FDS,
-	    .recv_bufs = ENGINE_DEFAULT,
-	    .batch_nr = ENGINE_DEFAULT,
-	    .batch_us = ENGINE_DEFAULT,
-	};
-	if (recv) {
-		unsigned long n = strtoul(recv, NULL, 10);
-		p->recv_bufs = n > LONG_MAX ? LONG_MAX : (long)n;
-	}
-	if (batch) {
-		int n = sscanf(batch, "%u:%u", &nr, &us);
-		p->batch_nr = n < 1 ? 0 : (long)nr;
-		if (n == 2)
-			p->batch_us = us;
-	}
-}
-
-struct worker *worker_create(int id, const struct lb_runtime *rt, const int *listen_fds)
+struct worker *worker_create(int id, const struct lb_state *st, const struct engine_params *ep,
+			     const int *listen_fds)
 {
 	struct worker *w = calloc(1, sizeof(*w));
 	if (!w)
 		return NULL;
 	w->id = id;
-	w->rt = rt;
-	w->ops = rt->engine;
-	engine_params_from_env(&w->eng_params);
+	w->ops = st->engine;
+	w->eng_params = *ep;
+	if (!w->eng_params.max_fds)
+		w->eng_params.max_fds = ENGINE_MAX_FDS;
+	w->qsbr = (struct qsbr *)&st->qsbr;
+	w->log_access = st->cfg->log_access;
 	w->wake_fd = -1;
-	w->nls = rt->nlisteners;
+	w->nls = st->nlisteners;
 	w->ls = calloc(w->nls ? w->nls : 1, sizeof(*w->ls));
 	if (!w->ls) {
 		free(w);
 		return NULL;
 	}
 	for (size_t i = 0; i < w->nls; i++) {
-		w->ls[i] = wl_new(w, rt->listeners[i], listen_fds[i]);
+		w->ls[i] = wl_new(w, st->listeners[i], listen_fds[i]);
 		if (!w->ls[i])
 			goto fail;
 	}
@@ -310,9 +289,9 @@ static void worker_loop(struct worker *w)
 				timeout = left;
 		}
 		/* Blocked in wait, this worker holds no snapshot: let writers reclaim. */
-		qsbr_offline(w->rt->qsbr, w->id);
+		qsbr_offline(w->qsbr, w->id);
 		int ret = w->ops->wait(w->eng, timeout);
-		qsbr_online(w->rt->qsbr, w->id);
+		qsbr_online(w->qsbr, w->id);
 		if (ret < 0) {
 			log_error("worker %d: %s wait failed: %s", w->id, w->ops->name,
 				  strerror(-ret));
@@ -335,12 +314,12 @@ static void *worker_main(void *arg)
 		atomic_store(&w->state, WORKER_FAILED);
 		return NULL;
 	}
-	qsbr_online(w->rt->qsbr, w->id);
+	qsbr_online(w->qsbr, w->id);
 	atomic_store(&w->state, WORKER_RUNNING);
 	worker_loop(w);
 	close_listeners(w);
 	flush(w);
-	qsbr_offline(w->rt->qsbr, w->id);
+	qsbr_offline(w->qsbr, w->id);
 	atomic_store(&w->state, WORKER_DONE);
 	return NULL;
 }

@@ -16,21 +16,13 @@
 #include "lb/qsbr.h"
 #include "lb/timer.h"
 
+struct lb_state;
 struct tcp_state;
 struct udp_state;
 struct worker_ls_update;
 
 /* worker_set_listeners: keep the socket this worker already has for that listener. */
 #define WORKER_FD_KEEP (-2)
-
-/* What every worker shares, read-only while they run. */
-struct lb_runtime {
-	bool log_access; /* the config's log.access: a restart applies a change */
-	const struct engine_ops *engine;
-	struct listener **listeners; /* for worker_create only: one per cfg->listeners entry */
-	size_t nlisteners;
-	struct qsbr *qsbr; /* worker i is reader i */
-};
 
 /* One worker's copy of a listener; allocated one by one so that engine and timer references
  * to it stay valid when the set changes. */
@@ -45,10 +37,11 @@ struct worker_listener {
 struct worker {
 	int id;
 	pthread_t thread;
-	const struct lb_runtime *rt;
 	struct engine *eng;
 	const struct engine_ops *ops;
 	struct engine_params eng_params; /* for ops->create, on the worker's thread */
+	struct qsbr *qsbr;		 /* the state's: this worker is reader id */
+	bool log_access;		 /* the config's log.access (a restart applies a change) */
 	struct timer_heap timers;
 	uint64_t now; /* ms, refreshed once per loop turn */
 	struct pipe_pool pipes;
@@ -79,8 +72,11 @@ enum worker_state {
 	WORKER_DONE,
 };
 
-/* Create a worker owning listen_fds (one per rt->listeners entry, -1 for none). */
-struct worker *worker_create(int id, const struct lb_runtime *rt, const int *listen_fds);
+/* Create worker id (QSBR reader id) of st, with st's engine tuned by ep (max_fds 0: the
+ * default), owning listen_fds (one per st->listeners entry, -1 for none). What it needs of
+ * st it copies now: a worker never reads the running state. */
+struct worker *worker_create(int id, const struct lb_state *st, const struct engine_params *ep,
+			     const int *listen_fds);
 /* Start its thread and wait until its engine is up. 0 or -errno (the worker then did not
  * start; free it with worker_free). */
 int worker_start(struct worker *w);
