@@ -226,14 +226,9 @@ static void accept_ready(struct mainloop_handler *h, uint32_t events)
 	(void)events;
 
 	for (;;) {
-		int fd = accept4(c->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			if (errno != EAGAIN)
-				log_warn("control: accept: %s", strerror(errno));
+		int fd = mainloop_accept(c->epfd, c->fd, &c->h, &c->st->control_accept);
+		if (fd < 0)
 			return;
-		}
 		struct ctl_client *cl = c->nclients < MAX_CLIENTS ? calloc(1, sizeof(*cl)) : NULL;
 		char *in = cl ? malloc(CTL_LINE_MAX) : NULL;
 		if (!cl || !in) {
@@ -362,6 +357,7 @@ int ctl_open(int epfd, struct lb_state *st, struct ctl **out, char *why, size_t 
 	c->epfd = epfd;
 	c->fd = -1;
 	c->st = st;
+	st->control_accept.what = "control socket";
 	list_init(&c->clients);
 	rc = bind_socket(c, st->cfg->control_mode, why, whylen);
 	if (rc < 0)
@@ -382,6 +378,12 @@ fail:
 		free(c->path);
 	free(c);
 	return rc;
+}
+
+int ctl_tick(struct ctl *c)
+{
+	return c && c->fd >= 0 ? mainloop_accept_tick(c->epfd, c->fd, &c->h, &c->st->control_accept)
+			       : -1;
 }
 
 void ctl_shutdown(struct ctl *c)

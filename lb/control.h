@@ -17,6 +17,9 @@ struct ctl;
  * answers on it), chmod it to the configured mode and serve it on epfd (the main loop).
  * 0 and the control plane in *out, or -errno with a message in why. */
 int ctl_open(int epfd, struct lb_state *st, struct ctl **out, char *why, size_t whylen);
+/* Periodic work (resuming accepts after a pause for want of fds). Returns the ms until the
+ * next call is due, or -1 if none is. */
+int ctl_tick(struct ctl *c);
 /* Stop serving: close the socket and every client, unlink the socket file. NULL: no-op. */
 void ctl_shutdown(struct ctl *c);
 /* Free the rest (after ctl_shutdown, or doing it). NULL: no-op. */

@@ -24,8 +24,14 @@ const char *listener_reject_name(enum listener_reject r)
 	    [LISTENER_REJECT_ACL] = "acl",
 	    [LISTENER_REJECT_MAX_CONNS] = "max_conns",
 	    [LISTENER_REJECT_NO_BACKEND] = "no_backend",
+	    [LISTENER_REJECT_RESOURCES] = "resources",
 	};
 	return r < LISTENER_REJECT_COUNT ? names[r] : "unknown";
+}
+
+bool listener_local_error(int err)
+{
+	return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
 }
 
 void listener_reject(struct listener *l, enum listener_reject why, const struct sockaddr *client,

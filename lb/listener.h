@@ -14,6 +14,7 @@ enum listener_reject {
 	LISTENER_REJECT_ACL,	    /* allow/deny said no */
 	LISTENER_REJECT_MAX_CONNS,  /* listener max_conns reached */
 	LISTENER_REJECT_NO_BACKEND, /* nothing usable, or every try failed */
+	LISTENER_REJECT_RESOURCES,  /* lb itself ran out of fds or memory: no backend's fault */
 	LISTENER_REJECT_COUNT
 };
 
@@ -25,6 +26,7 @@ struct listener {
 	_Atomic int active;
 	_Atomic uint64_t accepted;
 	_Atomic uint64_t rejected[LISTENER_REJECT_COUNT];
+	_Atomic uint64_t accept_errors; /* accept failed for want of fds or memory */
 };
 
 /* A listener object for lc, feeding pool p (counters at zero; no socket: each worker binds
@@ -32,6 +34,10 @@ struct listener {
 int listener_create(const struct cfg_listener *lc, struct pool *p, struct listener **out);
 
 const char *listener_reject_name(enum listener_reject r);
+
+/* err (a positive errno) is lb's own shortage (fds, memory, buffers), not a backend's
+ * failure: it must not count against the backend. */
+bool listener_local_error(int err);
 
 /* Count a connection or datagram turned away for why. If how is not NULL, also log
  * "ACTION from CLIENT: HOW" (action: "closing connection", "dropping datagram") at most once

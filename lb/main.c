@@ -359,6 +359,7 @@ static int main_loop(struct lb *lb, int epfd, int sfd)
 	while (!sig.stop) {
 		int timeout =
 		    min_timeout(graveyard_tick(&lb->st.graveyard), metrics_http_tick(lb->metrics));
+		timeout = min_timeout(timeout, ctl_tick(lb->ctl));
 		timeout = min_timeout(timeout, withdraw_tick(&sig));
 		if (sig.stop)
 			break;

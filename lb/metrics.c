@@ -183,6 +183,31 @@ static void listener_metrics(FILE *f, const struct lb_state *st)
 	}
 }
 
+/* Accepts that failed for want of fds or memory, on the listeners and the main loop's
+ * sockets. */
+static void accept_error_metrics(FILE *f, const struct lb_state *st)
+{
+	char name[LABEL_MAX];
+
+	header(f, "lb_listener_accept_errors_total", "counter",
+	       "Accepts that failed on the listener (lb out of file descriptors or memory); "
+	       "accepting pauses briefly after each.");
+	for (size_t i = 0; i < st->nlisteners; i++) {
+		struct listener *l = st->listeners[i];
+		if (l->cfg->protocol == CFG_PROTO_TCP)
+			fprintf(f, "lb_listener_accept_errors_total{listener=\"%s\"} %llu\n",
+				esc(l->cfg->name, name),
+				(unsigned long long)atomic_load(&l->accept_errors));
+	}
+	header(f, "lb_control_accept_errors_total", "counter",
+	       "Accepts that failed on the control socket or the metrics listener (lb out of "
+	       "file descriptors or memory); accepting pauses briefly after each.");
+	fprintf(f, "lb_control_accept_errors_total{socket=\"control\"} %llu\n",
+		(unsigned long long)st->control_accept.errors);
+	fprintf(f, "lb_control_accept_errors_total{socket=\"metrics\"} %llu\n",
+		(unsigned long long)st->metrics_accept.errors);
+}
+
 /* What a fleet compares across its instances: readiness and each table's fingerprint. */
 static void fleet_metrics(FILE *f, const struct lb_state *st)
 {
@@ -232,6 +257,7 @@ char *metrics_render(const struct lb_state *st, size_t *len)
 	backend_family(f, st, "lb_health_check_duration_seconds", "gauge",
 		       "Duration of the backend's last health check.", BM_CHECK);
 	listener_metrics(f, st);
+	accept_error_metrics(f, st);
 	fleet_metrics(f, st);
 	if (fclose(f) != 0) {
 		free(buf);
@@ -258,6 +284,7 @@ struct metrics_http {
 	struct mainloop_handler h;
 	int epfd, fd;
 	const struct lb_state *st;
+	struct accept_guard *guard; /* the state's metrics_accept: the one field written here */
 	struct list_head clients;
 	size_t nclients;
 };
@@ -397,9 +424,9 @@ static void accept_ready(struct mainloop_handler *h, uint32_t events)
 	(void)events;
 
 	for (;;) {
-		int fd = accept4(m->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd = mainloop_accept(m->epfd, m->fd, &m->h, m->guard);
 		if (fd < 0)
-			return; /* EAGAIN, or EMFILE: level-triggered, we come back */
+			return;
 		struct mclient *c = m->nclients < HTTP_MAX_CLIENTS ? calloc(1, sizeof(*c)) : NULL;
 		if (!c) {
 			close(fd);
@@ -436,7 +463,7 @@ static int http_socket(const struct lb_addr *addr)
 	return err;
 }
 
-int metrics_http_open(int epfd, const struct lb_addr *addr, const struct lb_state *st,
+int metrics_http_open(int epfd, const struct lb_addr *addr, struct lb_state *st,
 		      struct metrics_http **out)
 {
 	struct metrics_http *m = calloc(1, sizeof(*m));
@@ -448,6 +475,8 @@ int metrics_http_open(int epfd, const struct lb_addr *addr, const struct lb_stat
 	m->epfd = epfd;
 	list_init(&m->clients);
 	m->st = st;
+	m->guard = &st->metrics_accept;
+	m->guard->what = "metrics listener";
 	m->fd = http_socket(addr);
 	if (m->fd < 0) {
 		err = m->fd;
@@ -478,6 +507,9 @@ int metrics_http_tick(struct metrics_http *m)
 		else if (c->deadline < next)
 			next = c->deadline;
 	}
+	int paused = mainloop_accept_tick(m->epfd, m->fd, &m->h, m->guard);
+	if (paused >= 0 && now + (uint64_t)paused < next)
+		next = now + (uint64_t)paused;
 	return next == UINT64_MAX ? -1 : (int)(next - now);
 }
 

@@ -20,8 +20,9 @@ size_t metrics_escape(const char *s, char *buf, size_t cap);
 struct metrics_http;
 
 /* Listen on addr and serve GET /metrics and GET /ready (200 or 503, lb/ready.h) from st on
- * epfd (the main loop). 0 and the listener in *out, or -errno. */
-int metrics_http_open(int epfd, const struct lb_addr *addr, const struct lb_state *st,
+ * epfd (the main loop); it reads st, and writes only st->metrics_accept. 0 and the listener
+ * in *out, or -errno. */
+int metrics_http_open(int epfd, const struct lb_addr *addr, struct lb_state *st,
 		      struct metrics_http **out);
 /* Close idle or slow clients past their deadline. Returns the ms until the next call is
  * due, or -1 if none is. */

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lb/mainloop.h"
 #include "lb/qsbr.h"
 #include "lb/ready.h"
 #include "lb/retire.h"
@@ -40,6 +41,9 @@ struct lb_state {
 	struct prober *prober; /* checks exactly the backends of pools[]; NULL when stopped */
 
 	struct readiness ready;
+	/* The main loop's listening sockets: each is paused, not spun on, when lb is out of
+	 * fds; written by control.c and metrics.c respectively, counted in the metrics. */
+	struct accept_guard control_accept, metrics_accept;
 	/* What a reload or `lbctl remove` took out of the running set (configs, pools,
 	 * listeners, backends), freed once nothing can reach it any more. */
 	struct graveyard graveyard;

@@ -434,7 +434,13 @@ static void connect_next(struct conn *c)
 		return;
 	}
 	int err = start_connect(c, b);
-	if (err) {
+	if (err && listener_local_error(-err)) {
+		/* lb's own shortage: no backend is to blame, and another would fare no better. */
+		c->be = b;
+		backend_detach(c, false);
+		c->be = NULL;
+		reject(c, LISTENER_REJECT_RESOURCES, strerror(-err));
+	} else if (err) {
 		c->be = b;
 		connect_failed(c, -err);
 	}

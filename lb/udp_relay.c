@@ -227,10 +227,13 @@ static int pick_backend(struct udp_session *s, struct backend *avoid, struct bac
 			*be = b;
 			return 0;
 		}
-		/* Out of descriptors or memory, not the backend's fault: logged (rate-limited)
-		 * by the caller with the datagram it drops. */
+		/* Out of descriptors or memory is not the backend's fault, and the next backend
+		 * would fare no better: the caller counts and logs it (rate-limited) with the
+		 * datagram it drops. */
 		err = *fd;
 		backend_release(b);
+		if (listener_local_error(-err))
+			break;
 	}
 	return err;
 }
@@ -300,7 +303,10 @@ static struct udp_session *session_new(struct worker *w, struct worker_listener 
 	if (err < 0) {
 		listener_release(l);
 		objpool_put(&u->pool, s);
-		listener_reject(l, LISTENER_REJECT_NO_BACKEND, sa, "dropping datagram",
+		listener_reject(l,
+				listener_local_error(-err) ? LISTENER_REJECT_RESOURCES
+							   : LISTENER_REJECT_NO_BACKEND,
+				sa, "dropping datagram",
 				err == -ENOENT ? "no usable backend" : strerror(-err), w->now);
 		return NULL;
 	}

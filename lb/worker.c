@@ -66,6 +66,7 @@ static void accept_ready(void *arg, uint32_t events)
 			continue;
 		if (errno == EAGAIN)
 			return;
+		atomic_fetch_add_explicit(&wl->l->accept_errors, 1, memory_order_relaxed);
 		if (w->now - last_log >= ACCEPT_LOG_INTERVAL_MS) {
 			last_log = w->now;
 			log_warn("listener %s: accept: %s; pausing accepts for %d ms",
