@@ -470,28 +470,22 @@ START_TEST(test_bad_input_gets_errors_and_others_keep_working)
 }
 END_TEST
 
-static Suite *control_suite(void)
-{
-	Suite *s = suite_create("control");
-	TCase *tc = tcase_create("control");
-
-	tcase_set_timeout(tc, TEST_TIMEOUT_S);
-	tcase_add_test(tc, test_drain_keeps_open_connections_and_sends_no_new_ones);
-	tcase_add_test(tc, test_disable_stops_new_connections);
-	tcase_add_test(tc, test_kill_closes_open_connections_of_that_backend_only);
-	tcase_add_test(tc, test_weight_zero_takes_no_new_connections);
-	tcase_add_test(tc, test_add_makes_a_new_backend_take_traffic_and_remove_stops_it);
-	tcase_add_test(tc, test_remove_refuses_while_busy_unless_forced);
-	tcase_add_test(tc, test_algorithm_switch_changes_the_distribution);
-	tcase_add_test(tc, test_lbctl_exit_codes_and_messages);
-	tcase_add_test(tc, test_stale_socket_is_replaced_and_a_live_one_refused);
-	tcase_add_test(tc, test_bad_input_gets_errors_and_others_keep_working);
-	suite_add_tcase(s, tc);
-	return s;
-}
-
 int main(void)
 {
+	const TTest *tests[] = {
+	    test_drain_keeps_open_connections_and_sends_no_new_ones,
+	    test_disable_stops_new_connections,
+	    test_kill_closes_open_connections_of_that_backend_only,
+	    test_weight_zero_takes_no_new_connections,
+	    test_add_makes_a_new_backend_take_traffic_and_remove_stops_it,
+	    test_remove_refuses_while_busy_unless_forced,
+	    test_algorithm_switch_changes_the_distribution,
+	    test_lbctl_exit_codes_and_messages,
+	    test_stale_socket_is_replaced_and_a_live_one_refused,
+	    test_bad_input_gets_errors_and_others_keep_working,
+	    NULL,
+	};
+
 	signal(SIGPIPE, SIG_IGN);
-	return t_run_suite(control_suite(), CK_ENV);
+	return t_run_suite(t_suite("control", TEST_TIMEOUT_S, NULL, NULL, tests), CK_ENV);
 }

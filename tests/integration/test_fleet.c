@@ -418,21 +418,20 @@ END_TEST
 
 int main(void)
 {
+	const TTest *tests[] = {
+	    test_reordered_and_renamed_instances_send_every_client_to_the_same_backend,
+	    test_ready_follows_the_pools_and_withdraw_until_rejoin,
+	    test_sigterm_with_withdraw_delay_keeps_accepting_until_the_delay_ends,
+	    test_withdrawn_long_enough_before_sigterm_does_not_wait_again,
+	    test_a_second_sigterm_skips_the_withdraw_delay,
+	    test_forced_health_overrides_the_prober_until_auto,
+	    test_a_second_lb_cannot_join_a_running_listener,
+	    test_a_second_lb_cannot_join_a_running_udp_listener,
+	    test_reload_refuses_a_listener_another_process_holds,
+	    NULL,
+	};
+
 	signal(SIGPIPE, SIG_IGN);
-	Suite *s = suite_create("fleet");
-	TCase *tc = tcase_create("fleet");
-	tcase_set_timeout(tc, TEST_TIMEOUT_S);
-	tcase_add_checked_fixture(tc, backends_up, backends_down);
-	tcase_add_test(tc,
-		       test_reordered_and_renamed_instances_send_every_client_to_the_same_backend);
-	tcase_add_test(tc, test_ready_follows_the_pools_and_withdraw_until_rejoin);
-	tcase_add_test(tc, test_sigterm_with_withdraw_delay_keeps_accepting_until_the_delay_ends);
-	tcase_add_test(tc, test_withdrawn_long_enough_before_sigterm_does_not_wait_again);
-	tcase_add_test(tc, test_a_second_sigterm_skips_the_withdraw_delay);
-	tcase_add_test(tc, test_forced_health_overrides_the_prober_until_auto);
-	tcase_add_test(tc, test_a_second_lb_cannot_join_a_running_listener);
-	tcase_add_test(tc, test_a_second_lb_cannot_join_a_running_udp_listener);
-	tcase_add_test(tc, test_reload_refuses_a_listener_another_process_holds);
-	suite_add_tcase(s, tc);
-	return t_run_suite(s, CK_ENV);
+	return t_run_suite(t_suite("fleet", TEST_TIMEOUT_S, backends_up, backends_down, tests),
+			   CK_ENV);
 }

@@ -800,28 +800,22 @@ START_TEST(test_passive_failures_mark_down_and_probes_bring_back)
 }
 END_TEST
 
-static Suite *health_suite(void)
-{
-	Suite *s = suite_create("health");
-	TCase *tc = tcase_create("health");
-
-	tcase_add_checked_fixture(tc, setup, NULL);
-	tcase_set_timeout(tc, TEST_TIMEOUT_S);
-	tcase_add_test(tc, test_closed_backend_goes_down_gets_no_connections_and_comes_back);
-	tcase_add_test(tc, test_blackhole_is_marked_down_by_send_expect_timeout);
-	tcase_add_test(tc, test_blackhole_is_marked_down_by_http_timeout);
-	tcase_add_test(tc, test_http_check_follows_status_and_silence);
-	tcase_add_test(tc, test_udp_check_passes_against_an_echo_and_fails_when_it_stops);
-	tcase_add_test(tc, test_redis_check_passes_against_redis_and_fails_against_echo);
-	tcase_add_test(tc, test_postgres_check_passes_against_postgres_and_fails_against_echo);
-	tcase_add_test(tc, test_mysql_check_passes_against_a_greeting_and_fails_against_garbage);
-	tcase_add_test(tc, test_passive_failures_mark_down_and_probes_bring_back);
-	suite_add_tcase(s, tc);
-	return s;
-}
-
 int main(void)
 {
+	const TTest *tests[] = {
+	    test_closed_backend_goes_down_gets_no_connections_and_comes_back,
+	    test_blackhole_is_marked_down_by_send_expect_timeout,
+	    test_blackhole_is_marked_down_by_http_timeout,
+	    test_http_check_follows_status_and_silence,
+	    test_udp_check_passes_against_an_echo_and_fails_when_it_stops,
+	    test_redis_check_passes_against_redis_and_fails_against_echo,
+	    test_postgres_check_passes_against_postgres_and_fails_against_echo,
+	    test_mysql_check_passes_against_a_greeting_and_fails_against_garbage,
+	    test_passive_failures_mark_down_and_probes_bring_back,
+	    NULL,
+	};
+
 	signal(SIGPIPE, SIG_IGN);
-	return t_run_suite(health_suite(), CK_ENV); /* CK_VERBOSITY=verbose lists every test */
+	/* CK_VERBOSITY=verbose lists every test */
+	return t_run_suite(t_suite("health", TEST_TIMEOUT_S, setup, NULL, tests), CK_ENV);
 }

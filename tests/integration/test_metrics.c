@@ -377,12 +377,12 @@ END_TEST
 
 int main(void)
 {
+	const TTest *tests[] = {
+	    test_strict_parser_rejects_malformed_text,
+	    test_metrics_parse_strictly_and_match_generated_traffic,
+	    NULL,
+	};
+
 	signal(SIGPIPE, SIG_IGN);
-	Suite *s = suite_create("metrics");
-	TCase *tc = tcase_create("metrics");
-	tcase_set_timeout(tc, TEST_TIMEOUT_S);
-	tcase_add_test(tc, test_strict_parser_rejects_malformed_text);
-	tcase_add_test(tc, test_metrics_parse_strictly_and_match_generated_traffic);
-	suite_add_tcase(s, tc);
-	return t_run_suite(s, CK_ENV);
+	return t_run_suite(t_suite("metrics", TEST_TIMEOUT_S, NULL, NULL, tests), CK_ENV);
 }

@@ -678,31 +678,26 @@ START_TEST(test_connection_after_an_idle_spell_is_relayed)
 }
 END_TEST
 
-static Suite *tcp_core_suite(void)
-{
-	Suite *s = suite_create("tcp_core");
-	TCase *tc = tcase_create("core");
-
-	tcase_set_timeout(tc, TEST_TIMEOUT_S);
-	tcase_add_test(tc, test_round_robin_gives_each_backend_an_equal_share);
-	tcase_add_test(tc, test_weighted_round_robin_follows_weights);
-	tcase_add_test(tc, test_least_conn_avoids_backend_holding_connections);
-	tcase_add_test(tc, test_ip_hash_keeps_clients_and_moves_only_those_of_a_lost_backend);
-	tcase_add_test(tc, test_random_two_skips_refused_and_zero_weight_backends);
-	tcase_add_test(tc, test_relays_64_mib_intact_both_ways);
-	tcase_add_test(tc, test_small_messages_to_a_slow_reader_arrive_intact);
-	tcase_add_test(tc, test_backend_that_stops_reading_still_gets_every_byte_in_order);
-	tcase_add_test(tc, test_half_close_still_delivers_the_reply_then_eof);
-	tcase_add_test(tc, test_retry_moves_past_a_refused_backend);
-	tcase_add_test(tc, test_no_usable_backend_closes_the_client_at_once);
-	tcase_add_test(tc, test_backup_serves_only_while_all_primaries_are_down);
-	tcase_add_test(tc, test_connection_after_an_idle_spell_is_relayed);
-	suite_add_tcase(s, tc);
-	return s;
-}
-
 int main(void)
 {
+	const TTest *tests[] = {
+	    test_round_robin_gives_each_backend_an_equal_share,
+	    test_weighted_round_robin_follows_weights,
+	    test_least_conn_avoids_backend_holding_connections,
+	    test_ip_hash_keeps_clients_and_moves_only_those_of_a_lost_backend,
+	    test_random_two_skips_refused_and_zero_weight_backends,
+	    test_relays_64_mib_intact_both_ways,
+	    test_small_messages_to_a_slow_reader_arrive_intact,
+	    test_backend_that_stops_reading_still_gets_every_byte_in_order,
+	    test_half_close_still_delivers_the_reply_then_eof,
+	    test_retry_moves_past_a_refused_backend,
+	    test_no_usable_backend_closes_the_client_at_once,
+	    test_backup_serves_only_while_all_primaries_are_down,
+	    test_connection_after_an_idle_spell_is_relayed,
+	    NULL,
+	};
+
 	signal(SIGPIPE, SIG_IGN);
-	return t_run_suite(tcp_core_suite(), CK_ENV); /* CK_VERBOSITY=verbose lists every test */
+	/* CK_VERBOSITY=verbose lists every test */
+	return t_run_suite(t_suite("tcp_core", TEST_TIMEOUT_S, NULL, NULL, tests), CK_ENV);
 }

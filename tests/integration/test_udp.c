@@ -653,30 +653,24 @@ START_TEST(test_dns_servers_behind_lb_answer_dig)
 }
 END_TEST
 
-static Suite *udp_suite(void)
-{
-	Suite *s = suite_create("udp");
-	TCase *tc = tcase_create("udp");
-
-	tcase_set_timeout(tc, TEST_TIMEOUT_S);
-	tcase_add_test(tc, test_sessions_spread_stick_and_expire_after_idle);
-	tcase_add_test(tc, test_ip_hash_keeps_a_client_ip_on_one_backend_across_sessions);
-	tcase_add_test(tc, test_a_burst_from_one_client_arrives_in_order);
-	tcase_add_test(tc, test_empty_and_largest_datagrams_pass_intact);
-	tcase_add_test(tc, test_denied_client_is_dropped_and_counted);
-	tcase_add_test(tc, test_max_conns_caps_sessions);
-	tcase_add_test(tc, test_no_usable_backend_drops_and_counts_new_sessions_only);
-	tcase_add_test(tc, test_sessions_of_a_dead_backend_move_once_health_marks_it_down);
-	tcase_add_test(tc, test_sessions_move_after_port_unreachable_without_health_checks);
-	tcase_add_test(tc, test_kill_ends_sessions_and_reload_keeps_them);
-	tcase_add_test(tc, test_ipv6_and_wildcard_listener_reply_from_the_address_used);
-	tcase_add_test(tc, test_dns_servers_behind_lb_answer_dig);
-	suite_add_tcase(s, tc);
-	return s;
-}
-
 int main(void)
 {
+	const TTest *tests[] = {
+	    test_sessions_spread_stick_and_expire_after_idle,
+	    test_ip_hash_keeps_a_client_ip_on_one_backend_across_sessions,
+	    test_a_burst_from_one_client_arrives_in_order,
+	    test_empty_and_largest_datagrams_pass_intact,
+	    test_denied_client_is_dropped_and_counted,
+	    test_max_conns_caps_sessions,
+	    test_no_usable_backend_drops_and_counts_new_sessions_only,
+	    test_sessions_of_a_dead_backend_move_once_health_marks_it_down,
+	    test_sessions_move_after_port_unreachable_without_health_checks,
+	    test_kill_ends_sessions_and_reload_keeps_them,
+	    test_ipv6_and_wildcard_listener_reply_from_the_address_used,
+	    test_dns_servers_behind_lb_answer_dig,
+	    NULL,
+	};
+
 	signal(SIGPIPE, SIG_IGN);
-	return t_run_suite(udp_suite(), CK_ENV);
+	return t_run_suite(t_suite("udp", TEST_TIMEOUT_S, NULL, NULL, tests), CK_ENV);
 }

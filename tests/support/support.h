@@ -216,6 +216,10 @@ void t_stop_lb(struct lbproc *lb);
  * connection: returns its fd, *idx = the backend's index. Fails the test (with lb's log) if
  * the connect fails, brings no tag, or a tag not in set. */
 int t_hold(struct lbproc *lb, const struct t_backends *set, int port, int *idx);
+/* A suite called name with one test case of that name holding tests (NULL-terminated), each
+ * with a timeout of timeout_s and the checked fixture setup/teardown (either may be NULL). */
+struct Suite *t_suite(const char *name, int timeout_s, void (*setup)(void), void (*teardown)(void),
+		      const struct TTest *const *tests);
 /* Add to s a test case called name with the one test t and a timeout of timeout_s. */
 void t_add_test(struct Suite *s, const char *name, const struct TTest *t, int timeout_s);
 /* Run every test of s (and free it) with Check's print mode (CK_ENV, CK_NORMAL, ...).
