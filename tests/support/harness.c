@@ -49,11 +49,11 @@ void t_harness_start(struct t_harness *th, json_t *cfg, const char *log_line)
 	json_decref(cfg);
 	th->lb_started = true;
 	t_expect(th, rc == 0, "lb did not start; config: %s", text);
-	free(text);
 	snprintf(th->sock, sizeof(th->sock), "%s/lb.sock", th->lb.dir);
 	if (log_line)
-		t_expect(th, lb_log_wait(&th->lb, log_line, T_READY_LOG_MS), "lb never logged '%s'",
-			 log_line);
+		t_expect(th, lb_log_wait(&th->lb, log_line, T_READY_LOG_MS),
+			 "lb did not start (never logged '%s'); config: %s", log_line, text);
+	free(text);
 }
 
 void t_harness_finish(struct t_harness *th)
