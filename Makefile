@@ -7,6 +7,10 @@ CMAKE_FLAGS ?=
 
 all: build
 
+# Install every Debian package the build and the test suites need (scripts/deps.sh test).
+deps:
+	@scripts/deps.sh test
+
 build:
 	@scripts/deps.sh build
 	cmake -S . -B $(BUILD) $(CMAKE_FLAGS) >/dev/null

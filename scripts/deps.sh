@@ -9,7 +9,7 @@ build=(build-essential cmake pkg-config liburing-dev libjansson-dev check)
 case "${1:-build}" in
 build) want=("${build[@]}") ;;
 demo) want=("${build[@]}" curl) ;;
-test) want=("${build[@]}" curl redis-server postgresql dnsmasq-base bind9-dnsutils iproute2 bird2 keepalived) ;;
+test) want=("${build[@]}" clang-format curl redis-server postgresql dnsmasq-base bind9-dnsutils iproute2 bird2 keepalived) ;;
 bench) want=("${build[@]}" iperf3 wrk haproxy nginx libnginx-mod-stream gnuplot-nox python3 dnsmasq-base dnsperf) ;;
 *)
 	echo "usage: $0 build|test|bench|demo" >&2

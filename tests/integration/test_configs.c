@@ -270,7 +270,7 @@ START_TEST(test_port_in_use_exits_1_naming_the_address)
 {
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t len = sizeof(sa);
-	char path[300], json[1024], want[64];
+	char path[300], want[64];
 	char *err = NULL;
 	int fd, port, st;
 
@@ -282,13 +282,11 @@ START_TEST(test_port_in_use_exits_1_naming_the_address)
 	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
 	port = ntohs(sa.sin_port);
 
-	snprintf(json, sizeof(json),
-		 "{\"engine\":\"%s\",\"workers\":2,\"control\":{\"socket\":\"@DIR@/lb.sock\"},"
-		 "\"listeners\":[{\"name\":\"taken\",\"listen\":\"127.0.0.1:%d\",\"pool\":\"p\"}],"
-		 "\"pools\":[{\"name\":\"p\",\"health\":{\"type\":\"none\"},"
-		 "\"backends\":[{\"address\":\"127.0.0.1:9\"}]}]}",
-		 t_engine(), port);
-	t_write_config(json, path, sizeof(path));
+	json_t *cfg = t_cfg_new(2);
+	json_object_del(cfg, "shutdown_grace"); /* lb's default: it never gets to stop */
+	t_cfg_listener(cfg, "taken", NULL, "127.0.0.1", port, "p");
+	t_cfg_backend(t_cfg_pool(cfg, "p", NULL, T_HEALTH_NONE), NULL, "127.0.0.1:9");
+	t_cfg_write(cfg, path, sizeof(path));
 
 	st = run_lb("-c", path, NULL, NULL, &err);
 	snprintf(want, sizeof(want), "127.0.0.1:%d", port);

@@ -5,7 +5,6 @@
 #include <check.h>
 #include <errno.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,93 +19,31 @@
 #define MAX_BACKENDS   4
 #define TEST_TIMEOUT_S 60
 
-static struct {
-	struct lbproc lb;
-	bool lb_started;
-	int port;
-	char sock[320];
-	struct t_backends be;
-} h;
-
-/* ck_abort_msg with lb's log: the condition must be free of side effects. */
-#define expect(cond, ...) t_check_lb(h.lb_started ? &h.lb : NULL, cond, __VA_ARGS__)
+static struct t_harness h;
 
 /* ---- set-up ---- */
 
 static void backends(size_t n)
 {
 	static const char *const names[] = {"a", "b", "c", "d"};
-	for (size_t i = 0; i < n; i++)
-		t_backends_add(&h.be, TB_TAGGED, names[h.be.n]);
+	t_backends_add_n(&h.be, TB_TAGGED, names, n);
 }
 
 /* lb over the first nconf test backends, weights[i] (0 = default). */
 static void start_lb(const char *algorithm, size_t nconf, const int *weights)
 {
-	char *json = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&json, &len);
+	json_t *cfg = t_cfg_new(LB_WORKERS);
 
 	h.port = t_free_port();
-	fprintf(f,
-		"{\"engine\":\"%s\",\"workers\":%d,\"shutdown_grace\":\"1s\","
-		"\"control\":{\"socket\":\"@DIR@/lb.sock\",\"mode\":\"0600\"},"
-		"\"listeners\":[{\"name\":\"web\",\"listen\":\"127.0.0.1:%d\",\"pool\":\"web\"}],"
-		"\"pools\":[{\"name\":\"web\",\"algorithm\":\"%s\",\"health\":{\"type\":\"none\"},"
-		"\"backends\":[",
-		t_engine(), LB_WORKERS, h.port, algorithm);
+	t_cfg_set(json_object_get(cfg, "control"), "\"mode\":\"0600\"");
+	t_cfg_listener(cfg, "web", NULL, "127.0.0.1", h.port, "web");
+	json_t *pool = t_cfg_pool(cfg, "web", algorithm, T_HEALTH_NONE);
 	for (size_t i = 0; i < nconf; i++) {
-		fprintf(f, "%s{\"name\":\"%s\",\"address\":\"%s\"", i ? "," : "",
-			tb_name(h.be.tb[i]), tb_address(h.be.tb[i]));
+		json_t *b = t_cfg_backend(pool, tb_name(h.be.tb[i]), tb_address(h.be.tb[i]));
 		if (weights && weights[i])
-			fprintf(f, ",\"weight\":%d", weights[i]);
-		fprintf(f, "}");
+			t_cfg_set(b, "\"weight\":%d", weights[i]);
 	}
-	fprintf(f, "]}]}\n");
-	fclose(f);
-	int rc = lb_start(&h.lb, json, &h.port, 1);
-	h.lb_started = true;
-	expect(rc == 0, "lb did not start; config: %s", json);
-	free(json);
-	snprintf(h.sock, sizeof(h.sock), "%s/lb.sock", h.lb.dir);
-	expect(lb_log_wait(&h.lb, "control socket", 3000), "no control socket in the log");
-}
-
-static void finish(void)
-{
-	if (h.lb_started) {
-		t_stop_lb(&h.lb);
-		h.lb_started = false;
-	}
-	t_backends_free(&h.be);
-}
-
-/* ---- lbctl ---- */
-
-/* Run lbctl -s SOCK args...; out/err captured (may be NULL). Returns its exit status. */
-static int lbctl(char **out, char **err, ...)
-{
-	va_list ap;
-	int rc;
-
-	va_start(ap, err);
-	rc = t_lbctl_v(h.sock, out, err, ap);
-	va_end(ap);
-	return rc;
-}
-
-/* lbctl ... must succeed. */
-static void lbctl_ok(const char *what, ...)
-{
-	char *err = NULL;
-	va_list ap;
-	int rc;
-
-	va_start(ap, what);
-	rc = t_lbctl_v(h.sock, NULL, &err, ap);
-	va_end(ap);
-	expect(rc == 0, "lbctl %s exited %d: %s", what, rc, err ? err : "");
-	free(err);
+	t_harness_start(&h, cfg, "control socket");
 }
 
 /* ---- traffic ---- */
@@ -129,7 +66,7 @@ static int hold_on(int want)
 			return fd;
 		close(fd);
 	}
-	expect(0, "no connection reached backend %s", tb_name(h.be.tb[want]));
+	t_expect(&h, 0, "no connection reached backend %s", tb_name(h.be.tb[want]));
 	return -1;
 }
 
@@ -142,20 +79,23 @@ START_TEST(test_drain_keeps_open_connections_and_sends_no_new_ones)
 	backends(2);
 	start_lb("round_robin", 2, NULL);
 	int fd = hold_on(0);
-	lbctl_ok("drain", "drain", "web/a", NULL);
-	expect(t_fetch_many(&h.be, h.port, 10, counts) == 0, "connections failed after drain");
-	expect(counts[0] == 0 && counts[1] == 10, "drained a still got %u of 10", counts[0]);
-	expect(still_echoes(fd), "the open connection to the drained backend stopped relaying");
+	t_harness_lbctl_ok(&h, "drain", "web/a", NULL);
+	t_expect(&h, t_fetch_many(&h.be, h.port, 10, counts) == 0,
+		 "connections failed after drain");
+	t_expect(&h, counts[0] == 0 && counts[1] == 10, "drained a still got %u of 10", counts[0]);
+	t_expect(&h, still_echoes(fd),
+		 "the open connection to the drained backend stopped relaying");
 	char *out = NULL;
-	expect(lbctl(&out, NULL, "backends", "web", NULL) == 0, "lbctl backends failed");
-	expect(strstr(out, "draining") != NULL, "backends does not show draining:\n%s", out);
+	t_expect(&h, t_lbctl(h.sock, &out, NULL, "backends", "web", NULL) == 0,
+		 "lbctl backends failed");
+	t_expect(&h, strstr(out, "draining") != NULL, "backends does not show draining:\n%s", out);
 	free(out);
-	lbctl_ok("enable", "enable", "web/a", NULL);
+	t_harness_lbctl_ok(&h, "enable", "web/a", NULL);
 	memset(counts, 0, sizeof(counts));
-	expect(t_fetch_many(&h.be, h.port, 4, counts) == 0 && counts[0] == 2,
-	       "enable did not bring a back");
+	t_expect(&h, t_fetch_many(&h.be, h.port, 4, counts) == 0 && counts[0] == 2,
+		 "enable did not bring a back");
 	close(fd);
-	finish();
+	t_harness_finish(&h);
 }
 END_TEST
 
@@ -166,12 +106,12 @@ START_TEST(test_disable_stops_new_connections)
 	backends(2);
 	start_lb("round_robin", 2, NULL);
 	int fd = hold_on(1);
-	lbctl_ok("disable", "disable", "web/b", NULL);
-	expect(t_fetch_many(&h.be, h.port, 8, counts) == 0 && counts[0] == 8,
-	       "disabled b got %u of 8", counts[1]);
-	expect(still_echoes(fd), "disable closed an open connection");
+	t_harness_lbctl_ok(&h, "disable", "web/b", NULL);
+	t_expect(&h, t_fetch_many(&h.be, h.port, 8, counts) == 0 && counts[0] == 8,
+		 "disabled b got %u of 8", counts[1]);
+	t_expect(&h, still_echoes(fd), "disable closed an open connection");
 	close(fd);
-	finish();
+	t_harness_finish(&h);
 }
 END_TEST
 
@@ -184,22 +124,23 @@ START_TEST(test_kill_closes_open_connections_of_that_backend_only)
 	start_lb("round_robin", 2, NULL);
 	for (int i = 0; i < 6; i++)
 		fds[i] = t_hold(&h.lb, &h.be, h.port, &idx[i]);
-	expect(lbctl(&out, NULL, "kill", "web/a", NULL) == 0, "lbctl kill failed");
-	expect(strstr(out, "closing 3") != NULL, "kill output: %s", out);
+	t_expect(&h, t_lbctl(h.sock, &out, NULL, "kill", "web/a", NULL) == 0, "lbctl kill failed");
+	t_expect(&h, strstr(out, "closing 3") != NULL, "kill output: %s", out);
 	free(out);
 	for (int i = 0; i < 6; i++) {
 		if (idx[i] == 0)
-			expect(t_wait_closed(fds[i], 3000) >= 0, "killed connection %d still open",
-			       i);
+			t_expect(&h, t_wait_closed(fds[i], 3000) >= 0,
+				 "killed connection %d still open", i);
 		else
-			expect(still_echoes(fds[i]), "connection %d to b died with a's kill", i);
+			t_expect(&h, still_echoes(fds[i]), "connection %d to b died with a's kill",
+				 i);
 		close(fds[i]);
 	}
 	/* kill is not disable: a takes new connections. */
 	unsigned counts[MAX_BACKENDS] = {0};
-	expect(t_fetch_many(&h.be, h.port, 4, counts) == 0 && counts[0] == 2,
-	       "a gets no traffic after kill");
-	finish();
+	t_expect(&h, t_fetch_many(&h.be, h.port, 4, counts) == 0 && counts[0] == 2,
+		 "a gets no traffic after kill");
+	t_harness_finish(&h);
 }
 END_TEST
 
@@ -210,17 +151,19 @@ START_TEST(test_weight_zero_takes_no_new_connections)
 
 	backends(2);
 	start_lb("weighted_round_robin", 2, NULL);
-	lbctl_ok("weight", "weight", "web/a", "0", NULL);
-	expect(t_fetch_many(&h.be, h.port, 8, counts) == 0 && counts[0] == 0,
-	       "weight 0 still got %u", counts[0]);
-	expect(lbctl(&out, NULL, "--json", "backends", NULL) == 0, "lbctl --json failed");
-	expect(strstr(out, "\"weight\": 0") != NULL, "weight not shown: %s", out);
+	t_harness_lbctl_ok(&h, "weight", "web/a", "0", NULL);
+	t_expect(&h, t_fetch_many(&h.be, h.port, 8, counts) == 0 && counts[0] == 0,
+		 "weight 0 still got %u", counts[0]);
+	t_expect(&h, t_lbctl(h.sock, &out, NULL, "--json", "backends", NULL) == 0,
+		 "lbctl --json failed");
+	t_expect(&h, strstr(out, "\"weight\": 0") != NULL, "weight not shown: %s", out);
 	free(out);
-	lbctl_ok("weight", "weight", "web/a", "3", NULL);
+	t_harness_lbctl_ok(&h, "weight", "web/a", "3", NULL);
 	memset(counts, 0, sizeof(counts));
-	expect(t_fetch_many(&h.be, h.port, 8, counts) == 0 && counts[0] == 6 && counts[1] == 2,
-	       "weights 3:1 gave %u:%u", counts[0], counts[1]);
-	finish();
+	t_expect(&h,
+		 t_fetch_many(&h.be, h.port, 8, counts) == 0 && counts[0] == 6 && counts[1] == 2,
+		 "weights 3:1 gave %u:%u", counts[0], counts[1]);
+	t_harness_finish(&h);
 }
 END_TEST
 
@@ -230,26 +173,26 @@ START_TEST(test_add_makes_a_new_backend_take_traffic_and_remove_stops_it)
 
 	backends(3);
 	start_lb("round_robin", 2, NULL);
-	lbctl_ok("add", "add", "web", "c", tb_address(h.be.tb[2]), "--weight", "2", NULL);
-	expect(t_fetch_many(&h.be, h.port, 9, counts) == 0 && counts[2] == 3, "added c got %u of 9",
-	       counts[2]);
+	t_harness_lbctl_ok(&h, "add", "web", "c", tb_address(h.be.tb[2]), "--weight", "2", NULL);
+	t_expect(&h, t_fetch_many(&h.be, h.port, 9, counts) == 0 && counts[2] == 3,
+		 "added c got %u of 9", counts[2]);
 	/* A busy runtime-added backend, removed by force: its memory goes only once idle. */
-	lbctl_ok("disable a", "disable", "web/a", NULL);
-	lbctl_ok("disable b", "disable", "web/b", NULL);
+	t_harness_lbctl_ok(&h, "disable", "web/a", NULL);
+	t_harness_lbctl_ok(&h, "disable", "web/b", NULL);
 	int idx, fd = t_hold(&h.lb, &h.be, h.port, &idx);
-	expect(idx == 2, "only c is enabled, got %d", idx);
-	lbctl_ok("enable a", "enable", "web/a", NULL);
-	lbctl_ok("enable b", "enable", "web/b", NULL);
-	lbctl_ok("remove --force", "remove", "web/c", "--force", NULL);
-	expect(t_wait_closed(fd, 3000) >= 0, "force-removed backend's connection stays open");
+	t_expect(&h, idx == 2, "only c is enabled, got %d", idx);
+	t_harness_lbctl_ok(&h, "enable", "web/a", NULL);
+	t_harness_lbctl_ok(&h, "enable", "web/b", NULL);
+	t_harness_lbctl_ok(&h, "remove", "web/c", "--force", NULL);
+	t_expect(&h, t_wait_closed(fd, 3000) >= 0, "force-removed backend's connection stays open");
 	close(fd);
 	memset(counts, 0, sizeof(counts));
-	expect(t_fetch_many(&h.be, h.port, 6, counts) == 0 && counts[2] == 0,
-	       "removed c still got %u", counts[2]);
+	t_expect(&h, t_fetch_many(&h.be, h.port, 6, counts) == 0 && counts[2] == 0,
+		 "removed c still got %u", counts[2]);
 	/* Add it again under the same name, then remove it idle. */
-	lbctl_ok("re-add", "add", "web", "c", tb_address(h.be.tb[2]), NULL);
-	expect(t_fetch_many(&h.be, h.port, 6, counts) == 0 && counts[2] == 2, "re-added c got %u",
-	       counts[2]);
+	t_harness_lbctl_ok(&h, "add", "web", "c", tb_address(h.be.tb[2]), NULL);
+	t_expect(&h, t_fetch_many(&h.be, h.port, 6, counts) == 0 && counts[2] == 2,
+		 "re-added c got %u", counts[2]);
 	/* The clients have closed, but lb finishes a pair only after the backend's FIN too:
 	 * wait until lb counts c idle, then a plain remove must succeed. */
 	uint64_t end = t_now_ms() + 3000;
@@ -257,7 +200,7 @@ START_TEST(test_add_makes_a_new_backend_take_traffic_and_remove_stops_it)
 	for (;;) {
 		free(out);
 		out = NULL;
-		if (lbctl(&out, NULL, "--json", "backends", "web", NULL) == 0 && out &&
+		if (t_lbctl(h.sock, &out, NULL, "--json", "backends", "web", NULL) == 0 && out &&
 		    strstr(out, "\"name\": \"c\"") &&
 		    strstr(strstr(out, "\"name\": \"c\""), "\"active\": 0"))
 			break;
@@ -266,9 +209,9 @@ START_TEST(test_add_makes_a_new_backend_take_traffic_and_remove_stops_it)
 		usleep(20 * 1000);
 	}
 	free(out);
-	lbctl_ok("remove", "remove", "web/c", NULL);
+	t_harness_lbctl_ok(&h, "remove", "web/c", NULL);
 	usleep(200 * 1000); /* let the reaper free it while lb runs (ASan watches) */
-	finish();
+	t_harness_finish(&h);
 }
 END_TEST
 
@@ -280,22 +223,25 @@ START_TEST(test_remove_refuses_while_busy_unless_forced)
 	backends(2);
 	start_lb("round_robin", 2, NULL);
 	int fd = hold_on(0);
-	int rc = lbctl(NULL, &err, "remove", "web/a", NULL);
-	expect(rc == 1 && strstr(err, "open connections"), "remove of busy a: rc %d, %s", rc, err);
+	int rc = t_lbctl(h.sock, NULL, &err, "remove", "web/a", NULL);
+	t_expect(&h, rc == 1 && strstr(err, "open connections"), "remove of busy a: rc %d, %s", rc,
+		 err);
 	free(err);
-	expect(still_echoes(fd), "a refused remove disturbed the connection");
-	lbctl_ok("remove --force", "remove", "web/a", "--force", NULL);
-	expect(t_wait_closed(fd, 3000) >= 0, "forced remove left the connection open");
+	t_expect(&h, still_echoes(fd), "a refused remove disturbed the connection");
+	t_harness_lbctl_ok(&h, "remove", "web/a", "--force", NULL);
+	t_expect(&h, t_wait_closed(fd, 3000) >= 0, "forced remove left the connection open");
 	close(fd);
-	expect(lbctl(&out, NULL, "backends", NULL) == 0 && !strstr(out, "\na "),
-	       "a still listed: %s", out);
+	t_expect(&h, t_lbctl(h.sock, &out, NULL, "backends", NULL) == 0 && !strstr(out, "\na "),
+		 "a still listed: %s", out);
 	free(out);
-	expect(t_fetch_many(&h.be, h.port, 4, counts) == 0 && counts[1] == 4,
-	       "traffic after remove went wrong");
-	expect(lbctl(NULL, &err, "enable", "web/a", NULL) == 1 && strstr(err, "no such backend"),
-	       "enable of removed a: %s", err);
+	t_expect(&h, t_fetch_many(&h.be, h.port, 4, counts) == 0 && counts[1] == 4,
+		 "traffic after remove went wrong");
+	t_expect(&h,
+		 t_lbctl(h.sock, NULL, &err, "enable", "web/a", NULL) == 1 &&
+		     strstr(err, "no such backend"),
+		 "enable of removed a: %s", err);
 	free(err);
-	finish();
+	t_harness_finish(&h);
 }
 END_TEST
 
@@ -307,17 +253,18 @@ START_TEST(test_algorithm_switch_changes_the_distribution)
 
 	backends(2);
 	start_lb("weighted_round_robin", 2, weights);
-	expect(t_fetch_many(&h.be, h.port, 8, counts) == 0 && counts[0] == 6, "wrr 3:1 gave %u:%u",
-	       counts[0], counts[1]);
-	lbctl_ok("algorithm", "algorithm", "web", "round_robin", NULL);
+	t_expect(&h, t_fetch_many(&h.be, h.port, 8, counts) == 0 && counts[0] == 6,
+		 "wrr 3:1 gave %u:%u", counts[0], counts[1]);
+	t_harness_lbctl_ok(&h, "algorithm", "web", "round_robin", NULL);
 	memset(counts, 0, sizeof(counts));
-	expect(t_fetch_many(&h.be, h.port, 8, counts) == 0 && counts[0] == 4,
-	       "round_robin gave %u:%u", counts[0], counts[1]);
-	expect(lbctl(NULL, &err, "algorithm", "web", "fastest", NULL) == 1 &&
-		   strstr(err, "unknown algorithm"),
-	       "bad algorithm: %s", err);
+	t_expect(&h, t_fetch_many(&h.be, h.port, 8, counts) == 0 && counts[0] == 4,
+		 "round_robin gave %u:%u", counts[0], counts[1]);
+	t_expect(&h,
+		 t_lbctl(h.sock, NULL, &err, "algorithm", "web", "fastest", NULL) == 1 &&
+		     strstr(err, "unknown algorithm"),
+		 "bad algorithm: %s", err);
 	free(err);
-	finish();
+	t_harness_finish(&h);
 }
 END_TEST
 
@@ -329,31 +276,40 @@ START_TEST(test_lbctl_exit_codes_and_messages)
 
 	backends(1);
 	start_lb("round_robin", 1, NULL);
-	expect(lbctl(&out, NULL, "status", NULL) == 0 && strstr(out, "engine:") &&
-		   strstr(out, "LISTENER"),
-	       "status: %s", out);
+	t_expect(&h,
+		 t_lbctl(h.sock, &out, NULL, "status", NULL) == 0 && strstr(out, "engine:") &&
+		     strstr(out, "LISTENER"),
+		 "status: %s", out);
 	free(out);
-	expect(lbctl(&out, NULL, "--json", "status", NULL) == 0 && strstr(out, "\"uptime_s\""),
-	       "status --json: %s", out);
+	t_expect(&h,
+		 t_lbctl(h.sock, &out, NULL, "--json", "status", NULL) == 0 &&
+		     strstr(out, "\"uptime_s\""),
+		 "status --json: %s", out);
 	free(out);
-	expect(lbctl(NULL, &err, "disable", "web/zz", NULL) == 1 && strstr(err, "no such backend"),
-	       "unknown backend: %s", err);
+	t_expect(&h,
+		 t_lbctl(h.sock, NULL, &err, "disable", "web/zz", NULL) == 1 &&
+		     strstr(err, "no such backend"),
+		 "unknown backend: %s", err);
 	free(err);
 	/* The file on disk is the one lb started with: a reload with no changes succeeds. */
-	expect(lbctl(NULL, &err, "reload", NULL) == 0, "reload: %s", err);
+	t_expect(&h, t_lbctl(h.sock, NULL, &err, "reload", NULL) == 0, "reload: %s", err);
 	free(err);
-	expect(lbctl(NULL, NULL, "frobnicate", NULL) == 2, "unknown command is not exit 2");
-	expect(lbctl(NULL, NULL, "weight", "web/a", NULL) == 2, "missing N is not exit 2");
-	expect(lbctl(NULL, NULL, "weight", "web/a", "1001", NULL) == 2, "weight 1001 accepted");
-	expect(t_lbctl("/nonexistent/lb.sock", NULL, &err, "status", NULL) == 2 &&
-		   strstr(err, "cannot connect to /nonexistent/lb.sock: is lb running? (ENOENT)"),
-	       "unreachable: %s", err);
+	t_expect(&h, t_lbctl(h.sock, NULL, NULL, "frobnicate", NULL) == 2,
+		 "unknown command is not exit 2");
+	t_expect(&h, t_lbctl(h.sock, NULL, NULL, "weight", "web/a", NULL) == 2,
+		 "missing N is not exit 2");
+	t_expect(&h, t_lbctl(h.sock, NULL, NULL, "weight", "web/a", "1001", NULL) == 2,
+		 "weight 1001 accepted");
+	t_expect(&h,
+		 t_lbctl("/nonexistent/lb.sock", NULL, &err, "status", NULL) == 2 &&
+		     strstr(err, "cannot connect to /nonexistent/lb.sock: is lb running? (ENOENT)"),
+		 "unreachable: %s", err);
 	free(err);
 	struct stat st;
-	expect(stat(h.sock, &st) == 0 && (st.st_mode & 0777) == 0600, "socket mode %o",
-	       st.st_mode & 0777);
-	finish();
-	expect(stat(h.sock, &st) < 0, "socket file left behind after shutdown");
+	t_expect(&h, stat(h.sock, &st) == 0 && (st.st_mode & 0777) == 0600, "socket mode %o",
+		 st.st_mode & 0777);
+	t_harness_finish(&h);
+	t_expect(&h, stat(h.sock, &st) < 0, "socket file left behind after shutdown");
 }
 END_TEST
 
@@ -377,11 +333,11 @@ START_TEST(test_stale_socket_is_replaced_and_a_live_one_refused)
 		 "\"listen\":\"127.0.0.1:%d\",\"pool\":\"web\"}],\"pools\":[{\"name\":\"web\","
 		 "\"backends\":[{\"address\":\"%s\"}]}]}",
 		 t_engine(), sun.sun_path, h.port, tb_address(h.be.tb[0]));
-	expect(lb_start(&h.lb, json, &h.port, 1) == 0, "lb refused a stale socket file");
+	t_expect(&h, lb_start(&h.lb, json, &h.port, 1) == 0, "lb refused a stale socket file");
 	h.lb_started = true;
 	snprintf(h.sock, sizeof(h.sock), "%s", sun.sun_path);
-	expect(lb_log_wait(&h.lb, "control socket", 3000), "no control socket");
-	lbctl_ok("status", "status", NULL);
+	t_expect(&h, lb_log_wait(&h.lb, "control socket", 3000), "no control socket");
+	t_harness_lbctl_ok(&h, "status", NULL);
 
 	/* A second lb on the same socket must refuse to start, and leave the first alone. */
 	int port2 = t_free_port();
@@ -394,13 +350,13 @@ START_TEST(test_stale_socket_is_replaced_and_a_live_one_refused)
 	lb_start(&second, json, &port2, 1); /* may or may not see the port listen first */
 	int st2 = lb_stop(&second, 5000);
 	char *log2 = lb_log(&second);
-	expect(log2 && strstr(log2, "another lb is running"), "second lb log: %s",
-	       log2 ? log2 : "");
-	expect(st2 != 0, "second lb exited 0");
+	t_expect(&h, log2 && strstr(log2, "another lb is running"), "second lb log: %s",
+		 log2 ? log2 : "");
+	t_expect(&h, st2 != 0, "second lb exited 0");
 	free(log2);
 	lb_cleanup(&second);
-	lbctl_ok("status after the second lb", "status", NULL);
-	finish();
+	t_harness_lbctl_ok(&h, "status", NULL);
+	t_harness_finish(&h);
 	rmdir(dir);
 }
 END_TEST
@@ -414,15 +370,15 @@ static int ctl_connect(void)
 	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
 
 	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", h.sock);
-	expect(fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0,
-	       "cannot connect to the control socket: %s", strerror(errno));
+	t_expect(&h, fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0,
+		 "cannot connect to the control socket: %s", strerror(errno));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	return fd;
 }
 
 static void ctl_send(int fd, const char *buf, size_t len)
 {
-	expect(t_send_all(fd, buf, len), "send to the control socket: %s", strerror(errno));
+	t_expect(&h, t_send_all(fd, buf, len), "send to the control socket: %s", strerror(errno));
 }
 
 /* Send line, read one response line into buf; true if it has "ok":want. */
@@ -447,23 +403,27 @@ START_TEST(test_bad_input_gets_errors_and_others_keep_working)
 			ctl_send(idle[i], "{\"cmd\":", 7); /* half a line, then silence */
 	}
 	good = ctl_connect();
-	expect(ask(good, "not json\n", resp, sizeof(resp), false) && strstr(resp, "bad JSON"),
-	       "non-JSON: %s", resp);
-	expect(ask(good, "[1,2]\n", resp, sizeof(resp), false), "array: %s", resp);
-	expect(ask(good, "{\"cmd\":\"fly\"}\n", resp, sizeof(resp), false) &&
-		   strstr(resp, "unknown command"),
-	       "unknown: %s", resp);
-	expect(ask(good, "{\"cmd\":7}\n", resp, sizeof(resp), false), "cmd 7: %s", resp);
-	expect(ask(good,
-		   "{\"cmd\":\"weight\",\"pool\":\"web\",\"backend\":\"a\",\"weight\":\"x\"}\n",
-		   resp, sizeof(resp), false) &&
-		   strstr(resp, "must be an integer"),
-	       "weight x: %s", resp);
-	expect(ask(good, "{\"cmd\":\"backends\",\"pool\":[]}\n", resp, sizeof(resp), false),
-	       "pool []: %s", resp);
-	expect(ask(good, "{\"cmd\":\"backends\",\"pool\":\"web2\"}\n", resp, sizeof(resp), false) &&
-		   strstr(resp, "no such pool: web2"),
-	       "web2: %s", resp);
+	t_expect(&h, ask(good, "not json\n", resp, sizeof(resp), false) && strstr(resp, "bad JSON"),
+		 "non-JSON: %s", resp);
+	t_expect(&h, ask(good, "[1,2]\n", resp, sizeof(resp), false), "array: %s", resp);
+	t_expect(&h,
+		 ask(good, "{\"cmd\":\"fly\"}\n", resp, sizeof(resp), false) &&
+		     strstr(resp, "unknown command"),
+		 "unknown: %s", resp);
+	t_expect(&h, ask(good, "{\"cmd\":7}\n", resp, sizeof(resp), false), "cmd 7: %s", resp);
+	t_expect(&h,
+		 ask(good,
+		     "{\"cmd\":\"weight\",\"pool\":\"web\",\"backend\":\"a\",\"weight\":\"x\"}\n",
+		     resp, sizeof(resp), false) &&
+		     strstr(resp, "must be an integer"),
+		 "weight x: %s", resp);
+	t_expect(&h, ask(good, "{\"cmd\":\"backends\",\"pool\":[]}\n", resp, sizeof(resp), false),
+		 "pool []: %s", resp);
+	t_expect(
+	    &h,
+	    ask(good, "{\"cmd\":\"backends\",\"pool\":\"web2\"}\n", resp, sizeof(resp), false) &&
+		strstr(resp, "no such pool: web2"),
+	    "web2: %s", resp);
 
 	/* A 1 MiB line: one error, then the same connection works again. */
 	size_t big = 1 << 20;
@@ -472,10 +432,10 @@ START_TEST(test_bad_input_gets_errors_and_others_keep_working)
 	line[big] = '\n';
 	ctl_send(good, line, big + 1);
 	free(line);
-	expect(t_read_line(good, resp, sizeof(resp), 3000) > 0 && strstr(resp, "longer than"),
-	       "1 MiB line: %s", resp);
-	expect(ask(good, "{\"cmd\":\"status\"}\n", resp, sizeof(resp), true),
-	       "status after the big line: %s", resp);
+	t_expect(&h, t_read_line(good, resp, sizeof(resp), 3000) > 0 && strstr(resp, "longer than"),
+		 "1 MiB line: %s", resp);
+	t_expect(&h, ask(good, "{\"cmd\":\"status\"}\n", resp, sizeof(resp), true),
+		 "status after the big line: %s", resp);
 
 	/* Mid-line disconnects, and a client that floods requests but never reads. */
 	for (int i = 0; i < 10; i++) {
@@ -494,43 +454,38 @@ START_TEST(test_bad_input_gets_errors_and_others_keep_working)
 	free(many);
 
 	/* Everyone else is still served: raw clients, lbctl and the data plane. */
-	expect(ask(good, "{\"cmd\":\"backends\"}\n", resp, sizeof(resp), true), "backends: %s",
-	       resp);
-	lbctl_ok("status", "status", NULL);
+	t_expect(&h, ask(good, "{\"cmd\":\"backends\"}\n", resp, sizeof(resp), true),
+		 "backends: %s", resp);
+	t_harness_lbctl_ok(&h, "status", NULL);
 	unsigned counts[MAX_BACKENDS] = {0};
-	expect(t_fetch_many(&h.be, h.port, 10, counts) == 0 && counts[0] == 5, "data plane: %u:%u",
-	       counts[0], counts[1]);
+	t_expect(&h, t_fetch_many(&h.be, h.port, 10, counts) == 0 && counts[0] == 5,
+		 "data plane: %u:%u", counts[0], counts[1]);
 	close(flood);
 	for (int i = 0; i < 100; i++)
 		close(idle[i]);
-	expect(ask(good, "{\"cmd\":\"status\"}\n", resp, sizeof(resp), true), "final: %s", resp);
+	t_expect(&h, ask(good, "{\"cmd\":\"status\"}\n", resp, sizeof(resp), true), "final: %s",
+		 resp);
 	close(good);
-	finish();
+	t_harness_finish(&h);
 }
 END_TEST
 
-static Suite *control_suite(void)
-{
-	Suite *s = suite_create("control");
-	TCase *tc = tcase_create("control");
-
-	tcase_set_timeout(tc, TEST_TIMEOUT_S);
-	tcase_add_test(tc, test_drain_keeps_open_connections_and_sends_no_new_ones);
-	tcase_add_test(tc, test_disable_stops_new_connections);
-	tcase_add_test(tc, test_kill_closes_open_connections_of_that_backend_only);
-	tcase_add_test(tc, test_weight_zero_takes_no_new_connections);
-	tcase_add_test(tc, test_add_makes_a_new_backend_take_traffic_and_remove_stops_it);
-	tcase_add_test(tc, test_remove_refuses_while_busy_unless_forced);
-	tcase_add_test(tc, test_algorithm_switch_changes_the_distribution);
-	tcase_add_test(tc, test_lbctl_exit_codes_and_messages);
-	tcase_add_test(tc, test_stale_socket_is_replaced_and_a_live_one_refused);
-	tcase_add_test(tc, test_bad_input_gets_errors_and_others_keep_working);
-	suite_add_tcase(s, tc);
-	return s;
-}
-
 int main(void)
 {
+	const TTest *tests[] = {
+	    test_drain_keeps_open_connections_and_sends_no_new_ones,
+	    test_disable_stops_new_connections,
+	    test_kill_closes_open_connections_of_that_backend_only,
+	    test_weight_zero_takes_no_new_connections,
+	    test_add_makes_a_new_backend_take_traffic_and_remove_stops_it,
+	    test_remove_refuses_while_busy_unless_forced,
+	    test_algorithm_switch_changes_the_distribution,
+	    test_lbctl_exit_codes_and_messages,
+	    test_stale_socket_is_replaced_and_a_live_one_refused,
+	    test_bad_input_gets_errors_and_others_keep_working,
+	    NULL,
+	};
+
 	signal(SIGPIPE, SIG_IGN);
-	return t_run_suite(control_suite(), CK_ENV);
+	return t_run_suite(t_suite("control", TEST_TIMEOUT_S, NULL, NULL, tests), CK_ENV);
 }

@@ -27,8 +27,7 @@ static void backends_up(void)
 {
 	static const char *const names[NBACKENDS] = {"b0", "b1", "b2", "b3", "b4"};
 
-	for (int i = 0; i < NBACKENDS; i++)
-		t_backends_add(&be, TB_TAGGED, names[i]);
+	t_backends_add_n(&be, TB_TAGGED, names, NBACKENDS);
 }
 
 static void backends_down(void)
@@ -37,42 +36,33 @@ static void backends_down(void)
 }
 
 /* A config for one instance: its listener on port, metrics on mport, the backends listed in
- * the order order[] under names prefix<i>, extra top-level keys in top ("" for none). */
-static char *instance_json(int port, int mport, const int *order, const char *prefix,
-			   const char *top)
+ * the order order[] under names prefix<i>, extra top-level members in top ("" for none). */
+static json_t *instance_config(int port, int mport, const int *order, const char *prefix,
+			       const char *top)
 {
-	char backends[1024] = "", *json = NULL;
-	size_t off = 0;
+	json_t *cfg = t_cfg_new(2);
+	char name[32];
 
+	t_cfg_set(cfg, "%s", top);
+	t_cfg_set(cfg, "\"metrics\":{\"listen\":\"127.0.0.1:%d\"}", mport);
+	t_cfg_listener(cfg, "vip", NULL, "127.0.0.1", port, "db");
+	json_t *pool = t_cfg_pool(cfg, "db", "ip_hash",
+				  "{\"type\":\"tcp\",\"interval\":\"" CHECK_INTERVAL
+				  "\",\"rise\":1,\"fall\":1}");
 	for (int k = 0; k < NBACKENDS; k++) {
 		int i = order ? order[k] : k;
-		off += (size_t)snprintf(backends + off, sizeof(backends) - off,
-					"%s{\"name\":\"%s%d\",\"address\":\"%s\"}", k ? "," : "",
-					prefix, i, tb_address(be.tb[i]));
+		snprintf(name, sizeof(name), "%s%d", prefix, i);
+		t_cfg_backend(pool, name, tb_address(be.tb[i]));
 	}
-	ck_assert_int_gt(
-	    asprintf(
-		&json,
-		"{%s\"engine\":\"%s\",\"workers\":2,\"shutdown_grace\":\"1s\","
-		"\"control\":{\"socket\":\"@DIR@/lb.sock\"},"
-		"\"metrics\":{\"listen\":\"127.0.0.1:%d\"},"
-		"\"listeners\":[{\"name\":\"vip\",\"listen\":\"127.0.0.1:%d\",\"pool\":\"db\"}],"
-		"\"pools\":[{\"name\":\"db\",\"algorithm\":\"ip_hash\",\"health\":"
-		"{\"type\":\"tcp\",\"interval\":\"" CHECK_INTERVAL "\",\"rise\":1,\"fall\":1},"
-		"\"backends\":[%s]}]}",
-		top, t_engine(), mport, port, backends),
-	    0);
-	return json;
+	return cfg;
 }
 
 static void start_instance(struct lbproc *lb, int port, int mport, const int *order,
 			   const char *prefix, const char *top)
 {
-	char *json = instance_json(port, mport, order, prefix, top);
 	int ports[] = {port, mport};
 
-	ck_assert_msg(lb_start(lb, json, ports, 2) == 0, "lb did not start");
-	free(json);
+	t_lb_start(lb, instance_config(port, mport, order, prefix, top), ports, 2);
 }
 
 static void sock_of(const struct lbproc *lb, char *sock, size_t len)
@@ -232,7 +222,7 @@ START_TEST(test_sigterm_with_withdraw_delay_keeps_accepting_until_the_delay_ends
 	int port = t_free_port(), mport = t_free_port(), status, served = 0;
 	char *body;
 
-	start_instance(&lb, port, mport, NULL, "pg", "\"withdraw_delay\":\"1500ms\",");
+	start_instance(&lb, port, mport, NULL, "pg", "\"withdraw_delay\":\"1500ms\"");
 	uint64_t t0 = t_now_ms();
 	ck_assert_int_eq(kill(lb.pid, SIGTERM), 0);
 	ck_assert(lb_log_wait(&lb, "withdraw_delay", 2000));
@@ -265,7 +255,7 @@ START_TEST(test_withdrawn_long_enough_before_sigterm_does_not_wait_again)
 	struct lbproc lb;
 	char sock[320];
 
-	start_instance(&lb, t_free_port(), t_free_port(), NULL, "pg", "\"withdraw_delay\":\"1s\",");
+	start_instance(&lb, t_free_port(), t_free_port(), NULL, "pg", "\"withdraw_delay\":\"1s\"");
 	sock_of(&lb, sock, sizeof(sock));
 	ck_assert_int_eq(t_lbctl(sock, NULL, NULL, "withdraw", NULL), 0);
 	usleep(1100 * 1000);
@@ -286,8 +276,7 @@ START_TEST(test_a_second_sigterm_skips_the_withdraw_delay)
 {
 	struct lbproc lb;
 
-	start_instance(&lb, t_free_port(), t_free_port(), NULL, "pg",
-		       "\"withdraw_delay\":\"30s\",");
+	start_instance(&lb, t_free_port(), t_free_port(), NULL, "pg", "\"withdraw_delay\":\"30s\"");
 	ck_assert_int_eq(kill(lb.pid, SIGTERM), 0);
 	ck_assert(lb_log_wait(&lb, "withdraw_delay", 2000));
 	ck_assert_int_eq(kill(lb.pid, SIGTERM), 0);
@@ -349,9 +338,7 @@ START_TEST(test_a_second_lb_cannot_join_a_running_listener)
 	int held = t_connect(NULL, port);
 	ck_assert_int_ge(held, 0);
 
-	char *json = instance_json(port, t_free_port(), NULL, "pg", "");
-	t_write_config(json, path, sizeof(path));
-	free(json);
+	t_cfg_write(instance_config(port, t_free_port(), NULL, "pg", ""), path, sizeof(path));
 	char *argv[] = {(char *)t_lb_bin(), "-c", path, NULL};
 	int rc = t_run(argv, NULL, &err, 5000);
 	ck_assert_msg(rc == 1, "second lb exited %d: %s", rc, err);
@@ -373,29 +360,25 @@ START_TEST(test_a_second_lb_cannot_join_a_running_listener)
 END_TEST
 
 /* A tcp listener on tport and a udp one on uport, in front of backend 0. */
-static void tcp_udp_json(char *json, size_t len, int tport, int uport)
+static json_t *tcp_udp_config(int tport, int uport)
 {
-	snprintf(json, len,
-		 "{\"engine\":\"%s\",\"shutdown_grace\":\"1s\","
-		 "\"control\":{\"socket\":\"@DIR@/lb.sock\"},"
-		 "\"listeners\":[{\"name\":\"t\",\"listen\":\"127.0.0.1:%d\",\"pool\":\"d\"},"
-		 "{\"name\":\"dns\",\"protocol\":\"udp\",\"listen\":\"127.0.0.1:%d\","
-		 "\"pool\":\"d\"}],"
-		 "\"pools\":[{\"name\":\"d\",\"backends\":[{\"address\":\"%s\"}]}]}",
-		 t_engine(), tport, uport, tb_address(be.tb[0]));
+	json_t *cfg = t_cfg_new(0);
+
+	t_cfg_listener(cfg, "t", NULL, "127.0.0.1", tport, "d");
+	t_cfg_listener(cfg, "dns", "udp", "127.0.0.1", uport, "d");
+	t_cfg_backend(t_cfg_pool(cfg, "d", NULL, NULL), NULL, tb_address(be.tb[0]));
+	return cfg;
 }
 
 START_TEST(test_a_second_lb_cannot_join_a_running_udp_listener)
 {
 	struct lbproc a;
 	int uport = t_free_port(), tport = t_free_port();
-	char json[1024], path[320], *err = NULL;
+	char path[320], *err = NULL;
 
-	tcp_udp_json(json, sizeof(json), tport, uport);
-	ck_assert_int_eq(lb_start(&a, json, &tport, 1), 0);
+	t_lb_start(&a, tcp_udp_config(tport, uport), &tport, 1);
 	/* The second one shares only the udp listener's address: that alone must stop it. */
-	tcp_udp_json(json, sizeof(json), t_free_port(), uport);
-	t_write_config(json, path, sizeof(path));
+	t_cfg_write(tcp_udp_config(t_free_port(), uport), path, sizeof(path));
 	char *argv[] = {(char *)t_lb_bin(), "-c", path, NULL};
 	int rc = t_run(argv, NULL, &err, 5000);
 	ck_assert_msg(rc == 1, "second lb exited %d: %s", rc, err);
@@ -413,33 +396,20 @@ START_TEST(test_reload_refuses_a_listener_another_process_holds)
 {
 	struct lbproc a, b;
 	int pa = t_free_port(), pb = t_free_port();
-	char sock[320], *err = NULL, *json;
+	char sock[320], *err = NULL;
 
 	start_instance(&a, pa, t_free_port(), NULL, "pg", "");
 	start_instance(&b, pb, t_free_port(), NULL, "pg", "");
 	/* b's config now also claims a's port: the reload must fail and change nothing. */
-	json = instance_json(pb, t_free_port(), NULL, "pg", "");
-	char *extra = strstr(json, "\"listeners\":[");
-	ck_assert_ptr_nonnull(extra);
-	char *grown = NULL;
-	ck_assert_int_gt(
-	    asprintf(&grown,
-		     "%.*s\"listeners\":[{\"name\":\"stolen\",\"listen\":\"127.0.0.1:%d\","
-		     "\"pool\":\"db\"},%s",
-		     (int)(extra - json), json, pa, extra + strlen("\"listeners\":[")),
-	    0);
-	FILE *f = fopen(b.config_path, "w");
-	ck_assert_ptr_nonnull(f);
-	fputs(grown, f);
-	fclose(f);
+	json_t *cfg = instance_config(pb, t_free_port(), NULL, "pg", "");
+	t_cfg_listener(cfg, "stolen", NULL, "127.0.0.1", pa, "db");
+	t_rewrite_config(&b, cfg);
 	sock_of(&b, sock, sizeof(sock));
 	ck_assert_int_eq(t_lbctl(sock, NULL, &err, "reload", NULL), 1);
 	ck_assert_msg(strstr(err, "listener stolen: tcp 127.0.0.1:") &&
 			  strstr(err, "is already in use by another process"),
 		      "reload error: %s", err);
 	free(err);
-	free(json);
-	free(grown);
 	ck_assert_int_ge(t_fetch(&be, NULL, pb), 0);
 	t_stop_lb(&a);
 	t_stop_lb(&b);
@@ -448,21 +418,20 @@ END_TEST
 
 int main(void)
 {
+	const TTest *tests[] = {
+	    test_reordered_and_renamed_instances_send_every_client_to_the_same_backend,
+	    test_ready_follows_the_pools_and_withdraw_until_rejoin,
+	    test_sigterm_with_withdraw_delay_keeps_accepting_until_the_delay_ends,
+	    test_withdrawn_long_enough_before_sigterm_does_not_wait_again,
+	    test_a_second_sigterm_skips_the_withdraw_delay,
+	    test_forced_health_overrides_the_prober_until_auto,
+	    test_a_second_lb_cannot_join_a_running_listener,
+	    test_a_second_lb_cannot_join_a_running_udp_listener,
+	    test_reload_refuses_a_listener_another_process_holds,
+	    NULL,
+	};
+
 	signal(SIGPIPE, SIG_IGN);
-	Suite *s = suite_create("fleet");
-	TCase *tc = tcase_create("fleet");
-	tcase_set_timeout(tc, TEST_TIMEOUT_S);
-	tcase_add_checked_fixture(tc, backends_up, backends_down);
-	tcase_add_test(tc,
-		       test_reordered_and_renamed_instances_send_every_client_to_the_same_backend);
-	tcase_add_test(tc, test_ready_follows_the_pools_and_withdraw_until_rejoin);
-	tcase_add_test(tc, test_sigterm_with_withdraw_delay_keeps_accepting_until_the_delay_ends);
-	tcase_add_test(tc, test_withdrawn_long_enough_before_sigterm_does_not_wait_again);
-	tcase_add_test(tc, test_a_second_sigterm_skips_the_withdraw_delay);
-	tcase_add_test(tc, test_forced_health_overrides_the_prober_until_auto);
-	tcase_add_test(tc, test_a_second_lb_cannot_join_a_running_listener);
-	tcase_add_test(tc, test_a_second_lb_cannot_join_a_running_udp_listener);
-	tcase_add_test(tc, test_reload_refuses_a_listener_another_process_holds);
-	suite_add_tcase(s, tc);
-	return t_run_suite(s, CK_ENV);
+	return t_run_suite(t_suite("fleet", TEST_TIMEOUT_S, backends_up, backends_down, tests),
+			   CK_ENV);
 }

@@ -76,16 +76,14 @@ struct ssrv {
 	pthread_t thread;
 };
 
-/* Everything the running test started (each Check test runs in its own process). */
+/* Everything the running test started (each Check test runs in its own process): lb and the
+ * test backends in h, the scripted server and real databases beside. */
+static struct t_harness h;
 static struct {
-	struct lbproc lb;
-	bool lb_started;
-	int port;
-	struct t_backends be;
 	struct ssrv *ssrv;
 	pid_t redis, pg;
 	char pg_dir[64];
-} h;
+} srv;
 
 /* ---- diagnostics ---- */
 
@@ -104,9 +102,6 @@ static void dump_file(const char *path, const char *what)
 	fclose(f);
 }
 
-/* ck_abort_msg with lb's log: the condition must be free of side effects. */
-#define expect(cond, ...) t_check_lb(h.lb_started ? &h.lb : NULL, cond, __VA_ARGS__)
-
 /* ---- lb ---- */
 
 static void health_json(char *buf, size_t len, const char *type, const char *extra, int interval_ms,
@@ -122,30 +117,17 @@ static void health_json(char *buf, size_t len, const char *type, const char *ext
  * routed to a dead backend fail visibly instead of being retried elsewhere. */
 static void start_lb(const char *health, int retries, const struct bdef *b, size_t n)
 {
-	char *json = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&json, &len);
-	int rc;
+	json_t *cfg = t_cfg_new(LB_WORKERS);
 
-	ck_assert_ptr_nonnull(f);
 	h.port = t_free_port();
 	ck_assert_int_gt(h.port, 0);
-	fprintf(f,
-		"{\"engine\":\"%s\",\"workers\":%d,\"shutdown_grace\":\"1s\","
-		"\"log\":{\"level\":\"debug\"},\"control\":{\"socket\":\"@DIR@/lb.sock\"},"
-		"\"listeners\":[{\"name\":\"t\",\"listen\":\"127.0.0.1:%d\",\"pool\":\"p\"}],"
-		"\"pools\":[{\"name\":\"p\",\"algorithm\":\"round_robin\",\"retries\":%d,"
-		"\"health\":%s,\"backends\":[",
-		t_engine(), LB_WORKERS, h.port, retries, health);
+	t_cfg_set(cfg, "\"log\":{\"level\":\"debug\"}");
+	t_cfg_listener(cfg, "t", NULL, "127.0.0.1", h.port, "p");
+	json_t *pool = t_cfg_pool(cfg, "p", "round_robin", health);
+	t_cfg_set(pool, "\"retries\":%d", retries);
 	for (size_t i = 0; i < n; i++)
-		fprintf(f, "%s{\"name\":\"%s\",\"address\":\"%s\"}", i ? "," : "", b[i].name,
-			b[i].address);
-	fprintf(f, "]}]}\n");
-	fclose(f);
-	rc = lb_start(&h.lb, json, &h.port, 1);
-	h.lb_started = true;
-	expect(rc == 0, "lb did not start listening within 5 s; config: %s", json);
-	free(json);
+		t_cfg_backend(pool, b[i].name, b[i].address);
+	t_harness_start(&h, cfg, NULL);
 }
 
 static struct bdef def_of(struct tbackend *tb)
@@ -180,13 +162,13 @@ static int expect_log(const char *needle, int before, int limit_ms)
 	int took;
 
 	while (log_count(needle) <= before) {
-		expect(t_now_ms() < deadline, "lb never logged \"%s\" within %d ms", needle,
-		       limit_ms + 1000);
+		t_expect(&h, t_now_ms() < deadline, "lb never logged \"%s\" within %d ms", needle,
+			 limit_ms + 1000);
 		usleep(10 * 1000);
 	}
 	took = (int)(t_now_ms() - start);
-	expect(took <= limit_ms, "lb logged \"%s\" after %d ms; the bound is %d ms", needle, took,
-	       limit_ms);
+	t_expect(&h, took <= limit_ms, "lb logged \"%s\" after %d ms; the bound is %d ms", needle,
+		 took, limit_ms);
 	return took;
 }
 
@@ -299,7 +281,7 @@ static struct ssrv *ssrv_start(int type, bool speaks_first, const struct blob *r
 	ck_assert_int_eq(type == SOCK_DGRAM || listen(s->lfd, 64) == 0, 1);
 	snprintf(s->address, sizeof(s->address), "127.0.0.1:%d", s->port);
 	ck_assert_int_eq(pthread_create(&s->thread, NULL, ssrv_main, s), 0);
-	h.ssrv = s;
+	srv.ssrv = s;
 	return s;
 }
 
@@ -412,7 +394,7 @@ static int start_redis(void)
 	char *const argv[] = {
 	    (char *)bin,    "--port", port_s,	     "--bind", "127.0.0.1",	   "--save", "",
 	    "--appendonly", "no",     "--daemonize", "no",     "--protected-mode", "yes",    NULL};
-	h.redis = spawn(argv, NULL, NULL);
+	srv.redis = spawn(argv, NULL, NULL);
 	deadline = t_now_ms() + REDIS_WAIT_MS;
 	while (exchange(port, "PING\r\n", 6, buf, sizeof(buf), 7) != 7 ||
 	       strcmp(buf, "+PONG\r\n") != 0) {
@@ -420,7 +402,8 @@ static int start_redis(void)
 			      "redis-server (%s) did not answer PING on port "
 			      "%d within %d ms",
 			      bin, port, REDIS_WAIT_MS);
-		ck_assert_msg(waitpid(h.redis, NULL, WNOHANG) == 0, "redis-server exited at start");
+		ck_assert_msg(waitpid(srv.redis, NULL, WNOHANG) == 0,
+			      "redis-server exited at start");
 		usleep(20 * 1000);
 	}
 	return port;
@@ -493,22 +476,22 @@ static int start_postgres(void)
 		ck_assert_msg(pw, "no user postgres to run PostgreSQL as; `make test` installs "
 				  "the postgresql package, which creates it");
 	}
-	snprintf(h.pg_dir, sizeof(h.pg_dir), "/tmp/lb-pg-XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(h.pg_dir));
+	snprintf(srv.pg_dir, sizeof(srv.pg_dir), "/tmp/lb-pg-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(srv.pg_dir));
 	if (pw)
-		ck_assert_int_eq(chown(h.pg_dir, pw->pw_uid, pw->pw_gid), 0);
-	snprintf(data, sizeof(data), "%s/data", h.pg_dir);
-	snprintf(log, sizeof(log), "%s/postgres.log", h.pg_dir);
+		ck_assert_int_eq(chown(srv.pg_dir, pw->pw_uid, pw->pw_gid), 0);
+	snprintf(data, sizeof(data), "%s/data", srv.pg_dir);
+	snprintf(log, sizeof(log), "%s/postgres.log", srv.pg_dir);
 	snprintf(bin, sizeof(bin), "%s/postgres", bindir);
 	snprintf(port_s, sizeof(port_s), "%d", port);
 	pg_initdb(bindir, data, pw != NULL);
 	/* -h listen address, -k unix socket directory, -F fsync off, -N max connections */
-	char *const argv[] = {bin,  "-D",     data, "-p", port_s, "-h", "127.0.0.1",
-			      "-k", h.pg_dir, "-F", "-N", "20",	  NULL};
-	h.pg = spawn(argv, pw, log);
+	char *const argv[] = {bin,  "-D",	data, "-p", port_s, "-h", "127.0.0.1",
+			      "-k", srv.pg_dir, "-F", "-N", "20",   NULL};
+	srv.pg = spawn(argv, pw, log);
 	deadline = t_now_ms() + PG_WAIT_MS;
 	while ((a = pg_ssl_answer(port)) != 'N' && a != 'S') {
-		if (t_now_ms() >= deadline || waitpid(h.pg, NULL, WNOHANG) != 0) {
+		if (t_now_ms() >= deadline || waitpid(srv.pg, NULL, WNOHANG) != 0) {
 			dump_file(log, "postgres log");
 			ck_abort_msg("postgres did not answer on port %d within %d ms", port,
 				     PG_WAIT_MS);
@@ -523,24 +506,21 @@ static int start_postgres(void)
 /* Stop lb (it must exit cleanly on SIGTERM with the prober running) and everything else. */
 static void finish(void)
 {
-	if (h.lb_started) {
-		t_stop_lb(&h.lb);
-		h.lb_started = false;
-	}
-	t_backends_free(&h.be);
-	ssrv_free(h.ssrv);
-	h.ssrv = NULL;
-	stop_child(&h.redis, SIGTERM, 5000);
-	stop_child(&h.pg, SIGINT, 10000); /* fast shutdown */
-	if (h.pg_dir[0])
-		t_remove_tree(h.pg_dir);
-	h.pg_dir[0] = '\0';
+	t_harness_finish(&h);
+	ssrv_free(srv.ssrv);
+	srv.ssrv = NULL;
+	stop_child(&srv.redis, SIGTERM, 5000);
+	stop_child(&srv.pg, SIGINT, 10000); /* fast shutdown */
+	if (srv.pg_dir[0])
+		t_remove_tree(srv.pg_dir);
+	srv.pg_dir[0] = '\0';
 }
 
 static void setup(void)
 {
 	memset(&h, 0, sizeof(h));
-	h.redis = h.pg = -1;
+	memset(&srv, 0, sizeof(srv));
+	srv.redis = srv.pg = -1;
 }
 
 /* ---- clients ---- */
@@ -594,19 +574,19 @@ START_TEST(test_closed_backend_goes_down_gets_no_connections_and_comes_back)
 	fprintf(stderr, "closed backend marked down in %d ms\n", took);
 	/* retries 0: a connection sent to b1 would fail, so none may be */
 	failed = fetch_many(20, names, 2, hits);
-	expect(failed == 0 && hits[1] == 20, "b1 down: %d of 20 failed, b2 got %u", failed,
-	       hits[1]);
+	t_expect(&h, failed == 0 && hits[1] == 20, "b1 down: %d of 20 failed, b2 got %u", failed,
+		 hits[1]);
 
-	expect(tb_restart(b1) == 0, "cannot restart b1");
+	t_expect(&h, tb_restart(b1) == 0, "cannot restart b1");
 	took = expect_log(back, log_count(back), FAST_INTERVAL_MS * RISE + SLACK_MS);
 	fprintf(stderr, "restarted backend marked up in %d ms\n", took);
 	memset(hits, 0, sizeof(hits));
 	failed = fetch_many(20, names, 2, hits);
-	expect(failed == 0 && hits[0] >= 5 && hits[1] >= 5,
-	       "b1 back: %d of 20 failed, b1 got %u, b2 got %u", failed, hits[0], hits[1]);
+	t_expect(&h, failed == 0 && hits[0] >= 5 && hits[1] >= 5,
+		 "b1 back: %d of 20 failed, b1 got %u, b2 got %u", failed, hits[0], hits[1]);
 	/* each transition is logged once, however many checks ran meanwhile */
-	expect(log_count(any_down) == downs + 1 && log_count(any_up) == ups + 1,
-	       "b1's transitions were not logged exactly once each");
+	t_expect(&h, log_count(any_down) == downs + 1 && log_count(any_up) == ups + 1,
+		 "b1's transitions were not logged exactly once each");
 	finish();
 }
 END_TEST
@@ -625,9 +605,9 @@ static void blackhole_goes_down_by_timeout(const char *type, const char *extra,
 	transition(down, sizeof(down), "bh", tb_address(bh), "DOWN: timeout");
 	expect_log(down, 0, SLOW_INTERVAL_MS + SLOW_TIMEOUT_MS + SLACK_MS);
 	expect_up("ok", tb_address(ok));
-	expect(tb_accepted(bh) >= 1, "the blackhole was never probed");
+	t_expect(&h, tb_accepted(bh) >= 1, "the blackhole was never probed");
 	transition(up, sizeof(up), "bh", tb_address(bh), "UP");
-	expect(log_count(up) == 0, "the blackhole was marked up");
+	t_expect(&h, log_count(up) == 0, "the blackhole was marked up");
 	finish();
 }
 
@@ -697,7 +677,7 @@ START_TEST(test_udp_check_passes_against_an_echo_and_fails_when_it_stops)
 	transition(line, sizeof(line), "dns", u->address, "DOWN: ");
 	n = log_count(line);
 	ssrv_free(u);
-	h.ssrv = NULL;
+	srv.ssrv = NULL;
 	expect_log(line, n, FAST_INTERVAL_MS * FALL + FAST_TIMEOUT_MS + SLACK_MS);
 	finish();
 }
@@ -721,7 +701,7 @@ static void server_up_echo_down(const char *type, const char *name, int port,
 	snprintf(line, sizeof(line), "check of echo failed: %s", echo_reason);
 	expect_log(line, 0, FAST_INTERVAL_MS + SLACK_MS);
 	transition(line, sizeof(line), "echo", tb_address(echo), "UP");
-	expect(log_count(line) == 0, "the echo server passed a %s check", type);
+	t_expect(&h, log_count(line) == 0, "the echo server passed a %s check", type);
 }
 
 START_TEST(test_redis_check_passes_against_redis_and_fails_against_echo)
@@ -732,8 +712,8 @@ START_TEST(test_redis_check_passes_against_redis_and_fails_against_echo)
 	/* with the echo out of rotation (retries 0), every client reaches redis */
 	for (int i = 0; i < 6; i++) {
 		int n = exchange(h.port, "PING\r\n", 6, buf, sizeof(buf), 7);
-		expect(n == 7 && strcmp(buf, "+PONG\r\n") == 0,
-		       "PING %d through lb got %d bytes: %s", i, n, buf);
+		t_expect(&h, n == 7 && strcmp(buf, "+PONG\r\n") == 0,
+			 "PING %d through lb got %d bytes: %s", i, n, buf);
 	}
 	finish();
 }
@@ -744,7 +724,7 @@ START_TEST(test_postgres_check_passes_against_postgres_and_fails_against_echo)
 	server_up_echo_down("postgres", "pg", start_postgres(), "bad reply: ");
 	for (int i = 0; i < 6; i++) {
 		int a = pg_ssl_answer(h.port);
-		expect(a == 'N' || a == 'S', "SSLRequest %d through lb got %d", i, a);
+		t_expect(&h, a == 'N' || a == 'S', "SSLRequest %d through lb got %d", i, a);
 	}
 	finish();
 }
@@ -797,50 +777,45 @@ START_TEST(test_passive_failures_mark_down_and_probes_bring_back)
 	start_lb(health, 1, b, 2);
 	tb_stop(b1);
 	failed = fetch_many(2 * FALL + 2, names, 2, hits);
-	expect(failed == 0, "%d connections failed although a retry was allowed", failed);
+	t_expect(&h, failed == 0, "%d connections failed although a retry was allowed", failed);
 	transition(down, sizeof(down), "b1", tb_address(b1), "DOWN: ");
 	expect_log(down, 0, 100 + SLACK_MS); /* the prober's 100 ms passive tick */
-	expect(log_count("consecutive failed connects from the data plane") == 1,
-	       "passive down not logged once with its reason");
+	t_expect(&h, log_count("consecutive failed connects from the data plane") == 1,
+		 "passive down not logged once with its reason");
 
 	memset(hits, 0, sizeof(hits));
 	failed = fetch_many(10, names, 2, hits);
-	expect(failed == 0 && hits[1] == 10, "b1 down: %d of 10 failed, b2 got %u", failed,
-	       hits[1]);
+	t_expect(&h, failed == 0 && hits[1] == 10, "b1 down: %d of 10 failed, b2 got %u", failed,
+		 hits[1]);
 
-	expect(tb_restart(b1) == 0, "cannot restart b1");
+	t_expect(&h, tb_restart(b1) == 0, "cannot restart b1");
 	transition(back, sizeof(back), "b1", tb_address(b1), "UP (2 consecutive passes)");
 	expect_log(back, 0, FAST_INTERVAL_MS * RISE + SLACK_MS);
 	memset(hits, 0, sizeof(hits));
 	failed = fetch_many(20, names, 2, hits);
-	expect(failed == 0 && hits[0] >= 5, "b1 back: %d of 20 failed, b1 got %u", failed, hits[0]);
-	expect(log_count(down) == 1, "b1 went down again after coming back");
+	t_expect(&h, failed == 0 && hits[0] >= 5, "b1 back: %d of 20 failed, b1 got %u", failed,
+		 hits[0]);
+	t_expect(&h, log_count(down) == 1, "b1 went down again after coming back");
 	finish();
 }
 END_TEST
 
-static Suite *health_suite(void)
-{
-	Suite *s = suite_create("health");
-	TCase *tc = tcase_create("health");
-
-	tcase_add_checked_fixture(tc, setup, NULL);
-	tcase_set_timeout(tc, TEST_TIMEOUT_S);
-	tcase_add_test(tc, test_closed_backend_goes_down_gets_no_connections_and_comes_back);
-	tcase_add_test(tc, test_blackhole_is_marked_down_by_send_expect_timeout);
-	tcase_add_test(tc, test_blackhole_is_marked_down_by_http_timeout);
-	tcase_add_test(tc, test_http_check_follows_status_and_silence);
-	tcase_add_test(tc, test_udp_check_passes_against_an_echo_and_fails_when_it_stops);
-	tcase_add_test(tc, test_redis_check_passes_against_redis_and_fails_against_echo);
-	tcase_add_test(tc, test_postgres_check_passes_against_postgres_and_fails_against_echo);
-	tcase_add_test(tc, test_mysql_check_passes_against_a_greeting_and_fails_against_garbage);
-	tcase_add_test(tc, test_passive_failures_mark_down_and_probes_bring_back);
-	suite_add_tcase(s, tc);
-	return s;
-}
-
 int main(void)
 {
+	const TTest *tests[] = {
+	    test_closed_backend_goes_down_gets_no_connections_and_comes_back,
+	    test_blackhole_is_marked_down_by_send_expect_timeout,
+	    test_blackhole_is_marked_down_by_http_timeout,
+	    test_http_check_follows_status_and_silence,
+	    test_udp_check_passes_against_an_echo_and_fails_when_it_stops,
+	    test_redis_check_passes_against_redis_and_fails_against_echo,
+	    test_postgres_check_passes_against_postgres_and_fails_against_echo,
+	    test_mysql_check_passes_against_a_greeting_and_fails_against_garbage,
+	    test_passive_failures_mark_down_and_probes_bring_back,
+	    NULL,
+	};
+
 	signal(SIGPIPE, SIG_IGN);
-	return t_run_suite(health_suite(), CK_ENV); /* CK_VERBOSITY=verbose lists every test */
+	/* CK_VERBOSITY=verbose lists every test */
+	return t_run_suite(t_suite("health", TEST_TIMEOUT_S, setup, NULL, tests), CK_ENV);
 }

@@ -232,23 +232,20 @@ START_TEST(test_metrics_parse_strictly_and_match_generated_traffic)
 	struct tbackend *a = tb_start("127.0.0.1:0", TB_TAGGED, "a");
 	struct tbackend *b = tb_start("127.0.0.1:0", TB_TAGGED, "b\"q");
 	struct lbproc lb;
-	char json[2048], sock[320];
+	char sock[320];
 	int port = t_free_port(), mport = t_free_port(), ports[2] = {port, mport}, status;
 	struct exposition *e = malloc(sizeof(*e));
 
-	snprintf(json, sizeof(json),
-		 "{\"engine\":\"%s\",\"workers\":2,\"shutdown_grace\":\"1s\","
-		 "\"control\":{\"socket\":\"@DIR@/lb.sock\"},"
-		 "\"metrics\":{\"listen\":\"127.0.0.1:%d\"},"
-		 "\"listeners\":[{\"name\":\"web\",\"listen\":\"127.0.0.1:%d\",\"pool\":\"web\"},"
-		 "{\"name\":\"dns\",\"protocol\":\"udp\",\"listen\":\"127.0.0.1:%d\","
-		 "\"pool\":\"web\"}],"
-		 "\"pools\":[{\"name\":\"web\",\"algorithm\":\"round_robin\",\"health\":"
-		 "{\"type\":\"tcp\",\"interval\":\"100ms\",\"rise\":1,\"fall\":1},"
-		 "\"backends\":[{\"name\":\"a\",\"address\":\"%s\"},"
-		 "{\"name\":\"b\\\"q\",\"address\":\"%s\"}]}]}",
-		 t_engine(), mport, port, t_free_port(), tb_address(a), tb_address(b));
-	ck_assert_msg(lb_start(&lb, json, ports, 2) == 0, "lb did not start: %s", json);
+	json_t *cfg = t_cfg_new(2);
+	t_cfg_set(cfg, "\"metrics\":{\"listen\":\"127.0.0.1:%d\"}", mport);
+	t_cfg_listener(cfg, "web", NULL, "127.0.0.1", port, "web");
+	t_cfg_listener(cfg, "dns", "udp", "127.0.0.1", t_free_port(), "web");
+	json_t *pool =
+	    t_cfg_pool(cfg, "web", "round_robin",
+		       "{\"type\":\"tcp\",\"interval\":\"100ms\",\"rise\":1,\"fall\":1}");
+	t_cfg_backend(pool, "a", tb_address(a));
+	t_cfg_backend(pool, "b\"q", tb_address(b));
+	t_lb_start(&lb, cfg, ports, 2);
 	snprintf(sock, sizeof(sock), "%s/lb.sock", lb.dir);
 
 	/* Both backends checked up first: a later health change would rebuild the snapshot
@@ -332,11 +329,8 @@ START_TEST(test_metrics_parse_strictly_and_match_generated_traffic)
 	free(text);
 
 	/* A rejected connection is counted under its reason. */
-	char *out = NULL;
-	char *argv_dis[] = {(char *)getenv("LBCTL_BIN"), "-s", sock, "disable", "web/a", NULL};
-	char *argv_dis2[] = {(char *)getenv("LBCTL_BIN"), "-s", sock, "disable", "web/b\"q", NULL};
-	ck_assert_int_eq(t_run(argv_dis, NULL, NULL, 5000), 0);
-	ck_assert_int_eq(t_run(argv_dis2, NULL, NULL, 5000), 0);
+	ck_assert_int_eq(t_lbctl(sock, NULL, NULL, "disable", "web/a", NULL), 0);
+	ck_assert_int_eq(t_lbctl(sock, NULL, NULL, "disable", "web/b\"q", NULL), 0);
 	int fd = t_connect(NULL, port);
 	ck_assert_int_ge(fd, 0);
 	ck_assert_int_ge(t_wait_closed(fd, 3000), 0);
@@ -348,7 +342,6 @@ START_TEST(test_metrics_parse_strictly_and_match_generated_traffic)
 	ck_assert(value(e, "lb_backend_admin_state",
 			"pool=\"web\",backend=\"a\",state=\"disabled\"") == 1);
 	free(text);
-	free(out);
 
 	text = http_get(mport, "/other", &status);
 	ck_assert_int_eq(status, 404);
@@ -384,12 +377,12 @@ END_TEST
 
 int main(void)
 {
+	const TTest *tests[] = {
+	    test_strict_parser_rejects_malformed_text,
+	    test_metrics_parse_strictly_and_match_generated_traffic,
+	    NULL,
+	};
+
 	signal(SIGPIPE, SIG_IGN);
-	Suite *s = suite_create("metrics");
-	TCase *tc = tcase_create("metrics");
-	tcase_set_timeout(tc, TEST_TIMEOUT_S);
-	tcase_add_test(tc, test_strict_parser_rejects_malformed_text);
-	tcase_add_test(tc, test_metrics_parse_strictly_and_match_generated_traffic);
-	suite_add_tcase(s, tc);
-	return t_run_suite(s, CK_ENV);
+	return t_run_suite(t_suite("metrics", TEST_TIMEOUT_S, NULL, NULL, tests), CK_ENV);
 }

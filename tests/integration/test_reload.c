@@ -8,7 +8,6 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,115 +28,47 @@
 /* A loopback echo answers in microseconds; this only bounds a broken stream. */
 #define ECHO_TIMEOUT_MS 3000
 
-static struct {
-	struct lbproc lb;
-	bool lb_started;
-	int port;
-	char sock[320];
-	struct t_backends be;
-} h;
-
-#define expect(cond, ...) t_check_lb(h.lb_started ? &h.lb : NULL, cond, __VA_ARGS__)
+static struct t_harness h;
 
 /* ---- set-up ---- */
 
 static void backends(size_t n)
 {
 	static const char *const names[] = {"a", "b", "c", "d"};
-	for (size_t i = 0; i < n; i++)
-		t_backends_add(&h.be, TB_TAGGED, names[h.be.n]);
+	t_backends_add_n(&h.be, TB_TAGGED, names, n);
 }
 
-/* A config: listener "web" on h.port over the test backends named in use (e.g. "ab"),
- * pool health `health`, plus whatever extra listeners. dir replaces the control socket's
- * directory ("@DIR@" before lb_start). Caller frees. */
-static char *config(const char *dir, const char *use, const char *health,
-		    const char *extra_listeners)
+/* A config: listener "web" on h.port over the test backends named in use (e.g. "ab"), pool
+ * health `health` (NULL: none). *pool (if not NULL) receives the pool, for more backends. */
+static json_t *config(const char *use, const char *health, json_t **pool)
 {
-	char *json = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&json, &len);
-	bool first = true;
+	json_t *cfg = t_cfg_new(LB_WORKERS);
 
-	fprintf(f,
-		"{\"engine\":\"%s\",\"workers\":%d,\"shutdown_grace\":\"1s\","
-		"\"control\":{\"socket\":\"%s/lb.sock\"},"
-		"\"listeners\":[{\"name\":\"web\",\"listen\":\"127.0.0.1:%d\",\"pool\":\"web\"}%s],"
-		"\"pools\":[{\"name\":\"web\",\"algorithm\":\"weighted_round_robin\",\"health\":%s,"
-		"\"backends\":[",
-		t_engine(), LB_WORKERS, dir, h.port, extra_listeners ? extra_listeners : "",
-		health ? health : "{\"type\":\"none\"}");
-	for (size_t i = 0; i < h.be.n; i++) {
-		if (!strchr(use, tb_name(h.be.tb[i])[0]))
-			continue;
-		fprintf(f, "%s{\"name\":\"%s\",\"address\":\"%s\"}", first ? "" : ",",
-			tb_name(h.be.tb[i]), tb_address(h.be.tb[i]));
-		first = false;
-	}
-	fprintf(f, "]}]}\n");
-	fclose(f);
-	return json;
+	t_cfg_listener(cfg, "web", NULL, "127.0.0.1", h.port, "web");
+	json_t *p = t_cfg_pool(cfg, "web", "weighted_round_robin", health ? health : T_HEALTH_NONE);
+	for (size_t i = 0; i < h.be.n; i++)
+		if (strchr(use, tb_name(h.be.tb[i])[0]))
+			t_cfg_backend(p, tb_name(h.be.tb[i]), tb_address(h.be.tb[i]));
+	if (pool)
+		*pool = p;
+	return cfg;
 }
 
 static void start_lb(const char *use, const char *health)
 {
 	h.port = t_free_port();
-	char *json = config("@DIR@", use, health, NULL);
-	int rc = lb_start(&h.lb, json, &h.port, 1);
-	h.lb_started = true;
-	expect(rc == 0, "lb did not start; config: %s", json);
-	free(json);
-	snprintf(h.sock, sizeof(h.sock), "%s/lb.sock", h.lb.dir);
-	expect(lb_log_wait(&h.lb, "control socket", 3000), "no control socket in the log");
+	t_harness_start(&h, config(use, health, NULL), "control socket");
 }
 
-/* Replace lb's config file (atomically, as an operator's editor would not). */
-static void write_file(const char *json)
+/* Replace lb's config file with config(use, health); lb reads it on the next reload. */
+static void write_config(const char *use, const char *health)
 {
-	char tmp[400];
-	snprintf(tmp, sizeof(tmp), "%s.tmp", h.lb.config_path);
-	FILE *f = fopen(tmp, "w");
-	ck_assert_ptr_nonnull(f);
-	fputs(json, f);
-	fclose(f);
-	ck_assert_int_eq(rename(tmp, h.lb.config_path), 0);
-}
-
-static void write_config(const char *use, const char *health, const char *extra_listeners)
-{
-	char *json = config(h.lb.dir, use, health, extra_listeners);
-	write_file(json);
-	free(json);
-}
-
-static void finish(void)
-{
-	if (h.lb_started)
-		t_stop_lb(&h.lb);
-	h.lb_started = false;
-	t_backends_free(&h.be);
-}
-
-/* ---- lbctl ---- */
-
-/* Run lbctl -s SOCK args...; out/err captured (may be NULL). Returns its exit status. */
-static int lbctl(char **out, char **err, ...)
-{
-	va_list ap;
-
-	va_start(ap, err);
-	int rc = t_lbctl_v(h.sock, out, err, ap);
-	va_end(ap);
-	return rc;
+	t_rewrite_config(&h.lb, config(use, health, NULL));
 }
 
 static void reload_ok(void)
 {
-	char *out = NULL, *err = NULL;
-	int rc = lbctl(&out, &err, "reload", NULL);
-	expect(rc == 0, "lbctl reload exited %d: %s%s", rc, out ? out : "", err ? err : "");
-	free(out);
-	free(err);
+	t_harness_lbctl_ok(&h, "reload", NULL);
 }
 
 /* The backend's field from `lbctl --json backends`, copied into buf ("" if absent). */
@@ -148,7 +79,8 @@ static void backend_field(const char *name, const char *field, char *buf, size_t
 	size_t i;
 
 	buf[0] = '\0';
-	expect(lbctl(&out, NULL, "--json", "backends", NULL) == 0, "lbctl backends failed");
+	t_expect(&h, t_lbctl(h.sock, &out, NULL, "--json", "backends", NULL) == 0,
+		 "lbctl backends failed");
 	arr = json_loads(out ? out : "", 0, NULL);
 	free(out);
 	json_array_foreach (arr, i, b) {
@@ -238,7 +170,7 @@ START_TEST(test_reload_under_load_loses_no_connection_and_no_byte)
 	ck_assert_int_eq(pthread_create(&t1, NULL, short_conns, &ld), 0);
 	ck_assert_int_eq(pthread_create(&t2, NULL, stream, &ld), 0);
 	for (int i = 0; i < RELOADS; i++) {
-		write_config(i % 2 ? "ab" : "abc", NULL, NULL);
+		write_config(i % 2 ? "ab" : "abc", NULL);
 		reload_ok();
 		sleep_ms(50);
 	}
@@ -248,13 +180,15 @@ START_TEST(test_reload_under_load_loses_no_connection_and_no_byte)
 	pthread_join(t2, NULL);
 	unsigned ok = atomic_load(&ld.conns_ok), failed = atomic_load(&ld.conns_failed);
 	unsigned long long bytes = atomic_load(&ld.stream_bytes);
-	expect(failed == 0, "%u of %u connections failed during reloads", failed, ok + failed);
-	expect(ok > 50, "only %u connections went through", ok);
-	expect(!atomic_load(&ld.stream_broken), "the stream broke after %llu bytes", bytes);
-	expect(bytes > 0, "the stream moved nothing");
-	expect(echo_round(ld.stream_fd, 100, 7), "the stream does not echo after the reloads");
+	t_expect(&h, failed == 0, "%u of %u connections failed during reloads", failed,
+		 ok + failed);
+	t_expect(&h, ok > 50, "only %u connections went through", ok);
+	t_expect(&h, !atomic_load(&ld.stream_broken), "the stream broke after %llu bytes", bytes);
+	t_expect(&h, bytes > 0, "the stream moved nothing");
+	t_expect(&h, echo_round(ld.stream_fd, 100, 7),
+		 "the stream does not echo after the reloads");
 	close(ld.stream_fd);
-	finish();
+	t_harness_finish(&h);
 }
 END_TEST
 
@@ -267,19 +201,19 @@ START_TEST(test_added_backend_takes_traffic_and_removed_one_finishes_its_connect
 	backends(3);
 	start_lb("a", NULL);
 	int held = t_hold(&h.lb, &h.be, h.port, &idx);
-	expect(idx == 0, "held connection not on a but on %d", idx);
+	t_expect(&h, idx == 0, "held connection not on a but on %d", idx);
 
-	write_config("bc", NULL, NULL); /* a goes, b and c come */
+	write_config("bc", NULL); /* a goes, b and c come */
 	reload_ok();
-	expect(fetch_many(h.port, 20, counts) == 0, "connections failed after the reload");
-	expect(counts[0] == 0 && counts[1] > 0 && counts[2] > 0,
-	       "distribution after the reload: a=%u b=%u c=%u", counts[0], counts[1], counts[2]);
+	t_expect(&h, fetch_many(h.port, 20, counts) == 0, "connections failed after the reload");
+	t_expect(&h, counts[0] == 0 && counts[1] > 0 && counts[2] > 0,
+		 "distribution after the reload: a=%u b=%u c=%u", counts[0], counts[1], counts[2]);
 	backend_field("a", "name", state, sizeof(state));
-	expect(state[0] == '\0', "removed backend a is still listed");
-	expect(echo_round(held, 1000, 3), "the removed backend's open connection broke");
-	expect(tb_active(h.be.tb[0]) == 1, "a's connection is not open any more");
+	t_expect(&h, state[0] == '\0', "removed backend a is still listed");
+	t_expect(&h, echo_round(held, 1000, 3), "the removed backend's open connection broke");
+	t_expect(&h, tb_active(h.be.tb[0]) == 1, "a's connection is not open any more");
 	close(held);
-	finish();
+	t_harness_finish(&h);
 }
 END_TEST
 
@@ -291,21 +225,15 @@ START_TEST(test_bad_config_is_rejected_whole_and_the_old_one_keeps_running)
 	backends(2);
 	start_lb("a", NULL);
 	/* A valid new backend next to an invalid field: nothing of it may apply. */
-	char *json = config(h.lb.dir, "ab", NULL, NULL);
-	char *w = strstr(json, "\"name\":\"b\"");
-	ck_assert_ptr_nonnull(w);
-	char *bad = NULL;
-	ck_assert_int_ge(asprintf(&bad, "%.*s\"weight\":\"heavy\",%s", (int)(w - json), json, w),
-			 0);
-	write_file(bad);
-	free(bad);
-	free(json);
-	int rc = lbctl(NULL, &err, "reload", NULL);
-	expect(rc == 1 && err && strstr(err, "pools[0].backends[1].weight"),
-	       "bad reload: exit %d, %s", rc, err ? err : "");
+	json_t *pool, *cfg = config("a", NULL, &pool);
+	t_cfg_set(t_cfg_backend(pool, "b", tb_address(h.be.tb[1])), "\"weight\":\"heavy\"");
+	t_rewrite_config(&h.lb, cfg);
+	int rc = t_lbctl(h.sock, NULL, &err, "reload", NULL);
+	t_expect(&h, rc == 1 && err && strstr(err, "pools[0].backends[1].weight"),
+		 "bad reload: exit %d, %s", rc, err ? err : "");
 	free(err);
-	expect(fetch_many(h.port, 10, counts) == 0 && counts[0] == 10 && counts[1] == 0,
-	       "traffic after a rejected reload: a=%u b=%u", counts[0], counts[1]);
+	t_expect(&h, fetch_many(h.port, 10, counts) == 0 && counts[0] == 10 && counts[1] == 0,
+		 "traffic after a rejected reload: a=%u b=%u", counts[0], counts[1]);
 
 	/* A listener whose address is taken (without SO_REUSEPORT) is refused whole too. */
 	int blocker = socket(AF_INET, SOCK_STREAM, 0);
@@ -314,21 +242,19 @@ START_TEST(test_bad_config_is_rejected_whole_and_the_old_one_keeps_running)
 	socklen_t sl = sizeof(sa);
 	getsockname(blocker, (struct sockaddr *)&sa, &sl);
 	listen(blocker, 1);
-	char extra[128];
-	snprintf(extra, sizeof(extra),
-		 ",{\"name\":\"taken\",\"listen\":\"127.0.0.1:%d\",\"pool\":\"web\"}",
-		 ntohs(sa.sin_port));
-	write_config("ab", NULL, extra);
+	cfg = config("ab", NULL, NULL);
+	t_cfg_listener(cfg, "taken", NULL, "127.0.0.1", ntohs(sa.sin_port), "web");
+	t_rewrite_config(&h.lb, cfg);
 	err = NULL;
-	rc = lbctl(NULL, &err, "reload", NULL);
-	expect(rc == 1 && err && strstr(err, "listener taken"), "taken address: exit %d, %s", rc,
-	       err ? err : "");
+	rc = t_lbctl(h.sock, NULL, &err, "reload", NULL);
+	t_expect(&h, rc == 1 && err && strstr(err, "listener taken"), "taken address: exit %d, %s",
+		 rc, err ? err : "");
 	free(err);
 	close(blocker);
 	memset(counts, 0, sizeof(counts));
-	expect(fetch_many(h.port, 10, counts) == 0 && counts[1] == 0,
-	       "b took traffic after a rejected reload: a=%u b=%u", counts[0], counts[1]);
-	finish();
+	t_expect(&h, fetch_many(h.port, 10, counts) == 0 && counts[1] == 0,
+		 "b took traffic after a rejected reload: a=%u b=%u", counts[0], counts[1]);
+	t_harness_finish(&h);
 }
 END_TEST
 
@@ -340,17 +266,18 @@ START_TEST(test_runtime_admin_state_survives_a_reload)
 
 	backends(3);
 	start_lb("ab", NULL);
-	expect(lbctl(NULL, NULL, "drain", "web/a", NULL) == 0, "drain failed");
-	expect(lbctl(&out, NULL, "weight", "web/b", "5", NULL) == 0, "weight failed");
+	t_expect(&h, t_lbctl(h.sock, NULL, NULL, "drain", "web/a", NULL) == 0, "drain failed");
+	t_expect(&h, t_lbctl(h.sock, &out, NULL, "weight", "web/b", "5", NULL) == 0,
+		 "weight failed");
 	free(out);
-	write_config("abc", NULL, NULL);
+	write_config("abc", NULL);
 	reload_ok();
 	backend_field("a", "admin", admin, sizeof(admin));
-	expect(strcmp(admin, "draining") == 0, "a is %s after the reload", admin);
-	expect(fetch_many(h.port, 30, counts) == 0, "connections failed");
-	expect(counts[0] == 0 && counts[1] > counts[2] && counts[2] > 0,
-	       "distribution: a=%u b=%u c=%u", counts[0], counts[1], counts[2]);
-	finish();
+	t_expect(&h, strcmp(admin, "draining") == 0, "a is %s after the reload", admin);
+	t_expect(&h, fetch_many(h.port, 30, counts) == 0, "connections failed");
+	t_expect(&h, counts[0] == 0 && counts[1] > counts[2] && counts[2] > 0,
+		 "distribution: a=%u b=%u c=%u", counts[0], counts[1], counts[2]);
+	t_harness_finish(&h);
 }
 END_TEST
 
@@ -360,35 +287,34 @@ START_TEST(test_sighup_reloads_the_file)
 
 	backends(2);
 	start_lb("a", NULL);
-	write_config("ab", NULL, NULL);
+	write_config("ab", NULL);
 	ck_assert_int_eq(kill(h.lb.pid, SIGHUP), 0);
-	expect(lb_log_wait(&h.lb, "applied", 3000), "SIGHUP did not reload");
-	expect(fetch_many(h.port, 10, counts) == 0 && counts[1] > 0,
-	       "b takes no traffic after SIGHUP: a=%u b=%u", counts[0], counts[1]);
-	finish();
+	t_expect(&h, lb_log_wait(&h.lb, "applied", 3000), "SIGHUP did not reload");
+	t_expect(&h, fetch_many(h.port, 10, counts) == 0 && counts[1] > 0,
+		 "b takes no traffic after SIGHUP: a=%u b=%u", counts[0], counts[1]);
+	t_harness_finish(&h);
 }
 END_TEST
 
 START_TEST(test_listeners_come_and_go_with_the_file)
 {
 	unsigned counts[T_BACKENDS_MAX] = {0};
-	char extra[128];
 
 	backends(1);
 	start_lb("a", NULL);
 	int port2 = t_free_port();
-	snprintf(extra, sizeof(extra),
-		 ",{\"name\":\"web2\",\"listen\":\"127.0.0.1:%d\",\"pool\":\"web\"}", port2);
-	write_config("a", NULL, extra);
+	json_t *cfg = config("a", NULL, NULL);
+	t_cfg_listener(cfg, "web2", NULL, "127.0.0.1", port2, "web");
+	t_rewrite_config(&h.lb, cfg);
 	reload_ok();
-	expect(fetch_many(port2, 5, counts) == 0 && counts[0] == 5, "new listener: %u of 5",
-	       counts[0]);
-	write_config("a", NULL, NULL);
+	t_expect(&h, fetch_many(port2, 5, counts) == 0 && counts[0] == 5, "new listener: %u of 5",
+		 counts[0]);
+	write_config("a", NULL);
 	reload_ok();
 	int fd = t_connect(NULL, port2);
-	expect(fd < 0, "removed listener still accepts");
-	expect(fetch_many(h.port, 5, counts) == 0, "the kept listener broke");
-	finish();
+	t_expect(&h, fd < 0, "removed listener still accepts");
+	t_expect(&h, fetch_many(h.port, 5, counts) == 0, "the kept listener broke");
+	t_harness_finish(&h);
 }
 END_TEST
 
@@ -401,34 +327,27 @@ START_TEST(test_prober_checks_backends_added_at_run_time)
 	backends(1);
 	start_lb("a", tcp);
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", t_free_port()); /* nothing listens */
-	expect(lbctl(NULL, NULL, "add", "web", "dead", addr, NULL) == 0, "add failed");
+	t_expect(&h, t_lbctl(h.sock, NULL, NULL, "add", "web", "dead", addr, NULL) == 0,
+		 "add failed");
 	uint64_t end = t_now_ms() + 3000;
 	do {
 		sleep_ms(50);
 		backend_field("dead", "state", state, sizeof(state));
 	} while (strcmp(state, "down") != 0 && t_now_ms() < end);
-	expect(strcmp(state, "down") == 0, "added backend is %s, not checked down", state);
-	expect(lbctl(NULL, NULL, "remove", "web/dead", NULL) == 0, "remove failed");
+	t_expect(&h, strcmp(state, "down") == 0, "added backend is %s, not checked down", state);
+	t_expect(&h, t_lbctl(h.sock, NULL, NULL, "remove", "web/dead", NULL) == 0, "remove failed");
 
 	/* And one that a reload adds. */
-	write_config("a", tcp, NULL);
-	char *json = config(h.lb.dir, "a", tcp, NULL);
-	char *end_b = strstr(json, "]}]}");
-	ck_assert_ptr_nonnull(end_b);
-	char *with = NULL;
-	ck_assert_int_ge(asprintf(&with, "%.*s,{\"name\":\"dead2\",\"address\":\"%s\"}%s",
-				  (int)(end_b - json), json, addr, end_b),
-			 0);
-	write_file(with);
-	free(with);
-	free(json);
+	json_t *pool, *cfg = config("a", tcp, &pool);
+	t_cfg_backend(pool, "dead2", addr);
+	t_rewrite_config(&h.lb, cfg);
 	reload_ok();
 	end = t_now_ms() + 3000;
 	do {
 		sleep_ms(50);
 		backend_field("dead2", "state", state, sizeof(state));
 	} while (strcmp(state, "down") != 0 && t_now_ms() < end);
-	expect(strcmp(state, "down") == 0, "reloaded backend is %s, not checked down", state);
+	t_expect(&h, strcmp(state, "down") == 0, "reloaded backend is %s, not checked down", state);
 	/* A prober restart keeps a's beat; a must be (or soon be) checked up. */
 	end = t_now_ms() + 3000;
 	do {
@@ -437,8 +356,8 @@ START_TEST(test_prober_checks_backends_added_at_run_time)
 			break;
 		sleep_ms(50);
 	} while (t_now_ms() < end);
-	expect(strcmp(state, "up") == 0, "a is %s", state);
-	finish();
+	t_expect(&h, strcmp(state, "up") == 0, "a is %s", state);
+	t_harness_finish(&h);
 }
 END_TEST
 

@@ -36,13 +36,9 @@ struct bspec {
 };
 
 /* The lb and backends of the running test (each Check test runs in its own process). */
-static struct {
-	struct lbproc lb;
-	bool lb_started;
-	const char *listener_opts; /* extra JSON members for the listener, or NULL */
-	int port;
-	struct t_backends be;
-} h;
+static struct t_harness h;
+/* Extra JSON members for the test's listener, or NULL. */
+static const char *listener_opts;
 
 /* ---- diagnostics ---- */
 
@@ -59,9 +55,6 @@ static const char *accepted_counts(void)
 	return buf;
 }
 
-/* ck_abort_msg with lb's log: the condition must be free of side effects. */
-#define expect(cond, ...) t_check_lb(h.lb_started ? &h.lb : NULL, cond, __VA_ARGS__)
-
 /* ---- set-up and tear-down ---- */
 
 static struct bspec spec_of(struct tbackend *tb)
@@ -77,58 +70,27 @@ static void refused_address(char *buf, size_t len)
 	snprintf(buf, len, "127.0.0.1:%d", port);
 }
 
-static char *config_json(int port, const char *algorithm, const char *health, const struct bspec *b,
-			 size_t n)
-{
-	char *text = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&text, &len);
-
-	ck_assert_ptr_nonnull(f);
-	/* debug: lb then logs every failed backend connect with its reason, for the log a failure
-	 * prints */
-	fprintf(f,
-		"{\"engine\":\"%s\",\"workers\":%d,\"shutdown_grace\":\"1s\","
-		"\"log\":{\"level\":\"debug\"},\"control\":{\"socket\":\"@DIR@/lb.sock\"},"
-		"\"listeners\":[{\"name\":\"t\",\"listen\":\"127.0.0.1:%d\",\"pool\":\"p\"%s%s}],"
-		"\"pools\":[{\"name\":\"p\",\"algorithm\":\"%s\",\"retries\":2,\"health\":%s,"
-		"\"backends\":[",
-		t_engine(), LB_WORKERS, port, h.listener_opts ? "," : "",
-		h.listener_opts ? h.listener_opts : "", algorithm,
-		health ? health : "{\"type\":\"none\"}");
-	for (size_t i = 0; i < n; i++) {
-		fprintf(f, "%s{\"name\":\"%s\",\"address\":\"%s\"", i ? "," : "", b[i].name,
-			b[i].address);
-		if (b[i].weight >= 0)
-			fprintf(f, ",\"weight\":%d", b[i].weight);
-		if (b[i].backup)
-			fprintf(f, ",\"backup\":true");
-		fprintf(f, "}");
-	}
-	fprintf(f, "]}]}\n");
-	fclose(f);
-	return text;
-}
-
 static void start_lb(const char *algorithm, const char *health, const struct bspec *b, size_t n)
 {
+	json_t *cfg = t_cfg_new(LB_WORKERS);
+
 	h.port = t_free_port();
 	ck_assert_int_gt(h.port, 0);
-	char *json = config_json(h.port, algorithm, health, b, n);
-	int rc = lb_start(&h.lb, json, &h.port, 1);
-	h.lb_started = true;
-	expect(rc == 0, "lb did not start listening within 5 s; config: %s", json);
-	free(json);
-}
-
-/* Stop lb (it must exit cleanly on SIGTERM), remove its temp dir, stop the backends. */
-static void finish(void)
-{
-	if (h.lb_started) {
-		t_stop_lb(&h.lb);
-		h.lb_started = false;
+	/* debug: lb then logs every failed backend connect with its reason, for the log a failure
+	 * prints */
+	t_cfg_set(cfg, "\"log\":{\"level\":\"debug\"}");
+	t_cfg_set(t_cfg_listener(cfg, "t", NULL, "127.0.0.1", h.port, "p"), "%s",
+		  listener_opts ? listener_opts : "");
+	json_t *pool = t_cfg_pool(cfg, "p", algorithm, health ? health : T_HEALTH_NONE);
+	t_cfg_set(pool, "\"retries\":2");
+	for (size_t i = 0; i < n; i++) {
+		json_t *be = t_cfg_backend(pool, b[i].name, b[i].address);
+		if (b[i].weight >= 0)
+			t_cfg_set(be, "\"weight\":%d", b[i].weight);
+		if (b[i].backup)
+			t_cfg_set(be, "\"backup\":true");
 	}
-	t_backends_free(&h.be);
+	t_harness_start(&h, cfg, NULL);
 }
 
 /* ---- client helpers ---- */
@@ -286,11 +248,11 @@ START_TEST(test_round_robin_gives_each_backend_an_equal_share)
 
 	start_lb("round_robin", NULL, s, 3);
 	int failed = t_fetch_many(&h.be, h.port, 30, counts);
-	expect(failed == 0, "%d of 30 connections failed", failed);
-	expect(counts[0] == 10 && counts[1] == 10 && counts[2] == 10,
-	       "round_robin over 30 connections gave %u/%u/%u, want 10/10/10 (%s)", counts[0],
-	       counts[1], counts[2], accepted_counts());
-	finish();
+	t_expect(&h, failed == 0, "%d of 30 connections failed", failed);
+	t_expect(&h, counts[0] == 10 && counts[1] == 10 && counts[2] == 10,
+		 "round_robin over 30 connections gave %u/%u/%u, want 10/10/10 (%s)", counts[0],
+		 counts[1], counts[2], accepted_counts());
+	t_harness_finish(&h);
 }
 END_TEST
 
@@ -306,11 +268,11 @@ START_TEST(test_weighted_round_robin_follows_weights)
 		s[i].weight = i + 1;
 	start_lb("weighted_round_robin", NULL, s, 3);
 	int failed = t_fetch_many(&h.be, h.port, 60, counts);
-	expect(failed == 0, "%d of 60 connections failed", failed);
-	expect(counts[0] == 10 && counts[1] == 20 && counts[2] == 30,
-	       "weights 1:2:3 over 60 connections gave %u/%u/%u, want 10/20/30 (%s)", counts[0],
-	       counts[1], counts[2], accepted_counts());
-	finish();
+	t_expect(&h, failed == 0, "%d of 60 connections failed", failed);
+	t_expect(&h, counts[0] == 10 && counts[1] == 20 && counts[2] == 30,
+		 "weights 1:2:3 over 60 connections gave %u/%u/%u, want 10/20/30 (%s)", counts[0],
+		 counts[1], counts[2], accepted_counts());
+	t_harness_finish(&h);
 }
 END_TEST
 
@@ -329,16 +291,16 @@ START_TEST(test_least_conn_avoids_backend_holding_connections)
 		fds[i] = t_hold(&h.lb, &h.be, h.port, &on[i]);
 		counts[on[i]]++;
 	}
-	expect(counts[0] == 2 && counts[1] == 2 && counts[2] == 2,
-	       "6 held connections spread %u/%u/%u, want 2/2/2", counts[0], counts[1], counts[2]);
+	t_expect(&h, counts[0] == 2 && counts[1] == 2 && counts[2] == 2,
+		 "6 held connections spread %u/%u/%u, want 2/2/2", counts[0], counts[1], counts[2]);
 
 	/* keep the two on l1 open, close the rest: l1 is now the busiest backend */
 	for (int i = 0; i < 6; i++)
 		if (on[i] != 0)
 			close(fds[i]);
-	expect(tb_wait_active(b[1], 0, 3000) && tb_wait_active(b[2], 0, 3000),
-	       "closed connections still open at the backends (l2 %u, l3 %u)", tb_active(b[1]),
-	       tb_active(b[2]));
+	t_expect(&h, tb_wait_active(b[1], 0, 3000) && tb_wait_active(b[2], 0, 3000),
+		 "closed connections still open at the backends (l2 %u, l3 %u)", tb_active(b[1]),
+		 tb_active(b[2]));
 	usleep(100 * 1000); /* lb counts its side closed right after the backend's */
 
 	/* four new connections must all avoid l1 (2 active) and fill l2 and l3 to 2 each */
@@ -347,25 +309,25 @@ START_TEST(test_least_conn_avoids_backend_holding_connections)
 		extra[i] = t_hold(&h.lb, &h.be, h.port, &extra_on[i]);
 		fresh[extra_on[i]]++;
 	}
-	expect(fresh[0] == 0 && fresh[1] == 2 && fresh[2] == 2,
-	       "with l1 holding 2 connections, 4 new ones went %u/%u/%u, want 0/2/2", fresh[0],
-	       fresh[1], fresh[2]);
+	t_expect(&h, fresh[0] == 0 && fresh[1] == 2 && fresh[2] == 2,
+		 "with l1 holding 2 connections, 4 new ones went %u/%u/%u, want 0/2/2", fresh[0],
+		 fresh[1], fresh[2]);
 	/* all equal again: the next three go one to each */
 	unsigned third[3] = {0};
 	for (int i = 4; i < 7; i++) {
 		extra[i] = t_hold(&h.lb, &h.be, h.port, &extra_on[i]);
 		third[extra_on[i]]++;
 	}
-	expect(third[0] == 1 && third[1] == 1 && third[2] == 1,
-	       "with 2/2/2 active, 3 new connections went %u/%u/%u, want 1/1/1", third[0], third[1],
-	       third[2]);
+	t_expect(&h, third[0] == 1 && third[1] == 1 && third[2] == 1,
+		 "with 2/2/2 active, 3 new connections went %u/%u/%u, want 1/1/1", third[0],
+		 third[1], third[2]);
 
 	for (int i = 0; i < 6; i++)
 		if (on[i] == 0)
 			close(fds[i]);
 	for (int i = 0; i < 7; i++)
 		close(extra[i]);
-	finish();
+	t_harness_finish(&h);
 }
 END_TEST
 
@@ -385,12 +347,12 @@ START_TEST(test_ip_hash_keeps_clients_and_moves_only_those_of_a_lost_backend)
 	for (int c = 0; c < IP_HASH_CLIENTS; c++) {
 		snprintf(ip, sizeof(ip), "127.0.0.%d", c + 2);
 		home[c] = t_fetch(&h.be, ip, h.port);
-		expect(home[c] >= 0, "client %s: connection failed", ip);
+		t_expect(&h, home[c] >= 0, "client %s: connection failed", ip);
 		for (int rep = 0; rep < 3; rep++) {
 			int again = t_fetch(&h.be, ip, h.port);
-			expect(again == home[c], "client %s went to %s, then to %d (%s); %s", ip,
-			       tb_name(b[home[c]]), again, again >= 0 ? tb_name(b[again]) : "-",
-			       accepted_counts());
+			t_expect(&h, again == home[c], "client %s went to %s, then to %d (%s); %s",
+				 ip, tb_name(b[home[c]]), again,
+				 again >= 0 ? tb_name(b[again]) : "-", accepted_counts());
 		}
 		per_backend[home[c]]++;
 	}
@@ -400,8 +362,8 @@ START_TEST(test_ip_hash_keeps_clients_and_moves_only_those_of_a_lost_backend)
 		if (per_backend[i] > per_backend[victim])
 			victim = i;
 	}
-	expect(used >= 2, "24 client addresses all hashed to %u backend(s): %u/%u/%u/%u", used,
-	       per_backend[0], per_backend[1], per_backend[2], per_backend[3]);
+	t_expect(&h, used >= 2, "24 client addresses all hashed to %u backend(s): %u/%u/%u/%u",
+		 used, per_backend[0], per_backend[1], per_backend[2], per_backend[3]);
 
 	tb_stop(b[victim]);
 	for (int rep = 0; rep < 2; rep++) {
@@ -409,18 +371,18 @@ START_TEST(test_ip_hash_keeps_clients_and_moves_only_those_of_a_lost_backend)
 			snprintf(ip, sizeof(ip), "127.0.0.%d", c + 2);
 			int now = t_fetch(&h.be, ip, h.port);
 			if (home[c] != (int)victim)
-				expect(now == home[c],
-				       "client %s of live %s moved to %d (%s) after %s stopped", ip,
-				       tb_name(b[home[c]]), now, now >= 0 ? tb_name(b[now]) : "-",
-				       tb_name(b[victim]));
+				t_expect(&h, now == home[c],
+					 "client %s of live %s moved to %d (%s) after %s stopped",
+					 ip, tb_name(b[home[c]]), now,
+					 now >= 0 ? tb_name(b[now]) : "-", tb_name(b[victim]));
 			else
-				expect(now >= 0 && now != (int)victim,
-				       "client %s of stopped %s got %d (%s), want a live backend",
-				       ip, tb_name(b[victim]), now,
-				       now >= 0 ? tb_name(b[now]) : "-");
+				t_expect(&h, now >= 0 && now != (int)victim,
+					 "client %s of stopped %s got %d (%s), want a live backend",
+					 ip, tb_name(b[victim]), now,
+					 now >= 0 ? tb_name(b[now]) : "-");
 		}
 	}
-	finish();
+	t_harness_finish(&h);
 }
 END_TEST
 
@@ -436,14 +398,14 @@ START_TEST(test_random_two_skips_refused_and_zero_weight_backends)
 	s[3].weight = 0;
 	start_lb("random_two", NULL, s, 4);
 	int failed = t_fetch_many(&h.be, h.port, 40, counts);
-	expect(failed == 0, "%d of 40 connections failed", failed);
-	expect(counts[2] == 0 && counts[3] == 0, "refused/zero-weight backends got %u/%u",
-	       counts[2], counts[3]);
-	expect(tb_accepted(b[3]) == 0, "weight 0 backend was connected to %u times",
-	       tb_accepted(b[3]));
-	expect(counts[0] > 0 && counts[1] > 0, "40 random_two picks went %u/%u: not random",
-	       counts[0], counts[1]);
-	finish();
+	t_expect(&h, failed == 0, "%d of 40 connections failed", failed);
+	t_expect(&h, counts[2] == 0 && counts[3] == 0, "refused/zero-weight backends got %u/%u",
+		 counts[2], counts[3]);
+	t_expect(&h, tb_accepted(b[3]) == 0, "weight 0 backend was connected to %u times",
+		 tb_accepted(b[3]));
+	t_expect(&h, counts[0] > 0 && counts[1] > 0, "40 random_two picks went %u/%u: not random",
+		 counts[0], counts[1]);
+	t_harness_finish(&h);
 }
 END_TEST
 
@@ -456,22 +418,23 @@ START_TEST(test_relays_64_mib_intact_both_ways)
 
 	start_lb("round_robin", NULL, &s, 1);
 	int fd = t_connect(NULL, h.port);
-	expect(fd >= 0, "connect to lb failed: %s", strerror(errno));
+	t_expect(&h, fd >= 0, "connect to lb failed: %s", strerror(errno));
 	uint64_t t0 = t_now_ms();
 	stream_echo(fd, total, 40000, &r);
 	close(fd);
-	expect(r.error == NULL,
-	       "stream failed: %s (%s) after %llu sent, %llu received, %llu ms; %s", r.error,
-	       strerror(r.err), (unsigned long long)r.sent, (unsigned long long)r.received,
-	       (unsigned long long)(t_now_ms() - t0), accepted_counts());
-	expect(r.first_mismatch < 0, "echoed stream differs from byte %lld on",
-	       (long long)r.first_mismatch);
-	expect(r.sent == total && r.received == total, "sent %llu, received %llu of %llu",
-	       (unsigned long long)r.sent, (unsigned long long)r.received,
-	       (unsigned long long)total);
-	expect(r.hash_sent == r.hash_received, "FNV-1a differs: sent %016llx, received %016llx",
-	       (unsigned long long)r.hash_sent, (unsigned long long)r.hash_received);
-	finish();
+	t_expect(&h, r.error == NULL,
+		 "stream failed: %s (%s) after %llu sent, %llu received, %llu ms; %s", r.error,
+		 strerror(r.err), (unsigned long long)r.sent, (unsigned long long)r.received,
+		 (unsigned long long)(t_now_ms() - t0), accepted_counts());
+	t_expect(&h, r.first_mismatch < 0, "echoed stream differs from byte %lld on",
+		 (long long)r.first_mismatch);
+	t_expect(&h, r.sent == total && r.received == total, "sent %llu, received %llu of %llu",
+		 (unsigned long long)r.sent, (unsigned long long)r.received,
+		 (unsigned long long)total);
+	t_expect(&h, r.hash_sent == r.hash_received,
+		 "FNV-1a differs: sent %016llx, received %016llx", (unsigned long long)r.hash_sent,
+		 (unsigned long long)r.hash_received);
+	t_harness_finish(&h);
 }
 END_TEST
 
@@ -487,21 +450,22 @@ START_TEST(test_small_messages_to_a_slow_reader_arrive_intact)
 
 	start_lb("round_robin", NULL, &s, 1);
 	int fd = t_connect(NULL, h.port);
-	expect(fd >= 0, "connect to lb failed: %s", strerror(errno));
+	t_expect(&h, fd >= 0, "connect to lb failed: %s", strerror(errno));
 	for (size_t i = 0; i < sizeof(sent); i++)
 		sent[i] = (uint8_t)(i * 2654435761u >> 13);
 	/* 1 MB in 1000-byte writes, paced so that lb reads the first ones one by one, none
 	 * read back until all are written. */
 	for (int i = 0; i < COUNT; i++) {
-		expect(t_send_all(fd, sent + (size_t)i * MSG, MSG), "write %d failed: %s", i,
-		       strerror(errno));
+		t_expect(&h, t_send_all(fd, sent + (size_t)i * MSG, MSG), "write %d failed: %s", i,
+			 strerror(errno));
 		if (i % 50 == 0)
 			usleep(1000);
 	}
-	expect(t_recv_exact(fd, got, sizeof(got), 10000), "echo incomplete: %s", strerror(errno));
-	expect(memcmp(sent, got, sizeof(got)) == 0, "echoed bytes differ");
+	t_expect(&h, t_recv_exact(fd, got, sizeof(got), 10000), "echo incomplete: %s",
+		 strerror(errno));
+	t_expect(&h, memcmp(sent, got, sizeof(got)) == 0, "echoed bytes differ");
 	close(fd);
-	finish();
+	t_harness_finish(&h);
 }
 END_TEST
 
@@ -553,7 +517,7 @@ START_TEST(test_backend_that_stops_reading_still_gets_every_byte_in_order)
 
 	start_lb("round_robin", NULL, &s, 1);
 	int fd = t_connect(NULL, h.port);
-	expect(fd >= 0, "connect to lb failed: %s", strerror(errno));
+	t_expect(&h, fd >= 0, "connect to lb failed: %s", strerror(errno));
 	for (size_t i = 0; i < sizeof(sent); i++)
 		sent[i] = (uint8_t)(i * 2654435761u >> 11);
 	struct paced p = {.fd = fd, .data = sent, .msg = MSG, .count = COUNT};
@@ -564,14 +528,15 @@ START_TEST(test_backend_that_stops_reading_still_gets_every_byte_in_order)
 	int bfd = poll(&pfd, 1, 3000) == 1 ? accept(lfd, NULL, NULL) : -1;
 	bool complete = bfd >= 0 && t_recv_exact(bfd, got, sizeof(got), 20000);
 	pthread_join(th, NULL);
-	expect(bfd >= 0, "lb never connected to the backend");
-	expect(p.ok, "the client's sends failed: %s", strerror(errno));
-	expect(complete, "the backend got fewer than %d bytes: %s", MSG * COUNT, strerror(errno));
-	expect(memcmp(sent, got, sizeof(got)) == 0, "the backend got the bytes out of order");
+	t_expect(&h, bfd >= 0, "lb never connected to the backend");
+	t_expect(&h, p.ok, "the client's sends failed: %s", strerror(errno));
+	t_expect(&h, complete, "the backend got fewer than %d bytes: %s", MSG * COUNT,
+		 strerror(errno));
+	t_expect(&h, memcmp(sent, got, sizeof(got)) == 0, "the backend got the bytes out of order");
 	close(bfd);
 	close(fd);
 	close(lfd);
-	finish();
+	t_harness_finish(&h);
 }
 END_TEST
 
@@ -587,30 +552,30 @@ START_TEST(test_half_close_still_delivers_the_reply_then_eof)
 
 	/* a small request, then FIN at once: the reply must still come, then EOF */
 	int fd = t_connect(NULL, h.port);
-	expect(fd >= 0, "connect to lb failed: %s", strerror(errno));
-	expect(send(fd, "ping\n", 5, MSG_NOSIGNAL) == 5, "send failed: %s", strerror(errno));
-	expect(shutdown(fd, SHUT_WR) == 0, "shutdown failed: %s", strerror(errno));
+	t_expect(&h, fd >= 0, "connect to lb failed: %s", strerror(errno));
+	t_expect(&h, send(fd, "ping\n", 5, MSG_NOSIGNAL) == 5, "send failed: %s", strerror(errno));
+	t_expect(&h, shutdown(fd, SHUT_WR) == 0, "shutdown failed: %s", strerror(errno));
 	int n = t_read_line(fd, buf, sizeof(buf), 3000);
-	expect(n == 4 && strcmp(buf, "ping") == 0,
-	       "after our FIN the echo did not come back (read %d)", n);
+	t_expect(&h, n == 4 && strcmp(buf, "ping") == 0,
+		 "after our FIN the echo did not come back (read %d)", n);
 	int closed = t_wait_closed(fd, 3000);
-	expect(closed == 0, "want EOF after the echo, got %s",
-	       closed < 0 ? "nothing within 3 s" : "a reset");
+	t_expect(&h, closed == 0, "want EOF after the echo, got %s",
+		 closed < 0 ? "nothing within 3 s" : "a reset");
 	close(fd);
 
 	/* 1 MiB in flight when the FIN is sent: all of it comes back before the EOF */
 	fd = t_connect(NULL, h.port);
-	expect(fd >= 0, "connect to lb failed: %s", strerror(errno));
+	t_expect(&h, fd >= 0, "connect to lb failed: %s", strerror(errno));
 	stream_echo(fd, total, 10000, &r);
 	close(fd);
-	expect(r.error == NULL, "half-closed stream failed: %s (%s), %llu sent, %llu received",
-	       r.error, strerror(r.err), (unsigned long long)r.sent,
-	       (unsigned long long)r.received);
-	expect(r.eof && r.received == total && r.first_mismatch < 0,
-	       "after FIN: received %llu of %llu, eof %d, first mismatch %lld",
-	       (unsigned long long)r.received, (unsigned long long)total, r.eof,
-	       (long long)r.first_mismatch);
-	finish();
+	t_expect(&h, r.error == NULL,
+		 "half-closed stream failed: %s (%s), %llu sent, %llu received", r.error,
+		 strerror(r.err), (unsigned long long)r.sent, (unsigned long long)r.received);
+	t_expect(&h, r.eof && r.received == total && r.first_mismatch < 0,
+		 "after FIN: received %llu of %llu, eof %d, first mismatch %lld",
+		 (unsigned long long)r.received, (unsigned long long)total, r.eof,
+		 (long long)r.first_mismatch);
+	t_harness_finish(&h);
 }
 END_TEST
 
@@ -624,10 +589,10 @@ START_TEST(test_retry_moves_past_a_refused_backend)
 	struct bspec s[2] = {{.name = "dead", .address = dead_addr, .weight = -1}, spec_of(live)};
 	start_lb("round_robin", NULL, s, 2);
 	int failed = t_fetch_many(&h.be, h.port, 20, counts);
-	expect(failed == 0 && counts[0] == 20,
-	       "with a refused first backend, %d of 20 connections failed, %u reached live", failed,
-	       counts[0]);
-	finish();
+	t_expect(&h, failed == 0 && counts[0] == 20,
+		 "with a refused first backend, %d of 20 connections failed, %u reached live",
+		 failed, counts[0]);
+	t_harness_finish(&h);
 }
 END_TEST
 
@@ -644,15 +609,15 @@ START_TEST(test_no_usable_backend_closes_the_client_at_once)
 	for (int i = 0; i < 5; i++) {
 		uint64_t t0 = t_now_ms();
 		int fd = t_connect(NULL, h.port);
-		expect(fd >= 0, "connect to lb failed: %s", strerror(errno));
+		t_expect(&h, fd >= 0, "connect to lb failed: %s", strerror(errno));
 		int closed = t_wait_closed(fd, 1000);
 		uint64_t took = t_now_ms() - t0;
 		close(fd);
-		expect(closed >= 0 && took < 1000,
-		       "connection %d with no usable backend not closed within 1 s (%llu ms)", i,
-		       (unsigned long long)took);
+		t_expect(&h, closed >= 0 && took < 1000,
+			 "connection %d with no usable backend not closed within 1 s (%llu ms)", i,
+			 (unsigned long long)took);
 	}
-	finish();
+	t_harness_finish(&h);
 }
 END_TEST
 
@@ -667,27 +632,27 @@ START_TEST(test_backup_serves_only_while_all_primaries_are_down)
 	s[2].backup = true;
 	start_lb("round_robin", FAST_TCP_HEALTH, s, 3);
 	int failed = t_fetch_many(&h.be, h.port, 20, counts);
-	expect(failed == 0 && counts[2] == 0,
-	       "primaries up: %d of 20 failed, backup got %u (p1 %u, p2 %u)", failed, counts[2],
-	       counts[0], counts[1]);
+	t_expect(&h, failed == 0 && counts[2] == 0,
+		 "primaries up: %d of 20 failed, backup got %u (p1 %u, p2 %u)", failed, counts[2],
+		 counts[0], counts[1]);
 
 	tb_stop(b[0]);
 	tb_stop(b[1]);
-	expect(wait_for_backend(2, CONVERGE_MS), "primaries down: backup never answered in %d ms",
-	       CONVERGE_MS);
+	t_expect(&h, wait_for_backend(2, CONVERGE_MS),
+		 "primaries down: backup never answered in %d ms", CONVERGE_MS);
 	memset(counts, 0, sizeof(counts));
 	failed = t_fetch_many(&h.be, h.port, 20, counts);
-	expect(failed == 0 && counts[2] == 20,
-	       "primaries down: %d of 20 failed, backup got %u of 20", failed, counts[2]);
+	t_expect(&h, failed == 0 && counts[2] == 20,
+		 "primaries down: %d of 20 failed, backup got %u of 20", failed, counts[2]);
 
-	expect(tb_restart(b[0]) == 0, "cannot restart p1");
-	expect(wait_for_backend(0, CONVERGE_MS), "p1 back: it got no traffic within %d ms",
-	       CONVERGE_MS);
+	t_expect(&h, tb_restart(b[0]) == 0, "cannot restart p1");
+	t_expect(&h, wait_for_backend(0, CONVERGE_MS), "p1 back: it got no traffic within %d ms",
+		 CONVERGE_MS);
 	memset(counts, 0, sizeof(counts));
 	failed = t_fetch_many(&h.be, h.port, 20, counts);
-	expect(failed == 0 && counts[0] == 20, "p1 back: %d of 20 failed, p1 got %u, backup %u",
-	       failed, counts[0], counts[2]);
-	finish();
+	t_expect(&h, failed == 0 && counts[0] == 20,
+		 "p1 back: %d of 20 failed, p1 got %u, backup %u", failed, counts[0], counts[2]);
+	t_harness_finish(&h);
 }
 END_TEST
 
@@ -700,43 +665,39 @@ START_TEST(test_connection_after_an_idle_spell_is_relayed)
 	struct tbackend *b = t_backends_add(&h.be, TB_TAGGED, "i1");
 	struct bspec s = spec_of(b);
 
-	h.listener_opts = "\"timeouts\":{\"connect\":\"300ms\"}";
+	listener_opts = "\"timeouts\":{\"connect\":\"300ms\"}";
 	start_lb("round_robin", NULL, &s, 1);
 	for (int i = 0; i < 3; i++) {
 		usleep(IDLE_SPELL_MS * 1000);
 		int got = t_fetch(&h.be, NULL, h.port);
-		expect(got == 0, "connection %d after %d ms without traffic was not relayed (%s)",
-		       i, IDLE_SPELL_MS, accepted_counts());
+		t_expect(&h, got == 0,
+			 "connection %d after %d ms without traffic was not relayed (%s)", i,
+			 IDLE_SPELL_MS, accepted_counts());
 	}
-	finish();
+	t_harness_finish(&h);
 }
 END_TEST
 
-static Suite *tcp_core_suite(void)
-{
-	Suite *s = suite_create("tcp_core");
-	TCase *tc = tcase_create("core");
-
-	tcase_set_timeout(tc, TEST_TIMEOUT_S);
-	tcase_add_test(tc, test_round_robin_gives_each_backend_an_equal_share);
-	tcase_add_test(tc, test_weighted_round_robin_follows_weights);
-	tcase_add_test(tc, test_least_conn_avoids_backend_holding_connections);
-	tcase_add_test(tc, test_ip_hash_keeps_clients_and_moves_only_those_of_a_lost_backend);
-	tcase_add_test(tc, test_random_two_skips_refused_and_zero_weight_backends);
-	tcase_add_test(tc, test_relays_64_mib_intact_both_ways);
-	tcase_add_test(tc, test_small_messages_to_a_slow_reader_arrive_intact);
-	tcase_add_test(tc, test_backend_that_stops_reading_still_gets_every_byte_in_order);
-	tcase_add_test(tc, test_half_close_still_delivers_the_reply_then_eof);
-	tcase_add_test(tc, test_retry_moves_past_a_refused_backend);
-	tcase_add_test(tc, test_no_usable_backend_closes_the_client_at_once);
-	tcase_add_test(tc, test_backup_serves_only_while_all_primaries_are_down);
-	tcase_add_test(tc, test_connection_after_an_idle_spell_is_relayed);
-	suite_add_tcase(s, tc);
-	return s;
-}
-
 int main(void)
 {
+	const TTest *tests[] = {
+	    test_round_robin_gives_each_backend_an_equal_share,
+	    test_weighted_round_robin_follows_weights,
+	    test_least_conn_avoids_backend_holding_connections,
+	    test_ip_hash_keeps_clients_and_moves_only_those_of_a_lost_backend,
+	    test_random_two_skips_refused_and_zero_weight_backends,
+	    test_relays_64_mib_intact_both_ways,
+	    test_small_messages_to_a_slow_reader_arrive_intact,
+	    test_backend_that_stops_reading_still_gets_every_byte_in_order,
+	    test_half_close_still_delivers_the_reply_then_eof,
+	    test_retry_moves_past_a_refused_backend,
+	    test_no_usable_backend_closes_the_client_at_once,
+	    test_backup_serves_only_while_all_primaries_are_down,
+	    test_connection_after_an_idle_spell_is_relayed,
+	    NULL,
+	};
+
 	signal(SIGPIPE, SIG_IGN);
-	return t_run_suite(tcp_core_suite(), CK_ENV); /* CK_VERBOSITY=verbose lists every test */
+	/* CK_VERBOSITY=verbose lists every test */
+	return t_run_suite(t_suite("tcp_core", TEST_TIMEOUT_S, NULL, NULL, tests), CK_ENV);
 }

@@ -24,40 +24,25 @@
 /* A reply on loopback through lb takes microseconds; this only bounds a broken daemon. */
 #define REPLY_MS 2000
 
-/* One tcp listener "edge-in" on 127.0.0.1:port in front of one round-robin pool "edge".
- * "@DIR@" in a config stands for the temp dir holding it (lb_start expands it). */
-struct edge_opts {
-	int port;
-	const char *engine;   /* NULL = t_engine() */
-	const char *top;      /* extra top-level members, each followed by a comma */
-	const char *listener; /* extra listener members, each preceded by a comma */
-	const char *backends; /* the pool's backend objects */
-};
-
-static void edge_config(char *buf, size_t len, const struct edge_opts *o)
+/* One tcp listener "edge-in" on 127.0.0.1:port (with the members in listener, if not NULL)
+ * in front of one round-robin pool "edge" without health checks, which *pool receives for
+ * the test's backends. "@DIR@" in a config stands for the temp dir holding it. */
+static json_t *edge_config(int port, const char *listener, json_t **pool)
 {
-	snprintf(buf, len,
-		 "{\"engine\":\"%s\",\"workers\":2,%s\"control\":{\"socket\":\"@DIR@/lb.sock\"},"
-		 "\"listeners\":[{\"name\":\"edge-in\",\"protocol\":\"tcp\","
-		 "\"listen\":\"127.0.0.1:%d\",\"pool\":\"edge\"%s}],"
-		 "\"pools\":[{\"name\":\"edge\",\"algorithm\":\"round_robin\","
-		 "\"health\":{\"type\":\"none\"},\"backends\":[%s]}]}",
-		 o->engine ? o->engine : t_engine(), o->top ? o->top : "", o->port,
-		 o->listener ? o->listener : "", o->backends);
+	json_t *cfg = t_cfg_new(2);
+
+	/* lb's default shutdown grace: only the SIGTERM tests set their own. */
+	json_object_del(cfg, "shutdown_grace");
+	t_cfg_set(t_cfg_listener(cfg, "edge-in", "tcp", "127.0.0.1", port, "edge"), "%s",
+		  listener ? listener : "");
+	*pool = t_cfg_pool(cfg, "edge", "round_robin", T_HEALTH_NONE);
+	return cfg;
 }
 
-/* A backend object for the pool, named after the test backend. */
-static void backend_json(char *buf, size_t len, struct tbackend *tb, const char *extra)
+/* A backend of pool named after the test backend tb. Returns it for t_cfg_set. */
+static json_t *edge_backend(json_t *pool, struct tbackend *tb)
 {
-	snprintf(buf, len, "{\"name\":\"%s\",\"address\":\"%s\"%s}", tb_name(tb), tb_address(tb),
-		 extra ? extra : "");
-}
-
-static void start_lb(struct lbproc *lb, const char *json, int port)
-{
-	int rc = lb_start(lb, json, &port, 1);
-
-	t_check_lb(lb, rc == 0, "lb did not start on port %d with config %s", port, json);
+	return t_cfg_backend(pool, tb_name(tb), tb_address(tb));
 }
 
 static void set_linger_zero(int fd)
@@ -82,7 +67,6 @@ START_TEST(test_many_idle_connections_echo_and_leave_no_fds)
 {
 	struct rlimit rl;
 	struct tbackend *be = tb_start("127.0.0.1:0", TB_ECHO, "many");
-	char bj[256], json[2048];
 	struct lbproc lb;
 	int port = t_free_port(), baseline, after, opened = 0, echoed = 0;
 	int *fds = calloc(MANY_CONNS, sizeof(*fds));
@@ -96,9 +80,9 @@ START_TEST(test_many_idle_connections_echo_and_leave_no_fds)
 	ck_assert_msg(rl.rlim_cur >= 2 * MANY_CONNS + 100, "RLIMIT_NOFILE hard limit %llu too low",
 		      (unsigned long long)rl.rlim_max);
 
-	backend_json(bj, sizeof(bj), be, NULL);
-	edge_config(json, sizeof(json), &(struct edge_opts){.port = port, .backends = bj});
-	start_lb(&lb, json, port);
+	json_t *pool, *cfg = edge_config(port, NULL, &pool);
+	edge_backend(pool, be);
+	t_lb_start(&lb, cfg, &port, 1);
 
 	/* Warm up (lazily made state such as spare pipes), then take the baseline. */
 	for (int i = 0; i < 16; i++) {
@@ -147,18 +131,15 @@ END_TEST
 START_TEST(test_listener_max_conns_closes_the_extra_connection)
 {
 	struct tbackend *be = tb_start("127.0.0.1:0", TB_ECHO, "capped");
-	char bj[256], json[2048];
 	struct lbproc lb;
 	int port = t_free_port(), held[3], extra, r;
 	bool reopened = false;
 	uint64_t deadline;
 
 	ck_assert_ptr_nonnull(be);
-	backend_json(bj, sizeof(bj), be, NULL);
-	edge_config(
-	    json, sizeof(json),
-	    &(struct edge_opts){.port = port, .listener = ",\"max_conns\":3", .backends = bj});
-	start_lb(&lb, json, port);
+	json_t *pool, *cfg = edge_config(port, "\"max_conns\":3", &pool);
+	edge_backend(pool, be);
+	t_lb_start(&lb, cfg, &port, 1);
 
 	for (int i = 0; i < 3; i++) {
 		held[i] = t_connect(NULL, port);
@@ -201,17 +182,16 @@ START_TEST(test_backend_max_conns_spreads_then_refuses)
 {
 	struct tbackend *a = tb_start("127.0.0.1:0", TB_TAGGED, "bm-a");
 	struct tbackend *b = tb_start("127.0.0.1:0", TB_TAGGED, "bm-b");
-	char ja[256], jb[256], bj[600], json[2048], tag1[64], tag2[64];
+	char tag1[64], tag2[64];
 	struct lbproc lb;
 	int port = t_free_port(), c1, c2, c3, r;
 
 	ck_assert_ptr_nonnull(a);
 	ck_assert_ptr_nonnull(b);
-	backend_json(ja, sizeof(ja), a, ",\"max_conns\":1");
-	backend_json(jb, sizeof(jb), b, ",\"max_conns\":1");
-	snprintf(bj, sizeof(bj), "%s,%s", ja, jb);
-	edge_config(json, sizeof(json), &(struct edge_opts){.port = port, .backends = bj});
-	start_lb(&lb, json, port);
+	json_t *pool, *cfg = edge_config(port, NULL, &pool);
+	t_cfg_set(edge_backend(pool, a), "\"max_conns\":1");
+	t_cfg_set(edge_backend(pool, b), "\"max_conns\":1");
+	t_lb_start(&lb, cfg, &port, 1);
 
 	c1 = t_connect(NULL, port);
 	t_check_lb(&lb, c1 >= 0 && t_read_line(c1, tag1, sizeof(tag1), REPLY_MS) > 0,
@@ -243,19 +223,15 @@ END_TEST
 START_TEST(test_deny_wins_over_allow_without_backend_connection)
 {
 	struct tbackend *be = tb_start("127.0.0.1:0", TB_ECHO, "acl");
-	char bj[256], json[2048];
 	struct lbproc lb;
 	int port = t_free_port(), fd, r;
 	unsigned before;
 
 	ck_assert_ptr_nonnull(be);
-	backend_json(bj, sizeof(bj), be, NULL);
-	edge_config(json, sizeof(json),
-		    &(struct edge_opts){.port = port,
-					.listener = ",\"allow\":[\"127.0.0.0/8\"],"
-						    "\"deny\":[\"127.0.0.9/32\"]",
-					.backends = bj});
-	start_lb(&lb, json, port);
+	const char *acl = "\"allow\":[\"127.0.0.0/8\"],\"deny\":[\"127.0.0.9/32\"]";
+	json_t *pool, *cfg = edge_config(port, acl, &pool);
+	edge_backend(pool, be);
+	t_lb_start(&lb, cfg, &port, 1);
 
 	before = tb_accepted(be);
 	fd = t_connect("127.0.0.9", port);
@@ -286,7 +262,7 @@ static void check_proxy_header(const char *version)
 	static const uint8_t v2_sig[12] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d,
 					   0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a};
 	struct tbackend *be = tb_start("127.0.0.1:0", TB_RECORD, "rec");
-	char bj[256], json[2048], lst[64];
+	char lst[64];
 	uint8_t want[TB_RECORD_MAX], got[TB_RECORD_MAX];
 	size_t hlen = 0;
 	struct lbproc lb;
@@ -294,11 +270,10 @@ static void check_proxy_header(const char *version)
 	uint64_t deadline;
 
 	ck_assert_ptr_nonnull(be);
-	backend_json(bj, sizeof(bj), be, NULL);
-	snprintf(lst, sizeof(lst), ",\"proxy_protocol\":\"%s\"", version);
-	edge_config(json, sizeof(json),
-		    &(struct edge_opts){.port = port, .listener = lst, .backends = bj});
-	start_lb(&lb, json, port);
+	snprintf(lst, sizeof(lst), "\"proxy_protocol\":\"%s\"", version);
+	json_t *pool, *cfg = edge_config(port, lst, &pool);
+	edge_backend(pool, be);
+	t_lb_start(&lb, cfg, &port, 1);
 
 	/* Our connection is the next one the backend accepts. */
 	unsigned idx = tb_accepted(be);
@@ -368,20 +343,19 @@ END_TEST
 START_TEST(test_connect_timeout_moves_on_to_live_backend)
 {
 	struct tbackend *live = tb_start("127.0.0.1:0", TB_TAGGED, "live");
-	char bj[512], jl[256], json[2048], tag[64];
+	char tag[64];
 	struct lbproc lb;
 	int port = t_free_port(), hport = 0, hole;
 
 	ck_assert_ptr_nonnull(live);
 	hole = tb_blackhole_listener(&hport);
 	ck_assert_int_ge(hole, 0);
-	backend_json(jl, sizeof(jl), live, NULL);
-	snprintf(bj, sizeof(bj), "{\"name\":\"hole\",\"address\":\"127.0.0.1:%d\"},%s", hport, jl);
-	edge_config(json, sizeof(json),
-		    &(struct edge_opts){.port = port,
-					.listener = ",\"timeouts\":{\"connect\":\"300ms\"}",
-					.backends = bj});
-	start_lb(&lb, json, port);
+	json_t *pool, *cfg = edge_config(port, "\"timeouts\":{\"connect\":\"300ms\"}", &pool);
+	char hole_addr[32];
+	snprintf(hole_addr, sizeof(hole_addr), "127.0.0.1:%d", hport);
+	t_cfg_backend(pool, "hole", hole_addr);
+	edge_backend(pool, live);
+	t_lb_start(&lb, cfg, &port, 1);
 
 	for (int i = 0; i < 6; i++) {
 		uint64_t t0 = t_now_ms(), took;
@@ -406,17 +380,14 @@ END_TEST
 START_TEST(test_connect_after_idle_gap_longer_than_connect_timeout)
 {
 	struct tbackend *be = tb_start("127.0.0.1:0", TB_TAGGED, "after-gap");
-	char bj[256], json[2048], tag[64];
+	char tag[64];
 	struct lbproc lb;
 	int port = t_free_port();
 
 	ck_assert_ptr_nonnull(be);
-	backend_json(bj, sizeof(bj), be, NULL);
-	edge_config(json, sizeof(json),
-		    &(struct edge_opts){.port = port,
-					.listener = ",\"timeouts\":{\"connect\":\"200ms\"}",
-					.backends = bj});
-	start_lb(&lb, json, port);
+	json_t *pool, *cfg = edge_config(port, "\"timeouts\":{\"connect\":\"200ms\"}", &pool);
+	edge_backend(pool, be);
+	t_lb_start(&lb, cfg, &port, 1);
 
 	for (int i = 0; i < 4; i++) {
 		usleep(600 * 1000); /* both workers idle for 3x the connect timeout */
@@ -433,18 +404,14 @@ END_TEST
 START_TEST(test_idle_timeout_closes_only_silent_connections)
 {
 	struct tbackend *be = tb_start("127.0.0.1:0", TB_ECHO, "idle");
-	char bj[256], json[2048];
 	struct lbproc lb;
 	int port = t_free_port(), quiet, busy, r;
 	uint64_t t0;
 
 	ck_assert_ptr_nonnull(be);
-	backend_json(bj, sizeof(bj), be, NULL);
-	edge_config(json, sizeof(json),
-		    &(struct edge_opts){.port = port,
-					.listener = ",\"timeouts\":{\"idle\":\"500ms\"}",
-					.backends = bj});
-	start_lb(&lb, json, port);
+	json_t *pool, *cfg = edge_config(port, "\"timeouts\":{\"idle\":\"500ms\"}", &pool);
+	edge_backend(pool, be);
+	t_lb_start(&lb, cfg, &port, 1);
 
 	quiet = t_connect(NULL, port);
 	busy = t_connect(NULL, port);
@@ -532,14 +499,15 @@ static void rst_server_stop(struct rst_server *s)
 START_TEST(test_backend_reset_mid_stream_resets_client)
 {
 	struct rst_server srv;
-	char bj[256], json[2048];
 	struct lbproc lb;
 	int port = t_free_port(), fd, r;
 
 	ck_assert_int_eq(rst_server_start(&srv), 0);
-	snprintf(bj, sizeof(bj), "{\"name\":\"rst\",\"address\":\"127.0.0.1:%d\"}", srv.port);
-	edge_config(json, sizeof(json), &(struct edge_opts){.port = port, .backends = bj});
-	start_lb(&lb, json, port);
+	char addr[32];
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", srv.port);
+	json_t *pool, *cfg = edge_config(port, NULL, &pool);
+	t_cfg_backend(pool, "rst", addr);
+	t_lb_start(&lb, cfg, &port, 1);
 
 	fd = t_connect(NULL, port);
 	t_check_lb(&lb, fd >= 0, "connect failed");
@@ -557,14 +525,13 @@ END_TEST
 START_TEST(test_client_reset_closes_backend_connection)
 {
 	struct tbackend *be = tb_start("127.0.0.1:0", TB_ECHO, "victim");
-	char bj[256], json[2048];
 	struct lbproc lb;
 	int port = t_free_port(), fd;
 
 	ck_assert_ptr_nonnull(be);
-	backend_json(bj, sizeof(bj), be, NULL);
-	edge_config(json, sizeof(json), &(struct edge_opts){.port = port, .backends = bj});
-	start_lb(&lb, json, port);
+	json_t *pool, *cfg = edge_config(port, NULL, &pool);
+	edge_backend(pool, be);
+	t_lb_start(&lb, cfg, &port, 1);
 
 	fd = t_connect(NULL, port);
 	t_check_lb(&lb, fd >= 0 && t_echo_byte(fd, 'r', REPLY_MS), "connection failed");
@@ -627,17 +594,15 @@ static bool new_connections_refused(int port, int timeout_ms)
 START_TEST(test_sigterm_lets_open_connection_finish)
 {
 	struct tbackend *be = tb_start("127.0.0.1:0", TB_ECHO, "grace");
-	char bj[256], json[2048];
 	struct lbproc lb;
 	int port = t_free_port(), fd, st;
 	uint64_t t0, closed_at;
 
 	ck_assert_ptr_nonnull(be);
-	backend_json(bj, sizeof(bj), be, NULL);
-	edge_config(
-	    json, sizeof(json),
-	    &(struct edge_opts){.port = port, .top = "\"shutdown_grace\":\"2s\",", .backends = bj});
-	start_lb(&lb, json, port);
+	json_t *pool, *cfg = edge_config(port, NULL, &pool);
+	t_cfg_set(cfg, "\"shutdown_grace\":\"2s\"");
+	edge_backend(pool, be);
+	t_lb_start(&lb, cfg, &port, 1);
 
 	fd = t_connect(NULL, port);
 	t_check_lb(&lb, fd >= 0 && t_echo_byte(fd, '1', REPLY_MS), "connection failed");
@@ -666,17 +631,15 @@ END_TEST
 START_TEST(test_sigterm_closes_lingering_connection_after_grace)
 {
 	struct tbackend *be = tb_start("127.0.0.1:0", TB_ECHO, "linger");
-	char bj[256], json[2048];
 	struct lbproc lb;
 	int port = t_free_port(), fd, st;
 	uint64_t t0, took;
 
 	ck_assert_ptr_nonnull(be);
-	backend_json(bj, sizeof(bj), be, NULL);
-	edge_config(
-	    json, sizeof(json),
-	    &(struct edge_opts){.port = port, .top = "\"shutdown_grace\":\"2s\",", .backends = bj});
-	start_lb(&lb, json, port);
+	json_t *pool, *cfg = edge_config(port, NULL, &pool);
+	t_cfg_set(cfg, "\"shutdown_grace\":\"2s\"");
+	edge_backend(pool, be);
+	t_lb_start(&lb, cfg, &port, 1);
 
 	fd = t_connect(NULL, port);
 	t_check_lb(&lb, fd >= 0 && t_echo_byte(fd, '1', REPLY_MS), "connection failed");
@@ -703,7 +666,7 @@ START_TEST(test_access_log_names_listener_client_backend_and_bytes)
 {
 	enum { SENT = 12345 };
 	struct tbackend *be = tb_start("127.0.0.1:0", TB_TAGGED, "acc-be");
-	char bj[256], json[2048], tag[64], want_back[16];
+	char tag[64], want_back[16];
 	static char out[SENT], back[SENT];
 	struct lbproc lb;
 	int port = t_free_port(), fd;
@@ -711,13 +674,12 @@ START_TEST(test_access_log_names_listener_client_backend_and_bytes)
 	char *log, *line;
 
 	ck_assert_ptr_nonnull(be);
-	backend_json(bj, sizeof(bj), be, NULL);
 	/* The listener is named "edge-in"; the backend sends "acc-be\n" before echoing, so the
 	 * backend-to-client count differs from the client-to-backend one. */
-	edge_config(
-	    json, sizeof(json),
-	    &(struct edge_opts){.port = port, .top = "\"log\":{\"access\":true},", .backends = bj});
-	start_lb(&lb, json, port);
+	json_t *pool, *cfg = edge_config(port, NULL, &pool);
+	t_cfg_set(cfg, "\"log\":{\"access\":true}");
+	edge_backend(pool, be);
+	t_lb_start(&lb, cfg, &port, 1);
 	snprintf(want_back, sizeof(want_back), "%d", SENT + (int)strlen("acc-be\n"));
 
 	for (int i = 0; i < SENT; i++)
@@ -751,17 +713,19 @@ END_TEST
 START_TEST(test_auto_engine_falls_back_to_epoll)
 {
 	struct tbackend *be = tb_start("127.0.0.1:0", TB_ECHO, "fallback");
-	char bj[256], json[2048];
 	struct lbproc lb;
 	int port = t_free_port(), fd, rc;
 
 	ck_assert_ptr_nonnull(be);
-	backend_json(bj, sizeof(bj), be, NULL);
-	edge_config(json, sizeof(json),
-		    &(struct edge_opts){.port = port, .engine = "auto", .backends = bj});
+	json_t *pool, *cfg = edge_config(port, NULL, &pool);
+	t_cfg_set(cfg, "\"engine\":\"auto\"");
+	edge_backend(pool, be);
+	char *json = t_cfg_text(cfg);
+	json_decref(cfg);
 	setenv("LB_TEST_FAIL_URING", "1", 1);
 	rc = lb_start(&lb, json, &port, 1);
 	unsetenv("LB_TEST_FAIL_URING");
+	free(json);
 	t_check_lb(&lb, rc == 0, "lb with engine auto did not start when io_uring was refused");
 	t_check_lb(&lb, lb_log_wait(&lb, "engine: epoll (io_uring unavailable", 2000),
 		   "lb did not log that it fell back to epoll");
@@ -777,16 +741,14 @@ END_TEST
 
 START_TEST(test_explicit_io_uring_refused_exits_1)
 {
-	char json[2048], path[300];
+	char path[300];
 	char *err = NULL;
 	int port = t_free_port(), st;
 
-	edge_config(
-	    json, sizeof(json),
-	    &(struct edge_opts){.port = port,
-				.engine = "io_uring",
-				.backends = "{\"name\":\"x\",\"address\":\"127.0.0.1:9\"}"});
-	t_write_config(json, path, sizeof(path));
+	json_t *pool, *cfg = edge_config(port, NULL, &pool);
+	t_cfg_set(cfg, "\"engine\":\"io_uring\"");
+	t_cfg_backend(pool, "x", "127.0.0.1:9");
+	t_cfg_write(cfg, path, sizeof(path));
 	char *argv[] = {(char *)t_lb_bin(), "-c", path, NULL};
 
 	setenv("LB_TEST_FAIL_URING", "1", 1);

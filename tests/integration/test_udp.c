@@ -30,16 +30,8 @@
 	"{\"type\":\"udp\",\"send\":\"ping\",\"expect\":\"ping\",\"interval\":\"100ms\","          \
 	"\"timeout\":\"200ms\",\"rise\":1,\"fall\":1}"
 
-static struct {
-	struct lbproc lb;
-	bool lb_started;
-	int port;
-	char sock[300];
-	struct t_backends be;
-	pid_t dns[2];
-} h;
-
-#define expect(cond, ...) t_check_lb(h.lb_started ? &h.lb : NULL, cond, __VA_ARGS__)
+static struct t_harness h;
+static pid_t dns[2]; /* the dnsmasq servers of the DNS test */
 
 /* ---- lb ---- */
 
@@ -48,44 +40,17 @@ static struct {
 static void start_lb(const char *listen_host, const char *algorithm, const char *health,
 		     const char *extra)
 {
-	char *json = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&json, &len);
+	json_t *cfg = t_cfg_new(LB_WORKERS);
 
-	ck_assert_ptr_nonnull(f);
 	h.port = t_free_port();
 	ck_assert_int_gt(h.port, 0);
-	fprintf(f,
-		"{\"engine\":\"%s\",\"workers\":%d,\"shutdown_grace\":\"1s\","
-		"\"log\":{\"level\":\"debug\",\"access\":true},"
-		"\"control\":{\"socket\":\"@DIR@/lb.sock\"},"
-		"\"listeners\":[{\"name\":\"u\",\"protocol\":\"udp\",\"listen\":\"%s:%d\","
-		"\"pool\":\"p\"%s%s}],"
-		"\"pools\":[{\"name\":\"p\",\"algorithm\":\"%s\",\"health\":%s,\"backends\":[",
-		t_engine(), LB_WORKERS, listen_host, h.port, extra ? "," : "", extra ? extra : "",
-		algorithm, health ? health : "{\"type\":\"none\"}");
-	for (size_t i = 0; i < h.be.n; i++)
-		fprintf(f, "%s{\"name\":\"%s\",\"address\":\"%s\"}", i ? "," : "",
-			tb_name(h.be.tb[i]), tb_address(h.be.tb[i]));
-	fprintf(f, "]}]}\n");
-	fclose(f);
+	t_cfg_set(cfg, "\"log\":{\"level\":\"debug\",\"access\":true}");
+	t_cfg_set(t_cfg_listener(cfg, "u", "udp", listen_host, h.port, "p"), "%s",
+		  extra ? extra : "");
+	t_cfg_backends(t_cfg_pool(cfg, "p", algorithm, health ? health : T_HEALTH_NONE), &h.be);
 	/* UDP sockets have no LISTEN state to wait for: lb logs "started" once every worker
 	 * watches its sockets. */
-	int rc = lb_start(&h.lb, json, NULL, 0);
-	h.lb_started = rc == 0;
-	expect(rc == 0 && lb_log_wait(&h.lb, " started: ", 5000), "lb did not start; config: %s",
-	       json);
-	snprintf(h.sock, sizeof(h.sock), "%s/lb.sock", h.lb.dir);
-	free(json);
-}
-
-static void finish(void)
-{
-	if (h.lb_started) {
-		t_stop_lb(&h.lb);
-		h.lb_started = false;
-	}
-	t_backends_free(&h.be);
+	t_harness_start(&h, cfg, " started: ");
 }
 
 /* The value of one exact series ("name{labels}") in lb's metrics, or -1. */
@@ -221,11 +186,10 @@ static int ask(int fd, const char *want, int timeout_ms)
 	return ok ? idx : -1;
 }
 
-static void add_tagged(int n)
+static void add_tagged(size_t n)
 {
 	static const char *const names[] = {"u1", "u2", "u3", "u4"};
-	for (int i = 0; i < n; i++)
-		t_backends_add(&h.be, TB_UDP_TAGGED, names[i]);
+	t_backends_add_n(&h.be, TB_UDP_TAGGED, names, n);
 }
 
 /* ---- tests ---- */
@@ -247,50 +211,50 @@ START_TEST(test_sessions_spread_stick_and_expire_after_idle)
 		for (int c = 0; c < CLIENTS; c++) {
 			char msg[64];
 			snprintf(msg, sizeof(msg), "client %d datagram %d", c, d);
-			expect(send_to(fds[c], "127.0.0.1", h.port, msg, strlen(msg)),
-			       "send failed: %s", strerror(errno));
+			t_expect(&h, send_to(fds[c], "127.0.0.1", h.port, msg, strlen(msg)),
+				 "send failed: %s", strerror(errno));
 		}
 		for (int c = 0; c < CLIENTS; c++) {
 			char msg[64];
 			bool ok;
 			snprintf(msg, sizeof(msg), "client %d datagram %d", c, d);
 			ssize_t n = recv_one(fds[c], buf[c], sizeof(buf[c]), REPLY_MS, NULL, 0);
-			expect(n >= 0, "client %d: no reply to datagram %d", c, d);
+			t_expect(&h, n >= 0, "client %d: no reply to datagram %d", c, d);
 			int idx = tagged_reply(buf[c], n, msg, &ok);
-			expect(idx >= 0 && ok, "client %d: wrong reply to datagram %d: %.*s", c, d,
-			       (int)n, buf[c]);
+			t_expect(&h, idx >= 0 && ok, "client %d: wrong reply to datagram %d: %.*s",
+				 c, d, (int)n, buf[c]);
 			if (owner[c] < 0) {
 				owner[c] = idx;
 				per_backend[idx]++;
 			}
-			expect(owner[c] == idx,
-			       "client %d moved from backend %d to %d at datagram %d", c, owner[c],
-			       idx, d);
+			t_expect(&h, owner[c] == idx,
+				 "client %d moved from backend %d to %d at datagram %d", c,
+				 owner[c], idx, d);
 		}
 	}
 	/* round_robin over 50 sessions: 17/17/16 in some order. */
 	for (int i = 0; i < 3; i++)
-		expect(per_backend[i] >= 16 && per_backend[i] <= 17,
-		       "round robin gave sessions %u/%u/%u", per_backend[0], per_backend[1],
-		       per_backend[2]);
+		t_expect(&h, per_backend[i] >= 16 && per_backend[i] <= 17,
+			 "round robin gave sessions %u/%u/%u", per_backend[0], per_backend[1],
+			 per_backend[2]);
 	for (int i = 0; i < 3; i++)
-		expect(tb_accepted(h.be.tb[i]) == per_backend[i] * DATAGRAMS,
-		       "backend %d saw %u datagrams, expected %u", i, tb_accepted(h.be.tb[i]),
-		       per_backend[i] * DATAGRAMS);
-	expect(metric("lb_udp_sessions_active{listener=\"u\"}") == CLIENTS,
-	       "sessions active is not %d", CLIENTS);
-	expect(metric("lb_listener_connections_total{listener=\"u\"}") == CLIENTS,
-	       "listener counted other than %d sessions", CLIENTS);
+		t_expect(&h, tb_accepted(h.be.tb[i]) == per_backend[i] * DATAGRAMS,
+			 "backend %d saw %u datagrams, expected %u", i, tb_accepted(h.be.tb[i]),
+			 per_backend[i] * DATAGRAMS);
+	t_expect(&h, metric("lb_udp_sessions_active{listener=\"u\"}") == CLIENTS,
+		 "sessions active is not %d", CLIENTS);
+	t_expect(&h, metric("lb_listener_connections_total{listener=\"u\"}") == CLIENTS,
+		 "listener counted other than %d sessions", CLIENTS);
 	/* Idle 1 s: every session ends (and is logged), then a datagram starts a new one. */
-	expect(wait_metric("lb_udp_sessions_active{listener=\"u\"}", 0, 3000),
-	       "sessions did not end after idle");
-	expect(lb_log_wait(&h.lb, "end=\"idle timeout\"", 1000), "no access log line");
-	expect(ask(fds[0], "again", REPLY_MS) >= 0, "no reply after the session expired");
-	expect(metric("lb_listener_connections_total{listener=\"u\"}") == CLIENTS + 1,
-	       "the datagram after idle did not start a new session");
+	t_expect(&h, wait_metric("lb_udp_sessions_active{listener=\"u\"}", 0, 3000),
+		 "sessions did not end after idle");
+	t_expect(&h, lb_log_wait(&h.lb, "end=\"idle timeout\"", 1000), "no access log line");
+	t_expect(&h, ask(fds[0], "again", REPLY_MS) >= 0, "no reply after the session expired");
+	t_expect(&h, metric("lb_listener_connections_total{listener=\"u\"}") == CLIENTS + 1,
+		 "the datagram after idle did not start a new session");
 	for (int c = 0; c < CLIENTS; c++)
 		close(fds[c]);
-	finish();
+	t_harness_finish(&h);
 }
 END_TEST
 
@@ -308,18 +272,19 @@ START_TEST(test_ip_hash_keeps_a_client_ip_on_one_backend_across_sessions)
 			int fd = client(src);
 			int got = ask(fd, "hi", REPLY_MS);
 			close(fd);
-			expect(got >= 0, "%s session %d: no reply", src, k);
+			t_expect(&h, got >= 0, "%s session %d: no reply", src, k);
 			if (first < 0)
 				first = got;
-			expect(got == first, "%s: session %d went to backend %d, the first to %d",
-			       src, k, got, first);
+			t_expect(&h, got == first,
+				 "%s: session %d went to backend %d, the first to %d", src, k, got,
+				 first);
 			used[got] = true;
 		}
 	}
-	expect(metric("lb_listener_connections_total{listener=\"u\"}") == 40,
-	       "40 sessions were not counted");
-	expect(used[0] + used[1] + used[2] >= 2, "8 client IPs all hashed to one backend");
-	finish();
+	t_expect(&h, metric("lb_listener_connections_total{listener=\"u\"}") == 40,
+		 "40 sessions were not counted");
+	t_expect(&h, used[0] + used[1] + used[2] >= 2, "8 client IPs all hashed to one backend");
+	t_harness_finish(&h);
 }
 END_TEST
 
@@ -335,19 +300,20 @@ START_TEST(test_a_burst_from_one_client_arrives_in_order)
 	for (int i = 0; i < 200; i++) {
 		char msg[32];
 		snprintf(msg, sizeof(msg), "burst %d", i);
-		expect(send_to(fd, "127.0.0.1", h.port, msg, strlen(msg)), "send %d failed", i);
+		t_expect(&h, send_to(fd, "127.0.0.1", h.port, msg, strlen(msg)), "send %d failed",
+			 i);
 	}
 	for (int i = 0; i < 200; i++) {
 		char msg[32];
 		bool ok;
 		snprintf(msg, sizeof(msg), "burst %d", i);
 		ssize_t n = recv_one(fd, buf, sizeof(buf), REPLY_MS, NULL, 0);
-		expect(n > 0, "reply %d missing", i);
-		expect(tagged_reply(buf, n, msg, &ok) == 0 && ok, "reply %d out of order: %.*s", i,
-		       (int)n, buf);
+		t_expect(&h, n > 0, "reply %d missing", i);
+		t_expect(&h, tagged_reply(buf, n, msg, &ok) == 0 && ok,
+			 "reply %d out of order: %.*s", i, (int)n, buf);
 	}
 	close(fd);
-	finish();
+	t_harness_finish(&h);
 }
 END_TEST
 
@@ -361,20 +327,20 @@ START_TEST(test_empty_and_largest_datagrams_pass_intact)
 	int fd = client("127.0.0.1");
 	int size = 4 << 20;
 	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
-	expect(send_to(fd, "127.0.0.1", h.port, "", 0), "send of an empty datagram failed");
+	t_expect(&h, send_to(fd, "127.0.0.1", h.port, "", 0), "send of an empty datagram failed");
 	ssize_t n = recv_one(fd, back, sizeof(back), REPLY_MS, from, sizeof(from));
-	expect(n == 0, "empty datagram: got %zd bytes back", n);
+	t_expect(&h, n == 0, "empty datagram: got %zd bytes back", n);
 	for (size_t i = 0; i < sizeof(big); i++)
 		big[i] = (uint8_t)(i * 7 + (i >> 8));
 	for (int round = 0; round < 3; round++) {
-		expect(send_to(fd, "127.0.0.1", h.port, big, sizeof(big)),
-		       "send of 65507 bytes failed: %s", strerror(errno));
+		t_expect(&h, send_to(fd, "127.0.0.1", h.port, big, sizeof(big)),
+			 "send of 65507 bytes failed: %s", strerror(errno));
 		n = recv_one(fd, back, sizeof(back), REPLY_MS, NULL, 0);
-		expect(n == (ssize_t)sizeof(big) && memcmp(back, big, sizeof(big)) == 0,
-		       "65507-byte datagram %d came back as %zd bytes or changed", round, n);
+		t_expect(&h, n == (ssize_t)sizeof(big) && memcmp(back, big, sizeof(big)) == 0,
+			 "65507-byte datagram %d came back as %zd bytes or changed", round, n);
 	}
 	close(fd);
-	finish();
+	t_harness_finish(&h);
 }
 END_TEST
 
@@ -386,16 +352,18 @@ START_TEST(test_denied_client_is_dropped_and_counted)
 	start_lb("127.0.0.1", "round_robin", NULL, "\"deny\":[\"127.0.0.9/32\"]");
 	int bad = client("127.0.0.9"), good = client("127.0.0.1");
 	for (int i = 0; i < 3; i++)
-		expect(send_to(bad, "127.0.0.1", h.port, "x", 1), "send failed");
-	expect(recv_one(bad, buf, sizeof(buf), 300, NULL, 0) < 0, "a denied client got a reply");
-	expect(ask(good, "hello", REPLY_MS) == 0, "an allowed client got no reply");
-	expect(wait_metric("lb_listener_rejected_total{listener=\"u\",reason=\"acl\"}", 3, 2000),
-	       "3 denied datagrams were not counted as acl rejections");
-	expect(tb_accepted(h.be.tb[0]) == 1, "the backend saw %u datagrams, expected 1",
-	       tb_accepted(h.be.tb[0]));
+		t_expect(&h, send_to(bad, "127.0.0.1", h.port, "x", 1), "send failed");
+	t_expect(&h, recv_one(bad, buf, sizeof(buf), 300, NULL, 0) < 0,
+		 "a denied client got a reply");
+	t_expect(&h, ask(good, "hello", REPLY_MS) == 0, "an allowed client got no reply");
+	t_expect(&h,
+		 wait_metric("lb_listener_rejected_total{listener=\"u\",reason=\"acl\"}", 3, 2000),
+		 "3 denied datagrams were not counted as acl rejections");
+	t_expect(&h, tb_accepted(h.be.tb[0]) == 1, "the backend saw %u datagrams, expected 1",
+		 tb_accepted(h.be.tb[0]));
 	close(bad);
 	close(good);
-	finish();
+	t_harness_finish(&h);
 }
 END_TEST
 
@@ -408,17 +376,17 @@ START_TEST(test_max_conns_caps_sessions)
 	start_lb("127.0.0.1", "round_robin", NULL, "\"max_conns\":2");
 	for (int i = 0; i < 3; i++)
 		fds[i] = client("127.0.0.1");
-	expect(ask(fds[0], "a", REPLY_MS) == 0 && ask(fds[1], "b", REPLY_MS) == 0,
-	       "the first two sessions got no reply");
-	expect(send_to(fds[2], "127.0.0.1", h.port, "c", 1), "send failed");
-	expect(recv_one(fds[2], buf, sizeof(buf), 300, NULL, 0) < 0,
-	       "a third session got through max_conns 2");
-	expect(metric("lb_listener_rejected_total{listener=\"u\",reason=\"max_conns\"}") == 1,
-	       "the refused session was not counted");
-	expect(ask(fds[0], "a2", REPLY_MS) == 0, "an admitted session stopped working");
+	t_expect(&h, ask(fds[0], "a", REPLY_MS) == 0 && ask(fds[1], "b", REPLY_MS) == 0,
+		 "the first two sessions got no reply");
+	t_expect(&h, send_to(fds[2], "127.0.0.1", h.port, "c", 1), "send failed");
+	t_expect(&h, recv_one(fds[2], buf, sizeof(buf), 300, NULL, 0) < 0,
+		 "a third session got through max_conns 2");
+	t_expect(&h, metric("lb_listener_rejected_total{listener=\"u\",reason=\"max_conns\"}") == 1,
+		 "the refused session was not counted");
+	t_expect(&h, ask(fds[0], "a2", REPLY_MS) == 0, "an admitted session stopped working");
 	for (int i = 0; i < 3; i++)
 		close(fds[i]);
-	finish();
+	t_harness_finish(&h);
 }
 END_TEST
 
@@ -429,21 +397,22 @@ START_TEST(test_no_usable_backend_drops_and_counts_new_sessions_only)
 	add_tagged(1);
 	start_lb("127.0.0.1", "round_robin", NULL, NULL);
 	int old = client("127.0.0.1"), late = client("127.0.0.1");
-	expect(ask(old, "before", REPLY_MS) == 0, "no reply before the disable");
-	expect(t_lbctl(h.sock, NULL, NULL, "disable", "p/u1", NULL) == 0, "disable failed");
+	t_expect(&h, ask(old, "before", REPLY_MS) == 0, "no reply before the disable");
+	t_expect(&h, t_lbctl(h.sock, NULL, NULL, "disable", "p/u1", NULL) == 0, "disable failed");
 	/* SPEC: a disabled backend takes no new sessions; open ones continue. */
-	expect(ask(old, "after", REPLY_MS) == 0, "the open session stopped at the disable");
-	expect(send_to(late, "127.0.0.1", h.port, "x", 1), "send failed");
-	expect(recv_one(late, buf, sizeof(buf), 300, NULL, 0) < 0,
-	       "a new session reached a disabled backend");
-	expect(wait_metric("lb_listener_rejected_total{listener=\"u\",reason=\"no_backend\"}", 1,
-			   2000),
-	       "the dropped datagram was not counted as no_backend");
-	expect(lb_log_wait(&h.lb, "dropping datagram from 127.0.0.1", 1000),
-	       "the drop was not logged");
+	t_expect(&h, ask(old, "after", REPLY_MS) == 0, "the open session stopped at the disable");
+	t_expect(&h, send_to(late, "127.0.0.1", h.port, "x", 1), "send failed");
+	t_expect(&h, recv_one(late, buf, sizeof(buf), 300, NULL, 0) < 0,
+		 "a new session reached a disabled backend");
+	t_expect(&h,
+		 wait_metric("lb_listener_rejected_total{listener=\"u\",reason=\"no_backend\"}", 1,
+			     2000),
+		 "the dropped datagram was not counted as no_backend");
+	t_expect(&h, lb_log_wait(&h.lb, "dropping datagram from 127.0.0.1", 1000),
+		 "the drop was not logged");
 	close(old);
 	close(late);
-	finish();
+	t_harness_finish(&h);
 }
 END_TEST
 
@@ -453,7 +422,7 @@ static void open_sessions(int *fds, int *owner, int n)
 	for (int c = 0; c < n; c++) {
 		fds[c] = client("127.0.0.1");
 		owner[c] = ask(fds[c], "hello", REPLY_MS);
-		expect(owner[c] >= 0, "client %d got no reply", c);
+		t_expect(&h, owner[c] >= 0, "client %d got no reply", c);
 	}
 }
 
@@ -467,23 +436,23 @@ START_TEST(test_sessions_of_a_dead_backend_move_once_health_marks_it_down)
 	for (int i = 0; i < 2; i++) {
 		snprintf(line[i], sizeof(line[i]), "backend %s (%s) is UP", tb_name(h.be.tb[i]),
 			 tb_address(h.be.tb[i]));
-		expect(lb_log_wait(&h.lb, line[i], CONVERGE_MS), "not logged: %s", line[i]);
+		t_expect(&h, lb_log_wait(&h.lb, line[i], CONVERGE_MS), "not logged: %s", line[i]);
 	}
 	open_sessions(fds, owner, 6);
 	tb_stop(h.be.tb[0]);
 	snprintf(line[0], sizeof(line[0]), "backend u1 (%s) is DOWN", tb_address(h.be.tb[0]));
-	expect(lb_log_wait(&h.lb, line[0], CONVERGE_MS), "u1 was not marked down");
-	expect(t_lbctl(h.sock, &out, NULL, "backends", NULL) == 0 && strstr(out, "down"),
-	       "lbctl does not show u1 down: %s", out ? out : "");
+	t_expect(&h, lb_log_wait(&h.lb, line[0], CONVERGE_MS), "u1 was not marked down");
+	t_expect(&h, t_lbctl(h.sock, &out, NULL, "backends", NULL) == 0 && strstr(out, "down"),
+		 "lbctl does not show u1 down: %s", out ? out : "");
 	free(out);
 	for (int c = 0; c < 6; c++) {
 		int got = ask(fds[c], "after", REPLY_MS);
-		expect(got == 1, "client %d (on backend %d) got %d after u1 went down", c, owner[c],
-		       got);
+		t_expect(&h, got == 1, "client %d (on backend %d) got %d after u1 went down", c,
+			 owner[c], got);
 	}
 	for (int c = 0; c < 6; c++)
 		close(fds[c]);
-	finish();
+	t_harness_finish(&h);
 }
 END_TEST
 
@@ -499,17 +468,18 @@ START_TEST(test_sessions_move_after_port_unreachable_without_health_checks)
 	for (int c = 0; c < 6; c++) {
 		if (owner[c] == 0) {
 			/* This one reaches a closed port; the ICMP answer tells lb. */
-			expect(send_to(fds[c], "127.0.0.1", h.port, "lost", 4), "send failed");
-			expect(recv_one(fds[c], buf, sizeof(buf), 300, NULL, 0) < 0,
-			       "a reply came from a stopped backend");
+			t_expect(&h, send_to(fds[c], "127.0.0.1", h.port, "lost", 4),
+				 "send failed");
+			t_expect(&h, recv_one(fds[c], buf, sizeof(buf), 300, NULL, 0) < 0,
+				 "a reply came from a stopped backend");
 		}
 		int got = ask(fds[c], "next", REPLY_MS);
-		expect(got == 1, "client %d (on backend %d): next datagram answered by %d", c,
-		       owner[c], got);
+		t_expect(&h, got == 1, "client %d (on backend %d): next datagram answered by %d", c,
+			 owner[c], got);
 	}
 	for (int c = 0; c < 6; c++)
 		close(fds[c]);
-	finish();
+	t_harness_finish(&h);
 }
 END_TEST
 
@@ -520,19 +490,19 @@ START_TEST(test_kill_ends_sessions_and_reload_keeps_them)
 	add_tagged(2);
 	start_lb("127.0.0.1", "round_robin", NULL, NULL);
 	open_sessions(fds, owner, 4);
-	expect(t_lbctl(h.sock, NULL, NULL, "reload", NULL) == 0, "reload failed");
+	t_expect(&h, t_lbctl(h.sock, NULL, NULL, "reload", NULL) == 0, "reload failed");
 	for (int c = 0; c < 4; c++)
-		expect(ask(fds[c], "kept", REPLY_MS) == owner[c],
-		       "client %d changed backend across a reload", c);
-	expect(metric("lb_listener_connections_total{listener=\"u\"}") == 4,
-	       "a reload started new sessions");
-	expect(t_lbctl(h.sock, NULL, NULL, "kill", "p/u1", NULL) == 0, "kill failed");
-	expect(wait_metric("lb_udp_sessions_active{listener=\"u\"}", 2, 2000),
-	       "kill did not end u1's two sessions");
-	expect(lb_log_wait(&h.lb, "end=\"killed\"", 1000), "no access log line for the kill");
+		t_expect(&h, ask(fds[c], "kept", REPLY_MS) == owner[c],
+			 "client %d changed backend across a reload", c);
+	t_expect(&h, metric("lb_listener_connections_total{listener=\"u\"}") == 4,
+		 "a reload started new sessions");
+	t_expect(&h, t_lbctl(h.sock, NULL, NULL, "kill", "p/u1", NULL) == 0, "kill failed");
+	t_expect(&h, wait_metric("lb_udp_sessions_active{listener=\"u\"}", 2, 2000),
+		 "kill did not end u1's two sessions");
+	t_expect(&h, lb_log_wait(&h.lb, "end=\"killed\"", 1000), "no access log line for the kill");
 	for (int c = 0; c < 4; c++)
 		close(fds[c]);
-	finish();
+	t_harness_finish(&h);
 }
 END_TEST
 
@@ -546,22 +516,22 @@ START_TEST(test_ipv6_and_wildcard_listener_reply_from_the_address_used)
 	start_lb("0.0.0.0", "round_robin", NULL, NULL);
 	/* A wildcard listener must answer from the address the client sent to. */
 	int fd = client("127.0.0.1");
-	expect(send_to(fd, "127.0.0.5", h.port, "hi", 2), "send failed");
+	t_expect(&h, send_to(fd, "127.0.0.5", h.port, "hi", 2), "send failed");
 	ssize_t n = recv_one(fd, buf, sizeof(buf), REPLY_MS, from, sizeof(from));
-	expect(n > 0 && tagged_reply(buf, n, "hi", &ok) == 0 && ok, "no reply via 127.0.0.5");
-	expect(strcmp(from, "127.0.0.5") == 0, "reply came from %s, not 127.0.0.5", from);
+	t_expect(&h, n > 0 && tagged_reply(buf, n, "hi", &ok) == 0 && ok, "no reply via 127.0.0.5");
+	t_expect(&h, strcmp(from, "127.0.0.5") == 0, "reply came from %s, not 127.0.0.5", from);
 	close(fd);
-	finish();
+	t_harness_finish(&h);
 
 	add_tagged(1);
 	start_lb("[::]", "round_robin", NULL, NULL); /* wildcard: IPV6_PKTINFO replies */
 	fd = client("::1");
-	expect(send_to(fd, "::1", h.port, "v6", 2), "send failed");
+	t_expect(&h, send_to(fd, "::1", h.port, "v6", 2), "send failed");
 	n = recv_one(fd, buf, sizeof(buf), REPLY_MS, from, sizeof(from));
-	expect(n > 0 && tagged_reply(buf, n, "v6", &ok) == 0 && ok, "no reply over IPv6");
-	expect(strcmp(from, "::1") == 0, "reply came from %s", from);
+	t_expect(&h, n > 0 && tagged_reply(buf, n, "v6", &ok) == 0 && ok, "no reply over IPv6");
+	t_expect(&h, strcmp(from, "::1") == 0, "reply came from %s", from);
 	close(fd);
-	finish();
+	t_harness_finish(&h);
 }
 END_TEST
 
@@ -613,11 +583,11 @@ static void dig(int port, char *ans, size_t len)
 static void stop_dns(void)
 {
 	for (int i = 0; i < 2; i++) {
-		if (h.dns[i] > 0) {
-			kill(h.dns[i], SIGTERM);
-			t_wait_exit(h.dns[i], 2000);
+		if (dns[i] > 0) {
+			kill(dns[i], SIGTERM);
+			t_wait_exit(dns[i], 2000);
 		}
-		h.dns[i] = 0;
+		dns[i] = 0;
 	}
 }
 
@@ -629,8 +599,8 @@ START_TEST(test_dns_servers_behind_lb_answer_dig)
 
 	for (int i = 0; i < 2; i++) {
 		dport[i] = t_free_port();
-		h.dns[i] = start_dnsmasq(dport[i], answers[i]);
-		ck_assert_int_gt(h.dns[i], 0);
+		dns[i] = start_dnsmasq(dport[i], answers[i]);
+		ck_assert_int_gt(dns[i], 0);
 	}
 	/* dnsmasq is up once it answers directly. */
 	for (int i = 0; i < 2; i++) {
@@ -665,7 +635,7 @@ START_TEST(test_dns_servers_behind_lb_answer_dig)
 	}
 	if (!started)
 		stop_dns();
-	expect(started, "lb did not start, or did not check both servers up");
+	t_expect(&h, started, "lb did not start, or did not check both servers up");
 	/* Each dig is a new client port, so a new session: round robin alternates servers. */
 	for (int q = 0; q < 6; q++) {
 		dig(h.port, ans, sizeof(ans));
@@ -673,39 +643,34 @@ START_TEST(test_dns_servers_behind_lb_answer_dig)
 			seen[i] += strcmp(ans, answers[i]) == 0;
 		if (strcmp(ans, answers[0]) && strcmp(ans, answers[1])) {
 			stop_dns();
-			expect(false, "query %d through lb: answer '%s'", q, ans);
+			t_expect(&h, false, "query %d through lb: answer '%s'", q, ans);
 		}
 	}
 	stop_dns();
-	expect(seen[0] == 3 && seen[1] == 3, "answers split %d/%d, expected 3/3", seen[0], seen[1]);
-	finish();
+	t_expect(&h, seen[0] == 3 && seen[1] == 3, "answers split %d/%d, expected 3/3", seen[0],
+		 seen[1]);
+	t_harness_finish(&h);
 }
 END_TEST
 
-static Suite *udp_suite(void)
-{
-	Suite *s = suite_create("udp");
-	TCase *tc = tcase_create("udp");
-
-	tcase_set_timeout(tc, TEST_TIMEOUT_S);
-	tcase_add_test(tc, test_sessions_spread_stick_and_expire_after_idle);
-	tcase_add_test(tc, test_ip_hash_keeps_a_client_ip_on_one_backend_across_sessions);
-	tcase_add_test(tc, test_a_burst_from_one_client_arrives_in_order);
-	tcase_add_test(tc, test_empty_and_largest_datagrams_pass_intact);
-	tcase_add_test(tc, test_denied_client_is_dropped_and_counted);
-	tcase_add_test(tc, test_max_conns_caps_sessions);
-	tcase_add_test(tc, test_no_usable_backend_drops_and_counts_new_sessions_only);
-	tcase_add_test(tc, test_sessions_of_a_dead_backend_move_once_health_marks_it_down);
-	tcase_add_test(tc, test_sessions_move_after_port_unreachable_without_health_checks);
-	tcase_add_test(tc, test_kill_ends_sessions_and_reload_keeps_them);
-	tcase_add_test(tc, test_ipv6_and_wildcard_listener_reply_from_the_address_used);
-	tcase_add_test(tc, test_dns_servers_behind_lb_answer_dig);
-	suite_add_tcase(s, tc);
-	return s;
-}
-
 int main(void)
 {
+	const TTest *tests[] = {
+	    test_sessions_spread_stick_and_expire_after_idle,
+	    test_ip_hash_keeps_a_client_ip_on_one_backend_across_sessions,
+	    test_a_burst_from_one_client_arrives_in_order,
+	    test_empty_and_largest_datagrams_pass_intact,
+	    test_denied_client_is_dropped_and_counted,
+	    test_max_conns_caps_sessions,
+	    test_no_usable_backend_drops_and_counts_new_sessions_only,
+	    test_sessions_of_a_dead_backend_move_once_health_marks_it_down,
+	    test_sessions_move_after_port_unreachable_without_health_checks,
+	    test_kill_ends_sessions_and_reload_keeps_them,
+	    test_ipv6_and_wildcard_listener_reply_from_the_address_used,
+	    test_dns_servers_behind_lb_answer_dig,
+	    NULL,
+	};
+
 	signal(SIGPIPE, SIG_IGN);
-	return t_run_suite(udp_suite(), CK_ENV);
+	return t_run_suite(t_suite("udp", TEST_TIMEOUT_S, NULL, NULL, tests), CK_ENV);
 }

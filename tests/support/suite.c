@@ -65,6 +65,21 @@ void t_write_config(const char *json, char *path, size_t len)
 	ck_assert_int_eq(fclose(f), 0);
 }
 
+Suite *t_suite(const char *name, int timeout_s, void (*setup)(void), void (*teardown)(void),
+	       const TTest *const *tests)
+{
+	Suite *s = suite_create(name);
+	TCase *tc = tcase_create(name);
+
+	tcase_set_timeout(tc, timeout_s);
+	if (setup || teardown)
+		tcase_add_checked_fixture(tc, setup, teardown);
+	for (; *tests; tests++)
+		tcase_add_test(tc, *tests);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
 void t_add_test(Suite *s, const char *name, const TTest *t, int timeout_s)
 {
 	TCase *tc = tcase_create(name);

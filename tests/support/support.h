@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <jansson.h>
+
 #include "lb/config.h"
 
 /* ---- test backends (each runs its own thread with its own poll loop) ---- */
@@ -214,10 +216,76 @@ void t_stop_lb(struct lbproc *lb);
  * connection: returns its fd, *idx = the backend's index. Fails the test (with lb's log) if
  * the connect fails, brings no tag, or a tag not in set. */
 int t_hold(struct lbproc *lb, const struct t_backends *set, int port, int *idx);
+/* A suite called name with one test case of that name holding tests (NULL-terminated), each
+ * with a timeout of timeout_s and the checked fixture setup/teardown (either may be NULL). */
+struct Suite *t_suite(const char *name, int timeout_s, void (*setup)(void), void (*teardown)(void),
+		      const struct TTest *const *tests);
 /* Add to s a test case called name with the one test t and a timeout of timeout_s. */
 void t_add_test(struct Suite *s, const char *name, const struct TTest *t, int timeout_s);
 /* Run every test of s (and free it) with Check's print mode (CK_ENV, CK_NORMAL, ...).
  * EXIT_SUCCESS if none failed, else EXIT_FAILURE: main's return value. */
 int t_run_suite(struct Suite *s, int print_mode);
+
+/* ---- the integration harness (harness.c, config_builder.c) ---- */
+
+/* The lb, control socket and test backends of the running test (each Check test runs in its
+ * own process, so a suite keeps one in a static). */
+struct t_harness {
+	struct lbproc lb;
+	bool lb_started;
+	int port;	/* the first listener's port, chosen by the suite */
+	char sock[320]; /* lb's control socket: lb.dir/lb.sock, as t_cfg_new puts it */
+	struct t_backends be;
+};
+
+/* Fail the running test with msg unless cond, with th's lb log if th's lb was started. */
+#define t_expect(th, cond, ...) t_check_lb((th)->lb_started ? &(th)->lb : NULL, cond, __VA_ARGS__)
+
+/* The health object of a pool without health checks. */
+#define T_HEALTH_NONE "{\"type\":\"none\"}"
+
+/* A config with what every suite's lb has: "engine" t_engine(), "workers" (0: left out),
+ * "shutdown_grace" 1s, "control" with its socket in lb's temp dir ("@DIR@/lb.sock"), and
+ * empty "listeners" and "pools". json_decref it, or pass it to a function that takes it. */
+json_t *t_cfg_new(int workers);
+/* Add to obj the members in a printf-formatted JSON object text written without its braces,
+ * replacing those already there: t_cfg_set(l, "\"timeouts\":{\"idle\":\"%dms\"}", ms).
+ * NULL or "" adds nothing. Fails the test if the text is not JSON. */
+void t_cfg_set(json_t *obj, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Append listener {name, protocol (NULL: left out), listen "host:port", pool} to cfg.
+ * Returns it (owned by cfg) for t_cfg_set. */
+json_t *t_cfg_listener(json_t *cfg, const char *name, const char *protocol, const char *host,
+		       int port, const char *pool);
+/* Append pool {name, algorithm, health (JSON text, e.g. T_HEALTH_NONE), backends []} to cfg;
+ * algorithm and health NULL are left out. Returns it (owned by cfg). */
+json_t *t_cfg_pool(json_t *cfg, const char *name, const char *algorithm, const char *health);
+/* Append backend {name (NULL: left out), address} to pool. Returns it (owned by pool). */
+json_t *t_cfg_backend(json_t *pool, const char *name, const char *address);
+/* One backend per test backend of set, named after it. */
+void t_cfg_backends(json_t *pool, const struct t_backends *set);
+/* cfg as compact JSON text, malloc'd (caller frees). */
+char *t_cfg_text(const json_t *cfg);
+/* t_write_config on cfg's text. Takes cfg. */
+void t_cfg_write(json_t *cfg, char *path, size_t len);
+/* Replace lb's config file with cfg ("@DIR@" expanded) atomically, as a deploy would; lb
+ * reads it on its next reload. Takes cfg. */
+void t_rewrite_config(const struct lbproc *lb, json_t *cfg);
+
+/* lb_start on cfg's text; fails the test with lb's log and the config if it does not start.
+ * Takes cfg. */
+void t_lb_start(struct lbproc *lb, json_t *cfg, const int *ports, size_t nports);
+/* Add n backends to set, each named names[its index in set], so repeated calls go on down
+ * the list. */
+void t_backends_add_n(struct t_backends *set, enum tb_mode mode, const char *const *names,
+		      size_t n);
+/* Start th's lb on cfg and wait until it listens on th->port (unless the first listener is
+ * UDP: it has no LISTEN state) and, if log_line is not NULL, until its log shows log_line.
+ * Sets th->sock. Takes cfg. Fails the test (with lb's log) if lb does not get there. */
+void t_harness_start(struct t_harness *th, json_t *cfg, const char *log_line);
+/* Stop th's lb, which must exit 0 on SIGTERM (t_stop_lb), and free its backends. */
+void t_harness_finish(struct t_harness *th);
+/* Run `lbctl -s th->sock ARGS...` (NULL-terminated); fails the test with lbctl's output
+ * unless it exits 0. */
+void t_harness_lbctl_ok(struct t_harness *th, ...) __attribute__((sentinel));
 
 #endif
