@@ -24,6 +24,7 @@
 #include "health/checks.h"
 #include "lb/list.h"
 #include "lb/log.h"
+#include "lb/syserr.h"
 #include "lb/timer.h"
 #include "lb/hash.h"
 
@@ -36,6 +37,8 @@
 #define PROBER_SLOT_MS 10
 /* Events taken per epoll_wait; more simply wait for the next turn. */
 #define PROBER_MAX_EVENTS 64
+/* At most one "check skipped" line (lb out of fds) this often. */
+#define PROBE_SKIP_LOG_MS 1000
 /* A socket joins the epoll set once, when it is opened, for every event a check waits for,
  * edge-triggered: probe_io acts only on the events of the probe's state, and a socket kept
  * from one check to the next never changes its interest. */
@@ -381,6 +384,28 @@ static void delay_handshake_ack(int fd)
 	setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &off, sizeof(off));
 }
 
+/* No socket for this check because lb itself is out of fds or memory: that says nothing
+ * about the backend, so no verdict; try again in the next slot. */
+static void probe_skip(struct probe *p, uint64_t now, int err)
+{
+	static uint64_t last_log, unlogged;
+
+	p->state = PROBE_IDLE;
+	if (now - last_log >= PROBE_SKIP_LOG_MS || !last_log) {
+		log_warn("pool %s: check of %s skipped: %s (lb's own shortage; not counted "
+			 "against the backend; %llu more skipped since the last line)",
+			 p->b->pool->name, p->b->name, strerror(err), (unsigned long long)unlogged);
+		last_log = now;
+		unlogged = 0;
+	} else {
+		unlogged++;
+	}
+	if (probe_wanted(p))
+		probe_plan(p, p->due_ms + 1);
+	else
+		timer_cancel(&p->pr->timers, &p->timer);
+}
+
 static void probe_begin(struct probe *p, uint64_t now)
 {
 	const struct lb_addr *a = &p->b->addr;
@@ -392,6 +417,10 @@ static void probe_begin(struct probe *p, uint64_t now)
 	p->len = 0;
 	p->sent = 0;
 	rc = probe_open(p);
+	if (rc < 0 && syserr_local_shortage(-rc)) {
+		probe_skip(p, now, -rc);
+		return;
+	}
 	if (rc < 0) {
 		probe_fail_errno(p, -rc);
 		return;

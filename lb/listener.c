@@ -29,11 +29,6 @@ const char *listener_reject_name(enum listener_reject r)
 	return r < LISTENER_REJECT_COUNT ? names[r] : "unknown";
 }
 
-bool listener_local_error(int err)
-{
-	return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
-}
-
 void listener_reject(struct listener *l, enum listener_reject why, const struct sockaddr *client,
 		     const char *action, const char *how, uint64_t now)
 {

@@ -35,10 +35,6 @@ int listener_create(const struct cfg_listener *lc, struct pool *p, struct listen
 
 const char *listener_reject_name(enum listener_reject r);
 
-/* err (a positive errno) is lb's own shortage (fds, memory, buffers), not a backend's
- * failure: it must not count against the backend. */
-bool listener_local_error(int err);
-
 /* Count a connection or datagram turned away for why. If how is not NULL, also log
  * "ACTION from CLIENT: HOW" (action: "closing connection", "dropping datagram") at most once
  * a second per thread, with how many went unlogged since; now is the caller's clock (ms). */

@@ -20,6 +20,7 @@
 #include "lb/log.h"
 #include "lb/objpool.h"
 #include "lb/pool.h"
+#include "lb/syserr.h"
 #include "lb/tcp_relay.h"
 #include "lb/tcp_relay_int.h"
 #include "lb/worker.h"
@@ -434,7 +435,7 @@ static void connect_next(struct conn *c)
 		return;
 	}
 	int err = start_connect(c, b);
-	if (err && listener_local_error(-err)) {
+	if (err && syserr_local_shortage(-err)) {
 		/* lb's own shortage: no backend is to blame, and another would fare no better. */
 		c->be = b;
 		backend_detach(c, false);

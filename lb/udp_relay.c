@@ -19,6 +19,7 @@
 #include "lb/log.h"
 #include "lb/objpool.h"
 #include "lb/pool.h"
+#include "lb/syserr.h"
 #include "lb/udp_relay.h"
 #include "lb/worker.h"
 
@@ -232,7 +233,7 @@ static int pick_backend(struct udp_session *s, struct backend *avoid, struct bac
 		 * datagram it drops. */
 		err = *fd;
 		backend_release(b);
-		if (listener_local_error(-err))
+		if (syserr_local_shortage(-err))
 			break;
 	}
 	return err;
@@ -304,8 +305,8 @@ static struct udp_session *session_new(struct worker *w, struct worker_listener 
 		listener_release(l);
 		objpool_put(&u->pool, s);
 		listener_reject(l,
-				listener_local_error(-err) ? LISTENER_REJECT_RESOURCES
-							   : LISTENER_REJECT_NO_BACKEND,
+				syserr_local_shortage(-err) ? LISTENER_REJECT_RESOURCES
+							    : LISTENER_REJECT_NO_BACKEND,
 				sa, "dropping datagram",
 				err == -ENOENT ? "no usable backend" : strerror(-err), w->now);
 		return NULL;
