@@ -20,15 +20,21 @@
 #include "lb/log.h"
 #include "lb/mainloop.h"
 #include "lb/state.h"
+#include "lb/timer.h"
 
 /* Bytes read from one client per wake-up, so that a flood from one is interleaved with
  * the others' requests. */
 #define READ_CHUNK (16 * 1024)
 /* Stop executing a client's queued requests while this much output is unsent. */
 #define OUT_HIGH (256 * 1024)
-/* Open control connections; more are closed at once (lbctl holds one per command). */
+/* Open control connections (lbctl holds one per command). At the cap, a new client closes
+ * the one idle longest, so that idle clients can never lock lbctl out. */
 #define MAX_CLIENTS    1024
 #define LISTEN_BACKLOG 128
+/* A client that neither sends nor takes anything this long is closed. */
+#define CLIENT_IDLE_MS 30000
+/* At most one "closing the client idle longest" line this often. */
+#define EVICT_LOG_MS 1000
 
 struct ctl_client {
 	struct mainloop_handler h;
@@ -40,7 +46,8 @@ struct ctl_client {
 	bool eof;     /* the client shut down its side: answer what is complete, then close */
 	char *out;
 	size_t outlen, outoff, outcap;
-	uint32_t events; /* what epoll watches now */
+	uint32_t events;      /* what epoll watches now */
+	uint64_t last_active; /* timer_now_ms() of its last byte in or out */
 	struct list_head link;
 };
 
@@ -51,8 +58,10 @@ struct ctl {
 	dev_t dev;
 	ino_t ino; /* of the socket file we bound: unlink only that one */
 	struct lb_state *st;
-	struct list_head clients;
+	struct list_head clients; /* newest first */
 	size_t nclients;
+	uint64_t evict_logged; /* timer_now_ms() of the last eviction line */
+	uint64_t evicted;      /* since that line */
 };
 
 /* ---- clients ---- */
@@ -142,6 +151,7 @@ static bool client_read(struct ctl_client *cl)
 	n = recv(cl->fd, cl->in + cl->inlen, room, 0);
 	if (n < 0)
 		return errno == EAGAIN || errno == EINTR;
+	cl->last_active = timer_now_ms();
 	if (n == 0) {
 		cl->eof = true;
 		if (cl->discard)
@@ -178,6 +188,7 @@ static bool client_write(struct ctl_client *cl)
 				 MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n > 0) {
 			cl->outoff += (size_t)n;
+			cl->last_active = timer_now_ms();
 			continue;
 		}
 		if (n < 0 && errno == EINTR)
@@ -220,6 +231,32 @@ gone:
 	client_close(cl);
 }
 
+/* Make room for a new client at the cap: close the one idle longest. */
+static void evict_idlest(struct ctl *c)
+{
+	struct ctl_client *cl, *nx, *idlest = NULL;
+	uint64_t now = timer_now_ms();
+
+	list_for_each_entry_safe(cl, nx, &c->clients, link)
+	{
+		if (!idlest || cl->last_active <= idlest->last_active)
+			idlest = cl;
+	}
+	if (!idlest)
+		return;
+	if (now - c->evict_logged >= EVICT_LOG_MS || !c->evict_logged) {
+		log_warn("control: %d clients open; closing the one idle longest (%llu ms; %llu "
+			 "more closed since the last line)",
+			 MAX_CLIENTS, (unsigned long long)(now - idlest->last_active),
+			 (unsigned long long)c->evicted);
+		c->evict_logged = now;
+		c->evicted = 0;
+	} else {
+		c->evicted++;
+	}
+	client_close(idlest);
+}
+
 static void accept_ready(struct mainloop_handler *h, uint32_t events)
 {
 	struct ctl *c = (struct ctl *)h;
@@ -229,11 +266,12 @@ static void accept_ready(struct mainloop_handler *h, uint32_t events)
 		int fd = mainloop_accept(c->epfd, c->fd, &c->h, &c->st->control_accept);
 		if (fd < 0)
 			return;
-		struct ctl_client *cl = c->nclients < MAX_CLIENTS ? calloc(1, sizeof(*cl)) : NULL;
+		if (c->nclients >= MAX_CLIENTS)
+			evict_idlest(c);
+		struct ctl_client *cl = calloc(1, sizeof(*cl));
 		char *in = cl ? malloc(CTL_LINE_MAX) : NULL;
 		if (!cl || !in) {
-			static const char busy[] =
-			    "{\"ok\":false,\"error\":\"too many control clients\"}\n";
+			static const char busy[] = "{\"ok\":false,\"error\":\"out of memory\"}\n";
 			(void)send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
 			close(fd);
 			free(cl);
@@ -245,6 +283,7 @@ static void accept_ready(struct mainloop_handler *h, uint32_t events)
 		cl->fd = fd;
 		cl->in = in;
 		cl->events = EPOLLIN;
+		cl->last_active = timer_now_ms();
 		if (mainloop_watch(c->epfd, EPOLL_CTL_ADD, fd, EPOLLIN, &cl->h) < 0) {
 			close(fd);
 			free(in);
@@ -382,8 +421,25 @@ fail:
 
 int ctl_tick(struct ctl *c)
 {
-	return c && c->fd >= 0 ? mainloop_accept_tick(c->epfd, c->fd, &c->h, &c->st->control_accept)
-			       : -1;
+	struct ctl_client *cl, *nx;
+	uint64_t now = timer_now_ms(), next = UINT64_MAX;
+
+	if (!c || c->fd < 0)
+		return -1;
+	list_for_each_entry_safe(cl, nx, &c->clients, link)
+	{
+		uint64_t due = cl->last_active + CLIENT_IDLE_MS;
+		if (now >= due) {
+			log_debug("control: closing a client idle for %d ms", CLIENT_IDLE_MS);
+			client_close(cl);
+		} else if (due < next) {
+			next = due;
+		}
+	}
+	int paused = mainloop_accept_tick(c->epfd, c->fd, &c->h, &c->st->control_accept);
+	if (paused >= 0 && now + (uint64_t)paused < next)
+		next = now + (uint64_t)paused;
+	return next == UINT64_MAX ? -1 : (int)(next - now);
 }
 
 void ctl_shutdown(struct ctl *c)

@@ -25,7 +25,8 @@
 
 /* Longest request head we read; a scraper's GET is a few hundred bytes. */
 #define HTTP_REQ_MAX 8192
-/* Concurrent scrapers; more are closed at once (Prometheus scrapes one at a time). */
+/* Concurrent clients; a new one beyond this closes the oldest (Prometheus scrapes one at a
+ * time, so the oldest is the one that lingers). */
 #define HTTP_MAX_CLIENTS 64
 /* A client must finish its request and read the answer within this long. */
 #define HTTP_CLIENT_TIMEOUT_MS 10000
@@ -427,7 +428,10 @@ static void accept_ready(struct mainloop_handler *h, uint32_t events)
 		int fd = mainloop_accept(m->epfd, m->fd, &m->h, m->guard);
 		if (fd < 0)
 			return;
-		struct mclient *c = m->nclients < HTTP_MAX_CLIENTS ? calloc(1, sizeof(*c)) : NULL;
+		/* At the cap the oldest client goes: idle connections never lock scrapes out. */
+		if (m->nclients >= HTTP_MAX_CLIENTS)
+			mclient_close(list_entry(m->clients.prev, struct mclient, link));
+		struct mclient *c = calloc(1, sizeof(*c));
 		if (!c) {
 			close(fd);
 			continue;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -470,6 +471,49 @@ START_TEST(test_bad_input_gets_errors_and_others_keep_working)
 }
 END_TEST
 
+/* Idle clients beyond the caps (1,024 control clients, 64 scrapers) used to lock lbctl out
+ * for ever and scrapes out for 10 s: now a new client closes the one idle longest. */
+START_TEST(test_idle_clients_never_lock_lbctl_or_scrapes_out)
+{
+	enum { IDLE_CTL = 1100, IDLE_HTTP = 70 };
+	static int ctl[IDLE_CTL], web[IDLE_HTTP];
+	struct rlimit rl;
+	int mport = t_free_port(), status = 0;
+
+	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	rl.rlim_cur = rl.rlim_max; /* this test holds over a thousand sockets */
+	ck_assert_msg(setrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > IDLE_CTL + IDLE_HTTP + 64,
+		      "the fd limit (%llu) is too low for this test",
+		      (unsigned long long)rl.rlim_cur);
+	backends(1);
+	h.port = t_free_port();
+	json_t *cfg = t_cfg_new(LB_WORKERS);
+	t_cfg_set(cfg, "\"metrics\":{\"listen\":\"127.0.0.1:%d\"}", mport);
+	t_cfg_listener(cfg, "web", NULL, "127.0.0.1", h.port, "web");
+	t_cfg_backends(t_cfg_pool(cfg, "web", NULL, T_HEALTH_NONE), &h.be);
+	t_harness_start(&h, cfg, "control socket");
+
+	for (int i = 0; i < IDLE_CTL; i++)
+		ctl[i] = ctl_connect();
+	t_harness_lbctl_ok(&h, "status", NULL);
+	t_expect(&h, t_wait_closed(ctl[0], 3000) >= 0,
+		 "the control client idle longest was not closed to make room");
+	for (int i = 0; i < IDLE_HTTP; i++) {
+		web[i] = t_connect(NULL, mport);
+		t_expect(&h, web[i] >= 0, "cannot connect to the metrics listener");
+	}
+	usleep(200 * 1000); /* let lb accept them all */
+	char *text = t_http_get(mport, "/metrics", &status);
+	t_expect(&h, text && status == 200, "a scrape behind %d idle connections got %d", IDLE_HTTP,
+		 status);
+	free(text);
+	for (int i = 0; i < IDLE_CTL; i++)
+		close(ctl[i]);
+	for (int i = 0; i < IDLE_HTTP; i++)
+		close(web[i]);
+}
+END_TEST
+
 int main(void)
 {
 	const TTest *tests[] = {
@@ -483,6 +527,7 @@ int main(void)
 	    test_lbctl_exit_codes_and_messages,
 	    test_stale_socket_is_replaced_and_a_live_one_refused,
 	    test_bad_input_gets_errors_and_others_keep_working,
+	    test_idle_clients_never_lock_lbctl_or_scrapes_out,
 	    NULL,
 	};
 
