@@ -494,9 +494,11 @@ void tcp_relay_accept(struct worker *w, struct listener *l, int fd,
 
 void tcp_relay_close_all(struct worker *w)
 {
+	/* Cut, not finished: a reset on both sides, so that neither peer mistakes what it got
+	 * so far for the whole stream. */
 	while (!list_empty(&w->tcp->conns))
-		tcp_conn_finish(list_first_entry(&w->tcp->conns, struct conn, link), "shutdown",
-				false, false);
+		tcp_conn_finish(list_first_entry(&w->tcp->conns, struct conn, link),
+				"shutdown grace over", true, true);
 }
 
 void tcp_relay_kill_scan(struct worker *w)

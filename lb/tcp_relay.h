@@ -13,7 +13,8 @@ struct listener;
 /* Take ownership of an accepted client socket fd. */
 void tcp_relay_accept(struct worker *w, struct listener *l, int fd,
 		      const struct sockaddr_storage *client, socklen_t len);
-/* Close every connection of w at once (end of the shutdown grace period). */
+/* Reset every connection of w at once, both sides (end of the shutdown grace period, or a
+ * failed engine). */
 void tcp_relay_close_all(struct worker *w);
 /* Close (reset both sides) every connection of w whose backend was killed since it started
  * (struct backend kill_gen). Runs when the worker is woken, never per byte. */
