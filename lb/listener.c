@@ -61,6 +61,35 @@ int listener_create(const struct cfg_listener *lc, struct pool *p, struct listen
 	return 0;
 }
 
+/* A quarter of the fds stays outside the UDP budget, and never fewer than this. */
+#define SESSION_RESERVE_MIN 64
+
+long session_budget_size(struct session_budget *b, long nofile)
+{
+	long reserve = nofile / 4 > SESSION_RESERVE_MIN ? nofile / 4 : SESSION_RESERVE_MIN;
+
+	atomic_init(&b->open, 0);
+	b->max = nofile > reserve ? nofile - reserve : 0;
+	return reserve;
+}
+
+bool session_budget_take(struct session_budget *b)
+{
+	long n = atomic_load_explicit(&b->open, memory_order_relaxed);
+
+	do {
+		if (n >= b->max)
+			return false;
+	} while (!atomic_compare_exchange_weak_explicit(&b->open, &n, n + 1, memory_order_relaxed,
+							memory_order_relaxed));
+	return true;
+}
+
+void session_budget_release(struct session_budget *b)
+{
+	atomic_fetch_sub_explicit(&b->open, 1, memory_order_relaxed);
+}
+
 bool listener_take(struct listener *l)
 {
 	int max = l->cfg->max_conns;

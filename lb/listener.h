@@ -35,6 +35,20 @@ int listener_create(const struct cfg_listener *lc, struct pool *p, struct listen
 
 const char *listener_reject_name(enum listener_reject r);
 
+/* The file descriptors UDP sessions may hold in all (one each): the fd limit less a reserve,
+ * so that a UDP flood from many source ports cannot take the fds TCP connections, the
+ * control socket and the metrics listener need. Shared by every worker. */
+struct session_budget {
+	_Atomic long open;
+	long max; /* set before the workers start */
+};
+
+/* Size b for an fd limit of nofile. Returns the reserve kept outside it. */
+long session_budget_size(struct session_budget *b, long nofile);
+/* One more session under the budget (atomically). False = it is spent. */
+bool session_budget_take(struct session_budget *b);
+void session_budget_release(struct session_budget *b);
+
 /* Count a connection or datagram turned away for why. If how is not NULL, also log
  * "ACTION from CLIENT: HOW" (action: "closing connection", "dropping datagram") at most once
  * a second per thread, with how many went unlogged since; now is the caller's clock (ms). */

@@ -53,14 +53,21 @@ static void usage(FILE *out)
 		     "Signals: SIGTERM/SIGINT graceful stop, SIGHUP reload.\n");
 }
 
-static void raise_nofile(void)
+/* Raise the soft fd limit to the hard one. Returns the soft limit in force. */
+static long raise_nofile(void)
 {
 	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return 1024;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rlim_t want = rl.rlim_max;
+		rl.rlim_cur = want;
 		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
 			log_warn("cannot raise the open-file limit: %s", strerror(errno));
+		getrlimit(RLIMIT_NOFILE, &rl);
 	}
+	return rl.rlim_cur > (rlim_t)LONG_MAX ? LONG_MAX : (long)rl.rlim_cur;
 }
 
 static const struct engine_ops *choose_engine(enum cfg_engine want)
@@ -445,12 +452,20 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN); /* splice to a closed socket must fail, not kill us */
 	int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 	int epfd = epoll_create1(EPOLL_CLOEXEC);
-	raise_nofile();
+	long nofile = raise_nofile();
 
 	int rc = EXIT_RUNTIME;
 	st->version = LB_VERSION;
 	st->config_path = path;
 	st->started_ms = timer_now_ms();
+	long reserve = session_budget_size(&st->udp_sessions, nofile);
+	for (size_t i = 0; i < st->cfg->nlisteners; i++)
+		if (st->cfg->listeners[i].protocol == CFG_PROTO_UDP) {
+			log_info("fd limit %ld: UDP sessions may hold %ld of them; %ld stay for "
+				 "TCP, control and metrics",
+				 nofile, st->udp_sessions.max, reserve);
+			break;
+		}
 	graveyard_init(&st->graveyard, NULL);
 	st->engine = choose_engine(st->cfg->engine);
 	if (sfd < 0 || epfd < 0 || !st->engine)

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lb/listener.h"
 #include "lb/mainloop.h"
 #include "lb/qsbr.h"
 #include "lb/ready.h"
@@ -40,6 +41,7 @@ struct lb_state {
 	struct qsbr qsbr;      /* worker i is reader i */
 	struct prober *prober; /* checks exactly the backends of pools[]; NULL when stopped */
 
+	struct session_budget udp_sessions; /* sized from the fd limit at start-up */
 	struct readiness ready;
 	/* The main loop's listening sockets: each is paused, not spun on, when lb is out of
 	 * fds; written by control.c and metrics.c respectively, counted in the metrics. */

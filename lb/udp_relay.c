@@ -167,6 +167,7 @@ static void session_close(struct udp_session *s, const char *how)
 				    s->bytes_up, s->bytes_down, w->now - s->start, how);
 	backend_release(s->be);
 	listener_release(s->wl->l);
+	session_budget_release(w->udp_budget);
 	table_remove(u, s);
 	list_del(&s->link);
 	objpool_put(&u->pool, s);
@@ -289,8 +290,15 @@ static struct udp_session *session_new(struct worker *w, struct worker_listener 
 
 	if (!listener_admit(l, sa, w->now))
 		return NULL;
+	if (!session_budget_take(w->udp_budget)) {
+		listener_release(l);
+		listener_reject(l, LISTENER_REJECT_RESOURCES, sa, "dropping datagram",
+				"all UDP sessions lb may open are in use (fd limit)", w->now);
+		return NULL;
+	}
 	struct udp_session *s = objpool_get(&u->pool);
 	if (!s) {
+		session_budget_release(w->udp_budget);
 		listener_release(l);
 		return NULL;
 	}
@@ -302,6 +310,7 @@ static struct udp_session *session_new(struct worker *w, struct worker_listener 
 	memcpy(&s->client, sa, mh->msg_namelen);
 	int err = pick_backend(s, NULL, &s->be, &s->fd, &s->watch);
 	if (err < 0) {
+		session_budget_release(w->udp_budget);
 		listener_release(l);
 		objpool_put(&u->pool, s);
 		listener_reject(l,

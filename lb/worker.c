@@ -205,6 +205,7 @@ struct worker *worker_create(int id, const struct lb_state *st, const struct eng
 		w->eng_params.max_fds = ENGINE_MAX_FDS;
 	w->qsbr = (struct qsbr *)&st->qsbr;
 	w->log_access = st->cfg->log_access;
+	w->udp_budget = (struct session_budget *)&st->udp_sessions;
 	w->wake_fd = -1;
 	w->nls = st->nlisteners;
 	w->ls = calloc(w->nls ? w->nls : 1, sizeof(*w->ls));

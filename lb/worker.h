@@ -42,6 +42,7 @@ struct worker {
 	struct engine_params eng_params; /* for ops->create, on the worker's thread */
 	struct qsbr *qsbr;		 /* the state's: this worker is reader id */
 	bool log_access;		 /* the config's log.access (a restart applies a change) */
+	struct session_budget *udp_budget; /* the state's: fds all UDP sessions may hold */
 	struct timer_heap timers;
 	uint64_t now; /* ms, refreshed once per loop turn */
 	struct pipe_pool pipes;
