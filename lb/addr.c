@@ -398,7 +398,11 @@ bool cidr_match(const struct cidr *c, const struct sockaddr *sa)
 		return false;
 	if (n.family == AF_INET6)
 		return prefix_equal(c->addr, n.b, c->prefix);
-	/* A v4 client against a v6 network: compare in its v4-mapped form (::ffff:a.b.c.d). */
+	/* A v4 client against a v6 network: only a network written inside ::ffff:0:0/96 can
+	 * hold it (compared in its v4-mapped form ::ffff:a.b.c.d). A wider one such as ::/0 or
+	 * ::/64 means IPv6 clients: it would otherwise take in every IPv4 client as well. */
+	if (c->prefix < 96 || memcmp(c->addr, v4_mapped_prefix, 12) != 0)
+		return false;
 	memcpy(mapped, v4_mapped_prefix, 12);
 	memcpy(mapped + 12, n.b, 4);
 	return prefix_equal(c->addr, mapped, c->prefix);

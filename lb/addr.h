@@ -41,7 +41,8 @@ char *addr_format(const struct sockaddr *sa, char *buf, size_t len);
 /* Parse "10.0.0.0/8", "::1/128" or a bare address (full-length prefix). 0 or -EINVAL. */
 int cidr_parse(const char *s, struct cidr *out);
 
-/* True if sa (v4, v6 or v4-mapped v6) lies inside c. */
+/* True if sa (v4, v6 or v4-mapped v6) lies inside c. An IPv4 client lies only inside v4
+ * networks and v6 networks within ::ffff:0:0/96 (so ::/0 means every IPv6 client only). */
 bool cidr_match(const struct cidr *c, const struct sockaddr *sa);
 
 /* True if sa is admitted: not in any deny entry, and allow is empty or sa is in one. */

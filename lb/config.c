@@ -449,25 +449,61 @@ static void parse_backend(struct cfg_ctx *c, const json_t *obj, const char *path
 	parse_hash_key(c, obj, path, b);
 }
 
+static const struct cfg_pool *sort_pool; /* qsort has no context argument */
+
+static int by_name_then_index(const void *a, const void *b)
+{
+	size_t i = *(const size_t *)a, j = *(const size_t *)b;
+	int d = strcmp(sort_pool->backends[i].name, sort_pool->backends[j].name);
+
+	return d ? d : (i > j) - (i < j);
+}
+
+static int by_index(const void *a, const void *b)
+{
+	size_t i = *(const size_t *)a, j = *(const size_t *)b;
+
+	return (i > j) - (i < j);
+}
+
+/* Names must be unique within a pool. Sorted, so that 200,000 backends take a moment, not
+ * minutes; each repeat is reported against the first backend of that name. */
 static void check_backend_names(struct cfg_ctx *c, const struct cfg_pool *p, const char *path)
 {
 	char bpath[CFG_PATH_MAX], npath[CFG_PATH_MAX];
+	size_t *idx = calloc(p->nbackends ? p->nbackends : 1, sizeof(*idx)), n = 0;
+	size_t *dup = calloc(p->nbackends ? p->nbackends : 1, 2 * sizeof(*dup)), ndup = 0;
 
-	for (size_t i = 0; i < p->nbackends; i++) {
-		for (size_t j = 0; j < i && p->backends[i].name; j++) {
-			if (!p->backends[j].name ||
-			    strcmp(p->backends[i].name, p->backends[j].name))
-				continue;
-			cfg_path_index(bpath, path, i);
-			cfg_path_key(npath, bpath, "name");
-			cfg_err_at(
-			    c, npath,
-			    "duplicate backend name \"%s\" (also backends[%zu]); backend names "
-			    "must be unique within a pool",
-			    p->backends[i].name, j);
-			break;
-		}
+	if (!idx || !dup) {
+		cfg_err_at(c, path, "out of memory");
+		free(idx);
+		free(dup);
+		return;
 	}
+	for (size_t i = 0; i < p->nbackends; i++)
+		if (p->backends[i].name)
+			idx[n++] = i;
+	sort_pool = p;
+	qsort(idx, n, sizeof(*idx), by_name_then_index);
+	for (size_t k = 1, first = idx[0]; k < n; k++) {
+		if (strcmp(p->backends[idx[k]].name, p->backends[first].name) != 0) {
+			first = idx[k];
+			continue;
+		}
+		dup[2 * ndup] = idx[k];
+		dup[2 * ndup++ + 1] = first;
+	}
+	qsort(dup, ndup, 2 * sizeof(*dup), by_index); /* in file order */
+	for (size_t k = 0; k < ndup; k++) {
+		cfg_path_index(bpath, path, dup[2 * k]);
+		cfg_path_key(npath, bpath, "name");
+		cfg_err_at(c, npath,
+			   "duplicate backend name \"%s\" (also backends[%zu]); backend names "
+			   "must be unique within a pool",
+			   p->backends[dup[2 * k]].name, dup[2 * k + 1]);
+	}
+	free(idx);
+	free(dup);
 }
 
 static void parse_backends(struct cfg_ctx *c, const json_t *obj, const char *ppath,

@@ -28,6 +28,8 @@ enum cfg_log_format { CFG_LOG_TEXT, CFG_LOG_JSON };
 #define CFG_MAX_WEIGHT		      1000
 /* Longest backend hash_key: a name-sized string is plenty for a key. */
 #define CFG_HASH_KEY_MAX 255
+/* Longest listener, pool or backend name, in bytes (lbctl and the control socket agree). */
+#define CFG_NAME_MAX 255
 
 struct cfg_health {
 	char *type; /* "none" (default), "tcp", "send_expect", "http", "udp", ... */

@@ -322,6 +322,11 @@ static bool cfg_check_name(struct cfg_ctx *c, const char *path, const json_t *v,
 		cfg_err_got(c, path, v, "a non-empty name");
 		return false;
 	}
+	if (strlen(s) > CFG_NAME_MAX) {
+		cfg_err_at(c, path, "expected a name of at most %d bytes, got %zu bytes",
+			   CFG_NAME_MAX, strlen(s));
+		return false;
+	}
 	return true;
 }
 

@@ -330,6 +330,29 @@ START_TEST(test_v4_client_matches_v4_mapped_v6_cidr)
 }
 END_TEST
 
+/* ::/0 and ::/64 cover ::ffff:0:0/96 on paper, but they are written for IPv6 clients: an
+ * IPv4 client (plain or v4-mapped) matches only a v6 network inside ::ffff:0:0/96. */
+START_TEST(test_wide_v6_cidrs_do_not_match_v4_clients)
+{
+	static const char *const wide[] = {"::/0", "::/64", "::/95", "::ffff:0:0/95"};
+	struct sockaddr_storage a4 = ss_v4("10.1.2.3", 1), m4 = ss_v6("::ffff:10.1.2.3", 1);
+	struct sockaddr_storage a6 = ss_v6("::1", 1);
+	struct cidr c;
+
+	for (size_t i = 0; i < sizeof(wide) / sizeof(wide[0]); i++) {
+		ck_assert_int_eq(cidr_parse(wide[i], &c), 0);
+		ck_assert_msg(!cidr_match(&c, SA(a4)), "%s matched an IPv4 client", wide[i]);
+		ck_assert_msg(!cidr_match(&c, SA(m4)), "%s matched a v4-mapped client", wide[i]);
+	}
+	ck_assert_int_eq(cidr_parse("::/0", &c), 0);
+	ck_assert(cidr_match(&c, SA(a6)));
+	ck_assert_int_eq(cidr_parse("::ffff:0:0/96", &c), 0);
+	ck_assert(cidr_match(&c, SA(a4)));
+	ck_assert(cidr_match(&c, SA(m4)));
+	ck_assert(!cidr_admit(NULL, 0, &c, 1, SA(a4)));
+}
+END_TEST
+
 START_TEST(test_empty_allow_admits_everyone)
 {
 	struct sockaddr_storage a = ss_v4("203.0.113.9", 1);
@@ -570,6 +593,7 @@ static Suite *addr_suite(void)
 	tcase_add_test(cidr, test_v4_mapped_client_matches_v4_cidr);
 	tcase_add_test(cidr, test_families_do_not_cross_match);
 	tcase_add_test(cidr, test_v4_client_matches_v4_mapped_v6_cidr);
+	tcase_add_test(cidr, test_wide_v6_cidrs_do_not_match_v4_clients);
 	tcase_add_test(cidr, test_empty_allow_admits_everyone);
 	tcase_add_test(cidr, test_deny_wins_over_allow);
 	tcase_add_test(cidr, test_nonempty_allow_rejects_everyone_else);

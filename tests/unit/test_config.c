@@ -671,6 +671,68 @@ START_TEST(test_duplicates_are_rejected)
 }
 END_TEST
 
+/* Every repeat of a name is reported against the first backend of that name, in file order;
+ * and a pool of 100,000 backends is checked in well under a second (it used to be compared
+ * pairwise: 200,000 backends took 82 s, which would run past this test's timeout). */
+START_TEST(test_duplicate_backend_names_are_found_among_many)
+{
+	enum { N = 100000 };
+	size_t cap = (size_t)N * 64 + 256, len = 0;
+	char *json = malloc(cap);
+	struct cfg_errors errs = {0};
+	struct config *cfg = NULL;
+
+	ck_assert_ptr_nonnull(json);
+	len += (size_t)snprintf(json + len, cap - len,
+				"{\"listeners\":[{\"listen\":\"127.0.0.1:1\",\"pool\":\"p\"}],"
+				"\"pools\":[{\"name\":\"p\",\"backends\":[");
+	for (int i = 0; i < N; i++) {
+		/* 70000 and 90000 repeat b5; 80000 takes b99999 first, so 99999 repeats it */
+		int name = i == 70000 || i == 90000 ? 5 : i == 80000 ? N - 1 : i;
+		len += (size_t)snprintf(json + len, cap - len,
+					"%s{\"name\":\"b%d\",\"address\":\"10.%d.%d.%d:80\"}",
+					i ? "," : "", name, i >> 16, (i >> 8) & 255, i & 255);
+	}
+	snprintf(json + len, cap - len, "]}]}");
+	ck_assert_int_lt(config_load_string(json, "big", &cfg, &errs), 0);
+	ck_assert_uint_eq(errs.n, 3);
+	ck_assert_str_eq(errs.msg[0], "big: pools[0].backends[70000].name: duplicate backend name "
+				      "\"b5\" (also backends[5]); backend names must be unique "
+				      "within a pool");
+	ck_assert_msg(strstr(errs.msg[1], "backends[90000].name: duplicate backend name \"b5\" "
+					  "(also backends[5])"),
+		      "%s", errs.msg[1]);
+	ck_assert_msg(strstr(errs.msg[2], "backends[99999].name: duplicate backend name "
+					  "\"b99999\" (also backends[80000])"),
+		      "%s", errs.msg[2]);
+	cfg_errors_free(&errs);
+	free(json);
+}
+END_TEST
+
+/* Names are at most CFG_NAME_MAX bytes everywhere, as lbctl and the control socket require. */
+START_TEST(test_names_longer_than_255_bytes_are_refused)
+{
+	char name[CFG_NAME_MAX + 2], json[1024];
+
+	memset(name, 'n', sizeof(name) - 1);
+	name[sizeof(name) - 1] = '\0';
+	snprintf(json, sizeof(json),
+		 "{\"listeners\":[{\"listen\":\"127.0.0.1:1\",\"pool\":\"p\"}],"
+		 "\"pools\":[{\"name\":\"p\",\"backends\":[{\"name\":\"%s\","
+		 "\"address\":\"127.0.0.1:2\"}]}]}",
+		 name);
+	load_fails_with(json, "pools[0].backends[0].name: expected a name of at most 255 bytes, "
+			      "got 256 bytes");
+	name[CFG_NAME_MAX] = '\0'; /* exactly 255: fine */
+	snprintf(json, sizeof(json),
+		 "{\"listeners\":[{\"listen\":\"127.0.0.1:1\",\"pool\":\"p\"}],"
+		 "\"pools\":[{\"name\":\"%s\",\"backends\":[{\"address\":\"127.0.0.1:2\"}]}]}",
+		 name);
+	load_fails_with(json, "listeners[0].pool"); /* the pool is not "p" now */
+}
+END_TEST
+
 /* ---- sample configs on disk ---- */
 
 /* Calls fn for every .json file in dir, sorted; returns the number of files. */
@@ -821,6 +883,8 @@ static Suite *config_suite(void)
 	tcase_add_test(bad, test_fifo_is_refused_without_blocking);
 	tcase_add_test(bad, test_null_errs_is_allowed);
 	tcase_add_test(bad, test_duplicates_are_rejected);
+	tcase_add_test(bad, test_duplicate_backend_names_are_found_among_many);
+	tcase_add_test(bad, test_names_longer_than_255_bytes_are_refused);
 	suite_add_tcase(s, bad);
 
 	tcase_add_test(files, test_every_good_config_loads);
