@@ -489,6 +489,20 @@ int addr_proxy_header(int version, const struct sockaddr *src, const struct sock
 	return -EINVAL;
 }
 
+bool addr_ip_key(const struct sockaddr *sa, uint8_t key[16])
+{
+	struct ip_norm n;
+
+	ip_normalize(sa, &n);
+	if (n.family == AF_INET) {
+		memcpy(key, v4_mapped_prefix, 12);
+		memcpy(key + 12, n.b, 4);
+	} else if (n.family == AF_INET6) {
+		memcpy(key, n.b, 16);
+	}
+	return n.family != AF_UNSPEC;
+}
+
 uint32_t addr_hash_ip(const struct sockaddr *sa)
 {
 	struct ip_norm n;

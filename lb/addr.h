@@ -56,5 +56,8 @@ int addr_proxy_header(int version, const struct sockaddr *src, const struct sock
 
 /* 32-bit hash of the client's IP address (port excluded); v4-mapped v6 hashes as v4. */
 uint32_t addr_hash_ip(const struct sockaddr *sa);
+/* The client IP of sa as 16 bytes (IPv4 and v4-mapped IPv6 as ::ffff:a.b.c.d), so that one
+ * host has one key whichever socket family it came through. False if sa is neither. */
+bool addr_ip_key(const struct sockaddr *sa, uint8_t key[16]);
 
 #endif

@@ -41,9 +41,18 @@ static const char *const top_keys[] = {
 static const char *const control_keys[] = {"socket", "mode", NULL};
 static const char *const metrics_keys[] = {"listen", NULL};
 static const char *const log_keys[] = {"level", "format", "access", NULL};
-static const char *const listener_keys[] = {"name",	 "protocol", "listen", "pool",
-					    "max_conns", "allow",    "deny",   "proxy_protocol",
-					    "timeouts",	 "freebind", NULL};
+static const char *const listener_keys[] = {"name",
+					    "protocol",
+					    "listen",
+					    "pool",
+					    "max_conns",
+					    "allow",
+					    "deny",
+					    "proxy_protocol",
+					    "timeouts",
+					    "freebind",
+					    "max_conns_per_client",
+					    NULL};
 static const char *const timeout_keys[] = {"connect", "idle", NULL};
 static const char *const pool_keys[] = {"name", "algorithm", "retries", "health", "backends", NULL};
 static const char *const health_keys[] = {"type", "interval", "timeout", "rise",	  "fall",
@@ -262,6 +271,7 @@ static void parse_listener(struct cfg_ctx *c, const json_t *obj, const char *pat
 		break;
 	}
 	cfg_get_int(c, obj, path, "max_conns", 0, INT_MAX, &l->max_conns);
+	cfg_get_int(c, obj, path, "max_conns_per_client", 0, INT_MAX, &l->max_conns_per_client);
 	parse_cidrs(c, obj, path, "allow", &l->allow, &l->nallow);
 	parse_cidrs(c, obj, path, "deny", &l->deny, &l->ndeny);
 	if (cfg_get_enum(c, obj, path, "proxy_protocol", proxy_names, &proxy) == CFG_OK)

@@ -70,6 +70,7 @@ struct cfg_listener {
 	char *pool;	   /* pool name */
 	size_t pool_index; /* index into config.pools */
 	int max_conns;
+	int max_conns_per_client; /* per client IP; 0 = none */
 	struct cidr *allow, *deny;
 	size_t nallow, ndeny;
 	enum cfg_proxy proxy_protocol;

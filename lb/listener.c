@@ -25,6 +25,7 @@ const char *listener_reject_name(enum listener_reject r)
 	    [LISTENER_REJECT_MAX_CONNS] = "max_conns",
 	    [LISTENER_REJECT_NO_BACKEND] = "no_backend",
 	    [LISTENER_REJECT_RESOURCES] = "resources",
+	    [LISTENER_REJECT_PER_CLIENT] = "max_conns_per_client",
 	};
 	return r < LISTENER_REJECT_COUNT ? names[r] : "unknown";
 }
@@ -57,8 +58,17 @@ int listener_create(const struct cfg_listener *lc, struct pool *p, struct listen
 		return -ENOMEM;
 	atomic_init(&l->cfg, lc);
 	atomic_init(&l->pool, p);
+	client_count_init(&l->per_client);
 	*out = l;
 	return 0;
+}
+
+void listener_destroy(struct listener *l)
+{
+	if (!l)
+		return;
+	client_count_destroy(&l->per_client);
+	free(l);
 }
 
 /* A quarter of the fds stays outside the UDP budget, and never fewer than this. */
@@ -114,7 +124,8 @@ void listener_release(struct listener *l)
 	atomic_fetch_sub_explicit(&l->active, 1, memory_order_relaxed);
 }
 
-bool listener_admit(struct listener *l, const struct sockaddr *client, uint64_t now)
+bool listener_admit(struct listener *l, const struct sockaddr *client, uint64_t now,
+		    bool *per_client)
 {
 	const struct cfg_listener *lc = l->cfg;
 
@@ -127,7 +138,21 @@ bool listener_admit(struct listener *l, const struct sockaddr *client, uint64_t 
 		listener_reject(l, LISTENER_REJECT_MAX_CONNS, client, NULL, NULL, now);
 		return false;
 	}
+	/* Counted only while a limit is set: a reload that sets one counts from then on. */
+	*per_client = lc->max_conns_per_client > 0;
+	if (*per_client && !client_count_take(&l->per_client, client, lc->max_conns_per_client)) {
+		listener_release(l);
+		listener_reject(l, LISTENER_REJECT_PER_CLIENT, client, NULL, NULL, now);
+		return false;
+	}
 	return true;
+}
+
+void listener_leave(struct listener *l, const struct sockaddr *client, bool per_client)
+{
+	if (per_client)
+		client_count_release(&l->per_client, client);
+	listener_release(l);
 }
 
 struct backend *listener_pick_backend(struct listener *l, const struct sockaddr *client,

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "lb/client_count.h"
 #include "lb/config.h"
 #include "lb/pool.h"
 
@@ -15,6 +16,7 @@ enum listener_reject {
 	LISTENER_REJECT_MAX_CONNS,  /* listener max_conns reached */
 	LISTENER_REJECT_NO_BACKEND, /* nothing usable, or every try failed */
 	LISTENER_REJECT_RESOURCES,  /* lb itself ran out of fds or memory: no backend's fault */
+	LISTENER_REJECT_PER_CLIENT, /* the client IP is at max_conns_per_client */
 	LISTENER_REJECT_COUNT
 };
 
@@ -27,11 +29,14 @@ struct listener {
 	_Atomic uint64_t accepted;
 	_Atomic uint64_t rejected[LISTENER_REJECT_COUNT];
 	_Atomic uint64_t accept_errors; /* accept failed for want of fds or memory */
+	struct client_count per_client; /* for max_conns_per_client */
 };
 
 /* A listener object for lc, feeding pool p (counters at zero; no socket: each worker binds
  * its own with listener_socket). 0 and the listener in *out (free() it), or -ENOMEM. */
 int listener_create(const struct cfg_listener *lc, struct pool *p, struct listener **out);
+/* Free a listener no connection counts on any more. NULL: no-op. */
+void listener_destroy(struct listener *l);
 
 const char *listener_reject_name(enum listener_reject r);
 
@@ -60,9 +65,12 @@ bool listener_take(struct listener *l);
 void listener_release(struct listener *l);
 
 /* A new connection or session from client, for TCP and UDP alike: count it, then check l's
- * allow/deny lists and take a place under max_conns. True = admitted (give the place back
- * with listener_release); false = turned away, counted but not logged. */
-bool listener_admit(struct listener *l, const struct sockaddr *client, uint64_t now);
+ * allow/deny lists and take a place under max_conns and max_conns_per_client. True =
+ * admitted: give it back with listener_leave(l, client, *per_client) when it ends; false =
+ * turned away, counted but not logged. */
+bool listener_admit(struct listener *l, const struct sockaddr *client, uint64_t now,
+		    bool *per_client);
+void listener_leave(struct listener *l, const struct sockaddr *client, bool per_client);
 
 /* Most backends one connection or session tries: the first pick plus up to 15 retries (a
  * pool's retries beyond are capped), a backend ruled out beforehand included. */

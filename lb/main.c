@@ -248,7 +248,7 @@ static void free_state(struct lb_state *st)
 	for (size_t i = 0; i < st->npools; i++)
 		pool_destroy(st->pools[i]);
 	for (size_t i = 0; i < st->nlisteners; i++)
-		free(st->listeners[i]);
+		listener_destroy(st->listeners[i]);
 	free(st->pools);
 	free(st->listeners);
 	config_free(st->cfg);

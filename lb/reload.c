@@ -98,7 +98,7 @@ static void plan_abort(struct plan *pl, const struct lb_state *st)
 			pool_destroy(pl->pools[i]);
 	for (size_t i = 0; pl->ls && i < nl; i++)
 		if (!pl->ls_keep[i])
-			free(pl->ls[i]);
+			listener_destroy(pl->ls[i]);
 	for (size_t i = 0; pl->fds && i < (size_t)st->nworkers * nl; i++)
 		if (pl->fds[i] >= 0)
 			close(pl->fds[i]);
@@ -318,8 +318,8 @@ static void commit_pools(struct lb_state *st, struct plan *pl, json_t *changes)
 static bool listener_differs(const struct cfg_listener *a, const struct cfg_listener *b)
 {
 	return strcmp(a->pool, b->pool) != 0 || a->max_conns != b->max_conns ||
-	       a->nallow != b->nallow || a->ndeny != b->ndeny ||
-	       a->proxy_protocol != b->proxy_protocol ||
+	       a->max_conns_per_client != b->max_conns_per_client || a->nallow != b->nallow ||
+	       a->ndeny != b->ndeny || a->proxy_protocol != b->proxy_protocol ||
 	       a->connect_timeout_ms != b->connect_timeout_ms ||
 	       a->idle_timeout_ms != b->idle_timeout_ms;
 }

@@ -46,7 +46,7 @@ static bool listener_busy(const void *obj, const struct graveyard *g)
 
 static void listener_free(void *obj)
 {
-	free(obj);
+	listener_destroy(obj);
 }
 
 static const struct retire_ops listener_ops = {

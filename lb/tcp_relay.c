@@ -97,7 +97,7 @@ void tcp_conn_finish(struct conn *c, const char *how, bool reset_client, bool re
 	half_release_pipe(w, &c->down);
 	tcp_uring_release(w, &c->up);
 	tcp_uring_release(w, &c->down);
-	listener_release(c->l);
+	listener_leave(c->l, (struct sockaddr *)&c->client, c->per_client);
 	if (w->log_access)
 		listener_access_log(c->l, (struct sockaddr *)&c->client, c->be, c->up.bytes,
 				    c->down.bytes, w->now - c->start, how);
@@ -458,16 +458,19 @@ static struct conn *conn_alloc(struct worker *w)
 void tcp_relay_accept(struct worker *w, struct listener *l, int fd,
 		      const struct sockaddr_storage *client, socklen_t len)
 {
-	if (!listener_admit(l, (const struct sockaddr *)client, w->now)) {
+	bool per_client = false;
+
+	if (!listener_admit(l, (const struct sockaddr *)client, w->now, &per_client)) {
 		close(fd);
 		return;
 	}
 	struct conn *c = conn_alloc(w);
 	if (!c) {
-		listener_release(l);
+		listener_leave(l, (const struct sockaddr *)client, per_client);
 		close(fd);
 		return;
 	}
+	c->per_client = per_client;
 	c->w = w;
 	c->l = l;
 	c->cfd = fd;

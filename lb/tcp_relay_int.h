@@ -47,6 +47,7 @@ struct conn {
 	uint8_t state;
 	uint8_t ntried;
 	bool rx_mode;	    /* the engine reads both sockets (engine_recv) once connected */
+	bool per_client;    /* counted under the listener's max_conns_per_client */
 	uint32_t kill_gen;  /* c->be->kill_gen when the connect started */
 	struct half up;	    /* client -> backend */
 	struct half down;   /* backend -> client */

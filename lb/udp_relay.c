@@ -44,6 +44,7 @@ struct udp_session {
 	uint64_t hash;
 	uint32_t kill_gen;
 	bool refused;	  /* the backend answered "port unreachable": move on the next datagram */
+	bool per_client;  /* counted under the listener's max_conns_per_client */
 	int local_family; /* AF_INET/AF_INET6: reply from local (wildcard listener); 0: no need */
 	union {
 		struct in_pktinfo v4;
@@ -166,7 +167,7 @@ static void session_close(struct udp_session *s, const char *how)
 		listener_access_log(s->wl->l, (const struct sockaddr *)&s->client, s->be,
 				    s->bytes_up, s->bytes_down, w->now - s->start, how);
 	backend_release(s->be);
-	listener_release(s->wl->l);
+	listener_leave(s->wl->l, (const struct sockaddr *)&s->client, s->per_client);
 	session_budget_release(w->udp_budget);
 	table_remove(u, s);
 	list_del(&s->link);
@@ -288,10 +289,12 @@ static struct udp_session *session_new(struct worker *w, struct worker_listener 
 	const struct cfg_listener *lc = l->cfg;
 	const struct sockaddr *sa = mh->msg_name;
 
-	if (!listener_admit(l, sa, w->now))
+	bool per_client = false;
+
+	if (!listener_admit(l, sa, w->now, &per_client))
 		return NULL;
 	if (!session_budget_take(w->udp_budget)) {
-		listener_release(l);
+		listener_leave(l, sa, per_client);
 		listener_reject(l, LISTENER_REJECT_RESOURCES, sa, "dropping datagram",
 				"all UDP sessions lb may open are in use (fd limit)", w->now);
 		return NULL;
@@ -299,10 +302,11 @@ static struct udp_session *session_new(struct worker *w, struct worker_listener 
 	struct udp_session *s = objpool_get(&u->pool);
 	if (!s) {
 		session_budget_release(w->udp_budget);
-		listener_release(l);
+		listener_leave(l, sa, per_client);
 		return NULL;
 	}
 	memset(s, 0, sizeof(*s));
+	s->per_client = per_client;
 	s->w = w;
 	s->wl = wl;
 	s->hash = h;
@@ -311,7 +315,7 @@ static struct udp_session *session_new(struct worker *w, struct worker_listener 
 	int err = pick_backend(s, NULL, &s->be, &s->fd, &s->watch);
 	if (err < 0) {
 		session_budget_release(w->udp_budget);
-		listener_release(l);
+		listener_leave(l, sa, per_client);
 		objpool_put(&u->pool, s);
 		listener_reject(l,
 				syserr_local_shortage(-err) ? LISTENER_REJECT_RESOURCES

@@ -178,6 +178,64 @@ START_TEST(test_listener_max_conns_closes_the_extra_connection)
 }
 END_TEST
 
+/* max_conns_per_client: one host gets 2 connections, another host is not affected, and a
+ * freed place is taken again. */
+START_TEST(test_max_conns_per_client_caps_one_host_only)
+{
+	struct tbackend *be = tb_start("127.0.0.1:0", TB_ECHO, "per-client");
+	struct lbproc lb;
+	int port = t_free_port(), held[2], other, extra;
+	char sock[320], *out = NULL;
+
+	ck_assert_ptr_nonnull(be);
+	json_t *pool, *cfg = edge_config(port, "\"max_conns_per_client\":2", &pool);
+	edge_backend(pool, be);
+	t_lb_start(&lb, cfg, &port, 1);
+	snprintf(sock, sizeof(sock), "%s/lb.sock", lb.dir);
+
+	for (int i = 0; i < 2; i++) {
+		held[i] = t_connect("127.0.0.1", port);
+		t_check_lb(&lb, held[i] >= 0 && t_echo_byte(held[i], 'h', REPLY_MS),
+			   "connection %d of 127.0.0.1 failed", i + 1);
+	}
+	extra = t_connect("127.0.0.1", port);
+	t_check_lb(&lb, extra < 0 || t_wait_closed(extra, 1000) != -1,
+		   "a 3rd connection of 127.0.0.1 over max_conns_per_client 2 was not closed");
+	if (extra >= 0)
+		close(extra);
+	other = t_connect("127.0.0.2", port);
+	t_check_lb(&lb, other >= 0 && t_echo_byte(other, 'o', REPLY_MS),
+		   "127.0.0.2 was refused for 127.0.0.1's connections");
+	close(held[0]);
+	bool again = false;
+	for (uint64_t end = t_now_ms() + 2000; !again && t_now_ms() < end;) {
+		int fd = t_connect("127.0.0.1", port);
+		again = fd >= 0 && t_echo_byte(fd, 'n', REPLY_MS);
+		if (again)
+			held[0] = fd;
+		else {
+			if (fd >= 0)
+				close(fd);
+			usleep(50000);
+		}
+	}
+	t_check_lb(&lb, again, "127.0.0.1 was not admitted again after one of its 2 closed");
+	t_check_lb(&lb,
+		   t_lbctl(sock, &out, NULL, "metrics", NULL) == 0 && out &&
+		       strstr(out, "lb_listener_rejected_total{listener=\"edge-in\",reason=\"max_"
+				   "conns_per_client\"} "),
+		   "no max_conns_per_client rejection in the metrics:\n%s", out ? out : "");
+	t_check_lb(&lb, !strstr(out, "reason=\"max_conns_per_client\"} 0\n"),
+		   "the refused connection was not counted:\n%s", out);
+	free(out);
+	close(held[0]);
+	close(held[1]);
+	close(other);
+	t_stop_lb(&lb);
+	tb_free(be);
+}
+END_TEST
+
 START_TEST(test_backend_max_conns_spreads_then_refuses)
 {
 	struct tbackend *a = tb_start("127.0.0.1:0", TB_TAGGED, "bm-a");
@@ -773,6 +831,7 @@ int main(void)
 
 	t_add_test(s, "many_idle", test_many_idle_connections_echo_and_leave_no_fds, 60);
 	t_add_test(s, "listener_cap", test_listener_max_conns_closes_the_extra_connection, 20);
+	t_add_test(s, "per_client_cap", test_max_conns_per_client_caps_one_host_only, 20);
 	t_add_test(s, "backend_cap", test_backend_max_conns_spreads_then_refuses, 20);
 	t_add_test(s, "acl", test_deny_wins_over_allow_without_backend_connection, 20);
 	t_add_test(s, "proxy_v1", test_proxy_protocol_v1_header_precedes_payload, 20);
