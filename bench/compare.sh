@@ -6,7 +6,8 @@
 # Usage: bash bench/compare.sh [--quick] [--rounds N] [--systems "direct lb-uring ..."]
 #        [--workloads "idle tcp1 tcp4 ka close udp200 udp500 dns"] (default: all)
 # Env:   LB_BIN (default build/lb), LB_BENCH_ENGINE (engine of the plain "lb" system,
-#        default auto), BENCH_IDLE_CONNS, BENCH_BUDGET (seconds, default 560),
+#        default auto), LB_BASE_BIN (the lb of the systems lbbase-uring/lbbase-epoll: an
+#        older build to A/B against), BENCH_IDLE_CONNS, BENCH_BUDGET (seconds, default 560),
 #        BENCH_OUT (where BENCHMARKS.md and bench.png go; default docs/, or the raw
 #        directory with --quick), BENCH_KEEP_TMP=1 (keep the temp dir).
 set -euo pipefail
@@ -243,17 +244,18 @@ assign_ports() {
 
 lb_engine() {
 	case "$1" in
-	lb-uring) echo io_uring ;;
-	lb-epoll) echo epoll ;;
+	lb-uring | lbbase-uring) echo io_uring ;;
+	lb-epoll | lbbase-epoll) echo epoll ;;
 	*) echo "$LB_BENCH_ENGINE" ;;
 	esac
 }
 
 start_lb() {
-	local s=$1 d="$TMP/$1" engine udp pid err
+	local s=$1 d="$TMP/$1" engine udp pid err LB_BIN=$LB_BIN
 	engine=$(lb_engine "$s")
+	case "$s" in lbbase-*) LB_BIN=${LB_BASE_BIN:-} ;; esac
 	if [ ! -x "$LB_BIN" ]; then
-		add_note "$s" "lb binary not found at $LB_BIN (build it first)"
+		add_note "$s" "lb binary not found at '$LB_BIN' (build it first; lbbase-*: set LB_BASE_BIN)"
 		return 1
 	fi
 	mkdir -p "$d"
@@ -330,7 +332,7 @@ start_system() { # marks UP[s]=1 when it runs and relays an HTTP request
 	UP[$s]=0
 	[ "$s" = direct ] && { UP[$s]=1; return 0; }
 	case "$s" in
-	lb | lb-*) start_lb "$s" && ok=1 ;;
+	lb | lb-* | lbbase-*) start_lb "$s" && ok=1 ;;
 	haproxy) start_haproxy "$s" && ok=1 ;;
 	nginx) start_nginx "$s" && ok=1 ;;
 	*) log "unknown system $s"; exit 2 ;;
@@ -416,7 +418,7 @@ run_udp() { # run_udp SYS RATE_MBIT
 		note_fail "$s" "iperf3 -u" "$(head -1 "$TMP/iperf.err")"
 		restart_iperf_server
 		# lb's UDP may not exist yet: do not spend the remaining UDP rows of this round on it.
-		case "$s" in lb | lb-*) SYS_UDP[$s]=0 ;; esac
+		case "$s" in lb | lb-* | lbbase-*) SYS_UDP[$s]=0 ;; esac
 	fi
 	: "$pkts"
 }
