@@ -28,8 +28,10 @@ enum cfg_log_format { CFG_LOG_TEXT, CFG_LOG_JSON };
 #define CFG_MAX_WEIGHT		      1000
 /* Longest backend hash_key: a name-sized string is plenty for a key. */
 #define CFG_HASH_KEY_MAX 255
-/* Longest listener, pool or backend name, in bytes (lbctl and the control socket agree). */
+/* Longest listener, pool or backend name, in bytes (config, lbctl and the control socket). */
 #define CFG_NAME_MAX 255
+/* Largest max_conns `add` accepts at run time (control API); the config file allows INT_MAX. */
+#define CFG_ADD_MAX_CONNS 1000000000
 
 struct cfg_health {
 	char *type; /* "none" (default), "tcp", "send_expect", "http", "udp", ... */
