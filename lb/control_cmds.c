@@ -22,6 +22,7 @@
 #include "lb/qsbr.h"
 #include "lb/ready.h"
 #include "lb/reload.h"
+#include "lb/resolve.h"
 #include "lb/state.h"
 #include "lb/timer.h"
 #include "lb/engine.h"
@@ -369,7 +370,7 @@ static json_t *cmd_add(struct req *r)
 	p = find_pool(r, pname);
 	if (!p)
 		return NULL;
-	if (addr_parse_resolve(cb.address, &cb.addr, &why) < 0)
+	if (resolve_address(cb.address, &cb.addr, RESOLVE_TIMEOUT_MS, &why) < 0)
 		return fail(r, "bad address \"%s\": %s", cb.address, why);
 	int err = pool_add_backend(p, &cb, &r->st->qsbr, &b);
 	if (err == -EEXIST)
