@@ -117,6 +117,8 @@ int offload_start(struct offload *o, struct offload_job *j)
 	pthread_t t;
 	int rc;
 
+	if (!o)
+		return -EAGAIN; /* no main loop to complete on (a test or fuzzer's bare state) */
 	j->o = o;
 	pthread_mutex_lock(&o->mu);
 	o->refs++;

@@ -24,7 +24,8 @@ struct offload_job {
 
 /* Serve completions on epfd (the main loop). 0 and *out, or -errno. */
 int offload_open(int epfd, struct offload **out);
-/* Run j on a new thread. 0, or -errno with j untouched (no callback will run). */
+/* Run j on a new thread. 0, or -errno with j untouched (no callback will run); -EAGAIN
+ * when o is NULL. */
 int offload_start(struct offload *o, struct offload_job *j);
 /* Stop: jobs finished but not yet done are dropped now, jobs still running drop themselves
  * when their work returns (nobody waits for them). Call it after ctl_shutdown, once nothing
