@@ -1,6 +1,7 @@
 /* Addresses: parsing of "host:port" / "[v6]:port", CIDR matching, PROXY protocol headers and
  * the client-IP hash. Pure functions: config loading uses the parsers, the data path uses
- * cidr_admit, addr_proxy_header and addr_hash_ip (none of which allocate). */
+ * cidr_admit, addr_proxy_header and addr_hash_ip (none of which allocate). The one
+ * exception, addr_lookup (getaddrinfo), runs only on resolve.c's threads. */
 #include "lb/addr.h"
 
 #include <errno.h>
@@ -11,9 +12,6 @@
 #include <string.h>
 
 #include "lb/hash.h"
-
-/* Longest host part we accept: a DNS name is at most 253 characters (RFC 1035). */
-#define ADDR_HOST_MAX 256
 
 /* PROXY protocol v2 (haproxy proxy-protocol.txt section 2.2). */
 static const uint8_t proxy_v2_sig[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
@@ -218,8 +216,7 @@ static bool valid_hostname(const char *h)
 	return true;
 }
 
-/* Resolves host with getaddrinfo and keeps the first IPv4 result, else the first IPv6. */
-static int resolve_host(const char *host, uint16_t port, struct lb_addr *out, const char **why)
+int addr_lookup(const char *host, uint16_t port, struct lb_addr *out, const char **why)
 {
 	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
 	struct addrinfo *res, *ai, *pick = NULL;
@@ -251,36 +248,33 @@ static int resolve_host(const char *host, uint16_t port, struct lb_addr *out, co
 	return 0;
 }
 
-int addr_parse_resolve(const char *s, struct lb_addr *out, const char **why)
+int addr_parse_host(const char *s, struct lb_addr *out, char *host, uint16_t *port,
+		    const char **why)
 {
-	char host[ADDR_HOST_MAX];
 	const char *port_s, *dummy;
 	bool bracketed;
 	struct lb_addr tmp;
-	uint16_t port;
 	int rc;
 
 	if (!why)
 		why = &dummy;
-	rc = split_host_port(s, host, sizeof(host), &port_s, &bracketed, why);
+	rc = split_host_port(s, host, ADDR_HOST_MAX, &port_s, &bracketed, why);
 	if (rc < 0)
 		return rc;
 	rc = parse_split_numeric(host, bracketed, port_s, &tmp, why);
 	if (rc == -EINVAL)
 		return rc;
-	if (rc == -ENOENT) {
-		if (!valid_hostname(host)) {
-			*why = "not an IP address or host name";
-			return -EINVAL;
-		}
-		if (parse_port(port_s, &port) < 0) /* checked above; keeps port defined */
-			return -EINVAL;
-		rc = resolve_host(host, port, &tmp, why);
-		if (rc < 0)
-			return rc;
+	if (rc == 0) {
+		*out = tmp;
+		return 0;
 	}
-	*out = tmp;
-	return 0;
+	if (!valid_hostname(host)) {
+		*why = "not an IP address or host name";
+		return -EINVAL;
+	}
+	if (parse_port(port_s, port) < 0) /* checked above; keeps port defined */
+		return -EINVAL;
+	return 1;
 }
 
 bool addr_equal(const struct lb_addr *a, const struct lb_addr *b)

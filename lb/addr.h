@@ -1,5 +1,6 @@
 /* Addresses: "host:port" / "[v6]:port" parsing, CIDR matching and PROXY protocol headers.
- * Pure functions with no state; used by config loading and the data path. */
+ * Pure functions with no state; used by config loading and the data path. Host names are
+ * looked up by lb/resolve.h, with a time bound, through addr_lookup. */
 #ifndef LB_ADDR_H
 #define LB_ADDR_H
 
@@ -28,9 +29,20 @@ struct cidr {
  * Returns 0, or -EINVAL with a short reason in *why (static string). */
 int addr_parse_numeric(const char *s, struct lb_addr *out, const char **why);
 
-/* Like addr_parse_numeric, but the host may also be a name resolved now (getaddrinfo,
- * first result, IPv4 preferred). Returns 0 or -EINVAL/-ENOENT with *why set. */
-int addr_parse_resolve(const char *s, struct lb_addr *out, const char **why);
+/* Longest host part we accept: a DNS name is at most 253 characters (RFC 1035). */
+#define ADDR_HOST_MAX 256
+
+/* Like addr_parse_numeric, but the host may also be a name, which is not looked up here
+ * (lb/resolve.h does, with a time bound). 0 with *out set for a numeric address; 1 for a
+ * well-formed name, copied into host (ADDR_HOST_MAX bytes), with its port in *port and *out
+ * untouched; -EINVAL with *why set. */
+int addr_parse_host(const char *s, struct lb_addr *out, char *host, uint16_t *port,
+		    const char **why);
+
+/* Look host up with getaddrinfo and keep the first IPv4 result, else the first IPv6, with
+ * port. Blocks for as long as the system resolver takes: only lb/resolve.c calls it, on
+ * threads of its own. 0, or -ENOENT with *why set (static text). */
+int addr_lookup(const char *host, uint16_t port, struct lb_addr *out, const char **why);
 
 /* Same address and port: the same bytes in the same length, as parsing produces them. */
 bool addr_equal(const struct lb_addr *a, const struct lb_addr *b);

@@ -20,6 +20,7 @@
 #include "health/check_types.h"
 #include "lb/config_json.h"
 #include "lb/log.h"
+#include "lb/resolve.h"
 
 /* Upper bounds from the brief: enough for any real deployment, small enough to catch typos. */
 #define CFG_MAX_WORKERS	  256
@@ -414,10 +415,12 @@ static void parse_backend_address(struct cfg_ctx *c, const json_t *obj, const ch
 	if (rc != CFG_OK)
 		return;
 	cfg_path_key(p, path, "address");
-	rc = addr_parse_resolve(s, &b->addr, &why);
+	char host[ADDR_HOST_MAX];
+	uint16_t port;
+	/* A host name is looked up after parsing, with the others (resolve_backends). */
+	rc = addr_parse_host(s, &b->addr, host, &port, &why);
 	if (rc < 0) {
-		cfg_err_got_why(c, p, json_object_get(obj, "address"),
-				rc == -ENOENT ? "a resolvable host name" : ADDR_EXPECTED, why);
+		cfg_err_got_why(c, p, json_object_get(obj, "address"), ADDR_EXPECTED, why);
 		return;
 	}
 	b->address = cfg_strdup(c, s);
@@ -736,6 +739,56 @@ static void parse_root(struct cfg_ctx *c, const json_t *root, struct config *cfg
 	cross_check(c, cfg);
 }
 
+/* The backends whose address holds a host name: parsed, not yet looked up. */
+static bool backend_unresolved(const struct cfg_backend *b)
+{
+	return b->address && b->addr.len == 0;
+}
+
+/* Look up every backend host name at once, RESOLVE_TIMEOUT_MS for them all, so that a
+ * resolver that never answers costs a load seconds, not 10 s or more per name. */
+static void resolve_backends(struct cfg_ctx *c, struct config *cfg)
+{
+	size_t n = 0, k = 0;
+
+	for (size_t i = 0; i < cfg->npools; i++)
+		for (size_t j = 0; j < cfg->pools[i].nbackends; j++)
+			n += backend_unresolved(&cfg->pools[i].backends[j]);
+	if (!n)
+		return;
+	struct resolve_name *names = cfg_calloc(c, n, sizeof(*names));
+	if (!names)
+		return;
+	for (size_t i = 0; i < cfg->npools; i++)
+		for (size_t j = 0; j < cfg->pools[i].nbackends; j++)
+			if (backend_unresolved(&cfg->pools[i].backends[j]))
+				names[k++].address = cfg->pools[i].backends[j].address;
+	resolve_names(names, n, RESOLVE_TIMEOUT_MS);
+	k = 0;
+	for (size_t i = 0; i < cfg->npools; i++) {
+		for (size_t j = 0; j < cfg->pools[i].nbackends; j++) {
+			struct cfg_backend *b = &cfg->pools[i].backends[j];
+			char p[CFG_PATH_MAX];
+			if (!backend_unresolved(b))
+				continue;
+			const struct resolve_name *rn = &names[k++];
+			snprintf(p, sizeof(p), "pools[%zu].backends[%zu].address", i, j);
+			if (rn->err == 0) {
+				b->addr = rn->addr;
+			} else if (rn->err == -ETIMEDOUT) {
+				cfg_err_at(c, p,
+					   "backend \"%s\": cannot resolve \"%s\" within %d s",
+					   b->address, rn->host, RESOLVE_TIMEOUT_MS / 1000);
+			} else {
+				json_t *v = json_string(b->address);
+				cfg_err_got_why(c, p, v, "a resolvable host name", rn->why);
+				json_decref(v);
+			}
+		}
+	}
+	free(names);
+}
+
 /* Builds the config from parsed JSON; file is NULL when loading from a string. */
 static int config_build(json_t *root, const char *name, const char *file, struct config **out,
 			struct cfg_errors *errs)
@@ -748,6 +801,8 @@ static int config_build(json_t *root, const char *name, const char *file, struct
 		return -ENOMEM;
 	cfg->path = cfg_strdup(&c, file ? file : name);
 	parse_root(&c, root, cfg, file);
+	if (!c.oom)
+		resolve_backends(&c, cfg);
 	if (c.oom || errs->n > nerr) {
 		config_free(cfg);
 		return c.oom ? -ENOMEM : -EINVAL;

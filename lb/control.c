@@ -1,7 +1,8 @@
 /* The control socket's I/O on the main loop: accept many clients, frame their input into
  * lines (capped at CTL_LINE_MAX), hand each line to control_cmds.c and write the answers
  * back without ever blocking. A client that does not read its answers stops being read
- * from; nobody else waits for it. */
+ * from; nobody else waits for it. A command that answers later (a reload, an `add` looking
+ * up a host name) holds back only its own client's later requests. */
 #include "lb/control.h"
 
 #include <errno.h>
@@ -46,8 +47,9 @@ struct ctl_client {
 	bool eof;     /* the client shut down its side: answer what is complete, then close */
 	char *out;
 	size_t outlen, outoff, outcap;
-	uint32_t events;      /* what epoll watches now */
-	uint64_t last_active; /* timer_now_ms() of its last byte in or out */
+	uint32_t events;	  /* what epoll watches now */
+	uint64_t last_active;	  /* timer_now_ms() of its last byte in or out */
+	struct ctl_waiter waiter; /* .pending: a command of its answers later; wait for it */
 	struct list_head link;
 };
 
@@ -70,6 +72,7 @@ static void client_close(struct ctl_client *cl)
 {
 	struct ctl *c = cl->ctl;
 
+	ctl_cmds_abandon(&cl->waiter);
 	close(cl->fd);
 	list_del(&cl->link);
 	c->nclients--;
@@ -117,7 +120,7 @@ static bool run_lines(struct ctl_client *cl)
 	size_t off = 0;
 	bool ok = true;
 
-	while (ok && cl->outlen - cl->outoff < OUT_HIGH) {
+	while (ok && cl->outlen - cl->outoff < OUT_HIGH && !cl->waiter.pending) {
 		char *nl = memchr(cl->in + off, '\n', cl->inlen - off);
 		size_t len;
 
@@ -130,8 +133,9 @@ static bool run_lines(struct ctl_client *cl)
 			linelen--;
 		if (linelen) {
 			size_t n = 0;
-			char *resp = ctl_cmds_execute(cl->ctl->st, cl->in + off, linelen, &n);
-			ok = answer(cl, resp, n);
+			char *resp =
+			    ctl_cmds_execute(cl->ctl->st, cl->in + off, linelen, &n, &cl->waiter);
+			ok = cl->waiter.pending || answer(cl, resp, n);
 		}
 		off += nl ? len + 1 : len;
 	}
@@ -206,7 +210,11 @@ static void client_ready(struct mainloop_handler *h, uint32_t events)
 
 	if (!client_write(cl))
 		goto gone;
-	if (cl->outoff == cl->outlen) {
+	if (cl->waiter.pending) {
+		/* Not read from until answered; a client that hung up is closed now. */
+		if (events & (EPOLLHUP | EPOLLERR))
+			goto gone;
+	} else if (cl->outoff == cl->outlen) {
 		bool has_line = memchr(cl->in, '\n', cl->inlen) != NULL;
 		if (!has_line && !cl->eof && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) &&
 		    !client_read(cl))
@@ -215,11 +223,11 @@ static void client_ready(struct mainloop_handler *h, uint32_t events)
 			goto gone;
 	}
 	pending_out = cl->outoff < cl->outlen;
-	if (!pending_out && cl->eof && !memchr(cl->in, '\n', cl->inlen))
+	if (!pending_out && cl->eof && !cl->waiter.pending && !memchr(cl->in, '\n', cl->inlen))
 		goto gone; /* everything answered */
 	/* Output first: a client that does not read its answers is not read from either. */
-	want = pending_out ? EPOLLOUT : EPOLLIN;
-	if (!pending_out && memchr(cl->in, '\n', cl->inlen))
+	want = pending_out ? EPOLLOUT : cl->waiter.pending ? 0 : EPOLLIN;
+	if (!pending_out && !cl->waiter.pending && memchr(cl->in, '\n', cl->inlen))
 		want = EPOLLOUT; /* queued requests left: come back at once */
 	if (want != cl->events) {
 		if (mainloop_watch(cl->ctl->epfd, EPOLL_CTL_MOD, cl->fd, want, &cl->h) < 0)
@@ -231,6 +239,19 @@ gone:
 	client_close(cl);
 }
 
+/* The answer of a command that answered later: queue it and go on with the client. */
+static void client_answered(struct ctl_waiter *w, char *line, size_t len)
+{
+	struct ctl_client *cl = container_of(w, struct ctl_client, waiter);
+
+	cl->last_active = timer_now_ms();
+	if (!answer(cl, line, len)) {
+		client_close(cl);
+		return;
+	}
+	client_ready(&cl->h, 0); /* write it, run the requests queued behind it */
+}
+
 /* Make room for a new client at the cap: close the one idle longest. */
 static void evict_idlest(struct ctl *c)
 {
@@ -239,7 +260,7 @@ static void evict_idlest(struct ctl *c)
 
 	list_for_each_entry_safe(cl, nx, &c->clients, link)
 	{
-		if (!idlest || cl->last_active <= idlest->last_active)
+		if (!cl->waiter.pending && (!idlest || cl->last_active <= idlest->last_active))
 			idlest = cl;
 	}
 	if (!idlest)
@@ -282,6 +303,7 @@ static void accept_ready(struct mainloop_handler *h, uint32_t events)
 		cl->ctl = c;
 		cl->fd = fd;
 		cl->in = in;
+		cl->waiter.answer = client_answered;
 		cl->events = EPOLLIN;
 		cl->last_active = timer_now_ms();
 		if (mainloop_watch(c->epfd, EPOLL_CTL_ADD, fd, EPOLLIN, &cl->h) < 0) {
@@ -429,6 +451,8 @@ int ctl_tick(struct ctl *c)
 	list_for_each_entry_safe(cl, nx, &c->clients, link)
 	{
 		uint64_t due = cl->last_active + CLIENT_IDLE_MS;
+		if (cl->waiter.pending)
+			continue; /* waiting for lb, not idle */
 		if (now >= due) {
 			log_debug("control: closing a client idle for %d ms", CLIENT_IDLE_MS);
 			client_close(cl);

@@ -1,6 +1,6 @@
 /* Control commands: one NDJSON request in, one response out. Admin changes store the
  * backend's atomics and republish the pool snapshot, so new connections see them at once.
- * The commands read the running state; they change it only through reload_run, the
+ * The commands read the running state; they change it only through reload_start, the
  * graveyard (`remove`, lb/state.h) and the readiness flags. */
 #include "lb/control_cmds.h"
 
@@ -21,7 +21,9 @@
 #include "lb/pool.h"
 #include "lb/qsbr.h"
 #include "lb/ready.h"
+#include "lb/offload.h"
 #include "lb/reload.h"
+#include "lb/resolve.h"
 #include "lb/state.h"
 #include "lb/timer.h"
 #include "lb/engine.h"
@@ -29,13 +31,22 @@
 /* Longest backend name accepted by `add`; config names are not longer in practice. */
 #define NAME_MAX_LEN 255
 /* Room for every validation error of a rejected reload. */
-#define ERR_MAX 4096
+#define ERR_MAX RELOAD_ERR_MAX
 
 struct req {
 	struct lb_state *st;
 	json_t *obj;
+	struct ctl_waiter *w; /* the client, for a command that answers later */
+	bool pending;	      /* it will: no answer now */
 	char err[ERR_MAX];
 };
+
+/* A command that answers later: whom it answers, if the client is still there. */
+struct ctl_pending {
+	struct ctl_waiter *to; /* NULL once the client has gone */
+};
+
+static char *respond(json_t *data, const char *err, size_t *outlen);
 
 typedef json_t *(*cmd_fn)(struct req *r);
 
@@ -49,6 +60,40 @@ static json_t *fail(struct req *r, const char *fmt, ...)
 	vsnprintf(r->err, sizeof(r->err), fmt, ap);
 	va_end(ap);
 	return NULL;
+}
+
+/* ---- answering later ---- */
+
+/* The command of r answers later, through p. */
+static void pending_attach(struct req *r, struct ctl_pending *p)
+{
+	p->to = r->w;
+	r->w->pending = p;
+	r->pending = true;
+}
+
+/* Answer p's client, if it is still there (main thread). Takes data (NULL: err). */
+static void pending_answer(struct ctl_pending *p, json_t *data, const char *err)
+{
+	struct ctl_waiter *w = p->to;
+	size_t len = 0;
+
+	if (!w) {
+		json_decref(data);
+		return;
+	}
+	char *line = respond(data, err, &len);
+	w->pending = NULL;
+	p->to = NULL;
+	w->answer(w, line, len);
+}
+
+void ctl_cmds_abandon(struct ctl_waiter *w)
+{
+	if (!w->pending)
+		return;
+	w->pending->to = NULL;
+	w->pending = NULL;
 }
 
 /* ---- request fields ---- */
@@ -342,43 +387,135 @@ static bool name_ok(const char *s)
 	return true;
 }
 
-static json_t *cmd_add(struct req *r)
+/* add's fields into cb and *pname (strings point into r->obj). 0, or -1 with r->err. */
+static int add_fields(struct req *r, struct cfg_backend *cb, const char **pname)
 {
-	struct cfg_backend cb = {.weight = 1};
-	const char *pname, *name, *address, *why = "";
-	struct backend *b;
-	struct pool *p;
+	const char *name, *address;
 
-	if (field_str(r, "pool", true, &pname) < 0 || field_str(r, "name", true, &name) < 0 ||
+	if (field_str(r, "pool", true, pname) < 0 || field_str(r, "name", true, &name) < 0 ||
 	    field_str(r, "address", true, &address) < 0 ||
-	    field_int(r, "weight", false, 0, CFG_MAX_WEIGHT, &cb.weight) < 0 ||
-	    field_int(r, "max_conns", false, 0, 1000000000, &cb.max_conns) < 0 ||
-	    field_bool(r, "backup", &cb.backup) < 0 ||
-	    field_str(r, "hash_key", false, (const char **)&cb.hash_key) < 0)
-		return NULL;
-	if (cb.hash_key && (!*cb.hash_key || strlen(cb.hash_key) > CFG_HASH_KEY_MAX))
-		return fail(r, "\"hash_key\" must be a non-empty string of at most %d bytes",
-			    CFG_HASH_KEY_MAX);
-	cb.name = (char *)name; /* pool_add_backend copies them */
-	cb.address = (char *)address;
-	if (!name_ok(cb.name))
-		return fail(r,
-			    "bad backend name \"%s\": 1-%d characters, no '/' or control "
-			    "characters",
-			    cb.name, NAME_MAX_LEN);
-	p = find_pool(r, pname);
+	    field_int(r, "weight", false, 0, CFG_MAX_WEIGHT, &cb->weight) < 0 ||
+	    field_int(r, "max_conns", false, 0, 1000000000, &cb->max_conns) < 0 ||
+	    field_bool(r, "backup", &cb->backup) < 0 ||
+	    field_str(r, "hash_key", false, (const char **)&cb->hash_key) < 0)
+		return -1;
+	if (cb->hash_key && (!*cb->hash_key || strlen(cb->hash_key) > CFG_HASH_KEY_MAX)) {
+		fail(r, "\"hash_key\" must be a non-empty string of at most %d bytes",
+		     CFG_HASH_KEY_MAX);
+		return -1;
+	}
+	cb->name = (char *)name; /* pool_add_backend copies them */
+	cb->address = (char *)address;
+	if (!name_ok(cb->name)) {
+		fail(r, "bad backend name \"%s\": 1-%d characters, no '/' or control characters",
+		     cb->name, NAME_MAX_LEN);
+		return -1;
+	}
+	return 0;
+}
+
+/* Add cb (its address known) to pool pname, found again: it may have gone meanwhile. */
+static json_t *add_apply(struct req *r, struct cfg_backend *cb, const char *pname)
+{
+	struct pool *p = find_pool(r, pname);
+	struct backend *b;
+
 	if (!p)
 		return NULL;
-	if (addr_parse_resolve(cb.address, &cb.addr, &why) < 0)
-		return fail(r, "bad address \"%s\": %s", cb.address, why);
-	int err = pool_add_backend(p, &cb, &r->st->qsbr, &b);
+	int err = pool_add_backend(p, cb, &r->st->qsbr, &b);
 	if (err == -EEXIST)
-		return fail(r, "backend %s/%s already exists", pname, cb.name);
+		return fail(r, "backend %s/%s already exists", pname, cb->name);
 	if (err < 0)
 		return fail(r, "cannot add backend: %s", strerror(-err));
 	log_info("control: added backend %s/%s (%s)", p->name, b->name, b->address);
 	prober_follow(r);
 	return backend_json(b);
+}
+
+/* `add` with a host name: looked up off the main loop, then added there. */
+struct pending_add {
+	struct offload_job job;
+	struct ctl_pending p;
+	struct lb_state *st;
+	json_t *obj; /* the request (one reference), read again once the name is known */
+	struct resolve_name rn;
+};
+
+static void add_lookup(struct offload_job *j)
+{
+	struct pending_add *pa = container_of(j, struct pending_add, job);
+
+	resolve_names(&pa->rn, 1, RESOLVE_TIMEOUT_MS);
+}
+
+static void add_looked_up(struct offload_job *j)
+{
+	struct pending_add *pa = container_of(j, struct pending_add, job);
+	struct req r = {.st = pa->st, .obj = pa->obj};
+	struct cfg_backend cb = {.weight = 1};
+	const struct resolve_name *rn = &pa->rn;
+	const char *pname;
+	json_t *data = NULL;
+
+	if (rn->err == -ETIMEDOUT)
+		fail(&r, "bad address \"%s\": cannot resolve \"%s\" within %d s", rn->address,
+		     rn->host, RESOLVE_TIMEOUT_MS / 1000);
+	else if (rn->err)
+		fail(&r, "bad address \"%s\": %s", rn->address, rn->why);
+	else if (add_fields(&r, &cb, &pname) == 0) {
+		cb.addr = rn->addr;
+		data = add_apply(&r, &cb, pname);
+	}
+	pending_answer(&pa->p, data, r.err);
+	json_decref(pa->obj);
+	free(pa);
+}
+
+static void add_drop(struct offload_job *j)
+{
+	struct pending_add *pa = container_of(j, struct pending_add, job);
+
+	json_decref(pa->obj);
+	free(pa);
+}
+
+static json_t *add_later(struct req *r, const char *address)
+{
+	struct pending_add *pa = calloc(1, sizeof(*pa));
+
+	if (!pa)
+		return fail(r, "out of memory");
+	pa->job.work = add_lookup;
+	pa->job.done = add_looked_up;
+	pa->job.drop = add_drop;
+	pa->st = r->st;
+	pa->obj = json_incref(r->obj);
+	pa->rn.address = address; /* inside obj */
+	int rc = offload_start(r->st->offload, &pa->job);
+	if (rc < 0) {
+		json_decref(pa->obj);
+		free(pa);
+		return fail(r, "cannot look up \"%s\": %s", address, strerror(-rc));
+	}
+	pending_attach(r, &pa->p);
+	return NULL;
+}
+
+static json_t *cmd_add(struct req *r)
+{
+	struct cfg_backend cb = {.weight = 1};
+	const char *pname, *why = "";
+	char host[ADDR_HOST_MAX];
+	uint16_t port;
+
+	if (add_fields(r, &cb, &pname) < 0 || !find_pool(r, pname))
+		return NULL;
+	int rc = addr_parse_host(cb.address, &cb.addr, host, &port, &why);
+	if (rc < 0)
+		return fail(r, "bad address \"%s\": %s", cb.address, why);
+	if (rc == 1) /* a name: the main loop must not wait for DNS */
+		return add_later(r, cb.address);
+	return add_apply(r, &cb, pname);
 }
 
 static json_t *cmd_remove(struct req *r)
@@ -501,13 +638,44 @@ static json_t *cmd_metrics(struct req *r)
 	return s ? s : fail(r, "metrics text is not valid UTF-8");
 }
 
+/* A reload answers once the file is loaded (off the main loop) and swapped in. */
+struct pending_reload {
+	struct reload_job rj;
+	struct ctl_pending p;
+};
+
+static void reload_answered(struct reload_job *rj, int rc, json_t *changes, const char *err)
+{
+	struct pending_reload *pr = container_of(rj, struct pending_reload, rj);
+
+	pending_answer(&pr->p, rc == 0 ? changes : NULL, err);
+	free(pr);
+}
+
+static void reload_freed(struct reload_job *rj)
+{
+	free(container_of(rj, struct pending_reload, rj));
+}
+
 static json_t *cmd_reload(struct req *r)
 {
-	json_t *changes = NULL;
+	struct pending_reload *pr = calloc(1, sizeof(*pr));
 
-	if (reload_run(r->st, &changes, r->err, sizeof(r->err)) < 0)
-		return NULL;
-	return changes;
+	if (!pr)
+		return fail(r, "out of memory");
+	pr->rj.done = reload_answered;
+	pr->rj.free = reload_freed;
+	int rc = reload_start(r->st, &pr->rj);
+	if (rc < 0) {
+		free(pr);
+		if (rc == -EBUSY)
+			return fail(r, "a reload is already running; try again once it has "
+				       "answered");
+		return fail(r, "cannot start the reload: %s", strerror(-rc));
+	}
+	log_info("control: reloading %s", r->st->config_path);
+	pending_attach(r, &pr->p);
+	return NULL;
 }
 
 static const struct {
@@ -565,19 +733,32 @@ static json_t *run(struct req *r, const char *line, size_t len)
 	return fail(r, "unknown command: %.100s", cmd);
 }
 
-char *ctl_cmds_execute(struct lb_state *st, const char *line, size_t len, size_t *outlen)
+/* The response line for data (taken), or for err when data is NULL. */
+static char *respond(json_t *data, const char *err, size_t *outlen)
 {
-	struct req r = {.st = st};
-	json_t *data = run(&r, line, len);
 	json_t *resp;
 
 	if (data)
 		resp = json_pack("{s:b, s:o}", "ok", 1, "data", data);
 	else
-		resp =
-		    json_pack("{s:b, s:s}", "ok", 0, "error", r.err[0] ? r.err : "out of memory");
-	json_decref(r.obj);
+		resp = json_pack("{s:b, s:s}", "ok", 0, "error",
+				 err && err[0] ? err : "out of memory");
 	if (!resp)
 		return ctl_cmds_error("cannot encode the response", outlen);
 	return dump_line(resp, outlen);
+}
+
+char *ctl_cmds_execute(struct lb_state *st, const char *line, size_t len, size_t *outlen,
+		       struct ctl_waiter *w)
+{
+	struct req r = {.st = st, .w = w};
+	json_t *data = run(&r, line, len);
+	char *resp = NULL;
+
+	if (!r.pending)
+		resp = respond(data, r.err, outlen);
+	else
+		*outlen = 0;
+	json_decref(r.obj);
+	return resp;
 }

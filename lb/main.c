@@ -20,6 +20,7 @@
 #include "lb/log.h"
 #include "lb/mainloop.h"
 #include "lb/metrics.h"
+#include "lb/offload.h"
 #include "lb/pool.h"
 #include "lb/ready.h"
 #include "lb/reload.h"
@@ -265,8 +266,53 @@ struct sig_handler {
 	int fd;
 	bool stop;	     /* leave the main loop: close listeners, drain */
 	uint64_t stop_at_ms; /* SIGTERM seen: stop then (withdraw_delay); 0 = not yet */
+	bool hup_again;	     /* SIGHUP while a reload ran: reload once more when it is done */
 	struct lb_state *st;
 };
+
+/* A reload asked for by SIGHUP reads the file off the main loop, which keeps serving. */
+static void hup_done(struct reload_job *rj, int rc, json_t *changes, const char *err)
+{
+	(void)err; /* logged by reload.c */
+	if (rc < 0)
+		log_error("SIGHUP: reload rejected; the running config stays");
+	json_decref(changes);
+	free(rj);
+}
+
+static void hup_free(struct reload_job *rj)
+{
+	free(rj);
+}
+
+/* One reload at a time: a SIGHUP during one (or during `lbctl reload`) is remembered and
+ * served once it is done, so the file as it is after the last SIGHUP is what runs. */
+static void hup_reload(struct sig_handler *s)
+{
+	struct reload_job *rj;
+	int rc;
+
+	if (s->st->reloading) {
+		if (!s->hup_again)
+			log_info("SIGHUP: a reload is running; reloading again once it is done");
+		s->hup_again = true;
+		return;
+	}
+	s->hup_again = false;
+	rj = calloc(1, sizeof(*rj));
+	if (!rj) {
+		log_error("SIGHUP: out of memory; the running config stays");
+		return;
+	}
+	rj->done = hup_done;
+	rj->free = hup_free;
+	log_info("SIGHUP: reloading %s", s->st->config_path);
+	rc = reload_start(s->st, rj);
+	if (rc < 0) {
+		free(rj);
+		log_error("SIGHUP: cannot start the reload: %s", strerror(-rc));
+	}
+}
 
 /* SIGTERM/SIGINT: with withdraw_delay, report not ready and keep accepting for the delay so
  * that the routing layer moves new flows elsewhere first; a second signal stops at once. */
@@ -300,12 +346,7 @@ static void signal_ready(struct mainloop_handler *h, uint32_t events)
 
 	while (read(s->fd, &si, sizeof(si)) == sizeof(si)) {
 		if (si.ssi_signo == SIGHUP) {
-			char err[4096];
-			json_t *changes = NULL;
-			log_info("SIGHUP: reloading %s", s->st->config_path);
-			if (reload_run(s->st, &changes, err, sizeof(err)) < 0)
-				log_error("SIGHUP: reload rejected; the running config stays");
-			json_decref(changes);
+			hup_reload(s);
 			continue;
 		}
 		stop_requested(s, (int)si.ssi_signo);
@@ -370,6 +411,8 @@ static int main_loop(struct lb *lb, int epfd, int sfd)
 		timeout = min_timeout(timeout, withdraw_tick(&sig));
 		if (sig.stop)
 			break;
+		if (sig.hup_again && !lb->st.reloading)
+			hup_reload(&sig);
 		int n = epoll_wait(epfd, ev, MAIN_MAX_EVENTS, timeout);
 		if (n < 0 && errno != EINTR) {
 			log_error("main loop: epoll_wait: %s", strerror(errno));
@@ -482,6 +525,11 @@ int main(int argc, char **argv)
 		log_error("cannot start the health prober: %s", strerror(-err));
 		goto out;
 	}
+	err = offload_open(epfd, &st->offload);
+	if (err < 0) {
+		log_error("cannot set up work off the main loop: %s", strerror(-err));
+		goto out;
+	}
 	if (start_control(&lb, epfd) < 0)
 		goto out;
 	if (main_loop(&lb, epfd, sfd) == 0)
@@ -489,6 +537,10 @@ int main(int argc, char **argv)
 out:
 	ctl_shutdown(lb.ctl); /* no commands while the workers drain */
 	metrics_http_close(lb.metrics);
+	/* After ctl_shutdown (no client waits on a job any more); a reload still waiting on DNS
+	 * is not waited for: its thread frees what it loaded when it returns. */
+	offload_close(st->offload);
+	st->offload = NULL;
 	stop_all(st);
 	ctl_free(lb.ctl);
 	free_state(st); /* removed objects too: after the workers and QSBR are gone */

@@ -1,5 +1,6 @@
-/* Hot reload: prepare everything that can fail (parse, validate, bind new listeners, build
- * new pools) without touching the running set, then commit with no way back: update the
+/* Hot reload: load the file on a thread (parse, validate, look up host names), then on the
+ * main thread prepare everything else that can fail (bind new listeners, build new pools)
+ * without touching the running set, then commit with no way back: update the
  * surviving pools in place, add backends before removing others (a pool is never empty in
  * between), re-point the listeners and hand each worker its new listener set. */
 #include "lb/reload.h"
@@ -403,18 +404,13 @@ static void join_errors(const struct cfg_errors *errs, int ret, const char *path
 	}
 }
 
-int reload_run(struct lb_state *st, json_t **changes, char *err, size_t errlen)
+/* Swap the loaded cfg in (main thread; takes cfg). 0 and *changes, or -1 with err. */
+static int apply(struct lb_state *st, struct config *cfg, json_t **changes, char *err,
+		 size_t errlen)
 {
-	struct cfg_errors errs = {0};
-	struct plan pl = {0};
-	int ret = config_load(st->config_path, &pl.cfg, &errs);
-
-	if (ret < 0) {
-		join_errors(&errs, ret, st->config_path, err, errlen);
-		cfg_errors_free(&errs);
-		return -1;
-	}
+	struct plan pl = {.cfg = cfg};
 	json_t *ch = json_object();
+
 	if (!ch) {
 		snprintf(err, errlen, "out of memory");
 		plan_abort(&pl, st);
@@ -449,5 +445,59 @@ int reload_run(struct lb_state *st, json_t **changes, char *err, size_t errlen)
 	log_info("reload: %s applied (%zu listeners, %zu pools)", st->config_path, st->nlisteners,
 		 st->npools);
 	*changes = ch;
+	return 0;
+}
+
+/* The loader thread: parse, validate, look the names up. Touches only the job. */
+static void load_work(struct offload_job *j)
+{
+	struct reload_job *rj = container_of(j, struct reload_job, job);
+	struct cfg_errors errs = {0};
+	int ret = config_load(rj->path, &rj->cfg, &errs);
+
+	if (ret < 0) {
+		rj->cfg = NULL;
+		join_errors(&errs, ret, rj->path, rj->err, sizeof(rj->err));
+	}
+	cfg_errors_free(&errs);
+}
+
+static void load_done(struct offload_job *j)
+{
+	struct reload_job *rj = container_of(j, struct reload_job, job);
+	struct lb_state *st = rj->st;
+	json_t *changes = NULL;
+	int rc = -1;
+
+	st->reloading = false;
+	if (rj->cfg)
+		rc = apply(st, rj->cfg, &changes, rj->err, sizeof(rj->err));
+	rj->cfg = NULL; /* apply took it */
+	rj->done(rj, rc, changes, rc < 0 ? rj->err : NULL);
+}
+
+static void load_drop(struct offload_job *j)
+{
+	struct reload_job *rj = container_of(j, struct reload_job, job);
+
+	config_free(rj->cfg);
+	rj->free(rj);
+}
+
+int reload_start(struct lb_state *st, struct reload_job *rj)
+{
+	if (st->reloading)
+		return -EBUSY;
+	rj->job.work = load_work;
+	rj->job.done = load_done;
+	rj->job.drop = load_drop;
+	rj->st = st;
+	rj->path = st->config_path; /* lives as long as the process (argv) */
+	rj->cfg = NULL;
+	rj->err[0] = '\0';
+	int rc = offload_start(st->offload, &rj->job);
+	if (rc < 0)
+		return rc;
+	st->reloading = true;
 	return 0;
 }

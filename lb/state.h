@@ -20,6 +20,7 @@ struct backend;
 struct config;
 struct engine_ops;
 struct listener;
+struct offload;
 struct pool;
 struct prober;
 struct worker;
@@ -40,6 +41,10 @@ struct lb_state {
 	int nworkers;
 	struct qsbr qsbr;      /* worker i is reader i */
 	struct prober *prober; /* checks exactly the backends of pools[]; NULL when stopped */
+
+	/* Work off the main loop (lb/offload.h): config loads, `lbctl add` name lookups. */
+	struct offload *offload;
+	bool reloading; /* a reload has started and not finished (one at a time) */
 
 	struct session_budget udp_sessions; /* sized from the fd limit at start-up */
 	struct readiness ready;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "lb/addr.h"
+#include "lb/resolve.h"
 #include "support.h"
 
 static struct sockaddr_storage ss_v4(const char *ip, uint16_t port)
@@ -133,7 +134,7 @@ START_TEST(test_hostname_resolves_preferring_ipv4)
 	const char *why = NULL;
 	const struct sockaddr_in *in = (const struct sockaddr_in *)&a.ss;
 
-	ck_assert_int_eq(addr_parse_resolve("localhost:80", &a, &why), 0);
+	ck_assert_int_eq(resolve_address("localhost:80", &a, RESOLVE_TIMEOUT_MS, &why), 0);
 	ck_assert_int_eq(in->sin_family, AF_INET);
 	ck_assert_int_eq(ntohs(in->sin_port), 80);
 	ck_assert_uint_eq(ntohl(in->sin_addr.s_addr), 0x7f000001);
@@ -144,7 +145,7 @@ START_TEST(test_resolve_accepts_numeric_addresses_unchanged)
 {
 	struct lb_addr a, b;
 
-	ck_assert_int_eq(addr_parse_resolve("[::1]:9000", &a, NULL), 0);
+	ck_assert_int_eq(resolve_address("[::1]:9000", &a, RESOLVE_TIMEOUT_MS, NULL), 0);
 	ck_assert_int_eq(addr_parse_numeric("[::1]:9000", &b, NULL), 0);
 	ck_assert_mem_eq(&a.ss, &b.ss, b.len);
 }
@@ -155,7 +156,8 @@ START_TEST(test_unresolvable_hostname_is_enoent)
 	struct lb_addr a;
 	const char *why = NULL;
 
-	ck_assert_int_eq(addr_parse_resolve("no-such-host.invalid:80", &a, &why), -ENOENT);
+	ck_assert_int_eq(resolve_address("no-such-host.invalid:80", &a, RESOLVE_TIMEOUT_MS, &why),
+			 -ENOENT);
 	ck_assert_ptr_nonnull(why);
 }
 END_TEST
@@ -165,11 +167,34 @@ START_TEST(test_resolve_rejects_bad_port_and_bad_names_without_lookup)
 	struct lb_addr a;
 	const char *why = NULL;
 
-	ck_assert_int_eq(addr_parse_resolve("localhost:0", &a, &why), -EINVAL);
-	ck_assert_int_eq(addr_parse_resolve("localhost:99999", &a, &why), -EINVAL);
-	ck_assert_int_eq(addr_parse_resolve("bad host!:80", &a, &why), -EINVAL);
-	ck_assert_int_eq(addr_parse_resolve("localhost", &a, &why), -EINVAL);
-	ck_assert_int_eq(addr_parse_resolve("[localhost]:80", &a, &why), -EINVAL);
+	ck_assert_int_eq(resolve_address("localhost:0", &a, RESOLVE_TIMEOUT_MS, &why), -EINVAL);
+	ck_assert_int_eq(resolve_address("localhost:99999", &a, RESOLVE_TIMEOUT_MS, &why), -EINVAL);
+	ck_assert_int_eq(resolve_address("bad host!:80", &a, RESOLVE_TIMEOUT_MS, &why), -EINVAL);
+	ck_assert_int_eq(resolve_address("localhost", &a, RESOLVE_TIMEOUT_MS, &why), -EINVAL);
+	ck_assert_int_eq(resolve_address("[localhost]:80", &a, RESOLVE_TIMEOUT_MS, &why), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_resolve_names_answers_each_name_of_a_mixed_batch)
+{
+	struct resolve_name rn[] = {
+	    {.address = "127.0.0.1:80"},
+	    {.address = "localhost:81"},
+	    {.address = "bad host!:80"},
+	    {.address = "localhost:82"},
+	};
+	struct lb_addr want;
+
+	ck_assert_uint_eq(resolve_names(rn, 4, RESOLVE_TIMEOUT_MS), 1);
+	ck_assert_int_eq(rn[0].err, 0);
+	ck_assert_str_eq(rn[0].host, "");
+	ck_assert_int_eq(rn[1].err, 0);
+	ck_assert_str_eq(rn[1].host, "localhost");
+	ck_assert_int_eq(addr_parse_numeric("127.0.0.1:81", &want, NULL), 0);
+	ck_assert_int_eq(rn[1].addr.len, want.len);
+	ck_assert_mem_eq(&rn[1].addr.ss, &want.ss, want.len);
+	ck_assert_int_eq(rn[2].err, -EINVAL);
+	ck_assert_int_eq(rn[3].err, 0);
 }
 END_TEST
 
@@ -580,6 +605,7 @@ static Suite *addr_suite(void)
 	tcase_add_test(parse, test_resolve_accepts_numeric_addresses_unchanged);
 	tcase_add_test(parse, test_unresolvable_hostname_is_enoent);
 	tcase_add_test(parse, test_resolve_rejects_bad_port_and_bad_names_without_lookup);
+	tcase_add_test(parse, test_resolve_names_answers_each_name_of_a_mixed_batch);
 	tcase_add_test(parse, test_format_round_trips_v4_and_v6);
 	tcase_add_test(parse, test_format_unknown_family_is_question_mark);
 	tcase_add_test(parse, test_equal_addresses_need_same_family_address_and_port);
