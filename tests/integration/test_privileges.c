@@ -90,13 +90,33 @@ static bool status_field(const char *path, const char *key, char *out, size_t le
 	return found;
 }
 
+static int by_gid(const void *a, const void *b)
+{
+	gid_t x = *(const gid_t *)a, y = *(const gid_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* USER's supplementary groups with GROUP, as /proc prints them: sorted, each with a blank. */
+static void want_groups(char *out, size_t len)
+{
+	gid_t groups[256];
+	int n = 256;
+	size_t off = 0;
+
+	ck_assert_int_ge(getgrouplist(USER, group_gid, groups, &n), 0);
+	qsort(groups, (size_t)n, sizeof(*groups), by_gid);
+	out[0] = '\0';
+	for (int i = 0; i < n && off < len; i++)
+		off += (size_t)snprintf(out + off, len - off, "%u ", groups[i]);
+}
+
 /* Every thread of lb (workers, prober, any io_uring worker) runs as USER:GROUP with its
  * supplementary groups only; the main thread's effective and permitted capabilities are
  * main_caps, every other thread's none, or main_caps too if inherit (threads the main
  * thread starts after the drop, like the prober a reload restarts, inherit its set). */
 static void expect_dropped(const char *main_caps, bool inherit)
 {
-	char want_uid[64], want_gid[64], dir[64], path[320], v[256];
+	char want_uid[64], want_gid[64], want_grp[256], dir[64], path[320], v[256];
 	unsigned nthreads = 0;
 	struct dirent *de;
 	DIR *d;
@@ -105,6 +125,7 @@ static void expect_dropped(const char *main_caps, bool inherit)
 		 user_uid);
 	snprintf(want_gid, sizeof(want_gid), "%u\t%u\t%u\t%u", group_gid, group_gid, group_gid,
 		 group_gid);
+	want_groups(want_grp, sizeof(want_grp));
 	snprintf(dir, sizeof(dir), "/proc/%d/task", (int)h.lb.pid);
 	d = opendir(dir);
 	t_expect(&h, d != NULL, "cannot open %s", dir);
