@@ -21,6 +21,7 @@
 #include "lb/config_json.h"
 #include "lb/log.h"
 #include "lb/resolve.h"
+#include "lb/privs.h"
 
 /* Upper bounds from the brief: enough for any real deployment, small enough to catch typos. */
 #define CFG_MAX_WORKERS	  256
@@ -37,8 +38,8 @@
 #define NUMERIC_EXPECTED "a numeric \"ip:port\" (port 1-65535) or \"[v6]:port\""
 
 static const char *const top_keys[] = {
-    "engine",  "workers", "shutdown_grace", "withdraw_delay", "control",
-    "metrics", "log",	  "listeners",	    "pools",	      NULL};
+    "engine", "workers", "shutdown_grace", "withdraw_delay", "control", "metrics",
+    "log",    "user",	 "group",	   "listeners",	     "pools",	NULL};
 static const char *const control_keys[] = {"socket", "mode", NULL};
 static const char *const metrics_keys[] = {"listen", NULL};
 static const char *const log_keys[] = {"level", "format", "access", NULL};
@@ -179,6 +180,47 @@ static void parse_globals(struct cfg_ctx *c, const json_t *root, struct config *
 	cfg->shutdown_grace_ms = CFG_DEFAULT_SHUTDOWN_GRACE_MS;
 	cfg_get_duration(c, root, "", "shutdown_grace", false, &cfg->shutdown_grace_ms);
 	cfg_get_duration(c, root, "", "withdraw_delay", false, &cfg->withdraw_delay_ms);
+}
+
+/* "user" and "group" are looked up now, so that a typo fails the load (and --check), not the
+ * start after binding. "group" alone is refused: a daemon still root has no use for it. */
+static void parse_user_group(struct cfg_ctx *c, const json_t *root, struct config *cfg)
+{
+	const char *user = NULL, *group = NULL;
+	int ur = cfg_get_string(c, root, "", "user", "a user name (string)", &user);
+	int gr = cfg_get_string(c, root, "", "group", "a group name (string)", &group);
+	int rc;
+
+	if (ur == CFG_OK) {
+		rc = privs_user_lookup(user, &cfg->uid, &cfg->gid);
+		if (rc == -ENOENT)
+			cfg_err_got(c, "user", json_object_get(root, "user"),
+				    "the name of a user on this host");
+		else if (rc < 0)
+			cfg_err_at(c, "user", "cannot look up \"%s\": %s", user, strerror(-rc));
+		else if (cfg->uid == 0)
+			cfg_err_at(c, "user",
+				   "\"%s\" is root (uid 0); leave \"user\" out to run as root",
+				   user);
+		else
+			cfg->user = cfg_strdup(c, user);
+	}
+	if (gr != CFG_OK)
+		return;
+	if (ur == CFG_ABSENT) {
+		cfg_err_at(c, "group",
+			   "needs \"user\" as well: lb changes its group only when it drops root "
+			   "for a user");
+		return;
+	}
+	rc = privs_group_lookup(group, &cfg->gid);
+	if (rc == -ENOENT)
+		cfg_err_got(c, "group", json_object_get(root, "group"),
+			    "the name of a group on this host");
+	else if (rc < 0)
+		cfg_err_at(c, "group", "cannot look up \"%s\": %s", group, strerror(-rc));
+	else
+		cfg->group = cfg_strdup(c, group);
 }
 
 /* ---- listeners ---- */
@@ -734,6 +776,7 @@ static void parse_root(struct cfg_ctx *c, const json_t *root, struct config *cfg
 	parse_control(c, root, cfg, file);
 	parse_metrics(c, root, cfg);
 	parse_log(c, root, cfg);
+	parse_user_group(c, root, cfg);
 	parse_listeners(c, root, cfg);
 	parse_pools(c, root, cfg);
 	cross_check(c, cfg);
@@ -975,6 +1018,8 @@ void config_free(struct config *cfg)
 	free(cfg->path);
 	free(cfg->control_socket);
 	free(cfg->metrics_listen);
+	free(cfg->user);
+	free(cfg->group);
 	free(cfg);
 }
 

@@ -94,6 +94,10 @@ struct config {
 	int log_level; /* enum log_level from log.h */
 	enum cfg_log_format log_format;
 	bool log_access;
+	char *user;  /* drop root to this user once bound; NULL = stay as started */
+	char *group; /* with user: this group, not the user's primary one; NULL = that one */
+	uid_t uid;   /* user's, resolved at load */
+	gid_t gid;   /* group's, or user's primary group */
 	struct cfg_listener *listeners;
 	size_t nlisteners;
 	struct cfg_pool *pools;

@@ -22,6 +22,7 @@
 #include "lb/metrics.h"
 #include "lb/offload.h"
 #include "lb/pool.h"
+#include "lb/privs.h"
 #include "lb/ready.h"
 #include "lb/reload.h"
 #include "lb/state.h"
@@ -391,6 +392,25 @@ static int start_control(struct lb *lb, int epfd)
 	return 0;
 }
 
+/* Everything is bound: drop root for "user". The control socket goes to user and group
+ * first, so that lb can still remove it at exit (a sticky directory like /tmp wants the
+ * owner; any other wants lb to be able to write to it). */
+static int drop_privileges(const struct config *cfg)
+{
+	char why[512];
+
+	if (cfg->user && geteuid() == 0 && lchown(cfg->control_socket, cfg->uid, cfg->gid) < 0) {
+		log_error("control socket %s: cannot hand it to user %s: %s", cfg->control_socket,
+			  cfg->user, strerror(errno));
+		return -1;
+	}
+	if (privs_drop(cfg, why, sizeof(why)) < 0) {
+		log_error("%s", why);
+		return -1;
+	}
+	return 0;
+}
+
 static int min_timeout(int a, int b)
 {
 	return a < 0 ? b : b < 0 ? a : a < b ? a : b;
@@ -484,6 +504,12 @@ int main(int argc, char **argv)
 		return EXIT_OK;
 	}
 	log_setup(st->cfg->log_level, st->cfg->log_format == CFG_LOG_JSON);
+	char why[512];
+	if (privs_check(st->cfg, why, sizeof(why)) < 0) {
+		log_error("%s", why);
+		config_free(st->cfg);
+		return EXIT_RUNTIME;
+	}
 
 	/* Signals go to the main thread's signalfd only: block them before threads exist. */
 	sigset_t set;
@@ -530,7 +556,7 @@ int main(int argc, char **argv)
 		log_error("cannot set up work off the main loop: %s", strerror(-err));
 		goto out;
 	}
-	if (start_control(&lb, epfd) < 0)
+	if (start_control(&lb, epfd) < 0 || drop_privileges(st->cfg) < 0)
 		goto out;
 	if (main_loop(&lb, epfd, sfd) == 0)
 		rc = EXIT_OK;

@@ -384,6 +384,8 @@ static void note_restart_only(const struct config *old, const struct config *cfg
 	if (old->log_level != cfg->log_level || old->log_format != cfg->log_format ||
 	    old->log_access != cfg->log_access)
 		note(changes, "restart_required", "log");
+	if (old->uid != cfg->uid || old->gid != cfg->gid) /* 0 without "user" */
+		note(changes, "restart_required", "user");
 }
 
 static void join_errors(const struct cfg_errors *errs, int ret, const char *path, char *err,

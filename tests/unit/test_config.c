@@ -4,9 +4,11 @@
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
+#include <grp.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -221,6 +223,55 @@ START_TEST(test_fleet_keys_load)
 	ck_assert_uint_eq(cfg->withdraw_delay_ms, 2000);
 	ck_assert(cfg->listeners[0].freebind);
 	ck_assert_str_eq(cfg->pools[0].backends[0].hash_key, "db-primary");
+	config_free(cfg);
+}
+END_TEST
+
+/* A user other than root that this host has ("nobody" where there is one): its name into
+ * name, its uid and primary group. */
+static void some_user(char *name, size_t len, uid_t *uid, gid_t *gid)
+{
+	const struct passwd *pw = getpwnam("nobody");
+
+	if (!pw || pw->pw_uid == 0) {
+		setpwent();
+		while ((pw = getpwent()) && pw->pw_uid == 0)
+			;
+	}
+	ck_assert_msg(pw != NULL, "no user other than root on this host");
+	snprintf(name, len, "%s", pw->pw_name);
+	*uid = pw->pw_uid;
+	*gid = pw->pw_gid;
+	endpwent();
+}
+
+START_TEST(test_user_and_group_resolve_at_load)
+{
+	char user[256], doc[1024];
+	uid_t uid;
+	gid_t gid;
+
+	some_user(user, sizeof(user), &uid, &gid);
+	struct config *cfg = load_ok(DOC("", "", "", ""));
+
+	ck_assert_ptr_null(cfg->user);
+	ck_assert_ptr_null(cfg->group);
+	config_free(cfg);
+
+	snprintf(doc, sizeof(doc), DOC("\"user\":\"%s\",", "", "", ""), user);
+	cfg = load_ok(doc);
+	ck_assert_str_eq(cfg->user, user);
+	ck_assert_ptr_null(cfg->group);
+	ck_assert_uint_eq(cfg->uid, uid);
+	ck_assert_uint_eq(cfg->gid, gid); /* the user's primary group */
+	config_free(cfg);
+
+	snprintf(doc, sizeof(doc), DOC("\"user\":\"%s\",\"group\":\"%s\",", "", "", ""), user,
+		 getgrgid(0)->gr_name);
+	cfg = load_ok(doc);
+	ck_assert_str_eq(cfg->group, getgrgid(0)->gr_name);
+	ck_assert_uint_eq(cfg->uid, uid);
+	ck_assert_uint_eq(cfg->gid, 0);
 	config_free(cfg);
 }
 END_TEST
@@ -530,6 +581,18 @@ static const struct {
      "pools[0].backends[0].hash_key: expected a non-empty string of at most 255 bytes"},
     {DOC("", "", "", ",\"hash_key\":7"),
      "pools[0].backends[0].hash_key: expected a non-empty string of at most 255 bytes"},
+    {DOC("\"user\":\"no-such-user-lb\",", "", "", ""),
+     "test.json: user: expected the name of a user on this host, got \"no-such-user-lb\""},
+    {DOC("\"user\":\"\",", "", "", ""), "user: expected the name of a user on this host, got \"\""},
+    {DOC("\"user\":1000,", "", "", ""), "user: expected a user name (string), got 1000"},
+    {DOC("\"user\":\"root\",", "", "", ""),
+     "user: \"root\" is root (uid 0); leave \"user\" out to run as root"},
+    {DOC("\"user\":\"root\",\"group\":\"no-such-group-lb\",", "", "", ""),
+     "group: expected the name of a group on this host, got \"no-such-group-lb\""},
+    {DOC("\"user\":\"root\",\"group\":[],", "", "", ""),
+     "group: expected a group name (string), got []"},
+    {DOC("\"group\":\"root\",", "", "", ""),
+     "test.json: group: needs \"user\" as well: lb changes its group only when it drops root"},
 };
 
 START_TEST(test_validation_error_names_json_path)
@@ -854,6 +917,7 @@ static Suite *config_suite(void)
 	tcase_add_test(load, test_full_config_fills_every_field);
 	tcase_add_test(load, test_minimal_config_gets_every_default);
 	tcase_add_test(load, test_fleet_keys_load);
+	tcase_add_test(load, test_user_and_group_resolve_at_load);
 	tcase_add_test(load, test_udp_listener_idle_defaults_to_30s);
 	tcase_add_test(load, test_control_socket_defaults_beside_the_config_file);
 	tcase_add_test(load, test_http_health_path_defaults_to_slash);
