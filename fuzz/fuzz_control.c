@@ -2,13 +2,15 @@
  * lines (one command per line, as lbctl sends them) run against a fresh lb_state built from
  * a fixed config the way main.c builds it, without workers: two pools (health "none"), two
  * listeners. No pool starts on ip_hash: its 65,537-slot table costs milliseconds per build
- * under coverage instrumentation (an `algorithm` command still switches to it). `reload` reads a
- * different small config written at start, so that reloads add, change and retire pools, backends
- * and listeners. Removed objects go through the graveyard after each command, and the whole state
- * is freed after each input, so that LeakSanitizer sees anything a command forgets and every crash
+ * under coverage instrumentation (an `algorithm` command still switches to it). `reload`
+ * reads one of three small configs written at start, picked by the line's position, so that
+ * reloads add, change, replace and retire pools, backends and listeners, or fail. Removed
+ * objects go through the graveyard after each command, and the whole state is freed after
+ * each input, so that LeakSanitizer sees anything a command forgets and every crash
  * reproduces from its input alone. */
 #include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -50,9 +52,10 @@ static const char running_cfg[] =
     "  \"backends\": [{\"name\": \"x\", \"address\": \"127.0.0.1:5301\", \"hash_key\": \"x\"},"
     "   {\"name\": \"y\", \"address\": \"127.0.0.1:5302\"}]}]}";
 
-/* What `reload` reads: web changes algorithm and members, dns gains a backend, a third pool
- * and listener appear, a listener changes its settings. */
-static const char reload_cfg[] =
+/* What `reload` reads depends on the line's position in the input (reload_path[]):
+ * 1. grow: web changes algorithm and members, dns gains a backend, a third pool and listener
+ * appear, a listener changes its settings; */
+static const char reload_grow[] =
     "{\"listeners\": ["
     " {\"name\": \"web\", \"protocol\": \"tcp\", \"listen\": \"127.0.0.1:18080\", \"pool\": "
     "\"web\", \"max_conns\": 5},"
@@ -72,14 +75,48 @@ static const char reload_cfg[] =
     " {\"name\": \"extra\", \"algorithm\": \"random_two\", \"health\": {\"type\": "
     "\"none\"}, \"backends\": [{\"address\": \"127.0.0.1:7001\"}]}]}";
 
+/* 2. shrink: back to web alone, with backend a at a new address (replaced), so that pools,
+ * listeners and backends are retired; */
+static const char reload_shrink[] =
+    "{\"listeners\": ["
+    " {\"name\": \"web\", \"protocol\": \"tcp\", \"listen\": \"127.0.0.1:18080\", \"pool\": "
+    "\"web\"}],"
+    " \"pools\": ["
+    " {\"name\": \"web\", \"algorithm\": \"round_robin\", \"retries\": 1, \"health\": {\"type\": "
+    "\"none\"},"
+    "  \"backends\": [{\"name\": \"a\", \"address\": \"127.0.0.1:9101\"},"
+    "   {\"name\": \"b\", \"address\": \"127.0.0.1:9002\", \"backup\": true}]}]}";
+
+/* 3. invalid: the reload is refused and the running set stays. */
+static const char reload_bad[] = "{\"listeners\": [], \"pools\": [{\"name\": \"web\"}], \"x\": 1}";
+
+static const char *const reload_cfgs[] = {reload_grow, reload_shrink, reload_bad};
+#define NRELOAD (sizeof(reload_cfgs) / sizeof(reload_cfgs[0]))
+static char reload_path[NRELOAD][PATH_MAX];
+
 /* FUZZ_CONTROL_ECHO=1: print each request and answer (to read what a crash input does). */
 static bool echo;
 
-static char reload_path[] = "/tmp/lb-fuzz-control-XXXXXX.json";
-
-static void remove_reload_file(void)
+static void remove_reload_files(void)
 {
-	unlink(reload_path);
+	for (size_t i = 0; i < NRELOAD; i++)
+		if (reload_path[i][0])
+			unlink(reload_path[i]);
+}
+
+static void write_reload_file(size_t i)
+{
+	const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	size_t len = strlen(reload_cfgs[i]);
+	int fd;
+
+	int n = snprintf(reload_path[i], sizeof(reload_path[i]), "%s/lb-fuzz-reload-XXXXXX", dir);
+	fd = n > 0 && (size_t)n < sizeof(reload_path[i]) ? mkstemp(reload_path[i]) : -1;
+	if (fd < 0 || write(fd, reload_cfgs[i], len) != (ssize_t)len) {
+		perror("fuzz_control: cannot write a reload config");
+		exit(1);
+	}
+	close(fd);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -88,13 +125,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void)argv;
 	log_setup(LOG_ERROR, 0);
 	echo = getenv("FUZZ_CONTROL_ECHO") != NULL;
-	int fd = mkstemps(reload_path, 5);
-	if (fd < 0 || write(fd, reload_cfg, sizeof(reload_cfg) - 1) != sizeof(reload_cfg) - 1) {
-		perror("fuzz_control: cannot write the reload config");
-		exit(1);
-	}
-	close(fd);
-	atexit(remove_reload_file);
+	atexit(remove_reload_files);
+	for (size_t i = 0; i < NRELOAD; i++)
+		write_reload_file(i);
 	return 0;
 }
 
@@ -112,7 +145,7 @@ static int state_init(struct lb_state *st)
 	}
 	cfg = st->cfg;
 	st->version = "fuzz";
-	st->config_path = reload_path;
+	st->config_path = reload_path[0];
 	st->engine = &engine_epoll;
 	st->started_ms = timer_now_ms();
 	session_budget_size(&st->udp_sessions, FUZZ_NOFILE);
@@ -178,6 +211,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	for (int n = 0; p < end && n < MAX_LINES; n++) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		st.config_path = reload_path[n % NRELOAD];
 		size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p), outlen = 0;
 		char *out = ctl_cmds_execute(&st, p, len, &outlen);
 

@@ -6,7 +6,8 @@
  *   2 durations: config_parse_duration against a reference
  *   3 PROXY headers: addr_proxy_header (lb sends them; it never reads one) for fuzzed
  *     addresses and buffer sizes, read back by a reference PROXY v1/v2 parser
- *   4 health check replies: each check type's parse() on every prefix, as the prober calls it
+ *   4 health check replies: each check type's parse() and hc_judge() on every prefix, as
+ *     the prober calls them
  * A selector byte past the last wraps around. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -18,6 +19,7 @@
 #include <string.h>
 
 #include "health/check_types.h"
+#include "health/checks.h"
 #include "lb/addr.h"
 #include "lb/config.h"
 
@@ -342,6 +344,9 @@ static void fuzz_proxy(const uint8_t *data, size_t size)
 
 /* ---- 4: health check replies ---- */
 
+/* Replies are judged at every length up to this, then whole (each prefix is a copy). */
+#define WALK_MAX 512
+
 static void fuzz_health(const uint8_t *data, size_t size)
 {
 	static const struct hc_check *const checks[] = {
@@ -365,16 +370,22 @@ static void fuzz_health(const uint8_t *data, size_t size)
 	h.expect_status = data[2] % 2 ? 100 + data[2] : 0;
 	const uint8_t *reply = data + 3 + elen;
 	size_t rlen = size - 3 - elen;
-	/* Each reply in a buffer of its own size, so that ASan sees any read past it. */
-	for (size_t n = 0; n <= rlen; n++) {
+	/* Each prefix in a buffer of its own size, so that ASan sees any read past it: every
+	 * length up to WALK_MAX (as bytes trickle in), then the whole reply. */
+	for (size_t n = 0; n <= rlen; n = n < WALK_MAX ? n + 1 : (n < rlen ? rlen : n + 1)) {
 		uint8_t *b = malloc(n ? n : 1);
 		if (!b)
 			break;
 		memcpy(b, reply, n);
 		memset(reason, 'X', sizeof(reason));
-		enum hc_result r = chk->parse(b, n, &h, reason, sizeof(reason));
+		enum hc_result raw = chk->parse(b, n, &h, reason, sizeof(reason));
+		CHECK(raw == HC_NEED_MORE || raw == HC_PASS || raw == HC_FAIL);
+		if (raw == HC_FAIL)
+			CHECK(memchr(reason, '\0', sizeof(reason)) != NULL);
+		/* What the prober calls: the same verdict, but undecided at HC_REPLY_MAX fails. */
+		enum hc_result r = hc_judge(chk, b, n, &h, reason, sizeof(reason));
 		free(b);
-		CHECK(r == HC_NEED_MORE || r == HC_PASS || r == HC_FAIL);
+		CHECK(r == raw || (raw == HC_NEED_MORE && n >= HC_REPLY_MAX && r == HC_FAIL));
 		if (r == HC_FAIL)
 			CHECK(memchr(reason, '\0', sizeof(reason)) != NULL && reason[0] != '\0');
 		if (r != HC_NEED_MORE)
