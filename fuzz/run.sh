@@ -54,7 +54,7 @@ for t in "${targets[@]}"; do
 		${dict[@]+"${dict[@]}"} -artifact_prefix="$art/" "$corpus" >"$log" 2>&1 || rc=$?
 	runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
 	speed=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
-	cov=$(grep -o 'cov: [0-9]* ft: [0-9]*' "$log" | tail -1)
+	cov=$(grep -o 'cov: [0-9]* ft: [0-9]*' "$log" | tail -1 || true) # none if a seed crashed
 	ncorpus=$(find "$corpus" -type f | wc -l)
 	line=$(printf '%-8s runs %-10s execs/s %-7s %-20s corpus %s -> %s' "$t" "${runs:-?}" \
 		"${speed:-?}" "${cov:-cov: ?}" "$nseeds" "$ncorpus")
