@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all build deps demo test test-unit test-integration test-asan test-tsan bench format check-format clean
+.PHONY: all build deps demo test test-unit test-integration test-asan test-tsan fuzz fuzz-smoke bench format check-format clean
 
 all: build
 
@@ -22,14 +22,14 @@ demo:
 	@$(MAKE) --no-print-directory build
 	@scripts/demo.sh $(BUILD)
 
-# Normal build, every suite; then (in CI, or with SANITIZE=1) the same suites under ASan+UBSan
-# and the threaded ones under ThreadSanitizer.
+# Normal build, every suite; then (in CI, or with SANITIZE=1) the same suites under ASan+UBSan,
+# the threaded ones under ThreadSanitizer, and a short run of each fuzz target.
 test:
 	@scripts/deps.sh test
 	@$(MAKE) --no-print-directory build
 	scripts/check-format.sh
 	cd $(BUILD) && ctest --output-on-failure -j 1
-	@if [ -n "$$CI" ] || [ -n "$$SANITIZE" ]; then $(MAKE) --no-print-directory test-asan test-tsan; fi
+	@if [ -n "$$CI" ] || [ -n "$$SANITIZE" ]; then $(MAKE) --no-print-directory test-asan test-tsan fuzz-smoke; fi
 
 test-unit: build
 	cd $(BUILD) && ctest --output-on-failure -L unit
@@ -50,6 +50,16 @@ test-tsan:
 # suites.
 TSAN_TESTS = unit/test_algorithms|unit/test_checks|unit/test_client_count|integration/test_health|integration/test_tcp_core|integration/test_udp|integration/test_fleet|integration/test_reload_memory|integration/test_fd_exhaustion
 
+# libFuzzer targets (fuzz/, clang, ASan+UBSan), each for FUZZ_SECONDS on a scratch copy of
+# its seed corpus; fails on a crash, leak or hang (docs/TESTING.md "Fuzzing").
+FUZZ_SECONDS ?= 60
+fuzz:
+	@scripts/deps.sh fuzz
+	JOBS=$(JOBS) fuzz/run.sh $(FUZZ_SECONDS)
+
+fuzz-smoke:
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=20
+
 bench: build
 	@scripts/deps.sh bench
 	LB_BIN=$(BUILD)/lb bash bench/compare.sh $(BENCH_ARGS)
@@ -61,4 +71,4 @@ check-format:
 	scripts/check-format.sh
 
 clean:
-	rm -rf build build-asan build-tsan
+	rm -rf build build-asan build-tsan build-fuzz

@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # Install the Debian packages a make target needs, only those missing.
-# usage: scripts/deps.sh build|test|bench|demo
+# usage: scripts/deps.sh build|test|fuzz|bench|demo
 # As root it runs apt-get itself (apt-get update once, only if a package is not found);
 # otherwise it prints the exact command and exits 2.
 set -euo pipefail
 
 build=(build-essential cmake pkg-config liburing-dev libjansson-dev check)
+# libFuzzer and the sanitizer runtimes come with clang's compiler-rt (Debian bookworm: 14).
+fuzz=(clang libclang-rt-14-dev)
 case "${1:-build}" in
 build) want=("${build[@]}") ;;
 demo) want=("${build[@]}" curl) ;;
-test) want=("${build[@]}" clang-format curl redis-server postgresql dnsmasq-base bind9-dnsutils iproute2 bird2 keepalived) ;;
+fuzz) want=("${build[@]}" "${fuzz[@]}") ;;
+test) want=("${build[@]}" "${fuzz[@]}" clang-format curl redis-server postgresql dnsmasq-base bind9-dnsutils iproute2 bird2 keepalived) ;;
 bench) want=("${build[@]}" iperf3 wrk haproxy nginx libnginx-mod-stream gnuplot-nox python3 dnsmasq-base dnsperf) ;;
 *)
-	echo "usage: $0 build|test|bench|demo" >&2
+	echo "usage: $0 build|test|fuzz|bench|demo" >&2
 	exit 2
 	;;
 esac
