@@ -82,10 +82,9 @@
 #define FLOOD_LOG_LINES	 100
 #define FLOOD_LOG_BYTES	 (32 * 1024)
 #define FLOOD_UDP_IDLE_S 20
-/* The limit of the variant where lb starts under it: room for this test's FLOOD_SOURCES
- * sockets (it shares the limit), and less than FLOOD_SOURCES sessions for lb once it keeps
- * its reserve. */
-#define FLOOD_START_LIMIT (FLOOD_SOURCES + 100)
+/* The limit of the variant where lb starts under it (inherited from this test's process):
+ * half as many fds as the flood brings sessions. */
+#define FLOOD_START_LIMIT (FLOOD_SOURCES / 2)
 
 /* 6: idle control clients (more than lb's 1,024 slots) and lbctl's deadline. */
 #define IDLE_CTL	  1100
@@ -655,16 +654,14 @@ END_TEST
  * (at_start: FLOOD_START_LIMIT, inherited from this test's process). */
 static void udp_flood(bool at_start)
 {
-	static int src[FLOOD_SOURCES];
-	int tport = t_free_port(), mport = t_free_port(), nsrc = 0, sent = 0;
+	static bool port_used[65536];
+	int tport = t_free_port(), mport = t_free_port(), nsrc = 0, sent = 0, ports = 0;
 	struct sockaddr_in lo = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
 	struct rlimit orig, rl;
 
 	if (at_start) {
 		rl = (struct rlimit){FLOOD_START_LIMIT, FLOOD_START_LIMIT};
 		ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
-	} else {
-		raise_own_fd_limit(FLOOD_SOURCES + 64);
 	}
 	struct tbackend *uecho = t_backends_add(&h.be, TB_UDP_ECHO, "u1");
 	struct tbackend *techo = t_backends_add(&h.be, TB_ECHO, "t1");
@@ -691,16 +688,27 @@ static void udp_flood(bool at_start)
 	}
 	char *log0 = lb_log(&h.lb);
 
-	/* Each datagram from a new source port: a new session, a new fd in lb. */
+	/* Each datagram from a new socket, so (mostly) a new source port: a new session, a new
+	 * fd in lb. One socket at a time, so that this process needs no more fds than lb has;
+	 * the kernel may hand out a port twice, so the distinct ones are counted. */
 	uint64_t t0 = t_now_ms();
 	lo.sin_port = htons((uint16_t)uport);
 	for (; nsrc < FLOOD_SOURCES && t_now_ms() - t0 < FLOOD_MAX_MS; nsrc++) {
 		struct sockaddr_in me = {.sin_family = AF_INET,
 					 .sin_addr.s_addr = htonl(0x7f000001)};
-		src[nsrc] = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-		if (src[nsrc] < 0 || bind(src[nsrc], (struct sockaddr *)&me, sizeof(me)) < 0)
+		int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		if (fd < 0 || bind(fd, (struct sockaddr *)&me, sizeof(me)) < 0) {
+			if (fd >= 0)
+				close(fd);
 			break;
-		sent += sendto(src[nsrc], "x", 1, 0, (struct sockaddr *)&lo, sizeof(lo)) == 1;
+		}
+		sent += sendto(fd, "x", 1, 0, (struct sockaddr *)&lo, sizeof(lo)) == 1;
+		int port = t_local_port(fd);
+		if (port > 0 && !port_used[port]) {
+			port_used[port] = true;
+			ports++;
+		}
+		close(fd);
 	}
 	uint64_t flood_ms = t_now_ms() - t0;
 	usleep(300 * 1000);
@@ -731,18 +739,17 @@ static void udp_flood(bool at_start)
 	bool listed = backends_blameless(&nbe, &failed, &down);
 	bool alive = lb_alive();
 	fprintf(stderr,
-		"faults (%s) udp flood, limit %s: %d datagrams from %d source ports in %llu ms; lb "
+		"faults (%s) udp flood, limit %s: %d datagrams from %d sockets (%d source ports) "
+		"in %llu ms; lb "
 		"holds %d fds (limit %llu, %d held before); %ld CPU ticks in %d ms; log +%zu lines "
 		"+%zu bytes; "
 		"TCP relay %s; lbctl status exit %d in %llu ms; backends %s: %d listed, %d with "
 		"failures, %d not up; lb %s\n",
-		t_engine(), at_start ? "set at start" : "lowered at run time", sent, nsrc,
+		t_engine(), at_start ? "set at start" : "lowered at run time", sent, nsrc, ports,
 		(unsigned long long)flood_ms, fds, (unsigned long long)rl.rlim_cur, used, c1 - c0,
 		FLOOD_WATCH_MS, log_lines, log_bytes, tcp_ok ? "ok" : "FAILED", status_rc,
 		(unsigned long long)status_ms, listed ? "listed" : "NOT LISTED", nbe, failed, down,
 		alive ? "up" : "DEAD");
-	for (int i = 0; i < nsrc; i++)
-		close(src[i]);
 	free(log0);
 	free(log1);
 	(void)prlimit(h.lb.pid, RLIMIT_NOFILE, &orig, NULL);
