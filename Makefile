@@ -39,7 +39,7 @@ test-unit: build
 test-integration: build
 	cd $(BUILD) && ctest --output-on-failure -L integration
 
-# The fault suite (tests/faults, docs/FAULTS.md) on both engines, each scenario printing one
+# The fault suite (tests/faults, docs/TESTING.md "Fault suite") on both engines, each scenario printing one
 # line of figures (-V shows them when it passes too). Plain ctest leaves it out: it takes
 # about a minute and holds thousands of sockets.
 test-faults: build

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 
 #include "health/prober.h"
@@ -24,6 +25,8 @@
 #include "lb/engine.h"
 #include "lb/listener.h"
 #include "lb/log.h"
+#include "lb/mainloop.h"
+#include "lb/offload.h"
 #include "lb/pool.h"
 #include "lb/state.h"
 #include "lb/timer.h"
@@ -131,6 +134,41 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
+/* The main loop's epoll set, for the completions of work off the main loop (a reload's
+ * config load, `add` by host name), as main.c serves them. */
+static int epfd = -1;
+
+/* The answer of a command that answers later. */
+struct waiter {
+	struct ctl_waiter w;
+	char *line;
+	size_t len;
+	bool answered;
+};
+
+static void waiter_answer(struct ctl_waiter *cw, char *line, size_t len)
+{
+	struct waiter *w = (struct waiter *)cw;
+	w->line = line;
+	w->len = len;
+	w->answered = true;
+}
+
+/* Serve the main loop until w is answered (a job takes milliseconds; 10 s means a hang). */
+static void wait_answer(struct waiter *w)
+{
+	for (int i = 0; !w->answered; i++) {
+		struct epoll_event ev[4];
+		int n = epoll_wait(epfd, ev, 4, 10000);
+		if (n <= 0 && i > 0)
+			abort();
+		for (int k = 0; k < n; k++) {
+			struct mainloop_handler *h = ev[k].data.ptr;
+			h->fn(h, ev[k].events);
+		}
+	}
+}
+
 /* The running state, as main.c builds it before the workers would start. */
 static int state_init(struct lb_state *st)
 {
@@ -149,6 +187,10 @@ static int state_init(struct lb_state *st)
 	st->engine = &engine_epoll;
 	st->started_ms = timer_now_ms();
 	session_budget_size(&st->udp_sessions, FUZZ_NOFILE);
+	if (epfd < 0)
+		epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (epfd < 0 || offload_open(epfd, &st->offload) < 0)
+		return -ENOMEM;
 	qsbr_init(&st->qsbr, 0); /* no workers: every grace period is over at once */
 	graveyard_init(&st->graveyard, &st->qsbr);
 	st->pools = calloc(cfg->npools, sizeof(*st->pools));
@@ -172,6 +214,7 @@ static int state_init(struct lb_state *st)
 /* As main.c stops and frees: the prober, QSBR, the graveyard, then the running set. */
 static void state_free(struct lb_state *st)
 {
+	offload_close(st->offload);
 	prober_stop(st->prober);
 	qsbr_destroy(&st->qsbr);
 	graveyard_free_all(&st->graveyard);
@@ -213,7 +256,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		st.config_path = reload_path[n % NRELOAD];
 		size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p), outlen = 0;
-		char *out = ctl_cmds_execute(&st, p, len, &outlen);
+		struct waiter w = {.w.answer = waiter_answer};
+		char *out = ctl_cmds_execute(&st, p, len, &outlen, &w.w);
+		if (!out && w.w.pending) {
+			wait_answer(&w);
+			out = w.line;
+			outlen = w.len;
+		}
 
 		if (echo)
 			fprintf(stderr, "> %.*s\n< %s", (int)len, p, out ? out : "(null)\n");

@@ -923,8 +923,11 @@ static FILE *open_config(const char *path, int *rc)
 		*rc = -errno;
 		return NULL;
 	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+	if (fstat(fd, &st) < 0)
+		*rc = -errno;
+	else if (!S_ISREG(st.st_mode))
 		*rc = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+	if (*rc < 0) {
 		close(fd);
 		return NULL;
 	}

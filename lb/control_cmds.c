@@ -28,8 +28,6 @@
 #include "lb/timer.h"
 #include "lb/engine.h"
 
-/* Longest backend name accepted by `add`; config names are not longer in practice. */
-#define NAME_MAX_LEN 255
 /* Room for every validation error of a rejected reload. */
 #define ERR_MAX RELOAD_ERR_MAX
 
@@ -161,7 +159,7 @@ static struct pool *find_pool(struct req *r, const char *name)
 static struct backend *target(struct req *r)
 {
 	const char *pool = NULL, *be = NULL;
-	char buf[2 * NAME_MAX_LEN + 2];
+	char buf[2 * CFG_NAME_MAX + 2];
 	struct pool *p;
 	struct backend *b;
 
@@ -379,7 +377,7 @@ static bool name_ok(const char *s)
 {
 	size_t n = strlen(s);
 
-	if (n == 0 || n > NAME_MAX_LEN)
+	if (n == 0 || n > CFG_NAME_MAX)
 		return false;
 	for (; *s; s++)
 		if (*s == '/' || (unsigned char)*s < 0x20 || *s == 0x7f)
@@ -395,7 +393,7 @@ static int add_fields(struct req *r, struct cfg_backend *cb, const char **pname)
 	if (field_str(r, "pool", true, pname) < 0 || field_str(r, "name", true, &name) < 0 ||
 	    field_str(r, "address", true, &address) < 0 ||
 	    field_int(r, "weight", false, 0, CFG_MAX_WEIGHT, &cb->weight) < 0 ||
-	    field_int(r, "max_conns", false, 0, 1000000000, &cb->max_conns) < 0 ||
+	    field_int(r, "max_conns", false, 0, CFG_ADD_MAX_CONNS, &cb->max_conns) < 0 ||
 	    field_bool(r, "backup", &cb->backup) < 0 ||
 	    field_str(r, "hash_key", false, (const char **)&cb->hash_key) < 0)
 		return -1;
@@ -408,7 +406,7 @@ static int add_fields(struct req *r, struct cfg_backend *cb, const char **pname)
 	cb->address = (char *)address;
 	if (!name_ok(cb->name)) {
 		fail(r, "bad backend name \"%s\": 1-%d characters, no '/' or control characters",
-		     cb->name, NAME_MAX_LEN);
+		     cb->name, CFG_NAME_MAX);
 		return -1;
 	}
 	return 0;

@@ -4,6 +4,7 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -72,23 +73,55 @@ void listener_destroy(struct listener *l)
 }
 
 /* A quarter of the fds stays outside the UDP budget, and never fewer than this. */
-#define SESSION_RESERVE_MIN 64
+#define SESSION_RESERVE_MIN	  64
+#define SESSION_BUDGET_RECHECK_MS 100
 
-long session_budget_size(struct session_budget *b, long nofile)
+static long session_budget_set(struct session_budget *b, long nofile)
 {
 	long reserve = nofile / 4 > SESSION_RESERVE_MIN ? nofile / 4 : SESSION_RESERVE_MIN;
 
-	atomic_init(&b->open, 0);
-	b->max = nofile > reserve ? nofile - reserve : 0;
+	atomic_store_explicit(&b->max, nofile > reserve ? nofile - reserve : 0,
+			      memory_order_relaxed);
+	atomic_store_explicit(&b->nofile, nofile, memory_order_relaxed);
 	return reserve;
 }
 
-bool session_budget_take(struct session_budget *b)
+long session_budget_size(struct session_budget *b, long nofile)
 {
-	long n = atomic_load_explicit(&b->open, memory_order_relaxed);
+	atomic_init(&b->open, 0);
+	atomic_init(&b->checked_ms, 0);
+	return session_budget_set(b, nofile);
+}
 
+/* Read the fd limit again; log and resize if it changed. One caller at a time (the CAS on
+ * checked_ms in session_budget_take). */
+static void session_budget_recheck(struct session_budget *b)
+{
+	struct rlimit rl;
+	long was = atomic_load_explicit(&b->nofile, memory_order_relaxed);
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY ||
+	    (long)rl.rlim_cur == was)
+		return;
+	long reserve = session_budget_set(b, (long)rl.rlim_cur);
+	log_warn("fd limit changed from %ld to %ld: UDP sessions may now hold %ld fds, %ld stay "
+		 "for TCP, control and metrics",
+		 was, (long)rl.rlim_cur, atomic_load_explicit(&b->max, memory_order_relaxed),
+		 reserve);
+}
+
+bool session_budget_take(struct session_budget *b, uint64_t now)
+{
+	uint64_t last = atomic_load_explicit(&b->checked_ms, memory_order_relaxed);
+
+	if (now - last >= SESSION_BUDGET_RECHECK_MS &&
+	    atomic_compare_exchange_strong_explicit(&b->checked_ms, &last, now,
+						    memory_order_relaxed, memory_order_relaxed))
+		session_budget_recheck(b);
+
+	long n = atomic_load_explicit(&b->open, memory_order_relaxed);
 	do {
-		if (n >= b->max)
+		if (n >= atomic_load_explicit(&b->max, memory_order_relaxed))
 			return false;
 	} while (!atomic_compare_exchange_weak_explicit(&b->open, &n, n + 1, memory_order_relaxed,
 							memory_order_relaxed));

@@ -45,13 +45,18 @@ const char *listener_reject_name(enum listener_reject r);
  * control socket and the metrics listener need. Shared by every worker. */
 struct session_budget {
 	_Atomic long open;
-	long max; /* set before the workers start */
+	_Atomic long max;
+	_Atomic long nofile;	     /* the fd limit max was derived from */
+	_Atomic uint64_t checked_ms; /* when the limit was last read */
 };
 
-/* Size b for an fd limit of nofile. Returns the reserve kept outside it. */
+/* Size b for an fd limit of nofile, before the workers start. Returns the reserve kept
+ * outside it. */
 long session_budget_size(struct session_budget *b, long nofile);
-/* One more session under the budget (atomically). False = it is spent. */
-bool session_budget_take(struct session_budget *b);
+/* One more session under the budget (atomically). False = it is spent. now is the caller's
+ * clock (ms): at most every SESSION_BUDGET_RECHECK_MS one caller reads the fd limit again and
+ * resizes the budget, so a limit lowered (or raised) while lb runs is followed. */
+bool session_budget_take(struct session_budget *b, uint64_t now);
 void session_budget_release(struct session_budget *b);
 
 /* Count a connection or datagram turned away for why. If how is not NULL, also log

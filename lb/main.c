@@ -167,8 +167,10 @@ static int check_listeners_free(const struct config *cfg)
 	return err;
 }
 
-/* Bind every worker's copy of every listener here, so that a bad address fails start-up
- * with exit 1 before any thread runs. */
+/* Create and start the workers, one at a time: worker i's copies of every listener are
+ * bound just before it is created, so a bad address fails start-up with exit 1 (main then
+ * drains and joins the workers already started). check_listeners_free ran before, so a port
+ * held by someone else fails before the first worker starts. */
 static int start_workers(struct lb *lb)
 {
 	struct lb_state *st = &lb->st;

@@ -293,7 +293,7 @@ static struct udp_session *session_new(struct worker *w, struct worker_listener 
 
 	if (!listener_admit(l, sa, w->now, &per_client))
 		return NULL;
-	if (!session_budget_take(w->udp_budget)) {
+	if (!session_budget_take(w->udp_budget, w->now)) {
 		listener_leave(l, sa, per_client);
 		listener_reject(l, LISTENER_REJECT_RESOURCES, sa, "dropping datagram",
 				"all UDP sessions lb may open are in use (fd limit)", w->now);
