@@ -76,10 +76,22 @@ static void fuzz_addr(const uint8_t *data, size_t size)
 		CHECK(why != NULL);
 	}
 	why = NULL;
-	if (addr_parse_resolve(s, &a, &why) == 0)
-		roundtrip(&a); /* numeric, or a name the stub resolver knows (localhost) */
-	else
+	char host[ADDR_HOST_MAX];
+	uint16_t port = 0;
+	int rc = addr_parse_host(s, &a, host, &port, &why);
+	if (rc == 0) {
+		roundtrip(&a);
+	} else if (rc == 1) {
+		/* A well-formed name: not empty, fits, and its port is in range. */
+		CHECK(host[0] != '\0' && strnlen(host, sizeof(host)) < sizeof(host) && port > 0);
+		why = NULL;
+		if (addr_lookup(host, port, &a, &why) == 0)
+			roundtrip(&a); /* a name the stub resolver knows (localhost) */
+		else
+			CHECK(why != NULL);
+	} else {
 		CHECK(why != NULL);
+	}
 	free(s);
 }
 
