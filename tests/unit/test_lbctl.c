@@ -1,12 +1,17 @@
 /* Unit tests for lbctl's command table, through the lbctl binary ($LBCTL_BIN): --help lists
  * every command, the generated bash completion script is valid bash and completes commands,
- * flags and choices, and usage errors are caught before lbctl dials lb (exit 2). */
+ * flags and choices, usage errors are caught before lbctl dials lb (exit 2), and an lb that
+ * cannot serve lbctl (no socket, a connection closed unanswered, a garbled answer) is exit 2
+ * too, never 1 (which means lb answered with an error). */
 #include <check.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "support.h"
@@ -210,6 +215,63 @@ START_TEST(test_usage_errors_exit_2_before_dialing)
 }
 END_TEST
 
+/* A stand-in for an lb that cannot serve: accepts one client on a Unix socket, reads its
+ * request, then closes (reply NULL) or writes reply. */
+struct fake_lb {
+	int fd;
+	const char *reply;
+	char path[108];
+};
+
+static void *fake_lb_serve(void *arg)
+{
+	struct fake_lb *f = arg;
+	char buf[512];
+	int c = accept(f->fd, NULL, NULL);
+
+	if (c >= 0) {
+		(void)!read(c, buf, sizeof(buf));
+		if (f->reply)
+			(void)!write(c, f->reply, strlen(f->reply));
+		close(c);
+	}
+	return NULL;
+}
+
+START_TEST(test_lb_that_cannot_serve_is_exit_2)
+{
+	static const char *const replies[] = {NULL, "not json\n", "{\"data\":1}\n"};
+	char *err = NULL;
+
+	ck_assert_int_eq(lbctl(NULL, &err, "-s", "/nonexistent/lb.sock", "status", NULL), 2);
+	ck_assert_msg(err && strstr(err, "is lb running?"), "%s", err ? err : "");
+	free(err);
+
+	for (size_t i = 0; i < sizeof(replies) / sizeof(replies[0]); i++) {
+		struct fake_lb f = {.reply = replies[i]};
+		struct sockaddr_un sun = {.sun_family = AF_UNIX};
+		pthread_t t;
+
+		snprintf(f.path, sizeof(f.path), "/tmp/lbctl-fake-%d-%zu.sock", (int)getpid(), i);
+		unlink(f.path);
+		strcpy(sun.sun_path, f.path);
+		f.fd = socket(AF_UNIX, SOCK_STREAM, 0);
+		ck_assert_int_ge(f.fd, 0);
+		ck_assert_int_eq(bind(f.fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+		ck_assert_int_eq(listen(f.fd, 1), 0);
+		ck_assert_int_eq(pthread_create(&t, NULL, fake_lb_serve, &f), 0);
+		err = NULL;
+		int rc = lbctl(NULL, &err, "-s", f.path, "status", NULL);
+		pthread_join(t, NULL);
+		close(f.fd);
+		unlink(f.path);
+		ck_assert_msg(rc == 2, "reply %s: exit %d (%s)",
+			      replies[i] ? replies[i] : "(close)", rc, err ? err : "");
+		free(err);
+	}
+}
+END_TEST
+
 START_TEST(test_no_command_prints_usage_and_exits_2)
 {
 	char *out = NULL, *err = NULL;
@@ -232,6 +294,7 @@ static Suite *lbctl_suite(void)
 	tcase_add_test(tc, test_completion_completes_commands_flags_and_choices);
 	tcase_add_test(tc, test_usage_errors_exit_2_before_dialing);
 	tcase_add_test(tc, test_no_command_prints_usage_and_exits_2);
+	tcase_add_test(tc, test_lb_that_cannot_serve_is_exit_2);
 	suite_add_tcase(s, tc);
 	return s;
 }
