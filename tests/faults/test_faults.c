@@ -104,42 +104,6 @@ static struct t_harness h;
 
 /* ---- helpers ---- */
 
-static long rss_kb(pid_t pid)
-{
-	char path[64], line[256];
-	long kb = -1;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-			break;
-	fclose(f);
-	return kb;
-}
-
-/* User + system clock ticks of the whole process. */
-static long cpu_ticks(pid_t pid)
-{
-	char path[64], buf[1024];
-	unsigned long ut = 0, st = 0;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return -1;
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	char *p = strrchr(buf, ')'); /* the name may hold spaces */
-	if (!p ||
-	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
-		return -1;
-	return (long)(ut + st);
-}
-
 static size_t count_char(const char *s, char c)
 {
 	size_t n = 0;
@@ -400,7 +364,7 @@ static void stall_round(int hport, int sport, int held, struct stall_round *r)
 {
 	int hang[STALL_HANG_CLIENTS], stall[STALL_CLIENTS];
 
-	*r = (struct stall_round){.rss0 = rss_kb(h.lb.pid), .fds0 = lb_fd_count(&h.lb)};
+	*r = (struct stall_round){.rss0 = lb_rss_kb(h.lb.pid), .fds0 = lb_fd_count(&h.lb)};
 	uint64_t t0 = t_now_ms();
 	for (int i = 0; i < STALL_HANG_CLIENTS; i++) {
 		hang[i] = t_connect(NULL, hport);
@@ -413,7 +377,7 @@ static void stall_round(int hport, int sport, int held, struct stall_round *r)
 	}
 	for (int i = 0; i < STALL_CLIENTS; i += 2)
 		r->pushed += push_until_stuck(stall[i], STALL_PUSH_MAX);
-	r->rss_peak = rss_kb(h.lb.pid);
+	r->rss_peak = lb_rss_kb(h.lb.pid);
 
 	for (int i = 0; i < STALL_OK_TRIPS; i++) {
 		int fd = i % 2 ? held : t_connect(NULL, h.port);
@@ -448,7 +412,7 @@ static void stall_round(int hport, int sport, int held, struct stall_round *r)
 		usleep(20 * 1000);
 	r->fds1 = lb_fd_count(&h.lb);
 	usleep(200 * 1000);
-	r->rss1 = rss_kb(h.lb.pid);
+	r->rss1 = lb_rss_kb(h.lb.pid);
 	r->held_ok = echo_trip(held, 2, 1000) >= 0;
 }
 
@@ -718,9 +682,9 @@ static void udp_flood(bool at_start)
 	/* What spun before the fix: a control client and a scrape waiting in their backlogs. */
 	int cfd = control_connect();
 	int mfd = t_connect(NULL, mport);
-	long c0 = cpu_ticks(h.lb.pid);
+	long c0 = lb_cpu_ticks(h.lb.pid);
 	usleep(FLOOD_WATCH_MS * 1000);
-	long c1 = cpu_ticks(h.lb.pid);
+	long c1 = lb_cpu_ticks(h.lb.pid);
 	char *log1 = lb_log(&h.lb);
 	size_t log_bytes = strlen(log1 ? log1 : "") - strlen(log0 ? log0 : "");
 	size_t log_lines = count_char(log1, '\n') - count_char(log0, '\n');

@@ -32,25 +32,6 @@
 
 static struct t_harness h;
 
-static long cpu_ticks(pid_t pid)
-{
-	char path[64], buf[1024];
-	unsigned long ut = 0, st = 0;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return -1;
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	char *p = strrchr(buf, ')'); /* the name may hold spaces */
-	if (!p ||
-	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
-		return -1;
-	return (long)(ut + st);
-}
-
 static size_t count_lines(const char *log, const char *needle)
 {
 	size_t n = 0;
@@ -118,9 +99,9 @@ START_TEST(test_out_of_fds_pauses_accepts_and_blames_no_backend)
 	int extra = t_connect(NULL, h.port);
 	t_expect(&h, mfd >= 0 && extra >= 0, "cannot queue connections to lb");
 	char *before = lb_log(&h.lb);
-	long t0 = cpu_ticks(h.lb.pid);
+	long t0 = lb_cpu_ticks(h.lb.pid);
 	usleep(STARVE_MS * 1000);
-	long t1 = cpu_ticks(h.lb.pid);
+	long t1 = lb_cpu_ticks(h.lb.pid);
 	char *log = lb_log(&h.lb);
 	size_t lines = count_lines(log, "accept: Too many open files") -
 		       count_lines(before, "accept: Too many open files");

@@ -90,22 +90,6 @@ static void write_variant(int variant)
 	free(json);
 }
 
-static long rss_kb(pid_t pid)
-{
-	char path[64], line[256];
-	long kb = -1;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-			break;
-	fclose(f);
-	return kb;
-}
-
 /* One request on the control connection; its answer must say ok. */
 static void reload_on(int cfd, char *buf)
 {
@@ -175,12 +159,12 @@ START_TEST(test_reloads_do_not_grow_memory)
 		}
 		if (i == WARMUP) {
 			usleep(300 * 1000); /* let the graveyard free what waits */
-			base = rss_kb(h.lb.pid);
+			base = lb_rss_kb(h.lb.pid);
 			base_fds = lb_fd_count(&h.lb);
 		}
 	}
 	usleep(300 * 1000);
-	long end = rss_kb(h.lb.pid);
+	long end = lb_rss_kb(h.lb.pid);
 	int end_fds = lb_fd_count(&h.lb);
 	fprintf(stderr,
 		"test_reload_memory (%s): RSS after %d reloads %ld kB, after %d reloads %ld kB "

@@ -113,6 +113,10 @@ void t_remove_tree(const char *path);
 void lb_cleanup(struct lbproc *lb);
 /* Number of open fds of the process (from /proc/PID/fd), or -1. */
 int lb_fd_count(const struct lbproc *lb);
+/* Resident set size of process pid in kB (VmRSS), or -1. */
+long lb_rss_kb(pid_t pid);
+/* User + system clock ticks of the whole process pid so far, or -1. */
+long lb_cpu_ticks(pid_t pid);
 /* lb's stderr so far, NUL-terminated, malloc'd (caller frees). */
 char *lb_log(const struct lbproc *lb);
 /* Wait up to timeout_ms until lb's log contains needle. true if found. */
