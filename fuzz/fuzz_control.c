@@ -173,7 +173,6 @@ static void wait_answer(struct waiter *w)
 static int state_init(struct lb_state *st)
 {
 	struct cfg_errors errs = {0};
-	const struct config *cfg;
 
 	memset(st, 0, sizeof(*st));
 	if (config_load_string(running_cfg, "fuzz-running.json", &st->cfg, &errs) < 0) {
@@ -181,7 +180,6 @@ static int state_init(struct lb_state *st)
 			fprintf(stderr, "%s\n", errs.msg[i]);
 		abort(); /* the fixed config itself must load */
 	}
-	cfg = st->cfg;
 	st->version = "fuzz";
 	st->config_path = reload_path[0];
 	st->engine = &engine_epoll;
@@ -193,22 +191,7 @@ static int state_init(struct lb_state *st)
 		return -ENOMEM;
 	qsbr_init(&st->qsbr, 0); /* no workers: every grace period is over at once */
 	graveyard_init(&st->graveyard, &st->qsbr);
-	st->pools = calloc(cfg->npools, sizeof(*st->pools));
-	st->listeners = calloc(cfg->nlisteners, sizeof(*st->listeners));
-	if (!st->pools || !st->listeners)
-		return -ENOMEM;
-	for (; st->npools < cfg->npools; st->npools++) {
-		st->pools[st->npools] = pool_create(&cfg->pools[st->npools]);
-		if (!st->pools[st->npools])
-			return -ENOMEM;
-	}
-	for (; st->nlisteners < cfg->nlisteners; st->nlisteners++) {
-		const struct cfg_listener *lc = &cfg->listeners[st->nlisteners];
-		if (listener_create(lc, st->pools[lc->pool_index], &st->listeners[st->nlisteners]) <
-		    0)
-			return -ENOMEM;
-	}
-	return 0;
+	return state_build(st);
 }
 
 /* As main.c stops and frees: the prober, QSBR, the graveyard, then the running set. */

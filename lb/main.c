@@ -92,29 +92,6 @@ static const struct engine_ops *choose_engine(enum cfg_engine want)
 	return &engine_epoll;
 }
 
-static int build_pools(struct lb_state *st)
-{
-	const struct config *cfg = st->cfg;
-
-	st->pools = calloc(cfg->npools ? cfg->npools : 1, sizeof(*st->pools));
-	st->listeners = calloc(cfg->nlisteners ? cfg->nlisteners : 1, sizeof(*st->listeners));
-	if (!st->pools || !st->listeners)
-		return -ENOMEM;
-	for (; st->npools < cfg->npools; st->npools++) {
-		st->pools[st->npools] = pool_create(&cfg->pools[st->npools]);
-		if (!st->pools[st->npools])
-			return -ENOMEM;
-	}
-	for (; st->nlisteners < cfg->nlisteners; st->nlisteners++) {
-		const struct cfg_listener *lc = &cfg->listeners[st->nlisteners];
-		int rc =
-		    listener_create(lc, st->pools[lc->pool_index], &st->listeners[st->nlisteners]);
-		if (rc < 0)
-			return rc;
-	}
-	return 0;
-}
-
 /* Engine tuning for A/B measurements and tests, read once at start so that neither engines
  * nor workers read the environment: LB_URING_RECV=N receive buffers (0: no completion-based
  * receive), LB_URING_BATCH=N[:US] busy batching (0: off). Unset: the engine's defaults. */
@@ -541,7 +518,7 @@ int main(int argc, char **argv)
 	st->engine = choose_engine(st->cfg->engine);
 	if (sfd < 0 || epfd < 0 || !st->engine)
 		goto out;
-	if (build_pools(st) < 0) {
+	if (state_build(st) < 0) {
 		log_error("out of memory building pools");
 		goto out;
 	}

@@ -111,6 +111,29 @@ static void retire_or_leak(struct lb_state *st, void *obj, const struct retire_o
 		log_error("out of memory: a removed %s is never freed", ops->what);
 }
 
+int state_build(struct lb_state *st)
+{
+	const struct config *cfg = st->cfg;
+
+	st->pools = calloc(cfg->npools ? cfg->npools : 1, sizeof(*st->pools));
+	st->listeners = calloc(cfg->nlisteners ? cfg->nlisteners : 1, sizeof(*st->listeners));
+	if (!st->pools || !st->listeners)
+		return -ENOMEM;
+	for (; st->npools < cfg->npools; st->npools++) {
+		st->pools[st->npools] = pool_create(&cfg->pools[st->npools]);
+		if (!st->pools[st->npools])
+			return -ENOMEM;
+	}
+	for (; st->nlisteners < cfg->nlisteners; st->nlisteners++) {
+		const struct cfg_listener *lc = &cfg->listeners[st->nlisteners];
+		int rc =
+		    listener_create(lc, st->pools[lc->pool_index], &st->listeners[st->nlisteners]);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
 void state_retire_pool(struct lb_state *st, struct pool *p)
 {
 	retire_or_leak(st, p, &pool_ops, NULL);

@@ -56,6 +56,10 @@ struct lb_state {
 	struct graveyard graveyard;
 };
 
+/* Create the pool and listener objects of st->cfg (no sockets yet). 0 or -errno; on error
+ * what was built stays in st for the caller's cleanup. */
+int state_build(struct lb_state *st);
+
 /* Hand objects taken out of the running set to the graveyard (freed once unreachable and
  * idle). The caller has unpublished them already. */
 void state_retire_pool(struct lb_state *st, struct pool *p);
