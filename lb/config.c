@@ -54,8 +54,10 @@ static const char *const listener_keys[] = {"name",
 					    "timeouts",
 					    "freebind",
 					    "max_conns_per_client",
+					    "keepalive",
 					    NULL};
 static const char *const timeout_keys[] = {"connect", "idle", NULL};
+static const char *const keepalive_keys[] = {"idle", "interval", "count", NULL};
 static const char *const pool_keys[] = {"name", "algorithm", "retries", "health", "backends", NULL};
 static const char *const health_keys[] = {"type", "interval", "timeout", "rise",	  "fall",
 					  "send", "expect",   "path",	 "expect_status", NULL};
@@ -270,6 +272,54 @@ static void parse_timeouts(struct cfg_ctx *c, const json_t *obj, const char *par
 	cfg_get_duration(c, t, path, "idle", true, &l->idle_timeout_ms);
 }
 
+/* The kernel's bounds: TCP_KEEPIDLE and TCP_KEEPINTVL 1..32767 s, TCP_KEEPCNT 1..127. */
+#define KA_MAX_S     32767
+#define KA_MAX_COUNT 127
+
+/* A keepalive time: whole seconds (the kernel's unit), 1 s to KA_MAX_S. */
+static void parse_ka_seconds(struct cfg_ctx *c, const json_t *ka, const char *parent,
+			     const char *key, int *out)
+{
+	char path[CFG_PATH_MAX];
+	uint64_t ms = 0;
+
+	if (cfg_get_duration(c, ka, parent, key, true, &ms) != CFG_OK)
+		return;
+	if (ms % 1000 || ms / 1000 > KA_MAX_S) {
+		cfg_path_key(path, parent, key);
+		cfg_err_got(
+		    c, path, json_object_get(ka, key),
+		    "whole seconds from 1s to 32767s (the kernel's keepalive unit and limit)");
+		return;
+	}
+	*out = (int)(ms / 1000);
+}
+
+static void parse_keepalive(struct cfg_ctx *c, const json_t *obj, const char *parent,
+			    struct cfg_listener *l)
+{
+	char path[CFG_PATH_MAX];
+	const json_t *ka = NULL;
+
+	if (cfg_get_object(c, obj, parent, "keepalive", &ka) != CFG_OK)
+		return;
+	cfg_path_key(path, parent, "keepalive");
+	if (l->protocol == CFG_PROTO_UDP) {
+		cfg_err_at(c, path,
+			   "TCP keepalive is for tcp listeners; udp sessions end by "
+			   "\"timeouts\".\"idle\"");
+		return;
+	}
+	cfg_check_keys(c, ka, path, keepalive_keys);
+	l->keepalive = (struct cfg_keepalive){.on = true,
+					      .idle_s = CFG_DEFAULT_KA_IDLE_S,
+					      .interval_s = CFG_DEFAULT_KA_INTERVAL_S,
+					      .count = CFG_DEFAULT_KA_COUNT};
+	parse_ka_seconds(c, ka, path, "idle", &l->keepalive.idle_s);
+	parse_ka_seconds(c, ka, path, "interval", &l->keepalive.interval_s);
+	cfg_get_int(c, ka, path, "count", 1, KA_MAX_COUNT, &l->keepalive.count);
+}
+
 static void parse_listen(struct cfg_ctx *c, const json_t *obj, const char *parent,
 			 struct cfg_listener *l)
 {
@@ -326,6 +376,7 @@ static void parse_listener(struct cfg_ctx *c, const json_t *obj, const char *pat
 			    "\"none\" on a udp listener (PROXY headers are tcp only)");
 	}
 	parse_timeouts(c, obj, path, l);
+	parse_keepalive(c, obj, path, l);
 	cfg_get_bool(c, obj, path, "freebind", &l->freebind);
 }
 

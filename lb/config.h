@@ -26,6 +26,10 @@ enum cfg_log_format { CFG_LOG_TEXT, CFG_LOG_JSON };
 #define CFG_DEFAULT_HC_RISE	      2
 #define CFG_DEFAULT_HC_FALL	      3
 #define CFG_MAX_WEIGHT		      1000
+/* TCP keepalive of a listener's "keepalive" block, for keys left out (seconds, probes). */
+#define CFG_DEFAULT_KA_IDLE_S	  60
+#define CFG_DEFAULT_KA_INTERVAL_S 10
+#define CFG_DEFAULT_KA_COUNT	  6
 /* Longest backend hash_key: a name-sized string is plenty for a key. */
 #define CFG_HASH_KEY_MAX 255
 /* Longest listener, pool or backend name, in bytes (config, lbctl and the control socket). */
@@ -64,6 +68,15 @@ struct cfg_pool {
 	size_t nbackends;
 };
 
+/* TCP keepalive on both sides of a listener's connections (SO_KEEPALIVE, TCP_KEEPIDLE,
+ * TCP_KEEPINTVL, TCP_KEEPCNT). */
+struct cfg_keepalive {
+	bool on;	/* the listener has a "keepalive" block */
+	int idle_s;	/* idle time before the first probe */
+	int interval_s; /* between probes */
+	int count;	/* unanswered probes before the connection is dropped */
+};
+
 struct cfg_listener {
 	char *name;
 	enum cfg_proto protocol;
@@ -79,6 +92,7 @@ struct cfg_listener {
 	uint64_t connect_timeout_ms;
 	uint64_t idle_timeout_ms; /* protocol-specific default applied */
 	bool freebind;		  /* IP_FREEBIND: bind before the address exists on the host */
+	struct cfg_keepalive keepalive;
 };
 
 struct config {

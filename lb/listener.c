@@ -256,6 +256,21 @@ static int sock_type(const struct cfg_listener *lc)
 	return lc->protocol == CFG_PROTO_UDP ? SOCK_DGRAM : SOCK_STREAM;
 }
 
+int sock_keepalive(int fd, const struct cfg_keepalive *ka)
+{
+	int one = 1;
+
+	if (!ka->on)
+		return 0;
+	if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) < 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &ka->idle_s, sizeof(ka->idle_s)) < 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &ka->interval_s, sizeof(ka->interval_s)) <
+		0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &ka->count, sizeof(ka->count)) < 0)
+		return -errno;
+	return 0;
+}
+
 /* Options every socket of lc needs before bind(): v6-only, freebind. */
 static int bind_options(int fd, const struct cfg_listener *lc)
 {
@@ -295,9 +310,11 @@ int listener_socket(const struct cfg_listener *lc, const char **why)
 		*why = "setsockopt";
 		goto fail;
 	}
-	/* Accepted sockets inherit TCP_NODELAY: one setsockopt per listener, not per client. */
+	/* Accepted sockets inherit TCP_NODELAY and keepalive: set once per listener socket, not
+	 * per client. */
 	if (type == SOCK_STREAM &&
-	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0) {
+	    (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0 ||
+	     sock_keepalive(fd, &lc->keepalive) < 0)) {
 		*why = "setsockopt";
 		goto fail;
 	}

@@ -100,6 +100,9 @@ void listener_access_log(const struct listener *l, const struct sockaddr *client
  * destination address (IP_PKTINFO / IPV6_RECVPKTINFO) when the address is a wildcard, so that
  * replies can leave from it. Returns the fd, or -errno with a reason for the log in *why. */
 int listener_socket(const struct cfg_listener *lc, const char **why);
+/* Turn on TCP keepalive on fd as ka says (nothing if !ka->on). 0 or -errno. Accepted
+ * sockets inherit it from their listener socket; backend sockets get it one by one. */
+int sock_keepalive(int fd, const struct cfg_keepalive *ka);
 
 /* Check that no other socket holds lc's address and port, so that this lb does not join
  * another process's SO_REUSEPORT group by accident: binds a probe socket without

@@ -55,13 +55,22 @@ static const struct cfg_backend *find_cfg_backend(const struct cfg_pool *cp, con
 	return NULL;
 }
 
-/* The running listener the new one continues: same name, protocol and address. */
+static bool ka_equal(const struct cfg_keepalive *a, const struct cfg_keepalive *b)
+{
+	return a->on == b->on &&
+	       (!a->on ||
+		(a->idle_s == b->idle_s && a->interval_s == b->interval_s && a->count == b->count));
+}
+
+/* The running listener the new one continues: same name, protocol and address, and the same
+ * options set on its sockets (keepalive; accepted sockets inherit them), else it gets new
+ * sockets. */
 static struct listener *find_listener(const struct lb_state *st, const struct cfg_listener *lc)
 {
 	for (size_t i = 0; i < st->nlisteners; i++) {
 		const struct cfg_listener *old = atomic_load(&st->listeners[i]->cfg);
 		if (strcmp(old->name, lc->name) == 0 && old->protocol == lc->protocol &&
-		    addr_equal(&old->addr, &lc->addr))
+		    addr_equal(&old->addr, &lc->addr) && ka_equal(&old->keepalive, &lc->keepalive))
 			return st->listeners[i];
 	}
 	return NULL;

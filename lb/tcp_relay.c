@@ -404,6 +404,7 @@ static int start_connect(struct conn *c, struct backend *b)
 	if (fd < 0)
 		return -errno;
 	set_nodelay(fd);
+	(void)sock_keepalive(fd, &c->l->cfg->keepalive); /* best effort, as TCP_NODELAY */
 	if (connect(fd, (const struct sockaddr *)&b->addr.ss, b->addr.len) < 0 &&
 	    errno != EINPROGRESS) {
 		int err = -errno;

@@ -554,6 +554,102 @@ static void rst_server_stop(struct rst_server *s)
 	close(s->lfd);
 }
 
+/* lb's established TCP sockets as `ss` shows them: how many have a local port of lport
+ * (client side) or a peer port of bport (backend side), and how many of those have a
+ * keepalive timer that fires within a minute (Linux's own default is two hours). */
+static void keepalive_sockets(int lport, int bport, int *n, int *ka)
+{
+	char cmd[256], line[512];
+	FILE *f;
+
+	*n = *ka = 0;
+	snprintf(cmd, sizeof(cmd),
+		 "ss -tnoH state established '( sport = :%d or dport = :%d )' 2>/dev/null", lport,
+		 bport);
+	f = popen(cmd, "r");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		char local[128], peer[128];
+		if (sscanf(line, "%*u %*u %127s %127s", local, peer) != 2)
+			continue;
+		const char *lp = strrchr(local, ':'), *pp = strrchr(peer, ':');
+		if (!lp || !pp || (atoi(lp + 1) != lport && atoi(pp + 1) != bport))
+			continue;
+		(*n)++;
+		/* "timer:(keepalive,6.9sec,0)"; two hours shows as "119min" */
+		char *t = strstr(line, "timer:(keepalive,"), *end = t ? strchr(t, ')') : NULL;
+		if (end) {
+			*end = '\0';
+			*ka += !strstr(t, "min");
+		}
+	}
+	pclose(f);
+}
+
+/* "keepalive": lb's socket to the client (inherited from the listener socket) and its socket
+ * to the backend both carry TCP keepalive with the configured idle time; without the block,
+ * neither does. */
+/* lb's sockets of listener port and backend port bport, and those with keepalive, once they
+ * number want_n and want_ka (or after 2 s). */
+static void wait_keepalive(int port, int bport, int want_n, int want_ka, int *n, int *ka)
+{
+	for (uint64_t end = t_now_ms() + 2000; t_now_ms() < end; usleep(50000)) {
+		keepalive_sockets(port, bport, n, ka);
+		if (*n == want_n && *ka == want_ka)
+			return;
+	}
+}
+
+#define KA_SETTINGS "\"keepalive\":{\"idle\":\"7s\",\"interval\":\"3s\",\"count\":2}"
+
+/* "keepalive": lb's socket to the client (inherited from the listener socket) and its socket
+ * to the backend both carry TCP keepalive with the configured idle time; without the block,
+ * neither does; a reload that adds it gives the listener new sockets that have it. */
+START_TEST(test_keepalive_on_both_sides)
+{
+	struct tbackend *be = tb_start("127.0.0.1:0", TB_ECHO, "ka");
+	char sock[320];
+
+	ck_assert_ptr_nonnull(be);
+	int bport = tb_port(be);
+	for (int with = 0; with < 2; with++) {
+		struct lbproc lb;
+		int port = t_free_port(), n = 0, ka = 0;
+		json_t *pool, *cfg = edge_config(port, with ? KA_SETTINGS : NULL, &pool);
+		edge_backend(pool, be);
+		t_lb_start(&lb, cfg, &port, 1);
+		int fd = t_connect(NULL, port);
+		t_check_lb(&lb, fd >= 0 && t_echo_byte(fd, 'k', REPLY_MS),
+			   "echo through lb failed");
+		wait_keepalive(port, bport, 2, with ? 2 : 0, &n, &ka);
+		t_check_lb(&lb, n == 2, "ss shows %d of lb's 2 sockets (is iproute2 installed?)",
+			   n);
+		t_check_lb(&lb, ka == (with ? 2 : 0), "%s keepalive: %d of lb's 2 sockets have it",
+			   with ? "with" : "without", ka);
+		close(fd);
+		if (!with) {
+			cfg = edge_config(port, KA_SETTINGS, &pool);
+			edge_backend(pool, be);
+			t_rewrite_config(&lb, cfg);
+			snprintf(sock, sizeof(sock), "%s/lb.sock", lb.dir);
+			t_check_lb(&lb, t_lbctl(sock, NULL, NULL, "reload", NULL) == 0,
+				   "reload adding keepalive failed");
+			fd = t_connect(NULL, port);
+			t_check_lb(&lb, fd >= 0 && t_echo_byte(fd, 'r', REPLY_MS),
+				   "echo after the reload failed");
+			wait_keepalive(port, bport, 2, 2, &n, &ka);
+			t_check_lb(&lb, n == 2 && ka == 2,
+				   "after a reload adding keepalive: %d of lb's %d sockets have it",
+				   ka, n);
+			close(fd);
+		}
+		t_stop_lb(&lb);
+	}
+	tb_free(be);
+}
+END_TEST
+
 START_TEST(test_backend_reset_mid_stream_resets_client)
 {
 	struct rst_server srv;
@@ -839,6 +935,7 @@ int main(void)
 	t_add_test(s, "connect_timeout", test_connect_timeout_moves_on_to_live_backend, 30);
 	t_add_test(s, "idle_gap", test_connect_after_idle_gap_longer_than_connect_timeout, 20);
 	t_add_test(s, "idle_timeout", test_idle_timeout_closes_only_silent_connections, 20);
+	t_add_test(s, "keepalive", test_keepalive_on_both_sides, 20);
 	t_add_test(s, "backend_reset", test_backend_reset_mid_stream_resets_client, 20);
 	t_add_test(s, "client_reset", test_client_reset_closes_backend_connection, 20);
 	t_add_test(s, "graceful", test_sigterm_lets_open_connection_finish, 20);

@@ -276,6 +276,43 @@ START_TEST(test_user_and_group_resolve_at_load)
 }
 END_TEST
 
+START_TEST(test_keepalive_fills_defaults_and_checks_units)
+{
+	struct config *cfg = load_ok(DOC("", "", "", ""));
+	ck_assert(!cfg->listeners[0].keepalive.on);
+	config_free(cfg);
+
+	cfg = load_ok(DOC("", ",\"keepalive\":{}", "", ""));
+	ck_assert(cfg->listeners[0].keepalive.on);
+	ck_assert_int_eq(cfg->listeners[0].keepalive.idle_s, 60);
+	ck_assert_int_eq(cfg->listeners[0].keepalive.interval_s, 10);
+	ck_assert_int_eq(cfg->listeners[0].keepalive.count, 6);
+	config_free(cfg);
+
+	cfg = load_ok(
+	    DOC("", ",\"keepalive\":{\"idle\":\"2m\",\"interval\":5000,\"count\":3}", "", ""));
+	ck_assert_int_eq(cfg->listeners[0].keepalive.idle_s, 120);
+	ck_assert_int_eq(cfg->listeners[0].keepalive.interval_s, 5);
+	ck_assert_int_eq(cfg->listeners[0].keepalive.count, 3);
+	config_free(cfg);
+
+	load_fails_with(DOC("", ",\"keepalive\":{\"idle\":\"1500ms\"}", "", ""),
+			"listeners[0].keepalive.idle: expected whole seconds from 1s to 32767s");
+	load_fails_with(DOC("", ",\"keepalive\":{\"interval\":\"10h\"}", "", ""),
+			"listeners[0].keepalive.interval: expected whole seconds");
+	load_fails_with(DOC("", ",\"keepalive\":{\"idle\":0}", "", ""),
+			"listeners[0].keepalive.idle: expected a duration greater than 0");
+	load_fails_with(DOC("", ",\"keepalive\":{\"count\":128}", "", ""),
+			"listeners[0].keepalive.count: expected an integer 1-127");
+	load_fails_with(
+	    DOC("", ",\"keepalive\":{\"idel\":1}", "", ""),
+	    "listeners[0].keepalive.idel: unknown key; allowed keys: idle, interval, count");
+	load_fails_with(DOC("", ",\"protocol\":\"udp\",\"keepalive\":{}", "", ""),
+			"listeners[0].keepalive: TCP keepalive is for tcp listeners");
+	load_fails_with(DOC("", ",\"keepalive\":true", "", ""), "listeners[0].keepalive: expected");
+}
+END_TEST
+
 START_TEST(test_udp_listener_idle_defaults_to_30s)
 {
 	struct config *cfg = load_ok(DOC("", ",\"protocol\":\"udp\"", "", ""));
@@ -919,6 +956,7 @@ static Suite *config_suite(void)
 	tcase_add_test(load, test_fleet_keys_load);
 	tcase_add_test(load, test_user_and_group_resolve_at_load);
 	tcase_add_test(load, test_udp_listener_idle_defaults_to_30s);
+	tcase_add_test(load, test_keepalive_fills_defaults_and_checks_units);
 	tcase_add_test(load, test_control_socket_defaults_beside_the_config_file);
 	tcase_add_test(load, test_http_health_path_defaults_to_slash);
 	tcase_add_test(load, test_health_payloads_may_hold_nul_bytes);
