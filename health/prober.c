@@ -72,6 +72,7 @@ struct prober {
 	struct pool **pools;
 	size_t npools;
 	struct qsbr *q;
+	struct prober_hooks hooks;
 	bool *dirty; /* per pool: state changed, snapshot to rebuild */
 	struct probe *probes;
 	size_t nprobes;
@@ -157,6 +158,8 @@ static void mark_down(struct probe *p, const char *reason, const char *why)
 	log_warn("pool %s: backend %s (%s) is DOWN: %s%s%s%s%s", b->pool->name, b->name, b->address,
 		 reason, why ? " (" : "", why ? why : "", why ? ")" : "",
 		 applied ? "" : "; health is forced by lbctl, not applied");
+	if (applied && p->pr->hooks.backend_down)
+		p->pr->hooks.backend_down(p->pr->hooks.ctx, b);
 }
 
 /* SPEC: a backend starts `unknown` (usable) "until the first result". Our reading: the first
@@ -664,7 +667,8 @@ static int prober_spawn(struct prober *pr)
 	return -rc;
 }
 
-int prober_start(struct pool **pools, size_t npools, struct qsbr *q, struct prober **out)
+int prober_start(struct pool **pools, size_t npools, struct qsbr *q,
+		 const struct prober_hooks *hooks, struct prober **out)
 {
 	struct prober *pr = calloc(1, sizeof(*pr));
 	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
@@ -676,6 +680,8 @@ int prober_start(struct pool **pools, size_t npools, struct qsbr *q, struct prob
 	pr->pools = pools;
 	pr->npools = npools;
 	pr->q = q;
+	if (hooks)
+		pr->hooks = *hooks;
 	pr->dirty = calloc(npools ? npools : 1, sizeof(*pr->dirty));
 	if (!pr->dirty)
 		goto fail;

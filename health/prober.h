@@ -24,11 +24,21 @@ struct prober_check {
 	char reason[64];     /* why it failed ("connection refused", "status 503"); "" */
 };
 
+/* What the prober tells its owner. */
+struct prober_hooks {
+	/* On the prober thread, after a check verdict marked b down (not while lbctl forces
+	 * its health). */
+	void (*backend_down)(void *ctx, struct backend *b);
+	void *ctx;
+};
+
 /* Start the prober thread over pools[0..npools). The pools (and their backends) stay owned
  * by the caller and must outlive the prober. Replaced snapshots are retired through q (QSBR
- * of the workers); q may be NULL only while no worker reads the pools. 0 and the prober in
- * *out, or -errno (-EINVAL: a pool names an unknown health type). */
-int prober_start(struct pool **pools, size_t npools, struct qsbr *q, struct prober **out);
+ * of the workers); q may be NULL only while no worker reads the pools. hooks (copied; NULL:
+ * none). 0 and the prober in *out, or -errno (-EINVAL: a pool names an unknown health
+ * type). */
+int prober_start(struct pool **pools, size_t npools, struct qsbr *q,
+		 const struct prober_hooks *hooks, struct prober **out);
 /* Wake the thread, join it, close every probe socket, free. NULL is a no-op. */
 void prober_stop(struct prober *p);
 

@@ -58,7 +58,8 @@ static const char *const listener_keys[] = {"name",
 					    NULL};
 static const char *const timeout_keys[] = {"connect", "idle", NULL};
 static const char *const keepalive_keys[] = {"idle", "interval", "count", NULL};
-static const char *const pool_keys[] = {"name", "algorithm", "retries", "health", "backends", NULL};
+static const char *const pool_keys[] = {"name",	  "algorithm", "retries", "on_down",
+					"health", "backends",  NULL};
 static const char *const health_keys[] = {"type", "interval", "timeout", "rise",	  "fall",
 					  "send", "expect",   "path",	 "expect_status", NULL};
 static const char *const backend_keys[] = {"name",   "address",	 "weight", "max_conns",
@@ -69,6 +70,7 @@ static const char *const engine_names[] = {"auto", "io_uring", "epoll", NULL};
 static const char *const proto_names[] = {"tcp", "udp", NULL};
 static const char *const proxy_names[] = {"none", "v1", "v2", NULL};
 static const char *const log_format_names[] = {"text", "json", NULL};
+static const char *const on_down_names[] = {"keep", "shutdown", NULL};
 static const char *const log_level_names[] = {"debug", "info", "warn", "error", NULL};
 
 /* ---- top-level sections ---- */
@@ -668,6 +670,9 @@ static void parse_pool(struct cfg_ctx *c, const json_t *obj, const char *path, s
 		cfg_err_missing(c, path, "name", "a pool name (string)");
 	parse_algorithm(c, obj, path, p);
 	cfg_get_int(c, obj, path, "retries", 0, CFG_MAX_RETRIES, &p->retries);
+	int on_down = CFG_ON_DOWN_KEEP;
+	if (cfg_get_enum(c, obj, path, "on_down", on_down_names, &on_down) == CFG_OK)
+		p->on_down = (enum cfg_on_down)on_down;
 	parse_health(c, obj, path, &p->health);
 	parse_backends(c, obj, path, p);
 }

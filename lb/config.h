@@ -14,6 +14,8 @@ enum cfg_engine { CFG_ENGINE_AUTO, CFG_ENGINE_IO_URING, CFG_ENGINE_EPOLL };
 enum cfg_proto { CFG_PROTO_TCP, CFG_PROTO_UDP };
 enum cfg_proxy { CFG_PROXY_NONE = 0, CFG_PROXY_V1 = 1, CFG_PROXY_V2 = 2 };
 enum cfg_log_format { CFG_LOG_TEXT, CFG_LOG_JSON };
+/* What a backend's open connections get when it is marked down: kept, or reset. */
+enum cfg_on_down { CFG_ON_DOWN_KEEP = 0, CFG_ON_DOWN_SHUTDOWN = 1 };
 
 /* Defaults from SPEC.md, in milliseconds. */
 #define CFG_DEFAULT_SHUTDOWN_GRACE_MS 10000
@@ -63,6 +65,7 @@ struct cfg_pool {
 	char *name;
 	char *algorithm; /* canonical module name, aliases resolved */
 	int retries;
+	enum cfg_on_down on_down;
 	struct cfg_health health;
 	struct cfg_backend *backends;
 	size_t nbackends;

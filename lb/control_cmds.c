@@ -617,10 +617,13 @@ static json_t *cmd_health(struct req *r)
 		;
 	if (!names[i])
 		return fail(r, "\"state\" must be up, down or auto, not \"%.40s\"", state);
+	int was = atomic_load(&b->health);
 	backend_health_force(b, forced[i]);
 	log_info("control: backend %s/%s health %s", b->pool->name, b->name,
 		 forced[i] ? (forced[i] == BACKEND_UP ? "forced up" : "forced down")
 			   : "back to the prober");
+	if (was != BACKEND_DOWN && atomic_load(&b->health) == BACKEND_DOWN)
+		state_backend_down(r->st, b);
 	return republish(r, b);
 }
 

@@ -525,7 +525,7 @@ int main(int argc, char **argv)
 	engine_params_from_env(&lb.engine_params);
 	if (check_listeners_free(st->cfg) < 0 || start_workers(&lb) < 0)
 		goto out;
-	int err = prober_start(st->pools, st->npools, &st->qsbr, &st->prober);
+	int err = state_prober_start(st);
 	if (err < 0) {
 		log_error("cannot start the health prober: %s", strerror(-err));
 		goto out;

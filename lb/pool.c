@@ -189,6 +189,7 @@ struct pool *pool_create(const struct cfg_pool *cp)
 	if (!p->algorithm || !p->name || !health_copy(&p->health, &cp->health))
 		goto fail;
 	p->retries = cp->retries;
+	p->on_down = cp->on_down;
 	p->backends = calloc(cp->nbackends ? cp->nbackends : 1, sizeof(*p->backends));
 	if (!p->backends)
 		goto fail;
@@ -463,6 +464,7 @@ int pool_reconfigure(struct pool *p, const struct cfg_pool *cp, struct qsbr *q)
 	cfg_health_free(&p->health);
 	p->health = h;
 	atomic_store(&p->retries, cp->retries);
+	atomic_store(&p->on_down, cp->on_down);
 	p->algorithm = alg;
 	int ret = rebuild_locked(p, q); /* on ENOMEM picks keep the old snapshot's algorithm */
 	pthread_mutex_unlock(&p->lock);

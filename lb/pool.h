@@ -85,6 +85,7 @@ struct pool_snapshot {
 struct pool {
 	char *name;
 	_Atomic int retries; /* a reload may change it while workers read it */
+	_Atomic int on_down; /* enum cfg_on_down; read by the prober and the control plane */
 	struct cfg_health health;
 	const struct lb_algorithm *algorithm;
 	struct backend **backends; /* owned */

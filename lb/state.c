@@ -178,11 +178,32 @@ void state_kill_backend(struct lb_state *st, struct backend *b)
 			worker_kick(st->workers[i]);
 }
 
+void state_backend_down(struct lb_state *st, struct backend *b)
+{
+	if (atomic_load(&b->pool->on_down) != CFG_ON_DOWN_SHUTDOWN)
+		return;
+	log_info("pool %s: backend %s is down: closing its connections (on_down shutdown)",
+		 b->pool->name, b->name);
+	state_kill_backend(st, b);
+}
+
+static void backend_down_hook(void *ctx, struct backend *b)
+{
+	state_backend_down(ctx, b);
+}
+
+int state_prober_start(struct lb_state *st)
+{
+	const struct prober_hooks hooks = {.backend_down = backend_down_hook, .ctx = st};
+
+	return prober_start(st->pools, st->npools, &st->qsbr, &hooks, &st->prober);
+}
+
 int state_prober_sync(struct lb_state *st)
 {
 	prober_stop(st->prober);
 	st->prober = NULL;
-	int rc = prober_start(st->pools, st->npools, &st->qsbr, &st->prober);
+	int rc = state_prober_start(st);
 	if (rc < 0)
 		log_error("cannot restart the health prober: %s", strerror(-rc));
 	return rc;

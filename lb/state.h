@@ -73,6 +73,13 @@ void state_retire_backend(struct lb_state *st, struct backend *b, bool kill);
 int state_remove_backend(struct lb_state *st, struct backend *b, bool kill);
 /* Close b's open connections: each worker compares its connections' generation on wake. */
 void state_kill_backend(struct lb_state *st, struct backend *b);
+/* b was marked down (by the prober, on its thread, or by `lbctl health`): with its pool's
+ * on_down "shutdown", close its open connections (state_kill_backend; it reads only the
+ * worker array, fixed while the prober runs, and wakes workers through their eventfds). */
+void state_backend_down(struct lb_state *st, struct backend *b);
+/* Start the prober over the running pools, with state_backend_down as its hook. 0 or
+ * -errno. */
+int state_prober_start(struct lb_state *st);
 /* Restart the prober over the running pools, so that it checks exactly their backends
  * (health state lives in the backends and carries over). 0 or -errno (then no prober runs;
  * logged). */

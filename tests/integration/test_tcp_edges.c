@@ -5,6 +5,7 @@
 #include <check.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -650,6 +651,107 @@ START_TEST(test_keepalive_on_both_sides)
 }
 END_TEST
 
+/* A backend the test plays by hand: a listening socket on 127.0.0.1, so that its listener
+ * can close (health checks then fail) while the connection it accepted stays open. */
+static int hand_listener(int *port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	ck_assert_int_eq(listen(fd, 64), 0);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	*port = ntohs(a.sin_port);
+	return fd;
+}
+
+/* Accept on lfd until a connection carries byte c (health checks connect too and send
+ * nothing); that connection's fd, or -1 within 2 s. */
+static int hand_accept_data(int lfd, char c)
+{
+	for (uint64_t end = t_now_ms() + 2000; t_now_ms() < end;) {
+		struct pollfd p = {.fd = lfd, .events = POLLIN};
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		char got = 0;
+		if (fd >= 0 && t_wait_readable(fd, 300) && read(fd, &got, 1) == 1 && got == c)
+			return fd;
+		if (fd >= 0)
+			close(fd);
+	}
+	return -1;
+}
+
+/* on_down "shutdown": when the prober (or `lbctl health ... down`) marks a backend down, its
+ * open connections are reset (the client sees it at once); with "keep" (the default) they
+ * go on. */
+START_TEST(test_on_down_shutdown_resets_connections_of_a_backend_marked_down)
+{
+	for (int round = 0; round < 3; round++) {
+		bool shutdown = round > 0, forced = round == 2;
+		struct lbproc lb;
+		int bport, port = t_free_port();
+		int lfd = hand_listener(&bport);
+		char addr[32], pool_json[256];
+
+		snprintf(addr, sizeof(addr), "127.0.0.1:%d", bport);
+		json_t *cfg = t_cfg_new(2);
+		t_cfg_listener(cfg, "edge-in", "tcp", "127.0.0.1", port, "edge");
+		json_t *pool = t_cfg_pool(
+		    cfg, "edge", "round_robin",
+		    "{\"type\":\"tcp\",\"interval\":\"100ms\",\"timeout\":\"100ms\",\"rise\":1,"
+		    "\"fall\":1}");
+		snprintf(pool_json, sizeof(pool_json), "\"on_down\":\"%s\"",
+			 shutdown ? "shutdown" : "keep");
+		t_cfg_set(pool, "%s", pool_json);
+		t_cfg_backend(pool, "hand", addr);
+		t_lb_start(&lb, cfg, &port, 1);
+
+		int cfd = -1, sfd = -1;
+		/* Until the first check passes the backend is not usable: retry for a while. */
+		for (uint64_t end = t_now_ms() + 3000; sfd < 0 && t_now_ms() < end;) {
+			cfd = t_connect(NULL, port);
+			if (cfd >= 0 && t_send_all(cfd, "x", 1))
+				sfd = hand_accept_data(lfd, 'x');
+			if (sfd < 0 && cfd >= 0) {
+				close(cfd);
+				usleep(100000);
+			}
+		}
+		t_check_lb(&lb, sfd >= 0, "no connection through lb reached the backend");
+		if (forced) {
+			char sock[320];
+			snprintf(sock, sizeof(sock), "%s/lb.sock", lb.dir);
+			t_check_lb(&lb,
+				   t_lbctl(sock, NULL, NULL, "health", "edge/hand", "down", NULL) ==
+				       0,
+				   "lbctl health down failed");
+		} else {
+			close(lfd); /* checks are refused from now on: down within ~200 ms */
+		}
+		int r = t_wait_closed(cfd, shutdown ? 3000 : 1000);
+		if (shutdown) {
+			t_check_lb(&lb, r == 1, "on_down shutdown: the client saw %s, not a reset",
+				   r == 0 ? "a clean EOF" : "nothing within 3 s");
+		} else {
+			t_check_lb(&lb, r == -1, "on_down keep: the connection was closed (%d)", r);
+			t_check_lb(&lb, t_send_all(sfd, "y", 1), "backend side broken");
+			char got = 0;
+			t_check_lb(&lb, t_recv_exact(cfd, &got, 1, 2000) && got == 'y',
+				   "on_down keep: the connection no longer relays");
+		}
+		close(cfd);
+		close(sfd);
+		if (forced)
+			close(lfd);
+		t_stop_lb(&lb);
+	}
+}
+END_TEST
+
 START_TEST(test_backend_reset_mid_stream_resets_client)
 {
 	struct rst_server srv;
@@ -936,6 +1038,8 @@ int main(void)
 	t_add_test(s, "idle_gap", test_connect_after_idle_gap_longer_than_connect_timeout, 20);
 	t_add_test(s, "idle_timeout", test_idle_timeout_closes_only_silent_connections, 20);
 	t_add_test(s, "keepalive", test_keepalive_on_both_sides, 20);
+	t_add_test(s, "on_down", test_on_down_shutdown_resets_connections_of_a_backend_marked_down,
+		   30);
 	t_add_test(s, "backend_reset", test_backend_reset_mid_stream_resets_client, 20);
 	t_add_test(s, "client_reset", test_client_reset_closes_backend_connection, 20);
 	t_add_test(s, "graceful", test_sigterm_lets_open_connection_finish, 20);

@@ -121,7 +121,7 @@ static size_t mysql_greeting(uint8_t *buf, size_t len)
 static struct prober *start_prober(struct pool **pool)
 {
 	struct prober *pr = NULL;
-	int rc = prober_start(pool, 1, NULL, &pr);
+	int rc = prober_start(pool, 1, NULL, NULL, &pr);
 
 	ck_assert_msg(rc == 0, "prober_start: %s", strerror(-rc));
 	return pr;
@@ -864,7 +864,7 @@ START_TEST(test_prober_rejects_an_unknown_check_type)
 	free(pool->health.type);
 	pool->health.type = strdup("icmp");
 	struct prober *pr = NULL;
-	ck_assert_int_eq(prober_start(&pool, 1, NULL, &pr), -EINVAL);
+	ck_assert_int_eq(prober_start(&pool, 1, NULL, NULL, &pr), -EINVAL);
 	ck_assert_ptr_null(pr);
 	prober_stop(NULL); /* a no-op */
 	pool_destroy(pool);

@@ -313,6 +313,19 @@ START_TEST(test_keepalive_fills_defaults_and_checks_units)
 }
 END_TEST
 
+START_TEST(test_on_down_is_keep_or_shutdown)
+{
+	struct config *cfg = load_ok(DOC("", "", "", ""));
+	ck_assert_int_eq(cfg->pools[0].on_down, CFG_ON_DOWN_KEEP);
+	config_free(cfg);
+	cfg = load_ok(DOC("", "", ",\"on_down\":\"shutdown\"", ""));
+	ck_assert_int_eq(cfg->pools[0].on_down, CFG_ON_DOWN_SHUTDOWN);
+	config_free(cfg);
+	load_fails_with(DOC("", "", ",\"on_down\":\"close\"", ""),
+			"pools[0].on_down: expected one of keep, shutdown, got \"close\"");
+}
+END_TEST
+
 START_TEST(test_udp_listener_idle_defaults_to_30s)
 {
 	struct config *cfg = load_ok(DOC("", ",\"protocol\":\"udp\"", "", ""));
@@ -957,6 +970,7 @@ static Suite *config_suite(void)
 	tcase_add_test(load, test_user_and_group_resolve_at_load);
 	tcase_add_test(load, test_udp_listener_idle_defaults_to_30s);
 	tcase_add_test(load, test_keepalive_fills_defaults_and_checks_units);
+	tcase_add_test(load, test_on_down_is_keep_or_shutdown);
 	tcase_add_test(load, test_control_socket_defaults_beside_the_config_file);
 	tcase_add_test(load, test_http_health_path_defaults_to_slash);
 	tcase_add_test(load, test_health_payloads_may_hold_nul_bytes);
