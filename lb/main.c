@@ -211,13 +211,16 @@ static void stop_all(struct lb_state *st)
 		if (st->workers[i])
 			worker_drain(st->workers[i], grace);
 	for (int i = 0; i < st->nworkers; i++)
+		worker_join(st->workers[i]);
+	/* After the drain (checks keep running through the shutdown grace period), before the
+	 * workers are freed: its backend_down hook wakes them (state_backend_down). */
+	prober_stop(st->prober);
+	st->prober = NULL;
+	for (int i = 0; i < st->nworkers; i++)
 		worker_free(st->workers[i]);
 	free(st->workers);
 	st->workers = NULL;
 	st->nworkers = 0;
-	/* After the workers: checks keep running through the shutdown grace period. */
-	prober_stop(st->prober);
-	st->prober = NULL;
 	if (st->qsbr.nreaders)
 		qsbr_destroy(&st->qsbr);
 }

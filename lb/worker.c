@@ -401,12 +401,19 @@ bool worker_listeners_wait(struct worker *w, int timeout_ms)
 	return false;
 }
 
+void worker_join(struct worker *w)
+{
+	if (w && w->thread) {
+		pthread_join(w->thread, NULL);
+		w->thread = 0;
+	}
+}
+
 void worker_free(struct worker *w)
 {
 	if (!w)
 		return;
-	if (w->thread)
-		pthread_join(w->thread, NULL);
+	worker_join(w);
 	if (w->eng) {
 		close_listeners(w);
 		if (w->wake_watch)

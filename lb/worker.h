@@ -93,7 +93,10 @@ void worker_kick(struct worker *w);
 int worker_set_listeners(struct worker *w, struct listener *const *ls, const int *fds, size_t n);
 /* Wait up to timeout_ms until w applied the last worker_set_listeners. True if it did. */
 bool worker_listeners_wait(struct worker *w, int timeout_ms);
-/* Join the thread (if started) and free everything. */
+/* Wait until w's thread has ended (after worker_drain); w stays valid (worker_kick is a
+ * no-op in effect). */
+void worker_join(struct worker *w);
+/* Join w if it runs, then free it. */
 void worker_free(struct worker *w);
 
 #endif
