@@ -56,7 +56,7 @@ static const char *const listener_keys[] = {"name",
 					    "max_conns_per_client",
 					    "keepalive",
 					    NULL};
-static const char *const timeout_keys[] = {"connect", "idle", NULL};
+static const char *const timeout_keys[] = {"connect", "idle", "lifetime", NULL};
 static const char *const keepalive_keys[] = {"idle", "interval", "count", NULL};
 static const char *const pool_keys[] = {"name",	  "algorithm", "retries", "on_down",
 					"health", "backends",  NULL};
@@ -272,6 +272,14 @@ static void parse_timeouts(struct cfg_ctx *c, const json_t *obj, const char *par
 	cfg_check_keys(c, t, path, timeout_keys);
 	cfg_get_duration(c, t, path, "connect", true, &l->connect_timeout_ms);
 	cfg_get_duration(c, t, path, "idle", true, &l->idle_timeout_ms);
+	if (cfg_get_duration(c, t, path, "lifetime", true, &l->lifetime_ms) == CFG_OK &&
+	    l->protocol == CFG_PROTO_UDP) {
+		char lpath[CFG_PATH_MAX];
+		cfg_path_key(lpath, path, "lifetime");
+		cfg_err_at(c, lpath,
+			   "a connection lifetime is for tcp listeners; udp sessions end "
+			   "by \"idle\"");
+	}
 }
 
 /* The kernel's bounds: TCP_KEEPIDLE and TCP_KEEPINTVL 1..32767 s, TCP_KEEPCNT 1..127. */

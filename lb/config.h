@@ -94,6 +94,7 @@ struct cfg_listener {
 	enum cfg_proxy proxy_protocol;
 	uint64_t connect_timeout_ms;
 	uint64_t idle_timeout_ms; /* protocol-specific default applied */
+	uint64_t lifetime_ms;	  /* tcp: close connections this old at a quiet moment; 0 = never */
 	bool freebind;		  /* IP_FREEBIND: bind before the address exists on the host */
 	struct cfg_keepalive keepalive;
 };

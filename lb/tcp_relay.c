@@ -295,6 +295,37 @@ static void reject(struct conn *c, enum listener_reject why, const char *how)
 	tcp_conn_finish(c, how, false, false);
 }
 
+/* timeouts.lifetime: past it, a connection closes at its first quiet moment (no byte either
+ * way for LIFETIME_QUIET_MS, nothing held in lb), and is cut at LIFETIME_CUT_MS past it
+ * whatever it is doing. */
+#define LIFETIME_QUIET_MS 1000
+#define LIFETIME_CUT_MS	  60000
+
+static bool conn_quiet(const struct conn *c, uint64_t now)
+{
+	return now - c->last_active >= LIFETIME_QUIET_MS && !c->up.in_pipe && !c->down.in_pipe &&
+	       !c->up.tx && !c->down.tx;
+}
+
+/* When conn_timer must look at c next (relaying). */
+static uint64_t conn_deadline(const struct conn *c, uint64_t now)
+{
+	const struct cfg_listener *lc = c->l->cfg;
+	uint64_t at = c->last_active + lc->idle_timeout_ms;
+
+	if (lc->lifetime_ms) {
+		uint64_t end = c->start + lc->lifetime_ms;
+		uint64_t next = now < end ? end : c->last_active + LIFETIME_QUIET_MS;
+		if (next <= now) /* quiet long enough but bytes held: look again soon */
+			next = now + LIFETIME_QUIET_MS / 4;
+		if (next > end + LIFETIME_CUT_MS)
+			next = end + LIFETIME_CUT_MS;
+		if (next < at)
+			at = next;
+	}
+	return at;
+}
+
 /* The backend connect completed (ev: the backend's events). Each side is read only if it
  * signalled data: one that did not raises an edge when its first bytes arrive. */
 static void connected(struct conn *c, uint32_t ev)
@@ -323,7 +354,7 @@ static void connected(struct conn *c, uint32_t ev)
 	c->state = CONN_RELAY;
 	c->last_active = w->now;
 	if (lc->idle_timeout_ms)
-		timer_arm(&w->timers, &c->timer, w->now + lc->idle_timeout_ms);
+		timer_arm(&w->timers, &c->timer, conn_deadline(c, w->now));
 	if (c->rx_mode)
 		tcp_uring_start(c);
 	else
@@ -383,17 +414,28 @@ bool tcp_half_to_readiness(struct conn *c, struct half *h)
 static void conn_timer(struct timer *t, uint64_t now)
 {
 	struct conn *c = container_of(t, struct conn, timer);
-	uint64_t idle = c->l->cfg->idle_timeout_ms;
+	const struct cfg_listener *lc = c->l->cfg;
 
 	if (c->state == CONN_CONNECTING) {
 		connect_failed(c, ETIMEDOUT);
 		return;
 	}
-	if (now - c->last_active >= idle) {
+	if (now - c->last_active >= lc->idle_timeout_ms) {
 		tcp_conn_finish(c, "idle timeout", false, false);
 		return;
 	}
-	timer_arm(&c->w->timers, t, c->last_active + idle);
+	if (lc->lifetime_ms && now - c->start >= lc->lifetime_ms) {
+		if (conn_quiet(c, now)) {
+			tcp_conn_finish(c, "lifetime", false, false);
+			return;
+		}
+		if (now - c->start >= lc->lifetime_ms + LIFETIME_CUT_MS) {
+			/* Cut mid-stream: a reset, so neither side takes it for the end. */
+			tcp_conn_finish(c, "lifetime, cut", true, true);
+			return;
+		}
+	}
+	timer_arm(&c->w->timers, t, conn_deadline(c, now));
 }
 
 /* Start a non-blocking connect to b. 0 = in progress, or -errno. */

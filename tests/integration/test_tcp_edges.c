@@ -752,6 +752,49 @@ START_TEST(test_on_down_shutdown_resets_connections_of_a_backend_marked_down)
 }
 END_TEST
 
+/* timeouts.lifetime: a connection past it closes (FIN, not reset) at its first quiet second;
+ * one that keeps talking is left alone until it pauses. */
+START_TEST(test_lifetime_closes_at_a_quiet_moment)
+{
+	struct tbackend *be = tb_start("127.0.0.1:0", TB_ECHO, "life");
+	struct lbproc lb;
+	int port = t_free_port();
+
+	ck_assert_ptr_nonnull(be);
+	json_t *pool, *cfg = edge_config(port, "\"timeouts\":{\"lifetime\":\"2s\"}", &pool);
+	edge_backend(pool, be);
+	t_lb_start(&lb, cfg, &port, 1);
+
+	int quiet = t_connect(NULL, port), busy = t_connect(NULL, port);
+	t_check_lb(&lb,
+		   quiet >= 0 && busy >= 0 && t_echo_byte(quiet, 'q', REPLY_MS) &&
+		       t_echo_byte(busy, 'b', REPLY_MS),
+		   "echo through lb failed");
+	uint64_t t0 = t_now_ms();
+	/* Talk on busy every 200 ms for 3.5 s: past the lifetime, never a quiet second. */
+	bool busy_ok = true;
+	while (t_now_ms() - t0 < 3500 && busy_ok) {
+		busy_ok = t_echo_byte(busy, 'b', REPLY_MS);
+		usleep(200000);
+	}
+	t_check_lb(&lb, busy_ok, "a connection talking every 200 ms was closed %llu ms in",
+		   (unsigned long long)(t_now_ms() - t0));
+	int r = t_wait_closed(quiet, 100);
+	t_check_lb(&lb, r == 0, "the quiet connection past its 2 s lifetime: %s",
+		   r == 1 ? "reset, not closed" : "still open at 3.5 s");
+	/* busy now pauses: it closes within a quiet second or so. */
+	uint64_t t1 = t_now_ms();
+	r = t_wait_closed(busy, 3000);
+	t_check_lb(&lb, r == 0, "the busy connection after it paused: %s",
+		   r == 1 ? "reset, not closed" : "still open 3 s later");
+	t_check_lb(&lb, t_now_ms() - t1 >= 500, "the busy connection closed before a quiet second");
+	close(quiet);
+	close(busy);
+	t_stop_lb(&lb);
+	tb_free(be);
+}
+END_TEST
+
 START_TEST(test_backend_reset_mid_stream_resets_client)
 {
 	struct rst_server srv;
@@ -1040,6 +1083,7 @@ int main(void)
 	t_add_test(s, "keepalive", test_keepalive_on_both_sides, 20);
 	t_add_test(s, "on_down", test_on_down_shutdown_resets_connections_of_a_backend_marked_down,
 		   30);
+	t_add_test(s, "lifetime", test_lifetime_closes_at_a_quiet_moment, 20);
 	t_add_test(s, "backend_reset", test_backend_reset_mid_stream_resets_client, 20);
 	t_add_test(s, "client_reset", test_client_reset_closes_backend_connection, 20);
 	t_add_test(s, "graceful", test_sigterm_lets_open_connection_finish, 20);

@@ -313,6 +313,22 @@ START_TEST(test_keepalive_fills_defaults_and_checks_units)
 }
 END_TEST
 
+START_TEST(test_lifetime_is_tcp_only_and_off_by_default)
+{
+	struct config *cfg = load_ok(DOC("", "", "", ""));
+	ck_assert_uint_eq(cfg->listeners[0].lifetime_ms, 0);
+	config_free(cfg);
+	cfg = load_ok(DOC("", ",\"timeouts\":{\"lifetime\":\"1h\"}", "", ""));
+	ck_assert_uint_eq(cfg->listeners[0].lifetime_ms, 3600000);
+	config_free(cfg);
+	load_fails_with(DOC("", ",\"timeouts\":{\"lifetime\":0}", "", ""),
+			"listeners[0].timeouts.lifetime: expected a duration greater than 0");
+	load_fails_with(
+	    DOC("", ",\"protocol\":\"udp\",\"timeouts\":{\"lifetime\":\"1h\"}", "", ""),
+	    "listeners[0].timeouts.lifetime: a connection lifetime is for tcp listeners");
+}
+END_TEST
+
 START_TEST(test_on_down_is_keep_or_shutdown)
 {
 	struct config *cfg = load_ok(DOC("", "", "", ""));
@@ -521,7 +537,7 @@ static const struct {
 } invalid[] = {
     {DOC("\"colour\":1,", "", "", ""), "test.json: colour: unknown key; allowed keys: engine"},
     {DOC("", ",\"timeouts\":{\"idel\":1}", "", ""),
-     "listeners[0].timeouts.idel: unknown key; allowed keys: connect, idle"},
+     "listeners[0].timeouts.idel: unknown key; allowed keys: connect, idle, lifetime"},
     {DOC("", "", ",\"helth\":{}", ""), "pools[0].helth: unknown key"},
     {DOC("", "", "", ",\"wieght\":2"), "pools[0].backends[0].wieght: unknown key"},
     {DOC("\"control\":{\"sock\":\"x\"},", "", "", ""), "control.sock: unknown key"},
@@ -971,6 +987,7 @@ static Suite *config_suite(void)
 	tcase_add_test(load, test_udp_listener_idle_defaults_to_30s);
 	tcase_add_test(load, test_keepalive_fills_defaults_and_checks_units);
 	tcase_add_test(load, test_on_down_is_keep_or_shutdown);
+	tcase_add_test(load, test_lifetime_is_tcp_only_and_off_by_default);
 	tcase_add_test(load, test_control_socket_defaults_beside_the_config_file);
 	tcase_add_test(load, test_http_health_path_defaults_to_slash);
 	tcase_add_test(load, test_health_payloads_may_hold_nul_bytes);
