@@ -409,10 +409,30 @@ static void probe_skip(struct probe *p, uint64_t now, int err)
 		timer_cancel(&p->pr->timers, &p->timer);
 }
 
+/* Where p's checks go: the backend's address, with the port of its check_port, else of the
+ * pool's health.port, if set. */
+static void probe_target(const struct probe *p, struct lb_addr *out)
+{
+	int port = atomic_load_explicit(&p->b->check_port, memory_order_relaxed);
+
+	*out = p->b->addr;
+	if (!port)
+		port = p->h->port;
+	if (!port)
+		return;
+	if (out->ss.ss_family == AF_INET6)
+		((struct sockaddr_in6 *)&out->ss)->sin6_port = htons((uint16_t)port);
+	else
+		((struct sockaddr_in *)&out->ss)->sin_port = htons((uint16_t)port);
+}
+
 static void probe_begin(struct probe *p, uint64_t now)
 {
-	const struct lb_addr *a = &p->b->addr;
+	struct lb_addr target;
+	const struct lb_addr *a = &target;
 	int rc;
+
+	probe_target(p, &target);
 
 	p->run = hc_probes(p->chk) ? p->chk : &hc_check_tcp;
 	atomic_store_explicit(&p->b->hc_slot_ms, p->due_ms, memory_order_relaxed);

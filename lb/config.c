@@ -60,10 +60,11 @@ static const char *const timeout_keys[] = {"connect", "idle", "lifetime", NULL};
 static const char *const keepalive_keys[] = {"idle", "interval", "count", NULL};
 static const char *const pool_keys[] = {"name",	  "algorithm", "retries", "on_down",
 					"health", "backends",  NULL};
-static const char *const health_keys[] = {"type", "interval", "timeout", "rise",	  "fall",
-					  "send", "expect",   "path",	 "expect_status", NULL};
-static const char *const backend_keys[] = {"name",   "address",	 "weight", "max_conns",
-					   "backup", "hash_key", NULL};
+static const char *const health_keys[] = {"type",	   "interval", "timeout", "rise",
+					  "fall",	   "send",     "expect",  "path",
+					  "expect_status", "port",     NULL};
+static const char *const backend_keys[] = {"name",   "address",	 "weight",     "max_conns",
+					   "backup", "hash_key", "check_port", NULL};
 
 /* Enumerations: the index in each table is the enum value. */
 static const char *const engine_names[] = {"auto", "io_uring", "epoll", NULL};
@@ -501,6 +502,7 @@ static void parse_health(struct cfg_ctx *c, const json_t *pool, const char *ppat
 	cfg_get_duration(c, hv, path, "timeout", true, &h->timeout_ms);
 	cfg_get_int(c, hv, path, "rise", 1, CFG_MAX_RISE_FALL, &h->rise);
 	cfg_get_int(c, hv, path, "fall", 1, CFG_MAX_RISE_FALL, &h->fall);
+	cfg_get_int(c, hv, path, "port", 1, 65535, &h->port);
 	parse_hc_string(c, hv, path, chk, HC_OPT_SEND, "send", &h->send, &h->send_len);
 	parse_hc_string(c, hv, path, chk, HC_OPT_EXPECT, "expect", &h->expect, &h->expect_len);
 	parse_hc_path_status(c, hv, path, chk, h);
@@ -562,6 +564,7 @@ static void parse_backend(struct cfg_ctx *c, const json_t *obj, const char *path
 	cfg_get_int(c, obj, path, "weight", 0, CFG_MAX_WEIGHT, &b->weight);
 	cfg_get_int(c, obj, path, "max_conns", 0, INT_MAX, &b->max_conns);
 	cfg_get_bool(c, obj, path, "backup", &b->backup);
+	cfg_get_int(c, obj, path, "check_port", 1, 65535, &b->check_port);
 	parse_hash_key(c, obj, path, b);
 }
 

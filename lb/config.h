@@ -49,6 +49,7 @@ struct cfg_health {
 	size_t expect_len; /* bytes in expect */
 	char *path;	   /* http; default "/" */
 	int expect_status; /* http; 0 = any 2xx/3xx */
+	int port;	   /* check this port of each backend's host; 0 = the backend's port */
 };
 
 struct cfg_backend {
@@ -59,6 +60,7 @@ struct cfg_backend {
 	int max_conns; /* 0 = none */
 	bool backup;
 	char *hash_key; /* ip_hash key; NULL = the resolved address ("10.0.0.1:80") */
+	int check_port; /* health checks go to this port of its host; 0 = the pool's health.port */
 };
 
 struct cfg_pool {

@@ -206,7 +206,7 @@ static json_t *backend_json(struct backend *b)
 	char fp[32];
 
 	prober_last_check(b, &chk);
-	return json_pack(
+	json_t *o = json_pack(
 	    "{s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:b, s:i, s:I, s:I, s:I, s:I, s:s, s:f, s:s, "
 	    "s:s, s:s, s:s*}",
 	    "pool", b->pool->name, "name", b->name, "address", b->address, "state",
@@ -220,6 +220,13 @@ static json_t *backend_json(struct backend *b)
 	    chk.latency_us / 1000.0, "check_reason", chk.reason, "hash_key", b->hash_key,
 	    "health_source", forced ? "forced" : "prober", "fingerprint",
 	    pool_fingerprint(b->pool, fp, sizeof(fp)) ? fp : NULL);
+	/* Where its checks go, when not to its own port (check_port, else health.port). */
+	int port = atomic_load(&b->check_port);
+	if (!port)
+		port = b->pool->health.port;
+	if (o && port)
+		json_object_set_new(o, "check_port", json_integer(port));
+	return o;
 }
 
 static json_t *listener_json(struct listener *l)

@@ -174,6 +174,7 @@ static struct backend *backend_create(struct pool *p, const struct cfg_backend *
 	atomic_init(&b->admin, BACKEND_ENABLED);
 	atomic_init(&b->weight, cb->weight);
 	atomic_init(&b->max_conns, cb->max_conns);
+	atomic_init(&b->check_port, cb->check_port);
 	return b;
 }
 

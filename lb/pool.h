@@ -24,6 +24,7 @@ struct backend {
 	char *address;
 	char *hash_key; /* ip_hash's key: the config's hash_key, else the resolved address */
 	struct lb_addr addr;
+	_Atomic int check_port; /* health checks go here on addr's host; 0: the pool's */
 	bool backup;
 	struct pool *pool;
 

@@ -261,6 +261,7 @@ static void sync_backends(struct lb_state *st, struct pool *p, const struct cfg_
 		const struct cfg_backend *ocb = find_cfg_backend(oldcp, b->name);
 		update_int(&b->weight, ocb ? ocb->weight : 0, cb->weight, ocb != NULL);
 		update_int(&b->max_conns, ocb ? ocb->max_conns : 0, cb->max_conns, ocb != NULL);
+		atomic_store(&b->check_port, cb->check_port);
 	}
 	for (size_t i = 0; i < p->nbackends;) {
 		struct backend *b = p->backends[i];
@@ -286,7 +287,7 @@ static bool health_differs(const struct cfg_health *a, const struct cfg_health *
 	return strcmp(a->type ? a->type : "none", b->type ? b->type : "none") != 0 ||
 	       a->interval_ms != b->interval_ms || a->timeout_ms != b->timeout_ms ||
 	       a->rise != b->rise || a->fall != b->fall || a->expect_status != b->expect_status ||
-	       bytes_differ(a->send, a->send_len, b->send, b->send_len) ||
+	       a->port != b->port || bytes_differ(a->send, a->send_len, b->send, b->send_len) ||
 	       bytes_differ(a->expect, a->expect_len, b->expect, b->expect_len) ||
 	       bytes_differ(a->path, a->path ? strlen(a->path) : 0, b->path,
 			    b->path ? strlen(b->path) : 0);

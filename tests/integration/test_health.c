@@ -662,6 +662,72 @@ START_TEST(test_http_check_follows_status_and_silence)
 }
 END_TEST
 
+/* Patroni's layout: traffic to each database's port, checks to an HTTP endpoint on another
+ * port of the same host answering 200 on the leader and 503 elsewhere. p1 is checked on the
+ * pool's health.port, p2 on its own check_port; a failover flips the answers and the
+ * traffic follows. */
+START_TEST(test_checks_go_to_health_port_or_check_port)
+{
+	enum { OK, UNAVAILABLE };
+	static const struct blob replies[] = {
+	    [OK] = {http_200, sizeof(http_200) - 1},
+	    [UNAVAILABLE] = {http_503, sizeof(http_503) - 1},
+	};
+	struct tbackend *p1 = t_backends_add(&h.be, TB_TAGGED, "p1"),
+			*p2 = t_backends_add(&h.be, TB_TAGGED, "p2");
+	struct ssrv *api1 = ssrv_start(SOCK_STREAM, false, replies),
+		    *api2 = ssrv_start(SOCK_STREAM, false, replies);
+	const char *names[] = {"p1", "p2"};
+	char health[256], extra[32], line[160];
+	unsigned hits[2] = {0};
+
+	srv.ssrv = api1; /* finish() frees it; api2 below */
+	atomic_store(&api2->variant, UNAVAILABLE);
+	snprintf(extra, sizeof(extra), "\"port\":%d", api1->port);
+	health_json(health, sizeof(health), "http", extra, FAST_INTERVAL_MS, FAST_TIMEOUT_MS);
+	json_t *cfg = t_cfg_new(LB_WORKERS);
+	h.port = t_free_port();
+	t_cfg_listener(cfg, "t", NULL, "127.0.0.1", h.port, "p");
+	json_t *pool = t_cfg_pool(cfg, "p", "round_robin", health);
+	t_cfg_set(pool, "\"retries\":0");
+	t_cfg_backend(pool, "p1", tb_address(p1));
+	t_cfg_set(t_cfg_backend(pool, "p2", tb_address(p2)), "\"check_port\":%d", api2->port);
+	t_harness_start(&h, cfg, NULL);
+
+	expect_up("p1", tb_address(p1));
+	transition(line, sizeof(line), "p2", tb_address(p2), "DOWN: status 503");
+	expect_log(line, 0, SETTLE_MS);
+	int failed = fetch_many(10, names, 2, hits);
+	t_expect(&h, failed == 0 && hits[0] == 10,
+		 "leader p1 (its API on health.port says 200): %d of 10 failed, p1 got %u, p2 %u",
+		 failed, hits[0], hits[1]);
+	char *out = NULL;
+	t_expect(&h,
+		 t_lbctl(h.sock, &out, NULL, "--json", "backends", NULL) == 0 && out &&
+		     strstr(out, "\"check_port\"") != NULL,
+		 "lbctl backends --json shows no check_port:\n%s", out ? out : "");
+	free(out);
+
+	/* Failover: p2 becomes the leader. */
+	char line2[160];
+	transition(line, sizeof(line), "p2", tb_address(p2), "UP (");
+	transition(line2, sizeof(line2), "p1", tb_address(p1), "DOWN: status 503");
+	int ups = log_count(line), downs = log_count(line2);
+	atomic_store(&api1->variant, UNAVAILABLE);
+	atomic_store(&api2->variant, OK);
+	expect_log(line, ups, FAST_INTERVAL_MS * (RISE + 1) + SLACK_MS);
+	expect_log(line2, downs, FAST_INTERVAL_MS * (FALL + 1) + FAST_TIMEOUT_MS + SLACK_MS);
+	memset(hits, 0, sizeof(hits));
+	failed = fetch_many(10, names, 2, hits);
+	t_expect(&h, failed == 0 && hits[1] == 10,
+		 "after failover to p2 (its check_port says 200): %d of 10 failed, p1 got %u, "
+		 "p2 %u",
+		 failed, hits[0], hits[1]);
+	finish();
+	ssrv_free(api2);
+}
+END_TEST
+
 START_TEST(test_udp_check_passes_against_an_echo_and_fails_when_it_stops)
 {
 	struct ssrv *u = ssrv_start(SOCK_DGRAM, false, NULL);
@@ -807,6 +873,7 @@ int main(void)
 	    test_blackhole_is_marked_down_by_send_expect_timeout,
 	    test_blackhole_is_marked_down_by_http_timeout,
 	    test_http_check_follows_status_and_silence,
+	    test_checks_go_to_health_port_or_check_port,
 	    test_udp_check_passes_against_an_echo_and_fails_when_it_stops,
 	    test_redis_check_passes_against_redis_and_fails_against_echo,
 	    test_postgres_check_passes_against_postgres_and_fails_against_echo,

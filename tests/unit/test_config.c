@@ -329,6 +329,24 @@ START_TEST(test_lifetime_is_tcp_only_and_off_by_default)
 }
 END_TEST
 
+START_TEST(test_health_port_and_check_port_are_ports)
+{
+	struct config *cfg = load_ok(
+	    DOC("", "", ",\"health\":{\"type\":\"http\",\"port\":8008}", ",\"check_port\":8009"));
+	ck_assert_int_eq(cfg->pools[0].health.port, 8008);
+	ck_assert_int_eq(cfg->pools[0].backends[0].check_port, 8009);
+	config_free(cfg);
+	cfg = load_ok(DOC("", "", "", ""));
+	ck_assert_int_eq(cfg->pools[0].health.port, 0);
+	ck_assert_int_eq(cfg->pools[0].backends[0].check_port, 0);
+	config_free(cfg);
+	load_fails_with(DOC("", "", ",\"health\":{\"type\":\"tcp\",\"port\":0}", ""),
+			"pools[0].health.port: expected an integer 1-65535");
+	load_fails_with(DOC("", "", "", ",\"check_port\":70000"),
+			"pools[0].backends[0].check_port: expected an integer 1-65535");
+}
+END_TEST
+
 START_TEST(test_on_down_is_keep_or_shutdown)
 {
 	struct config *cfg = load_ok(DOC("", "", "", ""));
@@ -987,6 +1005,7 @@ static Suite *config_suite(void)
 	tcase_add_test(load, test_udp_listener_idle_defaults_to_30s);
 	tcase_add_test(load, test_keepalive_fills_defaults_and_checks_units);
 	tcase_add_test(load, test_on_down_is_keep_or_shutdown);
+	tcase_add_test(load, test_health_port_and_check_port_are_ports);
 	tcase_add_test(load, test_lifetime_is_tcp_only_and_off_by_default);
 	tcase_add_test(load, test_control_socket_defaults_beside_the_config_file);
 	tcase_add_test(load, test_http_health_path_defaults_to_slash);
