@@ -14,7 +14,14 @@ struct cfg_health;
 enum hc_result { HC_NEED_MORE = 0, HC_PASS = 1, HC_FAIL = 2 };
 
 /* The health options that only some types read: the index into hc_check.options. */
-enum hc_option { HC_OPT_SEND, HC_OPT_EXPECT, HC_OPT_PATH, HC_OPT_EXPECT_STATUS, HC_NOPTIONS };
+enum hc_option {
+	HC_OPT_SEND,
+	HC_OPT_EXPECT,
+	HC_OPT_PATH,
+	HC_OPT_EXPECT_STATUS,
+	HC_OPT_ROLE,
+	HC_NOPTIONS
+};
 /* What a type does with an option. Refused is the zero value, so that a module names only the
  * options it reads. Required means present and non-empty. */
 enum hc_use { HC_REFUSED = 0, HC_OPTIONAL, HC_REQUIRED };

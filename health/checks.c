@@ -199,11 +199,62 @@ const struct hc_check hc_check_http = {
 static const char redis_ping[] = "PING\r\n";
 static const char redis_pong[] = "+PONG\r\n";
 
+/* With "role": inline INFO replication, answered by one bulk string ("$N\r\n", N bytes,
+ * "\r\n") holding a "role:master" or "role:slave" line. */
+static const char redis_info[] = "INFO replication\r\n";
+
 static size_t redis_request(const struct cfg_health *h, const char *host, uint8_t *buf, size_t len)
 {
-	(void)h;
 	(void)host;
+	if (h->role)
+		return copy_out(redis_info, sizeof(redis_info) - 1, buf, len);
 	return copy_out(redis_ping, sizeof(redis_ping) - 1, buf, len);
+}
+
+static enum hc_result redis_role_parse(const uint8_t *buf, size_t len, const struct cfg_health *h,
+				       char *reason, size_t rlen)
+{
+	const char *want = h->role == CFG_ROLE_MASTER ? "master" : "slave";
+	const uint8_t *crlf = memchr(buf, '\n', len);
+	size_t n = 0, head;
+
+	if (len && buf[0] != '$') { /* "-NOAUTH ...": the error shows in the reason */
+		hc_bad_reply(reason, rlen, buf, len);
+		return HC_FAIL;
+	}
+	if (!crlf)
+		return len > 24 ? (hc_bad_reply(reason, rlen, buf, len), HC_FAIL) : HC_NEED_MORE;
+	head = (size_t)(crlf - buf) + 1;
+	for (size_t i = 1; i + 2 < head; i++) {
+		if (buf[i] < '0' || buf[i] > '9' || n > HC_REPLY_MAX) {
+			hc_bad_reply(reason, rlen, buf, len);
+			return HC_FAIL;
+		}
+		n = n * 10 + (size_t)(buf[i] - '0');
+	}
+	if (head < 4 || buf[head - 2] != '\r') {
+		hc_bad_reply(reason, rlen, buf, len);
+		return HC_FAIL;
+	}
+	if (len < head + n + 2)
+		return HC_NEED_MORE; /* HC_REPLY_MAX bounds the wait */
+	/* The role line, at the start of a line of the bulk string. */
+	const char *body = (const char *)buf + head;
+	for (size_t i = 0; i + 5 <= n; i++) {
+		if ((i == 0 || body[i - 1] == '\n') && memcmp(body + i, "role:", 5) == 0) {
+			size_t e = i + 5;
+			while (e < n && body[e] != '\r' && body[e] != '\n')
+				e++;
+			size_t vlen = e - i - 5;
+			if (vlen == strlen(want) && memcmp(body + i + 5, want, vlen) == 0)
+				return HC_PASS;
+			snprintf(reason, rlen, "role %.*s, not %s", (int)(vlen < 16 ? vlen : 16),
+				 body + i + 5, want);
+			return HC_FAIL;
+		}
+	}
+	snprintf(reason, rlen, "bad reply: no role: line in INFO replication");
+	return HC_FAIL;
 }
 
 static enum hc_result redis_parse(const uint8_t *buf, size_t len, const struct cfg_health *h,
@@ -211,7 +262,8 @@ static enum hc_result redis_parse(const uint8_t *buf, size_t len, const struct c
 {
 	const size_t want = sizeof(redis_pong) - 1;
 
-	(void)h;
+	if (h->role)
+		return redis_role_parse(buf, len, h, reason, rlen);
 	/* Fail on the first wrong byte: "-NOAUTH ..." or "-LOADING ..." shows in the reason. */
 	if (memcmp(buf, redis_pong, min_size(len, want)) != 0) {
 		hc_bad_reply(reason, rlen, buf, len);
@@ -229,6 +281,7 @@ static enum hc_result redis_parse(const uint8_t *buf, size_t len, const struct c
 const struct hc_check hc_check_redis = {
     .name = "redis",
     .socktype = SOCK_STREAM,
+    .options = {[HC_OPT_ROLE] = HC_OPTIONAL},
     .request = redis_request,
     .parse = redis_parse,
 };

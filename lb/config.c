@@ -62,7 +62,7 @@ static const char *const pool_keys[] = {"name",	  "algorithm", "retries", "on_do
 					"health", "backends",  NULL};
 static const char *const health_keys[] = {"type",	   "interval", "timeout", "rise",
 					  "fall",	   "send",     "expect",  "path",
-					  "expect_status", "port",     NULL};
+					  "expect_status", "port",     "role",	  NULL};
 static const char *const backend_keys[] = {"name",   "address",	 "weight",     "max_conns",
 					   "backup", "hash_key", "check_port", NULL};
 
@@ -71,6 +71,8 @@ static const char *const engine_names[] = {"auto", "io_uring", "epoll", NULL};
 static const char *const proto_names[] = {"tcp", "udp", NULL};
 static const char *const proxy_names[] = {"none", "v1", "v2", NULL};
 static const char *const log_format_names[] = {"text", "json", NULL};
+/* "replica" is Redis 5's name for "slave"; INFO still says role:slave. */
+static const char *const role_names[] = {"master", "slave", "replica", NULL};
 static const char *const on_down_names[] = {"keep", "shutdown", NULL};
 static const char *const log_level_names[] = {"debug", "info", "warn", "error", NULL};
 
@@ -503,6 +505,12 @@ static void parse_health(struct cfg_ctx *c, const json_t *pool, const char *ppat
 	cfg_get_int(c, hv, path, "rise", 1, CFG_MAX_RISE_FALL, &h->rise);
 	cfg_get_int(c, hv, path, "fall", 1, CFG_MAX_RISE_FALL, &h->fall);
 	cfg_get_int(c, hv, path, "port", 1, 65535, &h->port);
+	int role = -1;
+	int rc = cfg_get_enum(c, hv, path, "role", role_names, &role);
+	if (chk && rc != CFG_BAD &&
+	    hc_option_ok(c, path, chk, HC_OPT_ROLE, "role", rc == CFG_OK, rc == CFG_OK) &&
+	    rc == CFG_OK)
+		h->role = role == 0 ? CFG_ROLE_MASTER : CFG_ROLE_SLAVE;
 	parse_hc_string(c, hv, path, chk, HC_OPT_SEND, "send", &h->send, &h->send_len);
 	parse_hc_string(c, hv, path, chk, HC_OPT_EXPECT, "expect", &h->expect, &h->expect_len);
 	parse_hc_path_status(c, hv, path, chk, h);

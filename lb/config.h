@@ -14,6 +14,8 @@ enum cfg_engine { CFG_ENGINE_AUTO, CFG_ENGINE_IO_URING, CFG_ENGINE_EPOLL };
 enum cfg_proto { CFG_PROTO_TCP, CFG_PROTO_UDP };
 enum cfg_proxy { CFG_PROXY_NONE = 0, CFG_PROXY_V1 = 1, CFG_PROXY_V2 = 2 };
 enum cfg_log_format { CFG_LOG_TEXT, CFG_LOG_JSON };
+/* The replication role a redis check requires (INFO replication's role: line). */
+enum cfg_redis_role { CFG_ROLE_ANY = 0, CFG_ROLE_MASTER, CFG_ROLE_SLAVE };
 /* What a backend's open connections get when it is marked down: kept, or reset. */
 enum cfg_on_down { CFG_ON_DOWN_KEEP = 0, CFG_ON_DOWN_SHUTDOWN = 1 };
 
@@ -50,6 +52,7 @@ struct cfg_health {
 	char *path;	   /* http; default "/" */
 	int expect_status; /* http; 0 = any 2xx/3xx */
 	int port;	   /* check this port of each backend's host; 0 = the backend's port */
+	int role;	   /* redis: enum cfg_redis_role the server must report */
 };
 
 struct cfg_backend {

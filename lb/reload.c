@@ -287,7 +287,8 @@ static bool health_differs(const struct cfg_health *a, const struct cfg_health *
 	return strcmp(a->type ? a->type : "none", b->type ? b->type : "none") != 0 ||
 	       a->interval_ms != b->interval_ms || a->timeout_ms != b->timeout_ms ||
 	       a->rise != b->rise || a->fall != b->fall || a->expect_status != b->expect_status ||
-	       a->port != b->port || bytes_differ(a->send, a->send_len, b->send, b->send_len) ||
+	       a->port != b->port || a->role != b->role ||
+	       bytes_differ(a->send, a->send_len, b->send, b->send_len) ||
 	       bytes_differ(a->expect, a->expect_len, b->expect, b->expect_len) ||
 	       bytes_differ(a->path, a->path ? strlen(a->path) : 0, b->path,
 			    b->path ? strlen(b->path) : 0);

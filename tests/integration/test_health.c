@@ -785,6 +785,70 @@ START_TEST(test_redis_check_passes_against_redis_and_fails_against_echo)
 }
 END_TEST
 
+/* The port of the redis server that answers a connection to port ("CONFIG GET port"), or
+ * -1. */
+static int redis_port_via(int port)
+{
+	char buf[128];
+	int n = exchange(port, "CONFIG GET port\r\n", 17, buf, sizeof(buf), 26);
+	const char *p = n > 0 ? strstr(buf, "port\r\n$") : NULL;
+	const char *v = p ? strstr(p + 7, "\r\n") : NULL;
+
+	return v ? atoi(v + 2) : -1;
+}
+
+static void redis_replicaof(int port, const char *target)
+{
+	char cmd[64], buf[32];
+	int n = snprintf(cmd, sizeof(cmd), "REPLICAOF %s\r\n", target);
+
+	t_expect(&h,
+		 exchange(port, cmd, (size_t)n, buf, sizeof(buf), 5) == 5 &&
+		     strcmp(buf, "+OK\r\n") == 0,
+		 "redis on %d: REPLICAOF %s answered %s", port, target, buf);
+}
+
+/* "role": "master" follows the primary through a Sentinel-style failover between two real
+ * redis servers: traffic goes only to the one INFO replication calls master. */
+START_TEST(test_redis_role_master_follows_a_failover)
+{
+	int m = start_redis();
+	pid_t m_pid = srv.redis;
+	int r = start_redis();
+	char ma[32], ra[32], target[32], health[256], line[160], line2[160];
+
+	snprintf(ma, sizeof(ma), "127.0.0.1:%d", m);
+	snprintf(ra, sizeof(ra), "127.0.0.1:%d", r);
+	snprintf(target, sizeof(target), "127.0.0.1 %d", m);
+	redis_replicaof(r, target);
+	struct bdef b[] = {{"m", ma}, {"r", ra}};
+	health_json(health, sizeof(health), "redis", "\"role\":\"master\"", FAST_INTERVAL_MS,
+		    FAST_TIMEOUT_MS);
+	start_lb(health, 0, b, 2);
+	expect_up("m", ma);
+	transition(line, sizeof(line), "r", ra, "DOWN: role slave, not master");
+	expect_log(line, 0, SETTLE_MS);
+	for (int i = 0; i < 6; i++)
+		t_expect(&h, redis_port_via(h.port) == m, "connection %d did not reach master %d",
+			 i, m);
+
+	/* Failover: r is promoted, m follows it. */
+	transition(line, sizeof(line), "r", ra, "UP (");
+	transition(line2, sizeof(line2), "m", ma, "DOWN: role slave, not master");
+	int ups = log_count(line), downs = log_count(line2);
+	redis_replicaof(r, "NO ONE");
+	snprintf(target, sizeof(target), "127.0.0.1 %d", r);
+	redis_replicaof(m, target);
+	expect_log(line, ups, FAST_INTERVAL_MS * (RISE + 1) + FAST_TIMEOUT_MS + SLACK_MS);
+	expect_log(line2, downs, FAST_INTERVAL_MS * (FALL + 1) + FAST_TIMEOUT_MS + SLACK_MS);
+	for (int i = 0; i < 6; i++)
+		t_expect(&h, redis_port_via(h.port) == r,
+			 "after the failover, connection %d did not reach the new master %d", i, r);
+	finish();
+	stop_child(&m_pid, SIGTERM, 5000);
+}
+END_TEST
+
 START_TEST(test_postgres_check_passes_against_postgres_and_fails_against_echo)
 {
 	server_up_echo_down("postgres", "pg", start_postgres(), "bad reply: ");
@@ -876,6 +940,7 @@ int main(void)
 	    test_checks_go_to_health_port_or_check_port,
 	    test_udp_check_passes_against_an_echo_and_fails_when_it_stops,
 	    test_redis_check_passes_against_redis_and_fails_against_echo,
+	    test_redis_role_master_follows_a_failover,
 	    test_postgres_check_passes_against_postgres_and_fails_against_echo,
 	    test_mysql_check_passes_against_a_greeting_and_fails_against_garbage,
 	    test_passive_failures_mark_down_and_probes_bring_back,

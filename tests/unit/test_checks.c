@@ -170,9 +170,11 @@ START_TEST(test_modules_declare_the_options_they_read)
 	ck_assert_int_eq(check("udp")->options[HC_OPT_EXPECT], HC_OPTIONAL);
 	ck_assert_int_eq(check("http")->options[HC_OPT_PATH], HC_OPTIONAL);
 	ck_assert_int_eq(check("http")->options[HC_OPT_EXPECT_STATUS], HC_OPTIONAL);
+	ck_assert_int_eq(check("redis")->options[HC_OPT_ROLE], HC_OPTIONAL);
 	for (int o = 0; o < HC_NOPTIONS; o++) {
 		ck_assert_int_eq(check("tcp")->options[o], HC_REFUSED);
-		ck_assert_int_eq(check("redis")->options[o], HC_REFUSED);
+		ck_assert_int_eq(check("redis")->options[o],
+				 o == HC_OPT_ROLE ? HC_OPTIONAL : HC_REFUSED);
 		ck_assert_int_eq(check("none")->options[o], HC_REFUSED);
 	}
 }
@@ -434,6 +436,40 @@ START_TEST(test_redis_bytes_after_pong_fail)
 
 	ck_assert_int_eq(judge("redis", &h, "+PONG\r\n+PONG\r\n", reason), HC_FAIL);
 	ck_assert_str_eq(reason, "bad reply: 7 bytes after +PONG");
+}
+END_TEST
+
+/* "role": INFO replication, and the role: line decides. */
+START_TEST(test_redis_role_reads_info_replication)
+{
+	static const char master[] = "$68\r\n# Replication\r\nrole:master\r\nconnected_slaves:0\r\n"
+				     "master_repl_offset:0\r\n";
+	static const char replica[] = "$42\r\n# Replication\r\nrole:slave\r\nmaster_link:1\r\n\r\n";
+	struct cfg_health h = health("redis");
+	char reason[HC_REASON_MAX], buf[256];
+	uint8_t req[32];
+
+	h.role = CFG_ROLE_MASTER;
+	ck_assert_uint_eq(request("redis", &h, "cache:6379", req, sizeof(req)), 18);
+	ck_assert_str_eq((char *)req, "INFO replication\r\n");
+	/* the bulk lengths above, checked: a wrong one would leave the judge waiting */
+	ck_assert_uint_eq(strlen(master), 5 + 68 + 2);
+	ck_assert_uint_eq(strlen(replica), 5 + 42 + 2);
+	ck_assert_int_eq(judge("redis", &h, master, reason), HC_PASS);
+	assert_prefixes_need_more("redis", &h, (const uint8_t *)master, strlen(master));
+	ck_assert_int_eq(judge("redis", &h, replica, reason), HC_FAIL);
+	ck_assert_str_eq(reason, "role slave, not master");
+	h.role = CFG_ROLE_SLAVE;
+	ck_assert_int_eq(judge("redis", &h, replica, reason), HC_PASS);
+	ck_assert_int_eq(judge("redis", &h, master, reason), HC_FAIL);
+	ck_assert_str_eq(reason, "role master, not slave");
+	ck_assert_int_eq(judge("redis", &h, "-NOAUTH Authentication required.\r\n", reason),
+			 HC_FAIL);
+	ck_assert_int_eq(judge("redis", &h, "+PONG\r\n", reason), HC_FAIL);
+	ck_assert_int_eq(judge("redis", &h, "$x\r\n", reason), HC_FAIL);
+	snprintf(buf, sizeof(buf), "$10\r\n# Replicat\r\n");
+	ck_assert_int_eq(judge("redis", &h, buf, reason), HC_FAIL);
+	ck_assert_str_eq(reason, "bad reply: no role: line in INFO replication");
 }
 END_TEST
 
@@ -893,6 +929,7 @@ static Suite *checks_suite(void)
 	tcase_add_test(tc, test_udp_reply_must_contain_expect);
 	tcase_add_test(tc, test_udp_empty_expect_takes_any_reply);
 	tcase_add_test(tc, test_redis_ping_is_answered_pong);
+	tcase_add_test(tc, test_redis_role_reads_info_replication);
 	tcase_add_test(tc, test_redis_error_and_echo_replies_fail);
 	tcase_add_test(tc, test_redis_bytes_after_pong_fail);
 	tcase_add_test(tc, test_postgres_sends_the_exact_ssl_request);

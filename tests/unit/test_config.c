@@ -347,6 +347,22 @@ START_TEST(test_health_port_and_check_port_are_ports)
 }
 END_TEST
 
+START_TEST(test_redis_role_is_master_or_slave_for_redis_only)
+{
+	struct config *cfg =
+	    load_ok(DOC("", "", ",\"health\":{\"type\":\"redis\",\"role\":\"master\"}", ""));
+	ck_assert_int_eq(cfg->pools[0].health.role, CFG_ROLE_MASTER);
+	config_free(cfg);
+	cfg = load_ok(DOC("", "", ",\"health\":{\"type\":\"redis\",\"role\":\"replica\"}", ""));
+	ck_assert_int_eq(cfg->pools[0].health.role, CFG_ROLE_SLAVE);
+	config_free(cfg);
+	load_fails_with(DOC("", "", ",\"health\":{\"type\":\"redis\",\"role\":\"primary\"}", ""),
+			"pools[0].health.role: expected one of master, slave, replica");
+	load_fails_with(DOC("", "", ",\"health\":{\"type\":\"http\",\"role\":\"master\"}", ""),
+			"pools[0].health.role: not used by health type \"http\"");
+}
+END_TEST
+
 START_TEST(test_on_down_is_keep_or_shutdown)
 {
 	struct config *cfg = load_ok(DOC("", "", "", ""));
@@ -1005,6 +1021,7 @@ static Suite *config_suite(void)
 	tcase_add_test(load, test_udp_listener_idle_defaults_to_30s);
 	tcase_add_test(load, test_keepalive_fills_defaults_and_checks_units);
 	tcase_add_test(load, test_on_down_is_keep_or_shutdown);
+	tcase_add_test(load, test_redis_role_is_master_or_slave_for_redis_only);
 	tcase_add_test(load, test_health_port_and_check_port_are_ports);
 	tcase_add_test(load, test_lifetime_is_tcp_only_and_off_by_default);
 	tcase_add_test(load, test_control_socket_defaults_beside_the_config_file);
