@@ -20,6 +20,7 @@
 #include "lb/log.h"
 #include "lb/mainloop.h"
 #include "lb/metrics.h"
+#include "lb/notify.h"
 #include "lb/offload.h"
 #include "lb/pool.h"
 #include "lb/privs.h"
@@ -308,6 +309,7 @@ static void stop_requested(struct sig_handler *s, int signo)
 		s->stop = true;
 		return;
 	}
+	notify_send("STOPPING=1\nSTATUS=stopping: draining connections");
 	delay = ready_stop(&s->st->ready, s->st->cfg->withdraw_delay_ms);
 	s->stop_at_ms = timer_now_ms() + delay;
 	if (delay == 0) {
@@ -504,6 +506,7 @@ int main(int argc, char **argv)
 	int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 	int epfd = epoll_create1(EPOLL_CLOEXEC);
 	long nofile = raise_nofile();
+	(void)notify_open(); /* before the privileges go: the socket may be root's */
 
 	int rc = EXIT_RUNTIME;
 	st->version = LB_VERSION;
@@ -540,6 +543,8 @@ int main(int argc, char **argv)
 	}
 	if (start_control(&lb, epfd) < 0 || drop_privileges(st->cfg) < 0)
 		goto out;
+	notify_send("READY=1\nSTATUS=serving %zu listeners, %zu pools\nMAINPID=%d",
+		    st->cfg->nlisteners, st->cfg->npools, (int)getpid());
 	if (main_loop(&lb, epfd, sfd) == 0)
 		rc = EXIT_OK;
 out:
@@ -558,5 +563,6 @@ out:
 		close(sfd);
 	if (rc == EXIT_OK)
 		log_info("stopped");
+	notify_close();
 	return rc;
 }

@@ -3,6 +3,7 @@
  * without touching the running set, then commit with no way back: update the
  * surviving pools in place, add backends before removing others (a pool is never empty in
  * between), re-point the listeners and hand each worker its new listener set. */
+#include "lb/notify.h"
 #include "lb/reload.h"
 
 #include <errno.h>
@@ -487,6 +488,11 @@ static void load_done(struct offload_job *j)
 	if (rj->cfg)
 		rc = apply(st, rj->cfg, &changes, rj->err, sizeof(rj->err));
 	rj->cfg = NULL; /* apply took it */
+	if (rc == 0)
+		notify_send("READY=1\nSTATUS=serving %zu listeners, %zu pools", st->nlisteners,
+			    st->npools);
+	else
+		notify_send("READY=1\nSTATUS=reload rejected; serving the previous config");
 	rj->done(rj, rc, changes, rc < 0 ? rj->err : NULL);
 }
 
@@ -513,5 +519,6 @@ int reload_start(struct lb_state *st, struct reload_job *rj)
 	if (rc < 0)
 		return rc;
 	st->reloading = true;
+	notify_reloading();
 	return 0;
 }
