@@ -3,7 +3,9 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all build deps demo test test-unit test-integration test-asan test-tsan test-faults fuzz fuzz-smoke bench format check-format clean
+PREFIX ?= /usr/local
+
+.PHONY: all build deps demo install test test-unit test-integration test-asan test-tsan test-faults fuzz fuzz-smoke bench format check-format clean
 
 all: build
 
@@ -15,6 +17,15 @@ build:
 	@scripts/deps.sh build
 	cmake -S . -B $(BUILD) $(CMAKE_FLAGS) >/dev/null
 	cmake --build $(BUILD) -j $(JOBS)
+
+# Installs lb, lbctl, the systemd unit (lb.service, sysusers lb.conf), an example
+# SYSCONFDIR/lb/lb.json (/etc/lb with PREFIX=/usr), bash completion and the docs under
+# DESTDIR + PREFIX.
+install:
+	@scripts/deps.sh build
+	cmake -S . -B $(BUILD) $(CMAKE_FLAGS) -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+	cmake --build $(BUILD) -j $(JOBS)
+	DESTDIR=$(DESTDIR) cmake --install $(BUILD)
 
 # Starts lb in front of three built-in test backends; Ctrl-C stops everything.
 demo:

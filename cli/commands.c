@@ -434,7 +434,8 @@ static int build_algorithm(const struct lbctl_cmd *c, const struct lbctl_args *a
 
 const struct lbctl_opt lbctl_opts[OPT_COUNT] = {
     [OPT_SOCKET] = {"--socket", "-s", "SOCKET", true,
-		    "control socket (default: $LB_SOCKET, else " LBCTL_DEFAULT_SOCKET ")"},
+		    "control socket (default: $LB_SOCKET, else " LBCTL_DEFAULT_SOCKET
+		    ", else " LBCTL_SERVICE_SOCKET ")"},
     [OPT_JSON] = {"--json", NULL, NULL, true, "print the response's raw data as JSON"},
     [OPT_HELP] = {"--help", "-h", NULL, true, "this text"},
     [OPT_WEIGHT] = {"--weight", NULL, "N", false,

@@ -350,7 +350,10 @@ static int request(const struct lbctl_cmd *c, const struct lbctl_args *a)
 	if (!sock) {
 		sock = getenv("LB_SOCKET");
 		if (!sock || !*sock)
-			sock = LBCTL_DEFAULT_SOCKET;
+			sock = access(LBCTL_DEFAULT_SOCKET, F_OK) != 0 &&
+				       access(LBCTL_SERVICE_SOCKET, F_OK) == 0
+				   ? LBCTL_SERVICE_SOCKET
+				   : LBCTL_DEFAULT_SOCKET;
 	}
 	resp = roundtrip(sock, req);
 	json_decref(req);

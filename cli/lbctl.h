@@ -12,6 +12,8 @@ enum { LBCTL_OK = 0, LBCTL_ERROR = 1, LBCTL_USAGE = 2 };
 
 /* Socket used without -s and $LB_SOCKET: lb's default is "lb.sock" beside its config. */
 #define LBCTL_DEFAULT_SOCKET "./lb.sock"
+/* Where the packaged lb.service puts it (/etc/lb/lb.json): used when ./lb.sock is absent. */
+#define LBCTL_SERVICE_SOCKET "/run/lb/lb.sock"
 /* Most positional arguments accepted after the command: more than any command takes. */
 #define LBCTL_MAX_POS 8
 /* Longest word of an argument spec ("POOL/BACKEND", "up|down|auto"). */
