@@ -14,7 +14,9 @@ DESTDIR=$dest cmake --install "$build" >/dev/null
 case "$prefix" in /usr) etc=/etc ;; *) etc=$prefix/etc ;; esac
 for f in "$prefix/sbin/lb" "$prefix/bin/lbctl" "$prefix/lib/systemd/system/lb.service" \
 	"$prefix/lib/sysusers.d/lb.conf" "$etc/lb/lb.json" \
-	"$prefix/share/bash-completion/completions/lbctl" "$prefix/share/doc/lb/README.md"; do
+	"$prefix/share/bash-completion/completions/lbctl" "$prefix/share/doc/lb/README.md" \
+	"$prefix/share/man/man8/lb.8" "$prefix/share/man/man8/lbctl.8" \
+	"$prefix/share/man/man5/lb.json.5"; do
 	[ -e "$dest$f" ] || fail "missing after make install: $f"
 done
 [ -x "$dest$prefix/sbin/lb" ] && [ -x "$dest$prefix/bin/lbctl" ] || fail "binaries not executable"
@@ -36,4 +38,6 @@ tail -1 "$dest/security.txt"
 "$dest$prefix/sbin/lb" -c "$dest$etc/lb/lb.json" --check >/dev/null || fail "the example config does not pass lb --check"
 "$dest$prefix/bin/lbctl" --help >/dev/null || fail "the installed lbctl does not run"
 bash -n "$dest$prefix/share/bash-completion/completions/lbctl" || fail "the completion script is not valid bash"
+MANWIDTH=80 man -l "$dest$prefix/share/man/man5/lb.json.5" 2>/dev/null | grep -q 'configuration file of lb' ||
+	fail "man does not render the installed lb.json(5)"
 echo "test_install: make install into $prefix: all files in place"
