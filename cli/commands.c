@@ -2,9 +2,14 @@
  * each command the function that turns its arguments into the request and the one that
  * prints the answer. Output formats are SPEC.md's; scripts read them, so they stay put. */
 #include <errno.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "cli/lbctl.h"
 #include "lb/config.h"
@@ -448,10 +453,160 @@ const struct lbctl_opt lbctl_opts[OPT_COUNT] = {
 		      "add: the key ip_hash places it by (default its address)"},
     [OPT_FORCE] = {"--force", "-f", NULL, false,
 		   "remove: even while it has connections (they are closed)"},
+    [OPT_ITERATIONS] = {"--iterations", "-n", "N", false,
+			"top: stop after N refreshes (default: until q or Ctrl-C)"},
 };
 
 #define ADD_OPTS                                                                                   \
 	(OPT_BIT(OPT_WEIGHT) | OPT_BIT(OPT_MAX_CONNS) | OPT_BIT(OPT_BACKUP) | OPT_BIT(OPT_HASH_KEY))
+
+/* ---- top ---- */
+
+#define TOP_REFRESH_MS 1000
+
+static volatile sig_atomic_t top_stop;
+
+static void top_signal(int sig)
+{
+	(void)sig;
+	top_stop = 1;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The backend of prev with b's pool and name, or NULL. */
+static json_t *top_prev(json_t *prev, json_t *b)
+{
+	json_t *p;
+	size_t i;
+
+	json_array_foreach (prev, i, p)
+		if (strcmp(str(p, "pool"), str(b, "pool")) == 0 &&
+		    strcmp(str(p, "name"), str(b, "name")) == 0)
+			return p;
+	return NULL;
+}
+
+/* key's growth per second since p (dt seconds ago); "-" without a previous sample. */
+static const char *top_rate(json_t *b, json_t *p, const char *key, double dt, bool bytes)
+{
+	char *out = fmtbuf();
+	if (!p || dt <= 0)
+		return "-";
+	double r = (double)(num(b, key) - num(p, key)) / dt;
+	if (r < 0)
+		r = 0;
+	if (bytes)
+		snprintf(out, FMT_MAX, "%s/s", fmt_bytes((long long)(r + 0.5)));
+	else
+		snprintf(out, FMT_MAX, "%.1f", r);
+	return out;
+}
+
+static void top_render(json_t *d, json_t *prev, double dt, bool tty, const char *sock)
+{
+	struct table tab = {.ncols = 10};
+	char when[32];
+	time_t t = time(NULL);
+	json_t *b;
+	size_t i;
+
+	strftime(when, sizeof(when), "%H:%M:%S", localtime(&t));
+	if (tty)
+		fputs("\033[H\033[2J", stdout);
+	printf("lbctl top  %s  %s  every %d s%s\n\n", when, sock, TOP_REFRESH_MS / 1000,
+	       tty ? ", q quits" : "");
+	table_row(&tab, "POOL", "NAME", "STATE", "ADMIN", "WEIGHT", "ACTIVE", "CONN/S", "IN/S",
+		  "OUT/S", "CHECK");
+	json_array_foreach (d, i, b) {
+		json_t *p = top_prev(prev, b);
+		table_row(&tab, str(b, "pool"), str(b, "name"), str(b, "state"), str(b, "admin"),
+			  fmt_int(b, "weight"), fmt_int(b, "active"),
+			  top_rate(b, p, "total", dt, false), top_rate(b, p, "bytes_in", dt, true),
+			  top_rate(b, p, "bytes_out", dt, true), fmt_check(b));
+		if (tab.nrows >= 64)
+			table_print(&tab);
+	}
+	table_print(&tab);
+	if (!tty)
+		putchar('\n');
+	fflush(stdout);
+}
+
+/* Wait one refresh period; true if the user pressed q (raw: stdin is a terminal we read). */
+static bool top_wait(bool raw)
+{
+	double until = now_s() + TOP_REFRESH_MS / 1000.0;
+
+	while (!top_stop) {
+		double left = until - now_s();
+		if (left <= 0)
+			return false;
+		struct pollfd pfd = {.fd = STDIN_FILENO, .events = POLLIN};
+		int n = poll(&pfd, raw ? 1 : 0, (int)(left * 1000) + 1);
+		char ch;
+		if (n > 0 && read(STDIN_FILENO, &ch, 1) == 1 && (ch == 'q' || ch == 'Q'))
+			return true;
+	}
+	return true;
+}
+
+/* `lbctl top`: backends every second with rates from the counters' growth. On a terminal
+ * the screen is redrawn and q quits; otherwise each refresh is printed as plain text. */
+static int run_top(const struct lbctl_args *a)
+{
+	const struct lbctl_cmd backends = {.name = "backends", .build = build_backends};
+	bool tty = isatty(STDOUT_FILENO);
+	bool raw = false;
+	struct termios saved;
+	long iterations = 0;
+	json_t *prev = NULL;
+	double prev_t = 0;
+	int rc = LBCTL_OK;
+
+	if (a->opt[OPT_ITERATIONS]) {
+		char *end;
+		errno = 0;
+		iterations = strtol(a->opt[OPT_ITERATIONS], &end, 10);
+		if (errno || *end || end == a->opt[OPT_ITERATIONS] || iterations < 1)
+			return lbctl_usage_error(
+			    "--iterations takes a number of refreshes, 1 or more");
+	}
+	if (tty && isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved) == 0) {
+		struct termios t = saved;
+		t.c_lflag &= ~(tcflag_t)(ICANON | ECHO);
+		t.c_cc[VMIN] = 1;
+		t.c_cc[VTIME] = 0;
+		raw = tcsetattr(STDIN_FILENO, TCSANOW, &t) == 0;
+	}
+	signal(SIGINT, top_signal);
+	signal(SIGTERM, top_signal);
+	const char *sock = a->opt[OPT_SOCKET] ? a->opt[OPT_SOCKET] : "";
+	for (long i = 0; !top_stop && (!iterations || i < iterations); i++) {
+		json_t *resp;
+		rc = lbctl_call(&backends, a, &resp);
+		if (rc)
+			break;
+		double t = now_s();
+		json_t *d = json_object_get(resp, "data");
+		top_render(d, prev, prev ? t - prev_t : 0, tty, sock);
+		json_decref(prev);
+		prev = json_incref(d);
+		prev_t = t;
+		json_decref(resp);
+		if ((!iterations || i + 1 < iterations) && top_wait(raw))
+			break;
+	}
+	json_decref(prev);
+	if (raw)
+		tcsetattr(STDIN_FILENO, TCSANOW, &saved);
+	return rc;
+}
 
 /* The order here is the order of --help and of the completion candidates. */
 const struct lbctl_cmd lbctl_cmds[] = {
@@ -532,6 +687,12 @@ const struct lbctl_cmd lbctl_cmds[] = {
      .args = "",
      .print = print_rejoined,
      .help = "report readiness again after withdraw"},
+    {.name = "top",
+     .args = "[POOL]",
+     .opts = OPT_BIT(OPT_ITERATIONS),
+     .run = run_top,
+     .help = "live view of the backends, refreshed every second: connections/s and\n"
+	     "bytes/s; q quits (plain text when not on a terminal)"},
     {.name = "completion",
      .args = "bash",
      .run = lbctl_completion,

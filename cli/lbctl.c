@@ -336,13 +336,13 @@ static int check_args(const struct lbctl_cmd *c, const struct lbctl_args *a)
 	return 0;
 }
 
-/* Send c's request, print the answer. */
-static int request(const struct lbctl_cmd *c, const struct lbctl_args *a)
+int lbctl_call(const struct lbctl_cmd *c, const struct lbctl_args *a, json_t **resp_out)
 {
 	const char *sock = a->opt[OPT_SOCKET];
-	json_t *req = json_pack("{s:s}", "cmd", c->name), *resp, *data;
+	json_t *req = json_pack("{s:s}", "cmd", c->name), *resp;
 	int rc = c->build ? c->build(c, a, req) : 0;
 
+	*resp_out = NULL;
 	if (rc) {
 		json_decref(req);
 		return rc;
@@ -359,13 +359,25 @@ static int request(const struct lbctl_cmd *c, const struct lbctl_args *a)
 	json_decref(req);
 	if (!resp)
 		return LBCTL_USAGE;
-	data = json_object_get(resp, "data");
 	if (!json_is_true(json_object_get(resp, "ok"))) {
 		const char *err = json_string_value(json_object_get(resp, "error"));
 		fprintf(stderr, "lbctl: %s\n", err ? err : "");
 		json_decref(resp);
 		return LBCTL_ERROR;
 	}
+	*resp_out = resp;
+	return LBCTL_OK;
+}
+
+/* Send c's request, print the answer. */
+static int request(const struct lbctl_cmd *c, const struct lbctl_args *a)
+{
+	json_t *resp, *data;
+	int rc = lbctl_call(c, a, &resp);
+
+	if (rc)
+		return rc;
+	data = json_object_get(resp, "data");
 	if (a->opt[OPT_JSON]) {
 		char *s = json_dumps(data, JSON_INDENT(2) | JSON_ENCODE_ANY);
 		if (s)

@@ -28,6 +28,7 @@ enum lbctl_opt_id {
 	OPT_BACKUP,
 	OPT_HASH_KEY,
 	OPT_FORCE,
+	OPT_ITERATIONS,
 	OPT_COUNT
 };
 #define OPT_BIT(id) (1u << (id))
@@ -78,6 +79,11 @@ int lbctl_synopsis(FILE *out, const struct lbctl_cmd *c);
 /* Word i (from 0) of a spec, brackets stripped, into buf; its length, or -1 past the end.
  * *optional tells whether it was in brackets. */
 int lbctl_spec_word(const char *spec, int i, char *buf, size_t len, bool *optional);
+
+/* Send c's request (built from a) to lb and wait for the answer. LBCTL_OK with the whole
+ * answer in *resp (caller decrefs; its "data" is the command's), else LBCTL_ERROR (lb said
+ * no) or LBCTL_USAGE (bad arguments, or lb unreachable), said on stderr. */
+int lbctl_call(const struct lbctl_cmd *c, const struct lbctl_args *a, json_t **resp);
 
 /* `lbctl completion bash`: the completion script, from the tables, on stdout. */
 int lbctl_completion(const struct lbctl_args *a);

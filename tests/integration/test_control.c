@@ -4,6 +4,9 @@
  * clients and the data plane keep working. */
 #include <check.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,6 +75,55 @@ static int hold_on(int want)
 }
 
 /* ---- admin commands and traffic ---- */
+
+static _Atomic bool traffic_stop;
+
+static void *traffic(void *arg)
+{
+	unsigned counts[MAX_BACKENDS];
+	(void)arg;
+	for (int i = 0; i < 400 && !atomic_load(&traffic_stop); i++) {
+		memset(counts, 0, sizeof(counts));
+		(void)t_fetch_many(&h.be, h.port, 2, counts);
+		usleep(5000);
+	}
+	return NULL;
+}
+
+/* lbctl top, not on a terminal: N plain refreshes a second apart, every backend in each,
+ * rates from the second one on, no escape codes. */
+START_TEST(test_top_prints_plain_refreshes_with_rates)
+{
+	pthread_t t;
+	char *out = NULL, *err = NULL;
+
+	backends(2);
+	start_lb("round_robin", 2, NULL);
+	atomic_store(&traffic_stop, false);
+	ck_assert_int_eq(pthread_create(&t, NULL, traffic, NULL), 0);
+	int rc = t_lbctl(h.sock, &out, &err, "top", "-n", "3", NULL);
+	atomic_store(&traffic_stop, true);
+	pthread_join(t, NULL);
+	t_expect(&h, rc == 0 && out, "lbctl top -n 3 exited %d: %s", rc, err ? err : "");
+	int heads = 0, rated = 0;
+	for (const char *s = out; (s = strstr(s, "lbctl top")); s++)
+		heads++;
+	t_expect(&h, heads == 3, "%d refreshes, not 3:\n%s", heads, out);
+	t_expect(&h, !strchr(out, '\033'), "escape codes when not on a terminal:\n%s", out);
+	for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+		char pool[32], name[32], conns[32];
+		if (sscanf(line, "%31s %31s %*s %*s %*s %*s %31s", pool, name, conns) == 3 &&
+		    strcmp(pool, "web") == 0 && strcmp(conns, "-") != 0 && atof(conns) > 0)
+			rated++;
+	}
+	t_expect(&h, rated >= 2, "no connections/s under traffic (%d rows with a rate)", rated);
+	free(out);
+	free(err);
+	t_expect(&h, t_lbctl(h.sock, NULL, NULL, "top", "-n", "0", NULL) == 2,
+		 "top -n 0 is not a usage error");
+	t_harness_finish(&h);
+}
+END_TEST
 
 START_TEST(test_drain_keeps_open_connections_and_sends_no_new_ones)
 {
@@ -528,6 +580,7 @@ int main(void)
 	    test_stale_socket_is_replaced_and_a_live_one_refused,
 	    test_bad_input_gets_errors_and_others_keep_working,
 	    test_idle_clients_never_lock_lbctl_or_scrapes_out,
+	    test_top_prints_plain_refreshes_with_rates,
 	    NULL,
 	};
 
