@@ -258,9 +258,8 @@ static json_t *tables_json(const struct lb_state *st)
 	return arr;
 }
 
-static json_t *cmd_status(struct req *r)
+static json_t *status_data(const struct lb_state *st)
 {
-	const struct lb_state *st = r->st;
 	json_t *ls = json_array();
 	json_int_t active = 0, accepted = 0, rejected = 0, in = 0, out = 0, nb = 0;
 
@@ -293,17 +292,16 @@ static json_t *cmd_status(struct req *r)
 			 tables_json(st), "ready", ready, "ready_reason", why);
 }
 
-static json_t *cmd_backends(struct req *r)
+static json_t *cmd_status(struct req *r)
 {
-	const struct lb_state *st = r->st;
-	const char *pool = NULL;
-	json_t *arr;
+	return status_data(r->st);
+}
 
-	if (field_str(r, "pool", false, &pool) < 0)
-		return NULL;
-	if (pool && !find_pool(r, pool))
-		return NULL;
-	arr = json_array();
+/* The backends of pool (every pool if NULL), as `backends` answers. */
+static json_t *backends_data(const struct lb_state *st, const char *pool)
+{
+	json_t *arr = json_array();
+
 	for (size_t i = 0; i < st->npools; i++) {
 		struct pool *p = st->pools[i];
 		if (pool && strcmp(p->name, pool) != 0)
@@ -312,6 +310,29 @@ static json_t *cmd_backends(struct req *r)
 			json_array_append_new(arr, backend_json(p->backends[j]));
 	}
 	return arr;
+}
+
+static json_t *cmd_backends(struct req *r)
+{
+	const char *pool = NULL;
+
+	if (field_str(r, "pool", false, &pool) < 0)
+		return NULL;
+	if (pool && !find_pool(r, pool))
+		return NULL;
+	return backends_data(r->st, pool);
+}
+
+char *ctl_status_json(const struct lb_state *st, size_t *len)
+{
+	json_t *o =
+	    json_pack("{s:o, s:o}", "status", status_data(st), "backends", backends_data(st, NULL));
+	char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+
+	json_decref(o);
+	if (s)
+		*len = strlen(s);
+	return s;
 }
 
 /* ---- admin ---- */

@@ -22,6 +22,9 @@ struct ctl_waiter {
  * only on ENOMEM. */
 char *ctl_cmds_execute(struct lb_state *st, const char *line, size_t len, size_t *outlen,
 		       struct ctl_waiter *w);
+/* {"status": what `status` answers, "backends": what `backends` answers}, as one JSON
+ * text (malloc'd, length in *len), for the status page; NULL on ENOMEM. */
+char *ctl_status_json(const struct lb_state *st, size_t *len);
 /* The client of w is going away: its pending command goes on but answers nobody. */
 void ctl_cmds_abandon(struct ctl_waiter *w);
 /* The response line for an error not tied to a parsed request (e.g. an oversized line). */

@@ -1,6 +1,7 @@
 /* Prometheus metrics: render the shared atomics as text exposition format 0.0.4, and serve it
  * over a minimal HTTP/1.1 listener on the main loop (one request per connection, then close).
  * Read-only over the data plane's state: nothing here is on a worker's path. */
+#include "lb/control_cmds.h"
 #include "lb/metrics.h"
 
 #include <errno.h>
@@ -22,6 +23,10 @@
 #include "lb/ready.h"
 #include "lb/state.h"
 #include "lb/timer.h"
+
+/* The status page (lb/status.html, embedded by CMake into status_page.c). */
+extern const unsigned char status_page_html[];
+extern const unsigned long status_page_len;
 
 /* Longest request head we read; a scraper's GET is a few hundred bytes. */
 #define HTTP_REQ_MAX 8192
@@ -359,8 +364,24 @@ static void serve(struct mclient *c)
 		serve_ready(c, head);
 		return;
 	}
+	if (strcmp(target, "/") == 0 || strcmp(target, "/index.html") == 0) {
+		respond(c, "200 OK", "text/html; charset=utf-8", (const char *)status_page_html,
+			status_page_len, head);
+		return;
+	}
+	if (strcmp(target, "/status.json") == 0) {
+		size_t len;
+		char *body = ctl_status_json(c->m->st, &len);
+		if (!body) {
+			respond(c, "500 Internal Server Error", text, "out of memory\n", 14, head);
+			return;
+		}
+		respond(c, "200 OK", "application/json", body, len, head);
+		free(body);
+		return;
+	}
 	if (strcmp(target, "/metrics") != 0 && strncmp(target, "/metrics?", 9) != 0) {
-		static const char nf[] = "not found; try /metrics or /ready\n";
+		static const char nf[] = "not found; try /, /status.json, /metrics or /ready\n";
 		respond(c, "404 Not Found", text, nf, sizeof(nf) - 1, head);
 		return;
 	}

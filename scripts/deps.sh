@@ -12,7 +12,7 @@ case "${1:-build}" in
 build) want=("${build[@]}") ;;
 demo) want=("${build[@]}" curl) ;;
 fuzz) want=("${build[@]}" "${fuzz[@]}") ;;
-test) want=("${build[@]}" "${fuzz[@]}" clang-format curl redis-server postgresql dnsmasq-base bind9-dnsutils iproute2 bird2 keepalived systemd groff-base man-db python3) ;;
+test) want=("${build[@]}" "${fuzz[@]}" clang-format curl redis-server postgresql dnsmasq-base bind9-dnsutils iproute2 bird2 keepalived systemd groff-base man-db python3 chromium) ;;
 bench) want=("${build[@]}" iperf3 wrk haproxy nginx libnginx-mod-stream gnuplot-nox python3 dnsmasq-base dnsperf) ;;
 *)
 	echo "usage: $0 build|test|fuzz|bench|demo" >&2
