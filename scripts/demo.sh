@@ -37,6 +37,16 @@ round robin. Each backend is a tiny HTTP server that answers with its own name.
 Try, in another terminal:
   for i in 1 2 3 4 5 6; do curl -s 127.0.0.1:8080/; done      # web1 web2 web3 web1 web2 web3
   curl -s 127.0.0.1:8080/ 127.0.0.1:8080/                     # one keep-alive connection: same backend
+
+Talk to it with lbctl (its control socket is $dir/lb.sock):
+  export LB_SOCKET=$dir/lb.sock
+  $build/lbctl status                                         # listeners, totals
+  $build/lbctl backends                                       # state and counters per backend
+  $build/lbctl drain demo/web2                                # no new connections to web2
+  $build/lbctl top                                            # live view, q quits
+
+Status page:  http://127.0.0.1:9180/      (Prometheus metrics: http://127.0.0.1:9180/metrics)
+
   $build/lb -c examples/quickstart.json --check               # validate a config
   kill -TERM $lb_pid                                         # graceful stop (or Ctrl-C here)
 
