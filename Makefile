@@ -5,7 +5,7 @@ CMAKE_FLAGS ?=
 
 PREFIX ?= /usr/local
 
-.PHONY: all build deps demo install test test-unit test-integration test-asan test-tsan test-faults fuzz fuzz-smoke bench format check-format clean
+.PHONY: all build deps demo install deb test-deb test test-unit test-integration test-asan test-tsan test-faults fuzz fuzz-smoke bench format check-format clean
 
 all: build
 
@@ -27,6 +27,17 @@ install:
 	cmake --build $(BUILD) -j $(JOBS)
 	DESTDIR=$(DESTDIR) cmake --install $(BUILD)
 
+# A Debian package with the ordinary tooling (debian/, dpkg-buildpackage), checked by
+# lintian; the .deb lands in dist/deb/.
+deb:
+	@scripts/deps.sh deb
+	scripts/build-deb.sh
+
+# make deb, then the package checked and run as the service (tests/packaging/test_deb.sh).
+test-deb: build
+	@scripts/deps.sh deb
+	cd $(BUILD) && ctest -C deb -L deb --output-on-failure
+
 # Starts lb in front of three built-in test backends; Ctrl-C stops everything.
 demo:
 	@scripts/deps.sh demo
@@ -35,14 +46,14 @@ demo:
 
 # Normal build, every suite; then (in CI, or with SANITIZE=1) the same suites under ASan+UBSan,
 # the threaded ones under ThreadSanitizer, and a short run of each fuzz target; in CI the
-# fault suite too.
+# fault suite and the Debian package too.
 test:
 	@scripts/deps.sh test
 	@$(MAKE) --no-print-directory build
 	scripts/check-format.sh
 	cd $(BUILD) && ctest --output-on-failure -j 1
 	@if [ -n "$$CI" ] || [ -n "$$SANITIZE" ]; then $(MAKE) --no-print-directory test-asan test-tsan fuzz-smoke; fi
-	@if [ -n "$$CI" ]; then $(MAKE) --no-print-directory test-faults; fi
+	@if [ -n "$$CI" ]; then $(MAKE) --no-print-directory test-faults test-deb; fi
 
 test-unit: build
 	cd $(BUILD) && ctest --output-on-failure -L unit

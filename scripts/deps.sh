@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the Debian packages a make target needs, only those missing.
-# usage: scripts/deps.sh build|test|fuzz|bench|demo
+# usage: scripts/deps.sh build|test|fuzz|bench|demo|deb
 # As root it runs apt-get itself (apt-get update once, only if a package is not found);
 # otherwise it prints the exact command and exits 2.
 set -euo pipefail
@@ -11,11 +11,12 @@ fuzz=(clang libclang-rt-14-dev)
 case "${1:-build}" in
 build) want=("${build[@]}") ;;
 demo) want=("${build[@]}" curl) ;;
+deb) want=("${build[@]}" debhelper dpkg-dev fakeroot lintian) ;;
 fuzz) want=("${build[@]}" "${fuzz[@]}") ;;
 test) want=("${build[@]}" "${fuzz[@]}" clang-format curl redis-server postgresql dnsmasq-base bind9-dnsutils iproute2 bird2 keepalived systemd groff-base man-db python3 chromium) ;;
 bench) want=("${build[@]}" iperf3 wrk haproxy nginx libnginx-mod-stream gnuplot-nox python3 dnsmasq-base dnsperf) ;;
 *)
-	echo "usage: $0 build|test|fuzz|bench|demo" >&2
+	echo "usage: $0 build|test|fuzz|bench|demo|deb" >&2
 	exit 2
 	;;
 esac
