@@ -60,9 +60,9 @@ static const char *const timeout_keys[] = {"connect", "idle", "lifetime", NULL};
 static const char *const keepalive_keys[] = {"idle", "interval", "count", NULL};
 static const char *const pool_keys[] = {"name",	  "algorithm", "retries", "on_down",
 					"health", "backends",  NULL};
-static const char *const health_keys[] = {"type",	   "interval", "timeout", "rise",
-					  "fall",	   "send",     "expect",  "path",
-					  "expect_status", "port",     "role",	  NULL};
+static const char *const health_keys[] = {"type", "interval", "timeout", "rise",	  "fall",
+					  "send", "expect",   "path",	 "expect_status", "port",
+					  "role", "user",     NULL};
 static const char *const backend_keys[] = {"name",   "address",	 "weight",     "max_conns",
 					   "backup", "hash_key", "check_port", NULL};
 
@@ -471,6 +471,26 @@ static void parse_hc_path_status(struct cfg_ctx *c, const json_t *hv, const char
 			     rc == CFG_OK);
 }
 
+/* user: a MySQL user name of 1 to CFG_MYSQL_USER_MAX bytes (a NUL, which would cut it in the
+ * NUL-terminated login packet, is refused with every string but send and expect). */
+static void parse_hc_user(struct cfg_ctx *c, const json_t *hv, const char *path,
+			  const struct hc_check *chk, struct cfg_health *h)
+{
+	char p[CFG_PATH_MAX], what[64];
+	const json_t *v = json_object_get(hv, "user");
+
+	parse_hc_string(c, hv, path, chk, HC_OPT_USER, "user", &h->user, NULL);
+	if (!h->user)
+		return;
+	if (h->user[0] && strlen(h->user) <= CFG_MYSQL_USER_MAX)
+		return;
+	cfg_path_key(p, path, "user");
+	snprintf(what, sizeof(what), "a user name of 1-%d bytes", CFG_MYSQL_USER_MAX);
+	cfg_err_got(c, p, v, what);
+	free(h->user);
+	h->user = NULL;
+}
+
 static void parse_health(struct cfg_ctx *c, const json_t *pool, const char *ppath,
 			 struct cfg_health *h)
 {
@@ -514,6 +534,7 @@ static void parse_health(struct cfg_ctx *c, const json_t *pool, const char *ppat
 	parse_hc_string(c, hv, path, chk, HC_OPT_SEND, "send", &h->send, &h->send_len);
 	parse_hc_string(c, hv, path, chk, HC_OPT_EXPECT, "expect", &h->expect, &h->expect_len);
 	parse_hc_path_status(c, hv, path, chk, h);
+	parse_hc_user(c, hv, path, chk, h);
 }
 
 static void parse_backend_address(struct cfg_ctx *c, const json_t *obj, const char *path,
@@ -1059,6 +1080,7 @@ void cfg_health_free(struct cfg_health *h)
 	free(h->send);
 	free(h->expect);
 	free(h->path);
+	free(h->user);
 }
 
 static void pool_free_fields(struct cfg_pool *p)

@@ -292,7 +292,9 @@ static bool health_differs(const struct cfg_health *a, const struct cfg_health *
 	       bytes_differ(a->send, a->send_len, b->send, b->send_len) ||
 	       bytes_differ(a->expect, a->expect_len, b->expect, b->expect_len) ||
 	       bytes_differ(a->path, a->path ? strlen(a->path) : 0, b->path,
-			    b->path ? strlen(b->path) : 0);
+			    b->path ? strlen(b->path) : 0) ||
+	       bytes_differ(a->user, a->user ? strlen(a->user) : 0, b->user,
+			    b->user ? strlen(b->user) : 0);
 }
 
 static void commit_pools(struct lb_state *st, struct plan *pl, json_t *changes)

@@ -363,6 +363,39 @@ START_TEST(test_redis_role_is_master_or_slave_for_redis_only)
 }
 END_TEST
 
+START_TEST(test_mysql_user_is_a_short_name_for_mysql_only)
+{
+	struct config *cfg =
+	    load_ok(DOC("", "", ",\"health\":{\"type\":\"mysql\",\"user\":\"lbcheck\"}", ""));
+	ck_assert_str_eq(cfg->pools[0].health.user, "lbcheck");
+	config_free(cfg);
+	cfg = load_ok(DOC("", "", ",\"health\":{\"type\":\"mysql\"}", ""));
+	ck_assert_ptr_null(cfg->pools[0].health.user);
+	config_free(cfg);
+	/* 32 bytes, MySQL's limit, loads; 33 does not */
+	cfg = load_ok(DOC("", "",
+			  ",\"health\":{\"type\":\"mysql\",\"user\":"
+			  "\"abcdefghijklmnopqrstuvwxyz012345\"}",
+			  ""));
+	ck_assert_uint_eq(strlen(cfg->pools[0].health.user), CFG_MYSQL_USER_MAX);
+	config_free(cfg);
+	load_fails_with(DOC("", "",
+			    ",\"health\":{\"type\":\"mysql\",\"user\":"
+			    "\"abcdefghijklmnopqrstuvwxyz0123456\"}",
+			    ""),
+			"pools[0].health.user: expected a user name of 1-32 bytes, got "
+			"\"abcdefghijklmnopqrstuvwxyz0123456\"");
+	load_fails_with(DOC("", "", ",\"health\":{\"type\":\"mysql\",\"user\":\"\"}", ""),
+			"pools[0].health.user: expected a user name of 1-32 bytes");
+	load_fails_with(DOC("", "", ",\"health\":{\"type\":\"mysql\",\"user\":\"a\\u0000b\"}", ""),
+			"pools[0].health.user: \\u0000 is only allowed in a health check's send");
+	load_fails_with(DOC("", "", ",\"health\":{\"type\":\"mysql\",\"user\":7}", ""),
+			"pools[0].health.user: expected a string, got 7");
+	load_fails_with(DOC("", "", ",\"health\":{\"type\":\"postgres\",\"user\":\"lb\"}", ""),
+			"pools[0].health.user: not used by health type \"postgres\"");
+}
+END_TEST
+
 START_TEST(test_on_down_is_keep_or_shutdown)
 {
 	struct config *cfg = load_ok(DOC("", "", "", ""));
@@ -1022,6 +1055,7 @@ static Suite *config_suite(void)
 	tcase_add_test(load, test_keepalive_fills_defaults_and_checks_units);
 	tcase_add_test(load, test_on_down_is_keep_or_shutdown);
 	tcase_add_test(load, test_redis_role_is_master_or_slave_for_redis_only);
+	tcase_add_test(load, test_mysql_user_is_a_short_name_for_mysql_only);
 	tcase_add_test(load, test_health_port_and_check_port_are_ports);
 	tcase_add_test(load, test_lifetime_is_tcp_only_and_off_by_default);
 	tcase_add_test(load, test_control_socket_defaults_beside_the_config_file);
