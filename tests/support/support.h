@@ -133,6 +133,16 @@ void t_remove_config(const char *path);
  * timeout. */
 int t_wait_exit(pid_t pid, int timeout_ms);
 
+struct passwd;
+/* fork+exec argv (argv[0] a path), stdin from /dev/null, stdout and stderr appended to
+ * log_path (NULL: /dev/null), as user pw if not NULL, for a server a test runs. The child
+ * gets SIGKILL if the test process dies, so a failed test leaves no server behind. Its pid,
+ * or -1. */
+pid_t t_spawn(char *const argv[], const struct passwd *pw, const char *log_path);
+/* Send sig to *pid, wait up to timeout_ms for it to exit, then SIGKILL it; *pid becomes -1.
+ * Nothing if *pid <= 0. */
+void t_stop_child(pid_t *pid, int sig, int timeout_ms);
+
 /* Run argv (argv[0] a path) to completion with a timeout; stdout and stderr captured into
  * malloc'd strings (either pointer may be NULL). Returns exit status, or -1. */
 int t_run(char *const argv[], char **out, char **err, int timeout_ms);
