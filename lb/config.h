@@ -104,6 +104,9 @@ struct cfg_listener {
 	uint64_t idle_timeout_ms; /* protocol-specific default applied */
 	uint64_t lifetime_ms;	  /* tcp: close connections this old at a quiet moment; 0 = never */
 	bool freebind;		  /* IP_FREEBIND: bind before the address exists on the host */
+	/* "ipv6only": false: an IPv6 listener that also takes IPv4 clients, which it sees as
+	 * ::ffff:a.b.c.d (IPV6_V6ONLY off); false for every IPv4 listener */
+	bool dual_stack;
 	struct cfg_keepalive keepalive;
 };
 
