@@ -380,6 +380,8 @@ static void fuzz_health(const uint8_t *data, size_t size)
 	h.expect = elen ? expect : NULL;
 	h.expect_len = elen;
 	h.expect_status = data[2] % 2 ? 100 + data[2] : 0;
+	h.user =
+	    data[2] & 0x40 ? (char *)"lbcheck" : NULL; /* mysql: greeting, then the login reply */
 	const uint8_t *reply = data + 3 + elen;
 	size_t rlen = size - 3 - elen;
 	/* Each prefix in a buffer of its own size, so that ASan sees any read past it: every

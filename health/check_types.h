@@ -20,6 +20,7 @@ enum hc_option {
 	HC_OPT_PATH,
 	HC_OPT_EXPECT_STATUS,
 	HC_OPT_ROLE,
+	HC_OPT_USER,
 	HC_NOPTIONS
 };
 /* What a type does with an option. Refused is the zero value, so that a module names only the

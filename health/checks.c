@@ -330,38 +330,160 @@ const struct hc_check hc_check_postgres = {
     .parse = postgres_parse,
 };
 
-/* ---- mysql: the server speaks first, a greeting packet of protocol version 10 ---- */
+/* ---- mysql: the server speaks first, a greeting packet of protocol version 10; with
+ * "user", lb logs in as that user with no password and quits ---- */
 
 /* Packet header: 3-byte little-endian payload length, 1-byte sequence number. */
 #define MYSQL_HEADER	  4
 #define MYSQL_PROTOCOL_10 10
+#define MYSQL_OK_PACKET	  0x00
+#define MYSQL_AUTH_SWITCH 0xfe
 #define MYSQL_ERR_PACKET  0xff
-/* A greeting is ~80 bytes (version string, 20-byte scramble, capabilities, plugin name);
- * a payload longer than this is not one. */
-#define MYSQL_GREETING_MAX 1024
+/* A greeting is ~80 bytes (version string, 20-byte scramble, capabilities, plugin name), and
+ * an OK or ERR packet fewer than 600 (MYSQL_ERRMSG_SIZE 512); a payload longer than this is
+ * neither. */
+#define MYSQL_PACKET_MAX 1024
+/* Capability flags of the HandshakeResponse41, what HAProxy's mysql-check sends:
+ * CLIENT_PROTOCOL_41 (0x200) | CLIENT_SECURE_CONNECTION (0x8000), so the auth response is one
+ * length byte (0: no password). No CLIENT_PLUGIN_AUTH: the server takes the response as
+ * mysql_native_password's, which accepts an empty one for a user without a password. */
+#define MYSQL_CLIENT_CAPS 0x00008200u
+/* Largest packet we would take (16 MiB, the protocol's packet size) and charset 33
+ * (utf8_general_ci), as clients send them. */
+#define MYSQL_MAX_PACKET 0x01000000u
+#define MYSQL_CHARSET	 33
+/* Fixed part of HandshakeResponse41 before the user name: caps 4, max packet 4, charset 1,
+ * 23 reserved zero bytes. */
+#define MYSQL_RESPONSE_FIXED 32
+/* The server's reply to our response comes as sequence 2 (greeting 0, response 1). */
+#define MYSQL_REPLY_SEQ 2
+#define MYSQL_COM_QUIT	0x01
 
-/* Closing after the greeting without a handshake response counts against the server's
- * max_connect_errors for our address on some MySQL versions; operators raise it. */
+static void put_le24(uint8_t *p, size_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+	p[2] = (uint8_t)(v >> 16);
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	put_le24(p, v);
+	p[3] = (uint8_t)(v >> 24);
+}
+
+/* With a user: HandshakeResponse41 (sequence 1) and COM_QUIT (sequence 0 of a new command),
+ * sent together as soon as the connection is up (HAProxy 1.x did the same): the server reads
+ * them after its greeting, answers OK or ERR, then takes the QUIT and closes its side. Without
+ * a user nothing: the greeting alone decides, and the server counts the close as an aborted
+ * connect (README "Health checks"). */
+static size_t mysql_request(const struct cfg_health *h, const char *host, uint8_t *buf, size_t len)
+{
+	uint8_t p[MYSQL_HEADER + MYSQL_RESPONSE_FIXED + CFG_MYSQL_USER_MAX + 2 + MYSQL_HEADER + 1];
+	size_t ulen = h->user ? strlen(h->user) : 0, n = MYSQL_HEADER;
+
+	(void)host;
+	if (!ulen || ulen > CFG_MYSQL_USER_MAX) /* the config refuses both */
+		return 0;
+	memset(p, 0, sizeof(p));
+	put_le32(p + n, MYSQL_CLIENT_CAPS);
+	put_le32(p + n + 4, MYSQL_MAX_PACKET);
+	p[n + 8] = MYSQL_CHARSET;
+	n += MYSQL_RESPONSE_FIXED;	  /* the 23 reserved bytes stay zero */
+	memcpy(p + n, h->user, ulen + 1); /* NUL-terminated */
+	n += ulen + 1;
+	p[n++] = 0; /* auth response length: no password */
+	put_le24(p, n - MYSQL_HEADER);
+	p[3] = 1;
+	put_le24(p + n, 1); /* COM_QUIT: payload of one byte, sequence 0 */
+	p[n + 3] = 0;
+	p[n + 4] = MYSQL_COM_QUIT;
+	n += MYSQL_HEADER + 1;
+	return copy_out(p, n, buf, len);
+}
+
+/* The packet at buf: HC_NEED_MORE until its header and first payload byte are in, else
+ * HC_PASS with its payload length in *plen, or HC_FAIL with the reason. */
+static enum hc_result mysql_packet(const uint8_t *buf, size_t len, unsigned seq, const char *what,
+				   size_t *plen, char *reason, size_t rlen)
+{
+	if (len < MYSQL_HEADER)
+		return HC_NEED_MORE;
+	*plen = (size_t)buf[0] | (size_t)buf[1] << 8 | (size_t)buf[2] << 16;
+	if (*plen == 0 || *plen > MYSQL_PACKET_MAX) {
+		snprintf(reason, rlen, "bad reply: packet length %zu is no %s", *plen, what);
+		return HC_FAIL;
+	}
+	if (buf[3] != seq) {
+		snprintf(reason, rlen, "bad reply: sequence %u, expected %u", buf[3], seq);
+		return HC_FAIL;
+	}
+	return len == MYSQL_HEADER ? HC_NEED_MORE : HC_PASS;
+}
+
+/* ERR packet payload (0xff, 2-byte code, with protocol 41 '#' and a 5-byte SQLSTATE, then
+ * the message): "error 1045: Access denied for user ...", the message escaped and cut. */
+static void mysql_error(const uint8_t *p, size_t plen, char *reason, size_t rlen)
+{
+	size_t off = 3;
+	int n;
+
+	if (plen < 3) {
+		snprintf(reason, rlen, "bad reply: error packet");
+		return;
+	}
+	if (plen >= 9 && p[3] == '#')
+		off = 9;
+	n = snprintf(reason, rlen, "error %u: ", (unsigned)p[1] | (unsigned)p[2] << 8);
+	for (size_t i = off; i < plen && n > 0 && (size_t)n + 5 < rlen; i++)
+		n += isprint(p[i]) ? snprintf(reason + n, rlen - (size_t)n, "%c", p[i])
+				   : snprintf(reason + n, rlen - (size_t)n, "\\x%02x", p[i]);
+}
+
+/* The server's answer to our login (sequence 2): OK passes, ERR fails with its message. */
+static enum hc_result mysql_login_parse(const uint8_t *buf, size_t len, char *reason, size_t rlen)
+{
+	size_t plen;
+	enum hc_result r =
+	    mysql_packet(buf, len, MYSQL_REPLY_SEQ, "login reply", &plen, reason, rlen);
+	const uint8_t *p = buf + MYSQL_HEADER;
+
+	if (r != HC_PASS)
+		return r;
+	if (p[0] != MYSQL_OK_PACKET && p[0] != MYSQL_ERR_PACKET && p[0] != MYSQL_AUTH_SWITCH) {
+		hc_bad_reply(reason, rlen, p, len - MYSQL_HEADER);
+		return HC_FAIL;
+	}
+	if (len < MYSQL_HEADER + plen)
+		return HC_NEED_MORE;
+	if (p[0] == MYSQL_ERR_PACKET) {
+		mysql_error(p, plen, reason, rlen);
+		return HC_FAIL;
+	}
+	if (p[0] == MYSQL_AUTH_SWITCH) { /* 0xfe, the plugin's name NUL-terminated, its data */
+		const uint8_t *nul = memchr(p + 1, '\0', plen - 1);
+		size_t n = nul ? (size_t)(nul - p - 1) : 0;
+		snprintf(reason, rlen, "auth switch to %.*s: not supported (no password expected)",
+			 (int)min_size(n, 32), (const char *)p + 1);
+		return HC_FAIL;
+	}
+	if (len > MYSQL_HEADER + plen) {
+		snprintf(reason, rlen, "bad reply: %zu bytes after the OK packet",
+			 len - MYSQL_HEADER - plen);
+		return HC_FAIL;
+	}
+	return HC_PASS;
+}
+
 static enum hc_result mysql_parse(const uint8_t *buf, size_t len, const struct cfg_health *h,
 				  char *reason, size_t rlen)
 {
 	size_t plen;
+	enum hc_result r = mysql_packet(buf, len, 0, "greeting", &plen, reason, rlen);
 	const uint8_t *payload = buf + MYSQL_HEADER;
 
-	(void)h;
-	if (len < MYSQL_HEADER)
-		return HC_NEED_MORE;
-	plen = (size_t)buf[0] | (size_t)buf[1] << 8 | (size_t)buf[2] << 16;
-	if (plen == 0 || plen > MYSQL_GREETING_MAX) {
-		snprintf(reason, rlen, "bad reply: packet length %zu is no greeting", plen);
-		return HC_FAIL;
-	}
-	if (buf[3] != 0) {
-		snprintf(reason, rlen, "bad reply: sequence %u, expected 0", buf[3]);
-		return HC_FAIL;
-	}
-	if (len == MYSQL_HEADER)
-		return HC_NEED_MORE;
+	if (r != HC_PASS)
+		return r;
 	if (payload[0] != MYSQL_PROTOCOL_10 && payload[0] != MYSQL_ERR_PACKET) {
 		snprintf(reason, rlen, "bad reply: protocol version %u, expected 10", payload[0]);
 		return HC_FAIL;
@@ -376,13 +498,16 @@ static enum hc_result mysql_parse(const uint8_t *buf, size_t len, const struct c
 		hc_bad_reply(reason, rlen, payload + 3, plen - 3);
 		return HC_FAIL;
 	}
+	if (!memchr(payload + 1, '\0', plen - 1)) { /* NUL-terminated server version */
+		snprintf(reason, rlen, "bad reply: greeting without a server version");
+		return HC_FAIL;
+	}
+	if (h->user)
+		return mysql_login_parse(buf + MYSQL_HEADER + plen, len - MYSQL_HEADER - plen,
+					 reason, rlen);
 	if (len > MYSQL_HEADER + plen) {
 		snprintf(reason, rlen, "bad reply: %zu bytes after the greeting",
 			 len - MYSQL_HEADER - plen);
-		return HC_FAIL;
-	}
-	if (!memchr(payload + 1, '\0', plen - 1)) { /* NUL-terminated server version */
-		snprintf(reason, rlen, "bad reply: greeting without a server version");
 		return HC_FAIL;
 	}
 	return HC_PASS;
@@ -391,5 +516,7 @@ static enum hc_result mysql_parse(const uint8_t *buf, size_t len, const struct c
 const struct hc_check hc_check_mysql = {
     .name = "mysql",
     .socktype = SOCK_STREAM,
+    .options = {[HC_OPT_USER] = HC_OPTIONAL},
+    .request = mysql_request,
     .parse = mysql_parse,
 };

@@ -302,6 +302,33 @@ char *addr_format(const struct sockaddr *sa, char *buf, size_t len)
 	return buf;
 }
 
+bool addr_dual_covers(const struct lb_addr *six, const struct lb_addr *v4)
+{
+	const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&six->ss;
+	const struct sockaddr_in *b = (const struct sockaddr_in *)&v4->ss;
+
+	if (six->ss.ss_family != AF_INET6 || v4->ss.ss_family != AF_INET ||
+	    a->sin6_port != b->sin_port)
+		return false;
+	if (IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr) || b->sin_addr.s_addr == htonl(INADDR_ANY))
+		return true;
+	return memcmp(a->sin6_addr.s6_addr, v4_mapped_prefix, 12) == 0 &&
+	       memcmp(a->sin6_addr.s6_addr + 12, &b->sin_addr, 4) == 0;
+}
+
+char *addr_format_client(const struct sockaddr *sa, char *buf, size_t len)
+{
+	struct ip_norm n;
+	struct sockaddr_in in = {.sin_family = AF_INET};
+
+	ip_normalize(sa, &n);
+	if (n.family != AF_INET || sa->sa_family == AF_INET)
+		return addr_format(sa, buf, len);
+	memcpy(&in.sin_addr, n.b, 4);
+	in.sin_port = htons(n.port);
+	return addr_format((const struct sockaddr *)&in, buf, len);
+}
+
 /* Prefix: 1..3 decimal digits, no more than max. */
 static int parse_prefix(const char *s, unsigned max, unsigned *out)
 {

@@ -47,8 +47,15 @@ int addr_lookup(const char *host, uint16_t port, struct lb_addr *out, const char
 /* Same address and port: the same bytes in the same length, as parsing produces them. */
 bool addr_equal(const struct lb_addr *a, const struct lb_addr *b);
 
+/* six, an IPv6 address bound with IPV6_V6ONLY off, takes v4's IPv4 clients: v4 is IPv4 on
+ * the same port, and one of them is a wildcard or six is v4 as ::ffff:a.b.c.d. */
+bool addr_dual_covers(const struct lb_addr *six, const struct lb_addr *v4);
+
 /* Format as "1.2.3.4:80" or "[::1]:80" into buf (ADDR_STR_MAX). Returns buf. */
 char *addr_format(const struct sockaddr *sa, char *buf, size_t len);
+/* The same for a client's address, an IPv4 client of a dual-stack listener (::ffff:a.b.c.d)
+ * as the IPv4 client it is: "a.b.c.d:port". */
+char *addr_format_client(const struct sockaddr *sa, char *buf, size_t len);
 
 /* Parse "10.0.0.0/8", "::1/128" or a bare address (full-length prefix). 0 or -EINVAL. */
 int cidr_parse(const char *s, struct cidr *out);

@@ -55,14 +55,15 @@ static const char *const listener_keys[] = {"name",
 					    "freebind",
 					    "max_conns_per_client",
 					    "keepalive",
+					    "ipv6only",
 					    NULL};
 static const char *const timeout_keys[] = {"connect", "idle", "lifetime", NULL};
 static const char *const keepalive_keys[] = {"idle", "interval", "count", NULL};
 static const char *const pool_keys[] = {"name",	  "algorithm", "retries", "on_down",
 					"health", "backends",  NULL};
-static const char *const health_keys[] = {"type",	   "interval", "timeout", "rise",
-					  "fall",	   "send",     "expect",  "path",
-					  "expect_status", "port",     "role",	  NULL};
+static const char *const health_keys[] = {"type", "interval", "timeout", "rise",	  "fall",
+					  "send", "expect",   "path",	 "expect_status", "port",
+					  "role", "user",     NULL};
 static const char *const backend_keys[] = {"name",   "address",	 "weight",     "max_conns",
 					   "backup", "hash_key", "check_port", NULL};
 
@@ -352,6 +353,26 @@ static void parse_listen(struct cfg_ctx *c, const json_t *obj, const char *paren
 	l->listen = cfg_strdup(c, s);
 }
 
+/* "ipv6only" (default true, as nginx's): only an IPv6 address has the option. */
+static void parse_ipv6only(struct cfg_ctx *c, const json_t *obj, const char *parent,
+			   struct cfg_listener *l)
+{
+	char path[CFG_PATH_MAX];
+	bool only = true;
+
+	if (cfg_get_bool(c, obj, parent, "ipv6only", &only) != CFG_OK || !l->listen)
+		return;
+	if (l->addr.ss.ss_family != AF_INET6) {
+		cfg_path_key(path, parent, "ipv6only");
+		cfg_err_at(c, path,
+			   "only for an IPv6 listen address (\"[::]:port\"); %s is IPv4, and an "
+			   "IPv4 socket takes IPv4 clients only",
+			   l->listen);
+		return;
+	}
+	l->dual_stack = !only;
+}
+
 static void parse_listener(struct cfg_ctx *c, const json_t *obj, const char *path,
 			   struct cfg_listener *l)
 {
@@ -391,6 +412,7 @@ static void parse_listener(struct cfg_ctx *c, const json_t *obj, const char *pat
 	parse_timeouts(c, obj, path, l);
 	parse_keepalive(c, obj, path, l);
 	cfg_get_bool(c, obj, path, "freebind", &l->freebind);
+	parse_ipv6only(c, obj, path, l);
 }
 
 /* ---- pools ---- */
@@ -471,6 +493,26 @@ static void parse_hc_path_status(struct cfg_ctx *c, const json_t *hv, const char
 			     rc == CFG_OK);
 }
 
+/* user: a MySQL user name of 1 to CFG_MYSQL_USER_MAX bytes (a NUL, which would cut it in the
+ * NUL-terminated login packet, is refused with every string but send and expect). */
+static void parse_hc_user(struct cfg_ctx *c, const json_t *hv, const char *path,
+			  const struct hc_check *chk, struct cfg_health *h)
+{
+	char p[CFG_PATH_MAX], what[64];
+	const json_t *v = json_object_get(hv, "user");
+
+	parse_hc_string(c, hv, path, chk, HC_OPT_USER, "user", &h->user, NULL);
+	if (!h->user)
+		return;
+	if (h->user[0] && strlen(h->user) <= CFG_MYSQL_USER_MAX)
+		return;
+	cfg_path_key(p, path, "user");
+	snprintf(what, sizeof(what), "a user name of 1-%d bytes", CFG_MYSQL_USER_MAX);
+	cfg_err_got(c, p, v, what);
+	free(h->user);
+	h->user = NULL;
+}
+
 static void parse_health(struct cfg_ctx *c, const json_t *pool, const char *ppath,
 			 struct cfg_health *h)
 {
@@ -514,6 +556,7 @@ static void parse_health(struct cfg_ctx *c, const json_t *pool, const char *ppat
 	parse_hc_string(c, hv, path, chk, HC_OPT_SEND, "send", &h->send, &h->send_len);
 	parse_hc_string(c, hv, path, chk, HC_OPT_EXPECT, "expect", &h->expect, &h->expect_len);
 	parse_hc_path_status(c, hv, path, chk, h);
+	parse_hc_user(c, hv, path, chk, h);
 }
 
 static void parse_backend_address(struct cfg_ctx *c, const json_t *obj, const char *path,
@@ -771,6 +814,13 @@ static void check_pool_names(struct cfg_ctx *c, const struct config *cfg)
 	}
 }
 
+/* six, with "ipv6only": false, takes the IPv4 clients of v4 too: the two would share them
+ * by the kernel's choice. */
+static bool dual_stack_covers(const struct cfg_listener *six, const struct cfg_listener *v4)
+{
+	return six->dual_stack && addr_dual_covers(&six->addr, &v4->addr);
+}
+
 /* Duplicate names, duplicate addresses (same protocol) among listeners before l. */
 static void check_listener_unique(struct cfg_ctx *c, const struct config *cfg, size_t i)
 {
@@ -790,6 +840,15 @@ static void check_listener_unique(struct cfg_ctx *c, const struct config *cfg, s
 			cfg_err_at(c, path,
 				   "duplicate listen address \"%s\" (%s; also listeners[%zu])",
 				   l->listen, proto_names[l->protocol], j);
+		}
+		if (l->listen && o->listen && l->protocol == o->protocol &&
+		    (dual_stack_covers(l, o) || dual_stack_covers(o, l))) {
+			snprintf(path, sizeof(path), "listeners[%zu].listen", i);
+			cfg_err_at(c, path,
+				   "\"%s\" and listeners[%zu]'s \"%s\" (%s) would both take the "
+				   "same IPv4 clients: %s has \"ipv6only\": false",
+				   l->listen, j, o->listen, proto_names[l->protocol],
+				   l->dual_stack ? "this one" : "that one");
 		}
 	}
 }
@@ -1059,6 +1118,7 @@ void cfg_health_free(struct cfg_health *h)
 	free(h->send);
 	free(h->expect);
 	free(h->path);
+	free(h->user);
 }
 
 static void pool_free_fields(struct cfg_pool *p)

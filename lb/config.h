@@ -38,6 +38,8 @@ enum cfg_on_down { CFG_ON_DOWN_KEEP = 0, CFG_ON_DOWN_SHUTDOWN = 1 };
 #define CFG_HASH_KEY_MAX 255
 /* Longest listener, pool or backend name, in bytes (config, lbctl and the control socket). */
 #define CFG_NAME_MAX 255
+/* Longest mysql check user: MySQL's limit for user names (32 characters since 5.7.8). */
+#define CFG_MYSQL_USER_MAX 32
 /* Largest max_conns `add` accepts at run time (control API); the config file allows INT_MAX. */
 #define CFG_ADD_MAX_CONNS 1000000000
 
@@ -53,6 +55,7 @@ struct cfg_health {
 	int expect_status; /* http; 0 = any 2xx/3xx */
 	int port;	   /* check this port of each backend's host; 0 = the backend's port */
 	int role;	   /* redis: enum cfg_redis_role the server must report */
+	char *user;	   /* mysql: log in as this user, no password; NULL = greeting only */
 };
 
 struct cfg_backend {
@@ -101,6 +104,9 @@ struct cfg_listener {
 	uint64_t idle_timeout_ms; /* protocol-specific default applied */
 	uint64_t lifetime_ms;	  /* tcp: close connections this old at a quiet moment; 0 = never */
 	bool freebind;		  /* IP_FREEBIND: bind before the address exists on the host */
+	/* "ipv6only": false: an IPv6 listener that also takes IPv4 clients, which it sees as
+	 * ::ffff:a.b.c.d (IPV6_V6ONLY off); false for every IPv4 listener */
+	bool dual_stack;
 	struct cfg_keepalive keepalive;
 };
 

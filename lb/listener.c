@@ -44,7 +44,7 @@ void listener_reject(struct listener *l, enum listener_reject why, const struct 
 		return;
 	}
 	char addr[ADDR_STR_MAX];
-	addr_format(client, addr, sizeof(addr));
+	addr_format_client(client, addr, sizeof(addr));
 	log_warn("listener %s: %s from %s: %s (%llu more since last message)", l->cfg->name, action,
 		 addr, how, (unsigned long long)suppressed);
 	last_log = now;
@@ -221,7 +221,7 @@ void listener_access_log(const struct listener *l, const struct sockaddr *client
 {
 	char addr[ADDR_STR_MAX];
 
-	addr_format(client, addr, sizeof(addr));
+	addr_format_client(client, addr, sizeof(addr));
 	log_info("access listener=%s client=%s backend=%s/%s bytes_up=%llu bytes_down=%llu "
 		 "duration_ms=%llu end=\"%s\"",
 		 l->cfg->name, addr, be ? be->pool->name : "-", be ? be->name : "-",
@@ -277,8 +277,11 @@ static int bind_options(int fd, const struct cfg_listener *lc)
 	int one = 1;
 	bool v6 = lc->addr.ss.ss_family == AF_INET6;
 
-	/* "[::]:port" means IPv6 only, so that "0.0.0.0:port" can be a separate listener. */
-	if (v6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
+	int v6only = !lc->dual_stack;
+
+	/* "[::]:port" means IPv6 only, so that "0.0.0.0:port" can be a separate listener;
+	 * "ipv6only": false takes IPv4 clients too (as ::ffff:a.b.c.d). */
+	if (v6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only)) < 0)
 		return -1;
 	if (!lc->freebind)
 		return 0;
@@ -374,4 +377,13 @@ bool listener_addrs_overlap(const struct lb_addr *a, const struct lb_addr *b)
 		       ((const struct sockaddr_in *)&b->ss)->sin_addr.s_addr;
 	return IN6_ARE_ADDR_EQUAL(&((const struct sockaddr_in6 *)&a->ss)->sin6_addr,
 				  &((const struct sockaddr_in6 *)&b->ss)->sin6_addr);
+}
+
+bool listener_cfgs_overlap(const struct cfg_listener *a, const struct cfg_listener *b)
+{
+	if (a->protocol != b->protocol)
+		return false;
+	return listener_addrs_overlap(&a->addr, &b->addr) ||
+	       (a->dual_stack && addr_dual_covers(&a->addr, &b->addr)) ||
+	       (b->dual_stack && addr_dual_covers(&b->addr, &a->addr));
 }

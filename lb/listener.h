@@ -112,5 +112,8 @@ int listener_check_free(const struct cfg_listener *lc, const char **why);
 /* The two listener addresses cannot both be bound without SO_REUSEPORT: same family and
  * port, and the same address or a wildcard on either side. */
 bool listener_addrs_overlap(const struct lb_addr *a, const struct lb_addr *b);
+/* Two listeners cannot both be bound without SO_REUSEPORT: the same protocol, and addresses
+ * that overlap, or one with "ipv6only": false takes the other's IPv4 clients. */
+bool listener_cfgs_overlap(const struct cfg_listener *a, const struct cfg_listener *b);
 
 #endif

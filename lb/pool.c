@@ -123,6 +123,7 @@ static bool health_copy(struct cfg_health *dst, const struct cfg_health *src)
 	dst->send = dup_bytes(src->send, src->send_len, &ok);
 	dst->expect = dup_bytes(src->expect, src->expect_len, &ok);
 	dst->path = dup_opt(src->path, &ok);
+	dst->user = dup_opt(src->user, &ok);
 	if (!ok) {
 		cfg_health_free(dst);
 		memset(dst, 0, sizeof(*dst)); /* pool_destroy frees it again */

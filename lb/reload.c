@@ -64,14 +64,15 @@ static bool ka_equal(const struct cfg_keepalive *a, const struct cfg_keepalive *
 }
 
 /* The running listener the new one continues: same name, protocol and address, and the same
- * options set on its sockets (keepalive; accepted sockets inherit them), else it gets new
- * sockets. */
+ * options set on its sockets (keepalive, which accepted sockets inherit; ipv6only, fixed at
+ * bind), else it gets new sockets. */
 static struct listener *find_listener(const struct lb_state *st, const struct cfg_listener *lc)
 {
 	for (size_t i = 0; i < st->nlisteners; i++) {
 		const struct cfg_listener *old = atomic_load(&st->listeners[i]->cfg);
 		if (strcmp(old->name, lc->name) == 0 && old->protocol == lc->protocol &&
-		    addr_equal(&old->addr, &lc->addr) && ka_equal(&old->keepalive, &lc->keepalive))
+		    addr_equal(&old->addr, &lc->addr) && old->dual_stack == lc->dual_stack &&
+		    ka_equal(&old->keepalive, &lc->keepalive))
 			return st->listeners[i];
 	}
 	return NULL;
@@ -122,12 +123,13 @@ static void plan_abort(struct plan *pl, const struct lb_state *st)
 }
 
 /* A running listener of ours overlaps lc: binding it is the hand-over of a reload (a renamed
- * listener, a wildcard beside a specific address), not a takeover of another process. */
+ * listener, a wildcard beside a specific address, 0.0.0.0:P becoming a dual-stack [::]:P),
+ * not a takeover of another process. */
 static bool held_by_us(const struct lb_state *st, const struct cfg_listener *lc)
 {
 	for (size_t i = 0; i < st->nlisteners; i++) {
 		const struct cfg_listener *old = atomic_load(&st->listeners[i]->cfg);
-		if (old->protocol == lc->protocol && listener_addrs_overlap(&old->addr, &lc->addr))
+		if (listener_cfgs_overlap(old, lc))
 			return true;
 	}
 	return false;
@@ -292,7 +294,9 @@ static bool health_differs(const struct cfg_health *a, const struct cfg_health *
 	       bytes_differ(a->send, a->send_len, b->send, b->send_len) ||
 	       bytes_differ(a->expect, a->expect_len, b->expect, b->expect_len) ||
 	       bytes_differ(a->path, a->path ? strlen(a->path) : 0, b->path,
-			    b->path ? strlen(b->path) : 0);
+			    b->path ? strlen(b->path) : 0) ||
+	       bytes_differ(a->user, a->user ? strlen(a->user) : 0, b->user,
+			    b->user ? strlen(b->user) : 0);
 }
 
 static void commit_pools(struct lb_state *st, struct plan *pl, json_t *changes)

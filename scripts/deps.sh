@@ -13,7 +13,7 @@ build) want=("${build[@]}") ;;
 demo) want=("${build[@]}" curl) ;;
 deb) want=("${build[@]}" debhelper dpkg-dev fakeroot lintian) ;;
 fuzz) want=("${build[@]}" "${fuzz[@]}") ;;
-test) want=("${build[@]}" "${fuzz[@]}" clang-format curl redis-server postgresql dnsmasq-base bind9-dnsutils iproute2 bird2 keepalived systemd groff-base man-db python3 chromium) ;;
+test) want=("${build[@]}" "${fuzz[@]}" clang-format curl redis-server postgresql mariadb-server mariadb-client dnsmasq-base bind9-dnsutils iproute2 bird2 keepalived systemd groff-base man-db python3 chromium) ;;
 bench) want=("${build[@]}" iperf3 wrk haproxy nginx libnginx-mod-stream gnuplot-nox python3 dnsmasq-base dnsperf) ;;
 *)
 	echo "usage: $0 build|test|fuzz|bench|demo|deb" >&2
@@ -39,7 +39,7 @@ export DEBIAN_FRONTEND=noninteractive
 if ! apt-cache show "${missing[@]}" >/dev/null 2>&1; then
 	apt-get update -qq
 fi
-# Debian's daemons (haproxy, nginx, bird2, keepalived) must not start system-wide instances on install.
+# Debian's daemons (haproxy, nginx, bird2, keepalived, mariadb) must not start system-wide instances on install.
 policy=/usr/sbin/policy-rc.d
 made_policy=0
 if [ ! -e "$policy" ]; then

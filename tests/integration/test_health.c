@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -298,47 +297,12 @@ static void ssrv_free(struct ssrv *s)
 
 /* ---- real servers (redis-server, PostgreSQL) ---- */
 
-/* fork+exec argv with stdout/stderr to log_path, as user pw if not NULL. The child gets
- * SIGKILL if this test process dies, so a failed test leaves no server behind. */
 static pid_t spawn(char *const argv[], const struct passwd *pw, const char *log_path)
 {
-	pid_t parent = getpid();
-	pid_t pid = fork();
+	pid_t pid = t_spawn(argv, pw, log_path);
 
 	ck_assert_int_ge(pid, 0);
-	if (pid > 0)
-		return pid;
-	int out = open(log_path ? log_path : "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0644);
-	int in = open("/dev/null", O_RDONLY);
-	if (out < 0 || in < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
-		_exit(127);
-	close_range(3, ~0U, 0); /* no test backend's socket may stay open in the server */
-	if (pw && (setgid(pw->pw_gid) < 0 || initgroups(pw->pw_name, pw->pw_gid) < 0 ||
-		   setuid(pw->pw_uid) < 0))
-		_exit(126);
-	/* after setuid, which clears the parent-death signal */
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
-		_exit(125);
-	execv(argv[0], argv);
-	_exit(127);
-}
-
-static void stop_child(pid_t *pid, int sig, int timeout_ms)
-{
-	uint64_t deadline = t_now_ms() + (uint64_t)timeout_ms;
-
-	if (*pid <= 0)
-		return;
-	kill(*pid, sig);
-	while (waitpid(*pid, NULL, WNOHANG) == 0) {
-		if (t_now_ms() >= deadline) {
-			kill(*pid, SIGKILL);
-			waitpid(*pid, NULL, 0);
-			break;
-		}
-		usleep(10 * 1000);
-	}
-	*pid = -1;
+	return pid;
 }
 
 /* Connect to 127.0.0.1:port, send req, read until want bytes, EOF or 2 s. Returns the
@@ -509,8 +473,8 @@ static void finish(void)
 	t_harness_finish(&h);
 	ssrv_free(srv.ssrv);
 	srv.ssrv = NULL;
-	stop_child(&srv.redis, SIGTERM, 5000);
-	stop_child(&srv.pg, SIGINT, 10000); /* fast shutdown */
+	t_stop_child(&srv.redis, SIGTERM, 5000);
+	t_stop_child(&srv.pg, SIGINT, 10000); /* fast shutdown */
 	if (srv.pg_dir[0])
 		t_remove_tree(srv.pg_dir);
 	srv.pg_dir[0] = '\0';
@@ -845,7 +809,7 @@ START_TEST(test_redis_role_master_follows_a_failover)
 		t_expect(&h, redis_port_via(h.port) == r,
 			 "after the failover, connection %d did not reach the new master %d", i, r);
 	finish();
-	stop_child(&m_pid, SIGTERM, 5000);
+	t_stop_child(&m_pid, SIGTERM, 5000);
 }
 END_TEST
 

@@ -611,6 +611,41 @@ START_TEST(test_ipv6_and_wildcard_listener_reply_from_the_address_used)
 }
 END_TEST
 
+/* "[::]" with "ipv6only": false also takes IPv4 clients: an IPv4 ACL holds for them (they
+ * arrive as ::ffff:a.b.c.d) and each gets its reply from the IPv4 address it sent to. */
+START_TEST(test_dual_stack_listener_serves_ipv4_clients_as_ipv4)
+{
+	char from[64], buf[512];
+	bool ok;
+	ssize_t n;
+	int fd;
+
+	add_tagged(1);
+	start_lb("[::]", "round_robin", NULL, "\"ipv6only\":false,\"deny\":[\"127.0.0.9/32\"]");
+	fd = client("127.0.0.1");
+	t_expect(&h, send_to(fd, "127.0.0.5", h.port, "v4", 2), "send failed");
+	n = recv_one(fd, buf, sizeof(buf), REPLY_MS, from, sizeof(from));
+	t_expect(&h, n > 0 && tagged_reply(buf, n, "v4", &ok) == 0 && ok, "no reply over IPv4");
+	t_expect(&h, strcmp(from, "127.0.0.5") == 0, "reply came from %s, not 127.0.0.5", from);
+	close(fd);
+	fd = client("::1");
+	t_expect(&h, send_to(fd, "::1", h.port, "v6", 2), "send failed");
+	n = recv_one(fd, buf, sizeof(buf), REPLY_MS, from, sizeof(from));
+	t_expect(&h, n > 0 && tagged_reply(buf, n, "v6", &ok) == 0 && ok, "no reply over IPv6");
+	t_expect(&h, strcmp(from, "::1") == 0, "reply came from %s", from);
+	close(fd);
+	fd = client("127.0.0.9");
+	t_expect(&h, send_to(fd, "127.0.0.1", h.port, "no", 2), "send failed");
+	t_expect(&h, recv_one(fd, buf, sizeof(buf), 300, NULL, 0) < 0,
+		 "denied 127.0.0.9 got a reply");
+	t_expect(&h,
+		 wait_metric("lb_listener_rejected_total{listener=\"u\",reason=\"acl\"}", 1, 2000),
+		 "the denied datagram was not counted");
+	close(fd);
+	t_harness_finish(&h);
+}
+END_TEST
+
 /* ---- real DNS ---- */
 
 /* A udp check that sends a DNS query (id 0x1234, ". NS") and passes on any reply echoing
@@ -745,6 +780,7 @@ int main(void)
 	    test_sessions_move_after_port_unreachable_without_health_checks,
 	    test_kill_ends_sessions_and_reload_keeps_them,
 	    test_ipv6_and_wildcard_listener_reply_from_the_address_used,
+	    test_dual_stack_listener_serves_ipv4_clients_as_ipv4,
 	    test_dns_servers_behind_lb_answer_dig,
 	    NULL,
 	};

@@ -53,31 +53,77 @@ int t_free_port(void)
 	return port;
 }
 
-int t_connect(const char *src_ip, int port)
+int t_free_port_any(void)
 {
-	struct sockaddr_in dst = loopback(port);
-	struct timeval tv = {T_SOCKET_TIMEOUT_MS / 1000, (T_SOCKET_TIMEOUT_MS % 1000) * 1000};
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6};
+	socklen_t len = sizeof(sin6);
+	int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0), off = 0, port = -1;
 
+	if (fd < 0)
+		return -1;
+	/* [::] with IPV6_V6ONLY off: a port no IPv4 or IPv6 socket holds on any address */
+	if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off)) == 0 &&
+	    bind(fd, (struct sockaddr *)&sin6, sizeof(sin6)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&sin6, &len) == 0)
+		port = ntohs(sin6.sin6_port);
+	close(fd);
+	return port;
+}
+
+/* ip (IPv4 or IPv6, numeric) and port into ss; false if ip is neither. */
+static bool ip_port(const char *ip, int port, struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, ip, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)port);
+		*len = sizeof(*sin);
+		return true;
+	}
+	if (inet_pton(AF_INET6, ip, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)port);
+		*len = sizeof(*sin6);
+		return true;
+	}
+	return false;
+}
+
+int t_connect_to(const char *src_ip, const char *dst_ip, int port)
+{
+	struct sockaddr_storage dst, src;
+	socklen_t dlen, slen;
+	struct timeval tv = {T_SOCKET_TIMEOUT_MS / 1000, (T_SOCKET_TIMEOUT_MS % 1000) * 1000};
+	int fd;
+
+	if (!ip_port(dst_ip, port, &dst, &dlen))
+		return -1;
+	fd = socket(dst.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
 	/* Linux bounds a blocking connect by SO_SNDTIMEO too */
 	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
 	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
 		goto fail;
-	if (src_ip) {
-		struct sockaddr_in src = {.sin_family = AF_INET};
-		if (inet_pton(AF_INET, src_ip, &src.sin_addr) != 1)
-			goto fail;
-		if (bind(fd, (struct sockaddr *)&src, sizeof(src)) < 0)
-			goto fail;
-	}
-	if (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) < 0)
+	if (src_ip && (!ip_port(src_ip, 0, &src, &slen) || src.ss_family != dst.ss_family ||
+		       bind(fd, (struct sockaddr *)&src, slen) < 0))
+		goto fail;
+	if (connect(fd, (struct sockaddr *)&dst, dlen) < 0)
 		goto fail;
 	return fd;
-fail:
+fail:;
+	int err = errno;
 	close(fd);
+	errno = err;
 	return -1;
+}
+
+int t_connect(const char *src_ip, int port)
+{
+	return t_connect_to(src_ip, "127.0.0.1", port);
 }
 
 /* Wait until fd is readable or the deadline passes. 1 readable, 0 timeout, -1 error. */

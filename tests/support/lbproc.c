@@ -7,12 +7,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <grp.h>
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -675,6 +677,40 @@ int t_wait_exit(pid_t pid, int timeout_ms)
 			return -2;
 		usleep(10000);
 	}
+}
+
+pid_t t_spawn(char *const argv[], const struct passwd *pw, const char *log_path)
+{
+	pid_t parent = getpid();
+	pid_t pid = fork();
+
+	if (pid != 0)
+		return pid;
+	int out = open(log_path ? log_path : "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0644);
+	int in = open("/dev/null", O_RDONLY);
+	if (out < 0 || in < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
+		_exit(127);
+	close_range(3, ~0U, 0); /* no test backend's socket may stay open in the server */
+	if (pw && (setgid(pw->pw_gid) < 0 || initgroups(pw->pw_name, pw->pw_gid) < 0 ||
+		   setuid(pw->pw_uid) < 0))
+		_exit(126);
+	/* after setuid, which clears the parent-death signal */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+		_exit(125);
+	execv(argv[0], argv);
+	_exit(127);
+}
+
+void t_stop_child(pid_t *pid, int sig, int timeout_ms)
+{
+	if (*pid <= 0)
+		return;
+	kill(*pid, sig);
+	if (t_wait_exit(*pid, timeout_ms) == -2) {
+		kill(*pid, SIGKILL);
+		waitpid(*pid, NULL, 0);
+	}
+	*pid = -1;
 }
 
 int t_lbctl_v(const char *sock, char **out, char **err, va_list ap)

@@ -133,6 +133,16 @@ void t_remove_config(const char *path);
  * timeout. */
 int t_wait_exit(pid_t pid, int timeout_ms);
 
+struct passwd;
+/* fork+exec argv (argv[0] a path), stdin from /dev/null, stdout and stderr appended to
+ * log_path (NULL: /dev/null), as user pw if not NULL, for a server a test runs. The child
+ * gets SIGKILL if the test process dies, so a failed test leaves no server behind. Its pid,
+ * or -1. */
+pid_t t_spawn(char *const argv[], const struct passwd *pw, const char *log_path);
+/* Send sig to *pid, wait up to timeout_ms for it to exit, then SIGKILL it; *pid becomes -1.
+ * Nothing if *pid <= 0. */
+void t_stop_child(pid_t *pid, int sig, int timeout_ms);
+
 /* Run argv (argv[0] a path) to completion with a timeout; stdout and stderr captured into
  * malloc'd strings (either pointer may be NULL). Returns exit status, or -1. */
 int t_run(char *const argv[], char **out, char **err, int timeout_ms);
@@ -146,9 +156,16 @@ int t_lbctl_v(const char *sock, char **out, char **err, va_list ap);
 
 /* A port that was free a moment ago on 127.0.0.1 (bind :0, read, close). */
 int t_free_port(void);
+/* A port that was free a moment ago on every address of both families, for a dual-stack
+ * "[::]" listener: that one also collides with any IPv4 socket on the port (a client's
+ * ephemeral port too). */
+int t_free_port_any(void);
 /* Blocking TCP connect to 127.0.0.1:port, from src_ip (e.g. "127.0.0.7") if not NULL.
  * Returns the fd or -1. A 5 s receive/send timeout is set on the socket. */
 int t_connect(const char *src_ip, int port);
+/* The same to dst_ip:port, dst_ip IPv4 or IPv6 ("::1"); src_ip, if not NULL, of the same
+ * family. On failure -1 with errno from connect (ECONNREFUSED: nothing listens there). */
+int t_connect_to(const char *src_ip, const char *dst_ip, int port);
 /* Read one '\n'-terminated line (newline stripped) within timeout_ms. Returns its length,
  * 0 on EOF before any byte, -1 on error/timeout. */
 int t_read_line(int fd, char *buf, size_t len, int timeout_ms);

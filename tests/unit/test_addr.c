@@ -234,6 +234,51 @@ START_TEST(test_equal_addresses_need_same_family_address_and_port)
 }
 END_TEST
 
+/* An IPv4 client of a dual-stack listener is logged as the IPv4 client it is. */
+START_TEST(test_client_format_shows_v4_mapped_clients_as_v4)
+{
+	char buf[ADDR_STR_MAX];
+	struct lb_addr a;
+
+	ck_assert_int_eq(addr_parse_numeric("[::ffff:10.0.0.1]:8080", &a, NULL), 0);
+	ck_assert_str_eq(addr_format_client((struct sockaddr *)&a.ss, buf, sizeof(buf)),
+			 "10.0.0.1:8080");
+	ck_assert_int_eq(addr_parse_numeric("[2001:db8::5]:443", &a, NULL), 0);
+	ck_assert_str_eq(addr_format_client((struct sockaddr *)&a.ss, buf, sizeof(buf)),
+			 "[2001:db8::5]:443");
+	ck_assert_int_eq(addr_parse_numeric("1.2.3.4:80", &a, NULL), 0);
+	ck_assert_str_eq(addr_format_client((struct sockaddr *)&a.ss, buf, sizeof(buf)),
+			 "1.2.3.4:80");
+}
+END_TEST
+
+START_TEST(test_dual_stack_address_covers_ipv4_of_its_port)
+{
+	static const struct {
+		const char *six, *v4;
+		bool covers;
+	} c[] = {
+	    {"[::]:80", "0.0.0.0:80", true},
+	    {"[::]:80", "10.0.0.1:80", true},
+	    {"[::]:80", "10.0.0.1:81", false},
+	    {"[::ffff:10.0.0.1]:80", "10.0.0.1:80", true},
+	    {"[::ffff:10.0.0.1]:80", "0.0.0.0:80", true},
+	    {"[::ffff:10.0.0.1]:80", "10.0.0.2:80", false},
+	    {"[::1]:80", "127.0.0.1:80", false},
+	    {"[::]:80", "[::]:80", false},	 /* not IPv4 */
+	    {"0.0.0.0:80", "0.0.0.0:80", false}, /* not IPv6 */
+	};
+	struct lb_addr a, b;
+
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		ck_assert_int_eq(addr_parse_numeric(c[i].six, &a, NULL), 0);
+		ck_assert_int_eq(addr_parse_numeric(c[i].v4, &b, NULL), 0);
+		ck_assert_msg(addr_dual_covers(&a, &b) == c[i].covers, "%s over %s: expected %d",
+			      c[i].six, c[i].v4, c[i].covers);
+	}
+}
+END_TEST
+
 START_TEST(test_format_unknown_family_is_question_mark)
 {
 	struct sockaddr_storage ss = {0};
@@ -608,6 +653,8 @@ static Suite *addr_suite(void)
 	tcase_add_test(parse, test_resolve_names_answers_each_name_of_a_mixed_batch);
 	tcase_add_test(parse, test_format_round_trips_v4_and_v6);
 	tcase_add_test(parse, test_format_unknown_family_is_question_mark);
+	tcase_add_test(parse, test_client_format_shows_v4_mapped_clients_as_v4);
+	tcase_add_test(parse, test_dual_stack_address_covers_ipv4_of_its_port);
 	tcase_add_test(parse, test_equal_addresses_need_same_family_address_and_port);
 	suite_add_tcase(s, parse);
 

@@ -528,7 +528,8 @@ START_TEST(test_mysql_greeting_passes_and_sends_nothing)
 	uint8_t g[256];
 	size_t n = mysql_greeting(g, sizeof(g));
 
-	ck_assert_ptr_null(check("mysql")->request); /* the server speaks first */
+	/* the server speaks first; without a user lb only reads its greeting */
+	ck_assert_uint_eq(check("mysql")->request(&h, "db:3306", NULL, 0), 0);
 	ck_assert_int_eq(judge_n("mysql", &h, g, n, reason), HC_PASS);
 }
 END_TEST
@@ -602,6 +603,120 @@ START_TEST(test_mysql_error_packet_fails_with_its_message)
 	ck_assert_int_eq(judge_n("mysql", &h, b, 4 + plen - 1, reason), HC_NEED_MORE);
 	ck_assert_int_eq(judge_n("mysql", &h, b, 4 + plen, reason), HC_FAIL);
 	ck_assert_str_eq(reason, "bad reply: \"Too many connections\"");
+}
+END_TEST
+
+/* A greeting followed by the server's answer to the login: a packet of sequence 2. */
+static size_t mysql_greeting_and(uint8_t *buf, size_t len, const void *payload, size_t plen)
+{
+	size_t n = mysql_greeting(buf, len);
+
+	ck_assert_uint_le(n + 4 + plen, len);
+	buf[n] = (uint8_t)plen;
+	buf[n + 1] = buf[n + 2] = 0;
+	buf[n + 3] = 2;
+	memcpy(buf + n + 4, payload, plen);
+	return n + 4 + plen;
+}
+
+/* OK: header 0x00, affected rows 0, last insert id 0, status SERVER_STATUS_AUTOCOMMIT,
+ * 0 warnings, as MariaDB answers a login. */
+static const uint8_t mysql_ok[] = {0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00};
+
+START_TEST(test_mysql_user_request_is_a_login_without_password_then_quit)
+{
+	static const uint8_t want[] = {
+	    /* HandshakeResponse41: 41-byte payload, sequence 1 */
+	    0x29, 0x00, 0x00, 0x01,
+	    /* CLIENT_PROTOCOL_41 | CLIENT_SECURE_CONNECTION */
+	    0x00, 0x82, 0x00, 0x00,
+	    /* max packet 16 MiB, charset 33 (utf8_general_ci), 23 reserved zero bytes */
+	    0x00, 0x00, 0x00, 0x01, 0x21, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	    0, 0, 0, 0,
+	    /* "lbcheck\0", then an auth response of length 0 */
+	    'l', 'b', 'c', 'h', 'e', 'c', 'k', 0x00, 0x00,
+	    /* COM_QUIT: 1-byte payload, sequence 0 */
+	    0x01, 0x00, 0x00, 0x00, 0x01};
+	struct cfg_health h = health("mysql");
+	uint8_t buf[128];
+	size_t n;
+
+	h.user = "lbcheck";
+	n = request("mysql", &h, "db:3306", buf, sizeof(buf));
+	ck_assert_uint_eq(n, sizeof(want));
+	ck_assert_mem_eq(buf, want, sizeof(want));
+	/* the longest name the config allows fits */
+	h.user = "abcdefghijklmnopqrstuvwxyz012345";
+	n = request("mysql", &h, "db:3306", buf, sizeof(buf));
+	ck_assert_uint_eq(n, sizeof(want) - 7 + 32);
+	ck_assert_uint_eq(buf[0], 0x29 - 7 + 32);
+	ck_assert_mem_eq(buf + 36, h.user, 33);
+}
+END_TEST
+
+START_TEST(test_mysql_user_passes_on_ok_after_the_greeting_only)
+{
+	struct cfg_health h = health("mysql");
+	char reason[HC_REASON_MAX];
+	uint8_t b[256];
+	size_t n = mysql_greeting_and(b, sizeof(b), mysql_ok, sizeof(mysql_ok));
+
+	h.user = "lbcheck";
+	/* the greeting alone is not enough with a user: the login must succeed */
+	assert_prefixes_need_more("mysql", &h, b, n);
+	ck_assert_int_eq(judge_n("mysql", &h, b, n, reason), HC_PASS);
+	b[n] = 0;
+	ck_assert_int_eq(judge_n("mysql", &h, b, n + 1, reason), HC_FAIL);
+	ck_assert_str_eq(reason, "bad reply: 1 bytes after the OK packet");
+}
+END_TEST
+
+START_TEST(test_mysql_user_error_fails_with_the_server_message)
+{
+	static const char err[] = "\xff\x15\x04#28000Access denied for user 'nobody'@'localhost'";
+	struct cfg_health h = health("mysql");
+	char reason[HC_REASON_MAX];
+	uint8_t b[256];
+	size_t n = mysql_greeting_and(b, sizeof(b), err, sizeof(err) - 1);
+
+	h.user = "nobody";
+	ck_assert_int_eq(judge_n("mysql", &h, b, n - 1, reason), HC_NEED_MORE);
+	ck_assert_int_eq(judge_n("mysql", &h, b, n, reason), HC_FAIL);
+	ck_assert_str_eq(reason, "error 1045: Access denied for user 'nobody'@'localhost'");
+	/* an ERR packet without the SQLSTATE marker (pre-4.1 style) still shows its message */
+	n = mysql_greeting_and(b, sizeof(b), "\xff\x15\x04no\n", 6);
+	ck_assert_int_eq(judge_n("mysql", &h, b, n, reason), HC_FAIL);
+	ck_assert_str_eq(reason, "error 1045: no\\x0a");
+}
+END_TEST
+
+START_TEST(test_mysql_user_odd_login_replies_fail)
+{
+	static const char sw[] = "\xfe"
+				 "caching_sha2_password\0"
+				 "12345678901234567890";
+	struct cfg_health h = health("mysql");
+	char reason[HC_REASON_MAX];
+	uint8_t b[256];
+	size_t n, g;
+
+	h.user = "lbcheck";
+	n = mysql_greeting_and(b, sizeof(b), sw, sizeof(sw) - 1);
+	ck_assert_int_eq(judge_n("mysql", &h, b, n, reason), HC_FAIL);
+	ck_assert_str_eq(
+	    reason, "auth switch to caching_sha2_password: not supported (no password expected)");
+	n = mysql_greeting_and(b, sizeof(b), mysql_ok, sizeof(mysql_ok));
+	g = n - 4 - sizeof(mysql_ok);
+	b[g + 3] = 1; /* sequence 1: not an answer to our response */
+	ck_assert_int_eq(judge_n("mysql", &h, b, n, reason), HC_FAIL);
+	ck_assert_str_eq(reason, "bad reply: sequence 1, expected 2");
+	b[g + 3] = 2;
+	b[g + 4] = 'x'; /* neither OK, ERR nor auth switch */
+	ck_assert_int_eq(judge_n("mysql", &h, b, n, reason), HC_FAIL);
+	b[g + 4] = 0;
+	b[g] = b[g + 1] = 0xff; /* 65535-byte payload */
+	ck_assert_int_eq(judge_n("mysql", &h, b, n, reason), HC_FAIL);
+	ck_assert_str_eq(reason, "bad reply: packet length 65535 is no login reply");
 }
 END_TEST
 
@@ -940,6 +1055,10 @@ static Suite *checks_suite(void)
 	tcase_add_test(tc, test_mysql_malformed_greetings_fail);
 	tcase_add_test(tc, test_mysql_oversized_greetings_fail);
 	tcase_add_test(tc, test_mysql_error_packet_fails_with_its_message);
+	tcase_add_test(tc, test_mysql_user_request_is_a_login_without_password_then_quit);
+	tcase_add_test(tc, test_mysql_user_passes_on_ok_after_the_greeting_only);
+	tcase_add_test(tc, test_mysql_user_error_fails_with_the_server_message);
+	tcase_add_test(tc, test_mysql_user_odd_login_replies_fail);
 	tcase_add_test(tc, test_bad_reply_reason_is_escaped_and_cut);
 	suite_add_tcase(s, tc);
 

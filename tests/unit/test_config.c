@@ -363,6 +363,99 @@ START_TEST(test_redis_role_is_master_or_slave_for_redis_only)
 }
 END_TEST
 
+/* Two listeners on port 8080 with a pool "web": l1 and l2 are the listener objects' text. */
+#define TWO_LISTENERS(l1, l2)                                                                      \
+	"{\"listeners\":[{\"name\":\"a\",\"pool\":\"web\"," l1                                     \
+	"},{\"name\":\"b\",\"pool\":\"web\"," l2                                                   \
+	"}],\"pools\":[{\"name\":\"web\",\"backends\":[{\"address\":\"127.0.0.1:9001\"}]}]}"
+
+START_TEST(test_ipv6only_is_for_ipv6_listeners_and_defaults_to_true)
+{
+	static const char v6[] = "{\"listeners\":[{\"listen\":\"[::]:8080\",\"pool\":\"web\"%s}],"
+				 "\"pools\":[{\"name\":\"web\",\"backends\":[{\"address\":"
+				 "\"127.0.0.1:9001\"}]}]}";
+	char doc[512];
+	struct config *cfg;
+
+	snprintf(doc, sizeof(doc), v6, "");
+	cfg = load_ok(doc);
+	ck_assert(!cfg->listeners[0].dual_stack);
+	config_free(cfg);
+	snprintf(doc, sizeof(doc), v6, ",\"ipv6only\":false");
+	cfg = load_ok(doc);
+	ck_assert(cfg->listeners[0].dual_stack);
+	config_free(cfg);
+	snprintf(doc, sizeof(doc), v6, ",\"ipv6only\":true");
+	cfg = load_ok(doc);
+	ck_assert(!cfg->listeners[0].dual_stack);
+	config_free(cfg);
+	snprintf(doc, sizeof(doc), v6, ",\"protocol\":\"udp\",\"ipv6only\":false");
+	cfg = load_ok(doc);
+	ck_assert(cfg->listeners[0].dual_stack);
+	config_free(cfg);
+	snprintf(doc, sizeof(doc), v6, ",\"ipv6only\":\"no\"");
+	load_fails_with(doc, "listeners[0].ipv6only: expected true or false");
+	load_fails_with(DOC("", ",\"ipv6only\":false", "", ""),
+			"listeners[0].ipv6only: only for an IPv6 listen address (\"[::]:port\"); "
+			"127.0.0.1:8080 is IPv4");
+
+	/* A dual-stack [::]:8080 takes the IPv4 clients 0.0.0.0:8080 or 127.0.0.1:8080 would. */
+	load_fails_with(TWO_LISTENERS("\"listen\":\"[::]:8080\",\"ipv6only\":false",
+				      "\"listen\":\"127.0.0.1:8080\""),
+			"listeners[1].listen: \"127.0.0.1:8080\" and listeners[0]'s \"[::]:8080\" "
+			"(tcp) would both take the same IPv4 clients: that one has \"ipv6only\": "
+			"false");
+	load_fails_with(TWO_LISTENERS("\"listen\":\"0.0.0.0:8080\"",
+				      "\"listen\":\"[::ffff:127.0.0.1]:8080\",\"ipv6only\":false"),
+			"would both take the same IPv4 clients: this one has");
+	/* ...but not those of another port, protocol, or address, nor while IPv6-only. */
+	cfg = load_ok(TWO_LISTENERS("\"listen\":\"[::]:8080\"", "\"listen\":\"0.0.0.0:8080\""));
+	config_free(cfg);
+	cfg = load_ok(TWO_LISTENERS("\"listen\":\"[::]:8080\",\"ipv6only\":false",
+				    "\"listen\":\"0.0.0.0:8081\""));
+	config_free(cfg);
+	cfg = load_ok(TWO_LISTENERS("\"listen\":\"[::]:8080\",\"ipv6only\":false",
+				    "\"listen\":\"0.0.0.0:8080\",\"protocol\":\"udp\""));
+	config_free(cfg);
+	cfg = load_ok(TWO_LISTENERS("\"listen\":\"[::ffff:127.0.0.2]:8080\",\"ipv6only\":false",
+				    "\"listen\":\"127.0.0.1:8080\""));
+	config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_mysql_user_is_a_short_name_for_mysql_only)
+{
+	struct config *cfg =
+	    load_ok(DOC("", "", ",\"health\":{\"type\":\"mysql\",\"user\":\"lbcheck\"}", ""));
+	ck_assert_str_eq(cfg->pools[0].health.user, "lbcheck");
+	config_free(cfg);
+	cfg = load_ok(DOC("", "", ",\"health\":{\"type\":\"mysql\"}", ""));
+	ck_assert_ptr_null(cfg->pools[0].health.user);
+	config_free(cfg);
+	/* 32 bytes, MySQL's limit, loads; 33 does not */
+	cfg = load_ok(DOC("", "",
+			  ",\"health\":{\"type\":\"mysql\",\"user\":"
+			  "\"abcdefghijklmnopqrstuvwxyz012345\"}",
+			  ""));
+	ck_assert_uint_eq(strlen(cfg->pools[0].health.user), CFG_MYSQL_USER_MAX);
+	config_free(cfg);
+	load_fails_with(DOC("", "",
+			    ",\"health\":{\"type\":\"mysql\",\"user\":"
+			    "\"abcdefghijklmnopqrstuvwxyz0123456\"}",
+			    ""),
+			"pools[0].health.user: expected a user name of 1-32 bytes, got "
+			"\"abcdefghijklmnopqrstuvwxyz0123456\"");
+	load_fails_with(DOC("", "", ",\"health\":{\"type\":\"mysql\",\"user\":\"\"}", ""),
+			"pools[0].health.user: expected a user name of 1-32 bytes");
+	load_fails_with(DOC("", "", ",\"health\":{\"type\":\"mysql\",\"user\":\"a\\u0000b\"}", ""),
+			"pools[0].health.user: \\u0000 is only allowed in a health check's send");
+	load_fails_with(DOC("", "", ",\"health\":{\"type\":\"mysql\",\"user\":7}", ""),
+			"pools[0].health.user: expected a string, got 7");
+	load_fails_with(DOC("", "", ",\"health\":{\"type\":\"postgres\",\"user\":\"lb\"}", ""),
+			"pools[0].health.user: not used by health type \"postgres\"");
+}
+END_TEST
+
 START_TEST(test_on_down_is_keep_or_shutdown)
 {
 	struct config *cfg = load_ok(DOC("", "", "", ""));
@@ -1022,6 +1115,8 @@ static Suite *config_suite(void)
 	tcase_add_test(load, test_keepalive_fills_defaults_and_checks_units);
 	tcase_add_test(load, test_on_down_is_keep_or_shutdown);
 	tcase_add_test(load, test_redis_role_is_master_or_slave_for_redis_only);
+	tcase_add_test(load, test_mysql_user_is_a_short_name_for_mysql_only);
+	tcase_add_test(load, test_ipv6only_is_for_ipv6_listeners_and_defaults_to_true);
 	tcase_add_test(load, test_health_port_and_check_port_are_ports);
 	tcase_add_test(load, test_lifetime_is_tcp_only_and_off_by_default);
 	tcase_add_test(load, test_control_socket_defaults_beside_the_config_file);
