@@ -56,7 +56,10 @@ static struct backend *rr_nth_allowed(const struct rr_state *s, const struct pic
 
 /* The turn indexes the allowed set rather than the whole group: skipping a disallowed
  * backend by walking forward would hand its turns to its neighbour (A, B down, C would
- * give C two picks in three), which is not a rotation over the usable backends. */
+ * give C two picks in three), which is not a rotation over the usable backends. A retry
+ * keeps its connection's turn, over the set less what it tried: with [dead, A, B] the
+ * connections whose turn hit dead alternate between A and B (nginx's 15/15 of 30), where a
+ * fresh turn per retry gave B 22 and A 8. */
 static struct backend *rr_pick(void *state, const struct pick_ctx *ctx)
 {
 	struct rr_state *s = state;
@@ -65,7 +68,13 @@ static struct backend *rr_pick(void *state, const struct pick_ctx *ctx)
 
 	if (s->n == 0)
 		return NULL;
-	turn = atomic_fetch_add_explicit(s->cursor, 1, memory_order_relaxed);
+	if (ctx->turn && *ctx->turn != PICK_NO_TURN) {
+		turn = *ctx->turn; /* a retry: the backends already tried are not allowed */
+	} else {
+		turn = atomic_fetch_add_explicit(s->cursor, 1, memory_order_relaxed);
+		if (ctx->turn)
+			*ctx->turn = turn;
+	}
 	allowed = rr_count_allowed(s, ctx);
 	if (allowed == 0)
 		return NULL;

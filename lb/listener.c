@@ -189,7 +189,8 @@ void listener_leave(struct listener *l, const struct sockaddr *client, bool per_
 }
 
 struct backend *listener_pick_backend(struct listener *l, const struct sockaddr *client,
-				      struct backend **tried, uint8_t *ntried, uint8_t avoided)
+				      struct backend **tried, uint8_t *ntried, uint8_t avoided,
+				      uint64_t *turn)
 {
 	struct pool *p = l->pool;
 	int max = p->retries + 1 < LISTENER_MAX_TRIES ? p->retries + 1 : LISTENER_MAX_TRIES;
@@ -203,6 +204,7 @@ struct backend *listener_pick_backend(struct listener *l, const struct sockaddr 
 		    .hash = addr_hash_ip(client),
 		    .tried = tried,
 		    .ntried = *ntried,
+		    .turn = turn,
 		};
 		struct backend *b = pool_pick(p, &ctx);
 		if (!b)

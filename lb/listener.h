@@ -85,9 +85,11 @@ void listener_leave(struct listener *l, const struct sockaddr *client, bool per_
  * with a place taken on it (backend_take; the caller releases it). NULL when the pool has
  * nothing usable left or the tries are used up: the pool's retries + 1, at most
  * LISTENER_MAX_TRIES, not counting the first `avoided` entries of tried (backends ruled out
- * before the first try). tried has room for LISTENER_MAX_TRIES. */
+ * before the first try). tried has room for LISTENER_MAX_TRIES. *turn is the connection's
+ * place in a rotation, PICK_NO_TURN before its first pick; its retries keep it. */
 struct backend *listener_pick_backend(struct listener *l, const struct sockaddr *client,
-				      struct backend **tried, uint8_t *ntried, uint8_t avoided);
+				      struct backend **tried, uint8_t *ntried, uint8_t avoided,
+				      uint64_t *turn);
 
 /* Log the access line of a connection or session that ended how (log.access: the same
  * line for TCP and UDP); be is NULL if it never had a backend. */

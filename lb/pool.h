@@ -66,11 +66,18 @@ struct pool_view {
 
 /* Per-pick input. tried lists backends already attempted for this connection (retries
  * never go to the same backend twice); pick must skip them and unusable ones. */
+/* A connection's place in a rotation, before it has one. */
+#define PICK_NO_TURN UINT64_MAX
+
 struct pick_ctx {
 	const struct sockaddr *client;
 	uint32_t hash; /* addr_hash_ip(client) */
 	struct backend *const *tried;
 	size_t ntried;
+	/* The connection's turn in a rotation (round_robin): taken from the shared cursor on
+	 * its first pick (*turn == PICK_NO_TURN), reused by its retries, so that a retry never
+	 * takes a turn from new connections. NULL: every pick takes a new turn. */
+	uint64_t *turn;
 };
 
 /* A published, immutable view of a pool for the data path. */

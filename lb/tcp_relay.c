@@ -470,8 +470,8 @@ static int start_connect(struct conn *c, struct backend *b)
 /* Pick the next backend not yet tried and connect; close the client when none is left. */
 static void connect_next(struct conn *c)
 {
-	struct backend *b =
-	    listener_pick_backend(c->l, (struct sockaddr *)&c->client, c->tried, &c->ntried, 0);
+	struct backend *b = listener_pick_backend(c->l, (struct sockaddr *)&c->client, c->tried,
+						  &c->ntried, 0, &c->turn);
 	if (!b) {
 		reject(c, LISTENER_REJECT_NO_BACKEND,
 		       c->ntried ? "no backend could be reached" : "no usable backend");
@@ -493,8 +493,10 @@ static void connect_next(struct conn *c)
 static struct conn *conn_alloc(struct worker *w)
 {
 	struct conn *c = objpool_get(&w->tcp->conn_pool);
-	if (c)
+	if (c) {
 		memset(c, 0, offsetof(struct conn, tried));
+		c->turn = PICK_NO_TURN;
+	}
 	return c;
 }
 

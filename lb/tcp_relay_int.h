@@ -49,6 +49,7 @@ struct conn {
 	bool rx_mode;	    /* the engine reads both sockets (engine_recv) once connected */
 	bool per_client;    /* counted under the listener's max_conns_per_client */
 	uint32_t kill_gen;  /* c->be->kill_gen when the connect started */
+	uint64_t turn;	    /* its place in the pool's rotation (pick_ctx.turn) */
 	struct half up;	    /* client -> backend */
 	struct half down;   /* backend -> client */
 	struct timer timer; /* connect timeout, then idle timeout */

@@ -217,6 +217,7 @@ static int pick_backend(struct udp_session *s, struct backend *avoid, struct bac
 {
 	struct backend *tried[LISTENER_MAX_TRIES], *b;
 	uint8_t ntried = 0, avoided = 0;
+	uint64_t turn = PICK_NO_TURN;
 	int err = -ENOENT;
 
 	if (avoid) {
@@ -224,7 +225,7 @@ static int pick_backend(struct udp_session *s, struct backend *avoid, struct bac
 		avoided = 1;
 	}
 	while ((b = listener_pick_backend(s->wl->l, (const struct sockaddr *)&s->client, tried,
-					  &ntried, avoided))) {
+					  &ntried, avoided, &turn))) {
 		*fd = backend_socket(s, b, watch);
 		if (*fd >= 0) {
 			*be = b;

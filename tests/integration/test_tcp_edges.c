@@ -795,6 +795,44 @@ START_TEST(test_lifetime_closes_at_a_quiet_moment)
 }
 END_TEST
 
+/* Round robin over [dead, A, B], dead refusing connections but not marked down (passive
+ * fall 100): each connection whose turn hits dead is retried on the next of A and B, and
+ * 30 connections split 15/15 (nginx's stream_upstream.t "failures"; it was B 22, A 8). */
+START_TEST(test_round_robin_retries_split_evenly)
+{
+	struct tbackend *a = tb_start("127.0.0.1:0", TB_TAGGED, "A"),
+			*b = tb_start("127.0.0.1:0", TB_TAGGED, "B");
+	struct lbproc lb;
+	int port = t_free_port(), na = 0, nb = 0, failed = 0;
+	char dead[32], tag[32];
+
+	ck_assert_ptr_nonnull(a);
+	ck_assert_ptr_nonnull(b);
+	snprintf(dead, sizeof(dead), "127.0.0.1:%d", t_free_port());
+	json_t *cfg = t_cfg_new(2);
+	t_cfg_listener(cfg, "edge-in", "tcp", "127.0.0.1", port, "edge");
+	json_t *pool = t_cfg_pool(cfg, "edge", "round_robin", "{\"type\":\"none\",\"fall\":100}");
+	t_cfg_backend(pool, "dead", dead);
+	edge_backend(pool, a);
+	edge_backend(pool, b);
+	t_lb_start(&lb, cfg, &port, 1);
+	for (int i = 0; i < 30; i++) {
+		if (t_fetch_tag(NULL, port, tag, sizeof(tag)) < 0)
+			failed++;
+		else if (strcmp(tag, "A") == 0)
+			na++;
+		else if (strcmp(tag, "B") == 0)
+			nb++;
+	}
+	t_check_lb(&lb, failed == 0 && na == 15 && nb == 15,
+		   "30 connections over [dead, A, B]: A %d, B %d, failed %d (want 15/15)", na, nb,
+		   failed);
+	t_stop_lb(&lb);
+	tb_free(a);
+	tb_free(b);
+}
+END_TEST
+
 START_TEST(test_backend_reset_mid_stream_resets_client)
 {
 	struct rst_server srv;
@@ -1084,6 +1122,7 @@ int main(void)
 	t_add_test(s, "on_down", test_on_down_shutdown_resets_connections_of_a_backend_marked_down,
 		   30);
 	t_add_test(s, "lifetime", test_lifetime_closes_at_a_quiet_moment, 20);
+	t_add_test(s, "rr_retries", test_round_robin_retries_split_evenly, 20);
 	t_add_test(s, "backend_reset", test_backend_reset_mid_stream_resets_client, 20);
 	t_add_test(s, "client_reset", test_client_reset_closes_backend_connection, 20);
 	t_add_test(s, "graceful", test_sigterm_lets_open_connection_finish, 20);

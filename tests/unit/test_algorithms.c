@@ -152,6 +152,35 @@ START_TEST(test_round_robin_is_exact)
 }
 END_TEST
 
+/* [dead, A, B], dead refusing but not marked down: 30 connections, each retried once when
+ * its pick is dead, as the relays do (pick_ctx.turn kept across the retry). A retry must
+ * not take a turn from new connections: A and B get 15 each (nginx's stream_upstream.t
+ * "failures"), where a fresh turn per retry gave B 22 and A 8. */
+START_TEST(test_round_robin_retries_keep_the_rotation_fair)
+{
+	struct pool *p = t_pool_make("round_robin", "b", 3, -1, NULL);
+	struct backend *dead = p->backends[0];
+	int a = 0, b = 0;
+
+	for (int i = 0; i < 30; i++) {
+		struct backend *tried[2];
+		uint64_t turn = PICK_NO_TURN;
+		struct pick_ctx ctx = {.tried = tried, .turn = &turn};
+		struct backend *got = pool_pick(p, &ctx);
+		if (got == dead) {
+			tried[ctx.ntried++] = got;
+			got = pool_pick(p, &ctx);
+		}
+		ck_assert(got != dead);
+		a += got == p->backends[1];
+		b += got == p->backends[2];
+	}
+	ck_assert_int_eq(a, 15);
+	ck_assert_int_eq(b, 15);
+	pool_destroy(p);
+}
+END_TEST
+
 /* A rebuild (every health or admin change does one) must not restart the rotation at the
  * first backend: with checks flapping, that would hand b0 extra turns. */
 START_TEST(test_round_robin_rotation_survives_rebuilds)
@@ -746,6 +775,7 @@ static Suite *algorithms_suite(void)
 	tcase_add_test(tc, test_registry_resolves_every_listed_name_and_the_alias);
 	tcase_add_test(tc, test_pool_create_refuses_an_unknown_algorithm);
 	tcase_add_test(tc, test_round_robin_is_exact);
+	tcase_add_test(tc, test_round_robin_retries_keep_the_rotation_fair);
 	tcase_add_test(tc, test_round_robin_rotation_survives_rebuilds);
 	tcase_add_test(tc, test_round_robin_is_exact_across_threads);
 	tcase_add_test(tc, test_round_robin_rotates_over_usable_backends_only);
