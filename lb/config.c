@@ -59,8 +59,8 @@ static const char *const listener_keys[] = {"name",
 					    NULL};
 static const char *const timeout_keys[] = {"connect", "idle", "lifetime", NULL};
 static const char *const keepalive_keys[] = {"idle", "interval", "count", NULL};
-static const char *const pool_keys[] = {"name",	  "algorithm", "retries", "on_down",
-					"health", "backends",  NULL};
+static const char *const pool_keys[] = {
+    "name", "algorithm", "retries", "on_down", "panic_threshold", "health", "backends", NULL};
 static const char *const health_keys[] = {"type", "interval", "timeout", "rise",	  "fall",
 					  "send", "expect",   "path",	 "expect_status", "port",
 					  "role", "user",     NULL};
@@ -732,6 +732,7 @@ static void parse_pool(struct cfg_ctx *c, const json_t *obj, const char *path, s
 		cfg_err_missing(c, path, "name", "a pool name (string)");
 	parse_algorithm(c, obj, path, p);
 	cfg_get_int(c, obj, path, "retries", 0, CFG_MAX_RETRIES, &p->retries);
+	cfg_get_int(c, obj, path, "panic_threshold", 0, 100, &p->panic_threshold);
 	int on_down = CFG_ON_DOWN_KEEP;
 	if (cfg_get_enum(c, obj, path, "on_down", on_down_names, &on_down) == CFG_OK)
 		p->on_down = (enum cfg_on_down)on_down;

@@ -74,6 +74,7 @@ struct cfg_pool {
 	char *algorithm; /* canonical module name, aliases resolved */
 	int retries;
 	enum cfg_on_down on_down;
+	int panic_threshold; /* percent of backends that must be up; 0 = no panic mode */
 	struct cfg_health health;
 	struct cfg_backend *backends;
 	size_t nbackends;

@@ -223,6 +223,16 @@ static void fleet_metrics(FILE *f, const struct lb_state *st)
 	       "1 if GET /ready answers 200: not withdrawn or stopping, and every listener's pool "
 	       "has a usable backend.");
 	fprintf(f, "lb_ready %d\n", ready_check(st, why, sizeof(why)));
+	header(f, "lb_pool_panic", "gauge",
+	       "1 while fewer than panic_threshold percent of the pool's backends are up and lb "
+	       "balances over all of them.");
+	for (size_t i = 0; i < st->npools; i++)
+		fprintf(f, "lb_pool_panic{pool=\"%s\"} %d\n", esc(st->pools[i]->name, pool),
+			atomic_load(&st->pools[i]->panic) ? 1 : 0);
+	header(f, "lb_pool_panic_total", "counter", "Times the pool entered panic mode.");
+	for (size_t i = 0; i < st->npools; i++)
+		fprintf(f, "lb_pool_panic_total{pool=\"%s\"} %llu\n", esc(st->pools[i]->name, pool),
+			(unsigned long long)atomic_load(&st->pools[i]->panic_total));
 	header(f, "lb_pool_table_info", "gauge",
 	       "Fingerprint of the pool's lookup table (ip_hash: Maglev); equal on every lb that "
 	       "sends each client to the same backend.");

@@ -11,6 +11,7 @@
 #include "algorithms/algorithm.h"
 #include "health/check_types.h"
 #include "lb/hash.h"
+#include "lb/log.h"
 #include "lb/qsbr.h"
 
 /* Seed that keeps the backups' table from cancelling the primaries' in the fingerprint. */
@@ -38,9 +39,22 @@ static bool pick_tried(const struct pick_ctx *ctx, const struct backend *b)
 	return false;
 }
 
+/* backend_usable() less the health: what panic mode balances over. */
+static bool backend_usable_in_panic(const struct backend *b)
+{
+	int max;
+
+	if (atomic_load_explicit(&b->admin, memory_order_relaxed) != BACKEND_ENABLED)
+		return false;
+	if (atomic_load_explicit(&b->weight, memory_order_relaxed) <= 0)
+		return false;
+	max = atomic_load_explicit(&b->max_conns, memory_order_relaxed);
+	return max <= 0 || atomic_load_explicit(&b->active, memory_order_relaxed) < max;
+}
+
 bool pick_allowed(const struct pick_ctx *ctx, const struct backend *b)
 {
-	return backend_usable(b) && !pick_tried(ctx, b);
+	return (ctx->panic ? backend_usable_in_panic(b) : backend_usable(b)) && !pick_tried(ctx, b);
 }
 
 struct backend_load backend_load(const struct backend *b)
@@ -192,6 +206,7 @@ struct pool *pool_create(const struct cfg_pool *cp)
 		goto fail;
 	p->retries = cp->retries;
 	p->on_down = cp->on_down;
+	p->panic_threshold = cp->panic_threshold;
 	p->backends = calloc(cp->nbackends ? cp->nbackends : 1, sizeof(*p->backends));
 	if (!p->backends)
 		goto fail;
@@ -239,7 +254,14 @@ struct backend *pool_pick(struct pool *p, const struct pick_ctx *ctx)
 
 	if (!s)
 		return NULL;
-	b = group_pick(s, s->primary_state, s->nprimaries, ctx);
+	struct pick_ctx in_panic;
+	if (s->panic) {
+		in_panic = *ctx;
+		in_panic.panic = true;
+		b = group_pick(s, s->primary_state, s->nprimaries, &in_panic);
+	} else {
+		b = group_pick(s, s->primary_state, s->nprimaries, ctx);
+	}
 	if (b)
 		return b;
 	return group_pick(s, s->backup_state, s->nbackups, ctx);
@@ -312,6 +334,38 @@ static void snapshot_free_cb(void *s)
 	pool_snapshot_free(s);
 }
 
+/* Panic mode (Envoy's panic threshold): with fewer than panic_threshold percent of the
+ * primaries up, balance over all of them, health ignored, rather than overload the few
+ * left or refuse every client because checks time out under load. Logged and counted on
+ * each change. */
+static bool panic_check(struct pool *p, const struct pool_snapshot *s)
+{
+	int threshold = atomic_load_explicit(&p->panic_threshold, memory_order_relaxed);
+	size_t up = 0;
+	bool panic = false;
+
+	if (threshold > 0 && s->nprimaries > 0) {
+		for (size_t i = 0; i < s->nprimaries; i++)
+			up += atomic_load_explicit(&s->primaries[i]->health,
+						   memory_order_relaxed) != BACKEND_DOWN;
+		panic = up * 100 < (size_t)threshold * s->nprimaries;
+	}
+	if (panic != atomic_load_explicit(&p->panic, memory_order_relaxed)) {
+		atomic_store_explicit(&p->panic, panic, memory_order_relaxed);
+		if (panic) {
+			atomic_fetch_add_explicit(&p->panic_total, 1, memory_order_relaxed);
+			log_warn(
+			    "pool %s: panic: %zu of %zu backends up, below panic_threshold %d%%: "
+			    "balancing over all of them, health ignored",
+			    p->name, up, s->nprimaries, threshold);
+		} else {
+			log_info("pool %s: out of panic: %zu of %zu backends up", p->name, up,
+				 s->nprimaries);
+		}
+	}
+	return panic;
+}
+
 static int rebuild_locked(struct pool *p, struct qsbr *q)
 {
 	struct pool_snapshot *s = snapshot_build(p);
@@ -321,6 +375,7 @@ static int rebuild_locked(struct pool *p, struct qsbr *q)
 	 * state through pick_allowed(), only weights and membership are stale. */
 	if (!s)
 		return -ENOMEM;
+	s->panic = panic_check(p, s);
 	old = atomic_exchange_explicit(&p->snap, s, memory_order_acq_rel);
 	atomic_store_explicit(&p->fingerprint, s->fingerprint, memory_order_relaxed);
 	if (!old)
@@ -467,6 +522,7 @@ int pool_reconfigure(struct pool *p, const struct cfg_pool *cp, struct qsbr *q)
 	p->health = h;
 	atomic_store(&p->retries, cp->retries);
 	atomic_store(&p->on_down, cp->on_down);
+	atomic_store(&p->panic_threshold, cp->panic_threshold);
 	p->algorithm = alg;
 	int ret = rebuild_locked(p, q); /* on ENOMEM picks keep the old snapshot's algorithm */
 	pthread_mutex_unlock(&p->lock);

@@ -78,6 +78,8 @@ struct pick_ctx {
 	 * its first pick (*turn == PICK_NO_TURN), reused by its retries, so that a retry never
 	 * takes a turn from new connections. NULL: every pick takes a new turn. */
 	uint64_t *turn;
+	/* Set by pool_pick while the pool is in panic (panic_threshold): health is ignored. */
+	bool panic;
 };
 
 /* A published, immutable view of a pool for the data path. */
@@ -88,12 +90,17 @@ struct pool_snapshot {
 	struct backend **primaries, **backups;
 	size_t nprimaries, nbackups;
 	uint64_t fingerprint; /* alg->fingerprint() of both groups; 0 = the algorithm has none */
+	bool panic;	      /* too few primaries up (panic_threshold): balance over all */
 };
 
 struct pool {
 	char *name;
 	_Atomic int retries; /* a reload may change it while workers read it */
 	_Atomic int on_down; /* enum cfg_on_down; read by the prober and the control plane */
+	/* Percent of primaries that must be up; below it picks ignore health (0: never). */
+	_Atomic int panic_threshold;
+	_Atomic bool panic;	      /* the published snapshot's panic, for metrics */
+	_Atomic uint64_t panic_total; /* times it entered panic */
 	struct cfg_health health;
 	const struct lb_algorithm *algorithm;
 	struct backend **backends; /* owned */

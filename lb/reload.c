@@ -315,6 +315,7 @@ static void commit_pools(struct lb_state *st, struct plan *pl, json_t *changes)
 		    strcmp(ocp->algorithm ? ocp->algorithm : "",
 			   cp->algorithm ? cp->algorithm : "") != 0 ||
 		    ocp->retries != cp->retries || ocp->on_down != cp->on_down ||
+		    ocp->panic_threshold != cp->panic_threshold ||
 		    health_differs(&ocp->health, &cp->health))
 			note(changes, "pools_changed", "%s", p->name);
 		int rc = pool_reconfigure(p, cp, &st->qsbr);

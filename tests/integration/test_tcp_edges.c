@@ -833,6 +833,55 @@ START_TEST(test_round_robin_retries_split_evenly)
 }
 END_TEST
 
+/* panic_threshold: both backends marked down (lbctl health down, as a fleet's verdict or a
+ * prober under CPU saturation would) while they serve: with 50 the pool balances over both
+ * and clients get through, counted in lb_pool_panic; with 0 (off) they are refused. */
+START_TEST(test_panic_threshold_keeps_serving_when_all_are_marked_down)
+{
+	struct tbackend *a = tb_start("127.0.0.1:0", TB_TAGGED, "A"),
+			*b = tb_start("127.0.0.1:0", TB_TAGGED, "B");
+	char sock[320], tag[32], *out = NULL;
+
+	ck_assert_ptr_nonnull(a);
+	ck_assert_ptr_nonnull(b);
+	for (int threshold = 50; threshold >= 0; threshold -= 50) {
+		struct lbproc lb;
+		int port = t_free_port(), ok = 0;
+		json_t *pool, *cfg = edge_config(port, NULL, &pool);
+		t_cfg_set(pool, "\"panic_threshold\":%d", threshold);
+		edge_backend(pool, a);
+		edge_backend(pool, b);
+		t_lb_start(&lb, cfg, &port, 1);
+		snprintf(sock, sizeof(sock), "%s/lb.sock", lb.dir);
+		t_check_lb(&lb,
+			   t_lbctl(sock, NULL, NULL, "health", "edge/A", "down", NULL) == 0 &&
+			       t_lbctl(sock, NULL, NULL, "health", "edge/B", "down", NULL) == 0,
+			   "lbctl health down failed");
+		for (int i = 0; i < 4; i++)
+			ok += t_fetch_tag(NULL, port, tag, sizeof(tag)) == 0;
+		t_check_lb(&lb, t_lbctl(sock, &out, NULL, "metrics", NULL) == 0 && out,
+			   "no metrics");
+		if (threshold) {
+			t_check_lb(&lb, ok == 4, "panic_threshold 50, all down: %d of 4 served",
+				   ok);
+			t_check_lb(&lb,
+				   strstr(out, "lb_pool_panic{pool=\"edge\"} 1") &&
+				       strstr(out, "lb_pool_panic_total{pool=\"edge\"} 1"),
+				   "panic not in the metrics:\n%s", out);
+		} else {
+			t_check_lb(&lb, ok == 0, "panic_threshold 0, all down: %d of 4 served", ok);
+			t_check_lb(&lb, strstr(out, "lb_pool_panic{pool=\"edge\"} 0") != NULL,
+				   "lb_pool_panic not 0 without a threshold:\n%s", out);
+		}
+		free(out);
+		out = NULL;
+		t_stop_lb(&lb);
+	}
+	tb_free(a);
+	tb_free(b);
+}
+END_TEST
+
 START_TEST(test_backend_reset_mid_stream_resets_client)
 {
 	struct rst_server srv;
@@ -1123,6 +1172,7 @@ int main(void)
 		   30);
 	t_add_test(s, "lifetime", test_lifetime_closes_at_a_quiet_moment, 20);
 	t_add_test(s, "rr_retries", test_round_robin_retries_split_evenly, 20);
+	t_add_test(s, "panic", test_panic_threshold_keeps_serving_when_all_are_marked_down, 20);
 	t_add_test(s, "backend_reset", test_backend_reset_mid_stream_resets_client, 20);
 	t_add_test(s, "client_reset", test_client_reset_closes_backend_connection, 20);
 	t_add_test(s, "graceful", test_sigterm_lets_open_connection_finish, 20);

@@ -222,6 +222,44 @@ START_TEST(test_round_robin_is_exact_across_threads)
 }
 END_TEST
 
+/* panic_threshold 50: with 1 of 4 up (25 %) picks go over all four, health ignored, the
+ * pool counts one entry into panic; with 2 of 4 up it is out again. Disabled backends stay
+ * out in panic too. Threshold 0: no panic, every pick fails with all down. */
+START_TEST(test_panic_threshold_balances_over_all_backends)
+{
+	struct pool *p = t_pool_make("round_robin", "b", 4, -1, NULL);
+	struct pick_ctx ctx = {0};
+	int counts[4] = {0};
+
+	for (int i = 0; i < 4; i++)
+		atomic_store(&p->backends[i]->health, BACKEND_DOWN);
+	ck_assert_int_eq(pool_rebuild(p, NULL), 0);
+	ck_assert_ptr_null(pool_pick(p, &ctx)); /* threshold 0: off */
+	ck_assert(!atomic_load(&p->panic));
+
+	atomic_store(&p->panic_threshold, 50);
+	atomic_store(&p->backends[0]->health, BACKEND_UP);
+	atomic_store(&p->backends[3]->admin, BACKEND_DISABLED);
+	ck_assert_int_eq(pool_rebuild(p, NULL), 0);
+	ck_assert(atomic_load(&p->panic));
+	ck_assert_uint_eq(atomic_load(&p->panic_total), 1);
+	pick_n(p, &ctx, 30, counts);
+	ck_assert_int_eq(counts[0], 10);
+	ck_assert_int_eq(counts[1], 10);
+	ck_assert_int_eq(counts[2], 10);
+	ck_assert_int_eq(counts[3], 0); /* disabled: an operator's decision wins */
+
+	atomic_store(&p->backends[1]->health, BACKEND_UP);
+	ck_assert_int_eq(pool_rebuild(p, NULL), 0);
+	ck_assert(!atomic_load(&p->panic)); /* 2 of 4 = 50 %: not below */
+	memset(counts, 0, sizeof(counts));
+	pick_n(p, &ctx, 20, counts);
+	ck_assert_int_eq(counts[0] + counts[1], 20);
+	ck_assert_uint_eq(atomic_load(&p->panic_total), 1);
+	pool_destroy(p);
+}
+END_TEST
+
 START_TEST(test_round_robin_rotates_over_usable_backends_only)
 {
 	struct pool *p = t_pool_make("round_robin", "b", 4, -1, NULL);
@@ -776,6 +814,7 @@ static Suite *algorithms_suite(void)
 	tcase_add_test(tc, test_pool_create_refuses_an_unknown_algorithm);
 	tcase_add_test(tc, test_round_robin_is_exact);
 	tcase_add_test(tc, test_round_robin_retries_keep_the_rotation_fair);
+	tcase_add_test(tc, test_panic_threshold_balances_over_all_backends);
 	tcase_add_test(tc, test_round_robin_rotation_survives_rebuilds);
 	tcase_add_test(tc, test_round_robin_is_exact_across_threads);
 	tcase_add_test(tc, test_round_robin_rotates_over_usable_backends_only);
