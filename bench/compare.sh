@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # bench/compare.sh — `make bench`: lb (both engines), HAProxy and nginx stream in front of the
-# same loopback backends (iperf3, nginx http, dnsmasq), same worker count, same client commands;
+# same loopback backends (iperf3, nginx http, dnsmasq, redis), same worker count, same client commands;
 # alternates systems, repeats rounds and writes the medians to docs/BENCHMARKS.md, docs/bench.png.
 #
 # Usage: bash bench/compare.sh [--quick] [--rounds N] [--systems "direct lb-uring ..."]
-#        [--workloads "idle tcp1 tcp4 ka close udp200 udp500 dns"] (default: all)
+#        [--workloads "idle tcp1 tcp4 ka close udp200 udp500 dns redis"] (default: all)
 # Env:   LB_BIN (default build/lb), LB_BENCH_ENGINE (engine of the plain "lb" system,
 #        default auto), LB_BASE_BIN (the lb of the systems lbbase-uring/lbbase-epoll: an
 #        older build to A/B against), BENCH_IDLE_CONNS, BENCH_BUDGET (seconds, default 560),
@@ -19,7 +19,7 @@ HELPER="$BENCH/helper.py"
 QUICK=0
 ROUNDS=
 SYSTEMS="direct lb-uring lb-epoll haproxy nginx"
-ALL_WORKLOADS="idle tcp1 tcp4 ka close udp200 udp500 dns"
+ALL_WORKLOADS="idle tcp1 tcp4 ka close udp200 udp500 dns redis"
 WORKLOADS=$ALL_WORKLOADS
 WORKERS=$(nproc)
 LB_BENCH_ENGINE=${LB_BENCH_ENGINE:-auto}
@@ -48,11 +48,11 @@ done
 # Durations (seconds) and sizes. Full: 3 rounds fit in ~8.5 minutes on 2 cores.
 if [ "$QUICK" = 1 ]; then
 	ROUNDS=${ROUNDS:-1}
-	T_TCP=2 T_WRK=2 T_UDP=2 T_DNS=2
+	T_TCP=2 T_WRK=2 T_UDP=2 T_DNS=2 REDIS_REQUESTS=50000
 	IDLE_CONNS=${BENCH_IDLE_CONNS:-2000}
 else
 	ROUNDS=${ROUNDS:-3}
-	T_TCP=5 T_WRK=5 T_UDP=3 T_DNS=3
+	T_TCP=5 T_WRK=5 T_UDP=3 T_DNS=3 REDIS_REQUESTS=200000
 	IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
 fi
 WRK_CONNS=50
@@ -61,6 +61,8 @@ UDP_LEN=1200
 DNS_CLIENTS=4
 DNS_OUTSTANDING=100
 DNS_NAME=who.lb.test
+# redis-benchmark: GET from 50 connections, one request in flight each (no pipelining).
+REDIS_CONNS=50
 # The backend body: 100 bytes, as small as a typical health/API reply.
 BODY=$(printf 'x%.0s' $(seq 1 100))
 
@@ -92,6 +94,8 @@ check_deps() {
 	need gnuplot gnuplot-nox
 	need dnsmasq dnsmasq-base
 	need dnsperf dnsperf
+	need redis-server redis-server
+	need redis-benchmark redis-tools
 	if command -v nginx >/dev/null 2>&1 && ! stream_module >/dev/null &&
 		! nginx -V 2>&1 | grep -q -- '--with-stream\( \|$\)'; then
 		need_pkgs+=(libnginx-mod-stream)
@@ -158,6 +162,8 @@ render() { # render TEMPLATE OUT KEY=VALUE...: replace @KEY@ by VALUE
 alloc_port BACKEND_IPERF
 alloc_port BACKEND_HTTP
 alloc_port BACKEND_DNS
+alloc_port BACKEND_REDIS
+REDIS_PID=
 IPERF_PID=
 BACKEND_NGINX_PID=
 DNS_PID=
@@ -188,6 +194,9 @@ start_backends() {
 	start_iperf_server
 	python3 "$HELPER" probe "$BACKEND_HTTP" || { log "backend nginx does not answer"; exit 1; }
 	start_dns_server
+	start_bg REDIS_PID "$RAW/logs/backend-redis.log" redis-server --bind 127.0.0.1 \
+		--port "$BACKEND_REDIS" --save '' --appendonly no --daemonize no --protected-mode no
+	wait_listen "$BACKEND_REDIS" "$REDIS_PID" || { log "redis-server did not start"; exit 1; }
 }
 
 # dnsmasq answers DNS_NAME from its own host record: no upstream, no files, one thread.
@@ -206,7 +215,7 @@ start_dns_server() {
 
 # ------------------------------------------------------------------- balancers
 
-declare -A SYS_IPERF SYS_HTTP SYS_PID SYS_UDP SYS_DNS SYS_DNS_OK NOTE
+declare -A SYS_IPERF SYS_HTTP SYS_PID SYS_UDP SYS_DNS SYS_DNS_OK SYS_REDIS NOTE
 
 add_note() { # add_note SYS TEXT: once per run, however many rounds repeat it
 	case "; ${NOTE[$1]:-}; " in *"; $2; "*) return 0 ;; esac
@@ -229,7 +238,7 @@ assign_ports() {
 	for s in $SYSTEMS; do
 		if [ "$s" = direct ]; then
 			SYS_IPERF[$s]=$BACKEND_IPERF SYS_HTTP[$s]=$BACKEND_HTTP SYS_UDP[$s]=1
-			SYS_DNS[$s]=$BACKEND_DNS SYS_DNS_OK[$s]=1
+			SYS_DNS[$s]=$BACKEND_DNS SYS_DNS_OK[$s]=1 SYS_REDIS[$s]=$BACKEND_REDIS
 			continue
 		fi
 		alloc_port p
@@ -238,6 +247,8 @@ assign_ports() {
 		SYS_HTTP[$s]=$p
 		alloc_port p
 		SYS_DNS[$s]=$p
+		alloc_port p
+		SYS_REDIS[$s]=$p
 		SYS_UDP[$s]=0 SYS_DNS_OK[$s]=0
 	done
 }
@@ -265,7 +276,8 @@ start_lb() {
 	render "$BENCH/lb.json.in" "$d/lb.json" ENGINE="$engine" WORKERS="$WORKERS" DIR="$d" \
 		IPERF_PORT="${SYS_IPERF[$s]}" HTTP_PORT="${SYS_HTTP[$s]}" \
 		BACKEND_IPERF_PORT="$BACKEND_IPERF" BACKEND_HTTP_PORT="$BACKEND_HTTP" \
-		BACKEND_DNS_PORT="$BACKEND_DNS" UDP_LISTENER="$udp"
+		BACKEND_DNS_PORT="$BACKEND_DNS" REDIS_PORT="${SYS_REDIS[$s]}" \
+		BACKEND_REDIS_PORT="$BACKEND_REDIS" UDP_LISTENER="$udp"
 	SYS_UDP[$s]=1 SYS_DNS_OK[$s]=1
 	if ! "$LB_BIN" -c "$d/lb.json" --check >"$d/check.log" 2>&1; then
 		SYS_UDP[$s]=0 SYS_DNS_OK[$s]=0
@@ -273,7 +285,8 @@ start_lb() {
 		render "$BENCH/lb.json.in" "$d/lb.json" ENGINE="$engine" WORKERS="$WORKERS" DIR="$d" \
 			IPERF_PORT="${SYS_IPERF[$s]}" HTTP_PORT="${SYS_HTTP[$s]}" \
 			BACKEND_IPERF_PORT="$BACKEND_IPERF" BACKEND_HTTP_PORT="$BACKEND_HTTP" \
-			BACKEND_DNS_PORT="$BACKEND_DNS" UDP_LISTENER=""
+			BACKEND_DNS_PORT="$BACKEND_DNS" REDIS_PORT="${SYS_REDIS[$s]}" \
+			BACKEND_REDIS_PORT="$BACKEND_REDIS" UDP_LISTENER=""
 		if ! "$LB_BIN" -c "$d/lb.json" --check >"$d/check.log" 2>&1; then
 			add_note "$s" "config rejected by lb --check: $(head -3 "$d/check.log" | tr '\n' ' ')"
 			return 1
@@ -298,7 +311,8 @@ start_haproxy() {
 	mkdir -p "$d"
 	render "$BENCH/haproxy.cfg.in" "$d/haproxy.cfg" WORKERS="$WORKERS" DIR="$d" MAXCONN="$HAPROXY_MAXCONN" \
 		IPERF_PORT="${SYS_IPERF[$s]}" HTTP_PORT="${SYS_HTTP[$s]}" \
-		BACKEND_IPERF_PORT="$BACKEND_IPERF" BACKEND_HTTP_PORT="$BACKEND_HTTP"
+		BACKEND_IPERF_PORT="$BACKEND_IPERF" BACKEND_HTTP_PORT="$BACKEND_HTTP" \
+		REDIS_PORT="${SYS_REDIS[$s]}" BACKEND_REDIS_PORT="$BACKEND_REDIS"
 	start_bg pid "$RAW/logs/$s.log" haproxy -db -f "$d/haproxy.cfg"
 	SYS_PID[$s]=$pid
 	if ! wait_listen "${SYS_HTTP[$s]}" "$pid" || ! wait_listen "${SYS_IPERF[$s]}" "$pid"; then
@@ -315,7 +329,8 @@ start_nginx() {
 	render "$BENCH/nginx-stream.conf.in" "$d/nginx.conf" WORKERS="$WORKERS" DIR="$d" NOFILE="$NOFILE" \
 		LOAD_STREAM="$load" IPERF_PORT="${SYS_IPERF[$s]}" HTTP_PORT="${SYS_HTTP[$s]}" \
 		BACKEND_IPERF_PORT="$BACKEND_IPERF" BACKEND_HTTP_PORT="$BACKEND_HTTP" \
-		DNS_PORT="${SYS_DNS[$s]}" BACKEND_DNS_PORT="$BACKEND_DNS"
+		DNS_PORT="${SYS_DNS[$s]}" BACKEND_DNS_PORT="$BACKEND_DNS" \
+		REDIS_PORT="${SYS_REDIS[$s]}" BACKEND_REDIS_PORT="$BACKEND_REDIS"
 	start_bg pid "$RAW/logs/$s.log" nginx -p "$d" -c "$d/nginx.conf" -g 'daemon off;'
 	SYS_PID[$s]=$pid
 	SYS_UDP[$s]=1 SYS_DNS_OK[$s]=1
@@ -441,6 +456,24 @@ run_dns() { # run_dns SYS: dnsperf against the system's DNS port
 	return 0
 }
 
+run_redis() { # run_redis SYS: redis-benchmark GET through the system, no pipelining
+	local s=$1 out line
+	out="$RAW/r$ROUND-$s-redis.csv"
+	timeout -k 2 60 redis-benchmark -h 127.0.0.1 -p "${SYS_REDIS[$s]}" -c "$REDIS_CONNS" \
+		-n "$REDIS_REQUESTS" -t get --csv >"$out" 2>&1 || true
+	# "GET","rps","avg","min","p50","p95","p99","max"
+	line=$(grep '^"GET"' "$out" | tail -1 | tr -d '"')
+	if [ -z "$line" ]; then
+		record "$s" redis_rps NA; record "$s" redis_p50_ms NA; record "$s" redis_p99_ms NA
+		note_fail "$s" "redis-benchmark" "$(head -1 "$out")"
+		return 0
+	fi
+	IFS=, read -r _ rps _ _ p50 _ p99 _ <<<"$line"
+	record "$s" redis_rps "$rps"
+	record "$s" redis_p50_ms "$p50"
+	record "$s" redis_p99_ms "$p99"
+}
+
 run_wrk() { # run_wrk SYS keepalive|close
 	local s=$1 mode=$2 out rps p99 errs c0 c1 us hdr=()
 	out="$RAW/r$ROUND-$s-wrk-$mode.txt"
@@ -493,6 +526,7 @@ run_workload() { # run_workload NAME SYS
 		close) record "$s" close_cps NA ;;
 		udp200 | udp500) record "$s" "$w" NA ;;
 		dns) record "$s" dns_qps NA; record "$s" dns_lat_ms NA ;;
+		redis) record "$s" redis_rps NA; record "$s" redis_p50_ms NA; record "$s" redis_p99_ms NA ;;
 		esac
 		return
 	fi
@@ -505,6 +539,7 @@ run_workload() { # run_workload NAME SYS
 	udp200) run_udp "$s" 200 ;;
 	udp500) run_udp "$s" 500 ;;
 	dns) run_dns "$s" ;;
+	redis) run_redis "$s" ;;
 	esac
 }
 
@@ -599,6 +634,7 @@ ELAPSED=$(($(date +%s) - START))
 	printf 't_tcp\t%s\nt_wrk\t%s\nt_udp\t%s\nt_dns\t%s\n' "$T_TCP" "$T_WRK" "$T_UDP" "$T_DNS"
 	printf 'dns_clients\t%s\ndns_outstanding\t%s\ndns_name\t%s\n' \
 		"$DNS_CLIENTS" "$DNS_OUTSTANDING" "$DNS_NAME"
+	printf 'redis_conns\t%s\nredis_requests\t%s\n' "$REDIS_CONNS" "$REDIS_REQUESTS"
 	printf 'nofile\t%s\n' "$NOFILE"
 	printf 'idle_conns\t%s\nwrk_conns\t%s\nudp_len\t%s\n' "$IDLE_CONNS" "$WRK_CONNS" "$UDP_LEN"
 	printf 'systems\t%s\n' "$SYSTEMS"
@@ -607,6 +643,7 @@ ELAPSED=$(($(date +%s) - START))
 	printf 'iperf3\t%s\n' "$(iperf3 --version | head -1 | awk '{print $2}')"
 	printf 'wrk\t%s\n' "$(wrk -v 2>&1 | head -1 | awk '{print $2}')"
 	printf 'dnsmasq\t%s\n' "$(dnsmasq --version 2>/dev/null | head -1 | awk '{print $3}')"
+	printf 'redis\t%s\n' "$(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')"
 	printf 'dnsperf\t%s\n' "$(dnsperf -h 2>&1 | sed -n 's/^Version //p' | head -1)"
 	printf 'lb\t%s\n' "$([ -x "$LB_BIN" ] && "$LB_BIN" --version 2>/dev/null | head -1 | sed 's/^lb //' || echo 'not built')"
 	printf 'load\t%s\n' "$LOAD_START → $(cut -d" " -f1-3 /proc/loadavg)"

@@ -21,6 +21,9 @@ ROWS = [
     ("udp500", "UDP 500 Mbit/s (iperf3 -u), loss %", LOWER, "f2"),
     ("dns_qps", "DNS queries/s (dnsperf → dnsmasq)", HIGHER, "k"),
     ("dns_lat_ms", "DNS average latency, ms", LOWER, "f3"),
+    ("redis_rps", "redis-benchmark GET, 50 conns, req/s", HIGHER, "k"),
+    ("redis_p50_ms", "redis-benchmark GET p50 latency, ms", LOWER, "f3"),
+    ("redis_p99_ms", "redis-benchmark GET p99 latency, ms", LOWER, "f3"),
     ("mem_per_conn_kb", "user-space memory per idle connection, KB", LOWER, "f1"),
     ("cpu_s_per_gb", "balancer CPU seconds per GB relayed", LOWER, "f2"),
     ("ka_cpu_us", "balancer CPU per keep-alive request, µs", LOWER, "f1"),
@@ -129,7 +132,7 @@ def main():
     md.append(f"- versions: lb {meta.get('lb', '?')}, HAProxy {meta.get('haproxy', '?')}, "
               f"nginx {meta.get('nginx', '?')} (stream), iperf3 {meta.get('iperf3', '?')}, "
               f"wrk {meta.get('wrk', '?')}, dnsmasq {meta.get('dnsmasq', '?')}, "
-              f"dnsperf {meta.get('dnsperf', '?')}")
+              f"dnsperf {meta.get('dnsperf', '?')}, redis {meta.get('redis', '?')}")
     md.append(f"- every balancer: {meta.get('workers', '?')} workers/threads, one backend, "
               "round robin, on 127.0.0.1\n")
     md.append("↑ higher is better, ↓ lower is better. \"lb best\" is the better of the lb "
@@ -170,6 +173,9 @@ def main():
   {t_dns} s. dnsmasq is single-threaded, so the direct figure is dnsmasq's own ceiling and a
   balancer can at best match it; with a fixed number of queries in flight the average latency
   is mostly queueing (about {dns_q} / queries per second), so it mirrors the queries/s row.
+- Redis: one redis-server (no persistence) behind every system; `redis-benchmark -t get
+  -c {meta.get('redis_conns', '50')} -n {meta.get('redis_requests', '?')}`, one request in
+  flight per connection (no pipelining); p50/p99 are redis-benchmark's own percentiles.
 - Memory: after a warm-up of 64 connections, {meta.get('idle_conns', '?')} idle TCP connections
   are opened through the balancer to the http backend (no bytes sent); once the balancer holds
   them to the backend (counted with `ss`), the growth of the balancer's summed Pss
@@ -197,6 +203,8 @@ def main():
                   f"-t {t_udp} --connect-timeout 3000 -J")
     md.append(f"dnsperf -s 127.0.0.1 -p PORT -d QUERYFILE -l {t_dns} -c {dns_c} -q {dns_q}"
               f"   # QUERYFILE: one line, '{meta.get('dns_name', 'who.lb.test')} A'")
+    md.append(f"redis-benchmark -h 127.0.0.1 -p PORT -c {meta.get('redis_conns', '50')} "
+              f"-n {meta.get('redis_requests', '?')} -t get --csv")
     md.append(f"python3 bench/helper.py idle PORT BACKEND_PORT {meta.get('idle_conns', '?')} PID")
     md.append("iperf3 -s -B 127.0.0.1 -p BACKEND_PORT")
     md.append("dnsmasq -k --conf-file=/dev/null --no-resolv --no-hosts --listen-address=127.0.0.1 "
