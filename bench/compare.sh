@@ -7,7 +7,7 @@
 #        [--workloads "idle tcp1 tcp4 ka close udp200 udp500 dns redis"] (default: all)
 # Env:   LB_BIN (default build/lb), LB_BENCH_ENGINE (engine of the plain "lb" system,
 #        default auto), LB_BASE_BIN (the lb of the systems lbbase-uring/lbbase-epoll: an
-#        older build to A/B against), BENCH_IDLE_CONNS, BENCH_BUDGET (seconds, default 560),
+#        older build to A/B against), BENCH_IDLE_CONNS, BENCH_BUDGET (seconds, default 660),
 #        BENCH_OUT (where BENCHMARKS.md and bench.png go; default docs/, or the raw
 #        directory with --quick), BENCH_KEEP_TMP=1 (keep the temp dir).
 set -euo pipefail
@@ -45,14 +45,14 @@ for w in $WORKLOADS; do
 	case " $ALL_WORKLOADS " in *" $w "*) ;; *) echo "compare.sh: unknown workload: $w" >&2; exit 2 ;; esac
 done
 
-# Durations (seconds) and sizes. Full: 3 rounds fit in ~8.5 minutes on 2 cores.
+# Durations (seconds) and sizes. Full: 3 rounds fit in ~10 minutes on 2 cores.
 if [ "$QUICK" = 1 ]; then
 	ROUNDS=${ROUNDS:-1}
 	T_TCP=2 T_WRK=2 T_UDP=2 T_DNS=2 REDIS_REQUESTS=50000
 	IDLE_CONNS=${BENCH_IDLE_CONNS:-2000}
 else
 	ROUNDS=${ROUNDS:-3}
-	T_TCP=5 T_WRK=5 T_UDP=3 T_DNS=3 REDIS_REQUESTS=200000
+	T_TCP=5 T_WRK=5 T_UDP=3 T_DNS=3 REDIS_REQUESTS=100000
 	IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
 fi
 WRK_CONNS=50
@@ -575,8 +575,8 @@ log "raw results in ${RAW#"$ROOT"/}"
 start_backends
 assign_ports
 
-# `make bench` must end within 10 minutes: start a round only if the slowest one so far fits.
-BUDGET=${BENCH_BUDGET:-560}
+# `make bench` must end within 11 minutes: start a round only if the slowest one so far fits.
+BUDGET=${BENCH_BUDGET:-660}
 ROUNDS_DONE=0
 slowest=0
 for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
