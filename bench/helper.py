@@ -273,9 +273,44 @@ def cmd_dnsperf(args):
     return 0
 
 
+def cmd_sched(args):
+    """sched < `perf sched timehist` output: per task group (balancer, redis-server,
+    redis-benchmark) the number of times it ran, its scheduling delay (woken to running) and
+    its on-CPU stretches, as percentiles in ms. For bench/redis_tail.sh."""
+    delay, run = {}, {}
+    for line in sys.stdin:
+        f = line.split()
+        if len(f) < 6 or not f[0][:1].isdigit():
+            continue
+        name = f[2].split("[")[0]
+        if name.startswith(("lb", "haproxy")):
+            group = "balancer"
+        elif name.startswith(("redis-server", "redis-benchmark")):
+            group = name.split(":")[0]
+        else:
+            continue
+        try:
+            d, r = float(f[4]), float(f[5])
+        except ValueError:
+            continue
+        delay.setdefault(group, []).append(d)
+        run.setdefault(group, []).append(r)
+
+    def pct(values, p):
+        values = sorted(values)
+        return values[min(len(values) - 1, int(len(values) * p))]
+
+    for g in sorted(delay):
+        d, r = delay[g], run[g]
+        print(f"  {g:16s} ran {len(d):6d}x  sched delay p50 {pct(d, .5):.3f} p99 {pct(d, .99):.3f}"
+              f" p99.9 {pct(d, .999):.3f} max {max(d):.3f}  on-CPU p50 {pct(r, .5):.3f}"
+              f" p99 {pct(r, .99):.3f} max {max(r):.3f}")
+    return 0
+
+
 def main():
     cmds = {"probe": cmd_probe, "dnsprobe": cmd_dnsprobe, "idle": cmd_idle, "cpu": cmd_cpu,
-            "iperf": cmd_iperf, "wrk": cmd_wrk, "dnsperf": cmd_dnsperf}
+            "iperf": cmd_iperf, "wrk": cmd_wrk, "dnsperf": cmd_dnsperf, "sched": cmd_sched}
     if len(sys.argv) < 2 or sys.argv[1] not in cmds:
         print(f"usage: helper.py {'|'.join(cmds)} ARGS...", file=sys.stderr)
         return 2
