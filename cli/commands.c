@@ -501,9 +501,14 @@ static const char *top_rate(json_t *b, json_t *p, const char *key, double dt, bo
 	double r = (double)(num(b, key) - num(p, key)) / dt;
 	if (r < 0)
 		r = 0;
-	if (bytes)
-		snprintf(out, FMT_MAX, "%s/s", fmt_bytes((long long)(r + 0.5)));
-	else
+	if (bytes) {
+		const char *v = fmt_bytes((long long)(r + 0.5)); /* another rotating buffer */
+		size_t n = strlen(v);
+		if (n > FMT_MAX - 3)
+			n = FMT_MAX - 3;
+		memcpy(out, v, n);
+		memcpy(out + n, "/s", 3);
+	} else
 		snprintf(out, FMT_MAX, "%.1f", r);
 	return out;
 }
