@@ -177,6 +177,41 @@ static void print_tables(json_t *tables)
 	}
 }
 
+/* "p99 <=50ms": the histogram bucket the 99th percentile wait falls in. */
+static const char *fmt_p99(json_t *q)
+{
+	json_t *v = json_object_get(q, "wait_p99_ms");
+	char *b = fmtbuf();
+
+	if (!v)
+		snprintf(b, FMT_MAX, ">%lldms", num(q, "timeout_ms"));
+	else
+		snprintf(b, FMT_MAX, "<=%lldms", (long long)json_integer_value(v));
+	return b;
+}
+
+/* Pools with a connection queue: who waits now, and how long clients waited. */
+static void print_queues(json_t *queues)
+{
+	struct table tab = {.ncols = 8};
+	json_t *q;
+	size_t i;
+
+	if (!json_array_size(queues))
+		return;
+	printf("\n");
+	table_row(&tab, "POOL", "WAITING", "MAX", "SERVED", "FULL", "TIMEOUTS", "WAIT AVG",
+		  "WAIT P99");
+	json_array_foreach (queues, i, q) {
+		char *avg = fmtbuf();
+		snprintf(avg, FMT_MAX, "%.1fms", json_number_value(json_object_get(q, "wait_avg_ms")));
+		table_row(&tab, str(q, "pool"), fmt_int(q, "length"), fmt_int(q, "max"),
+			  fmt_int(q, "served"), fmt_int(q, "full"), fmt_int(q, "timeouts"), avg,
+			  fmt_p99(q));
+	}
+	table_print(&tab);
+}
+
 static void print_status(json_t *d)
 {
 	json_t *t = json_object_get(d, "totals"), *ls = json_object_get(d, "listeners"), *l;
@@ -218,6 +253,7 @@ static void print_status(json_t *d)
 			  str(l, "pool"), fmt_int(l, "active"), fmt_int(l, "accepted"), r);
 	}
 	table_print(&tab);
+	print_queues(json_object_get(d, "queues"));
 	print_tables(json_object_get(d, "tables"));
 }
 
@@ -251,6 +287,18 @@ static void print_backends(json_t *d)
 			continue;
 		last = str(b, "pool");
 		printf("pool %s: table fingerprint %s\n", last, fp);
+	}
+	last = NULL;
+	json_array_foreach (d, i, b) {
+		json_t *q = json_object_get(b, "queue");
+		if (!q || (last && strcmp(last, str(b, "pool")) == 0))
+			continue;
+		last = str(b, "pool");
+		printf("pool %s: queue %lld waiting (max %lld), wait avg %.1fms p99 %s, %lld timed "
+		       "out, %lld refused full\n",
+		       last, num(q, "length"), num(q, "max"),
+		       json_number_value(json_object_get(q, "wait_avg_ms")), fmt_p99(q),
+		       num(q, "timeouts"), num(q, "full"));
 	}
 }
 

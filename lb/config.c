@@ -60,7 +60,9 @@ static const char *const listener_keys[] = {"name",
 static const char *const timeout_keys[] = {"connect", "idle", "lifetime", NULL};
 static const char *const keepalive_keys[] = {"idle", "interval", "count", NULL};
 static const char *const pool_keys[] = {
-    "name", "algorithm", "retries", "on_down", "panic_threshold", "health", "backends", NULL};
+    "name",   "algorithm", "retries", "on_down", "panic_threshold",
+    "queue", "health",	  "backends", NULL};
+static const char *const queue_keys[] = {"max", "timeout", NULL};
 static const char *const health_keys[] = {"type", "interval", "timeout", "rise",	  "fall",
 					  "send", "expect",   "path",	 "expect_status", "port",
 					  "role", "user",     NULL};
@@ -720,6 +722,22 @@ static void parse_algorithm(struct cfg_ctx *c, const json_t *obj, const char *pa
 	p->algorithm = cfg_strdup(c, alg->name);
 }
 
+static void parse_queue(struct cfg_ctx *c, const json_t *obj, const char *parent,
+			struct cfg_pool *p)
+{
+	char path[CFG_PATH_MAX];
+	const json_t *q = NULL;
+
+	if (cfg_get_object(c, obj, parent, "queue", &q) != CFG_OK)
+		return;
+	cfg_path_key(path, parent, "queue");
+	cfg_check_keys(c, q, path, queue_keys);
+	p->queue_timeout_ms = CFG_DEFAULT_QUEUE_TIMEOUT_MS;
+	if (cfg_get_int(c, q, path, "max", 1, CFG_MAX_QUEUE, &p->queue_max) == CFG_ABSENT)
+		cfg_err_missing(c, path, "max", "how many clients may wait (1 or more)");
+	cfg_get_duration(c, q, path, "timeout", true, &p->queue_timeout_ms);
+}
+
 static void parse_pool(struct cfg_ctx *c, const json_t *obj, const char *path, struct cfg_pool *p)
 {
 	p->retries = CFG_DEFAULT_RETRIES;
@@ -736,6 +754,7 @@ static void parse_pool(struct cfg_ctx *c, const json_t *obj, const char *path, s
 	int on_down = CFG_ON_DOWN_KEEP;
 	if (cfg_get_enum(c, obj, path, "on_down", on_down_names, &on_down) == CFG_OK)
 		p->on_down = (enum cfg_on_down)on_down;
+	parse_queue(c, obj, path, p);
 	parse_health(c, obj, path, &p->health);
 	parse_backends(c, obj, path, p);
 }

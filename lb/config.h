@@ -30,6 +30,9 @@ enum cfg_on_down { CFG_ON_DOWN_KEEP = 0, CFG_ON_DOWN_SHUTDOWN = 1 };
 #define CFG_DEFAULT_HC_RISE	      2
 #define CFG_DEFAULT_HC_FALL	      3
 #define CFG_MAX_WEIGHT		      1000
+/* A pool's "queue": how long a client waits by default, and the most that may wait. */
+#define CFG_DEFAULT_QUEUE_TIMEOUT_MS 5000
+#define CFG_MAX_QUEUE		     1000000
 /* TCP keepalive of a listener's "keepalive" block, for keys left out (seconds, probes). */
 #define CFG_DEFAULT_KA_IDLE_S	  60
 #define CFG_DEFAULT_KA_INTERVAL_S 10
@@ -75,6 +78,9 @@ struct cfg_pool {
 	int retries;
 	enum cfg_on_down on_down;
 	int panic_threshold; /* percent of backends that must be up; 0 = no panic mode */
+	/* "queue": clients wait for a free slot when every usable backend is at max_conns. */
+	int queue_max;		   /* waiting clients at most; 0 = no queue (refuse at once) */
+	uint64_t queue_timeout_ms; /* how long one waits before it is closed */
 	struct cfg_health health;
 	struct cfg_backend *backends;
 	size_t nbackends;

@@ -197,6 +197,27 @@ static const char *admin_name(int a)
 	return a == BACKEND_DISABLED ? "disabled" : a == BACKEND_DRAINING ? "draining" : "enabled";
 }
 
+/* A pool's queue (pool "queue"), or NULL when it has none and nobody waits. */
+static json_t *queue_json(const struct pool *p)
+{
+	const struct pool_queue *q = &p->queue;
+	int len = atomic_load(&q->len), max = atomic_load(&q->max);
+	uint64_t served = atomic_load(&q->wait_count);
+
+	if (max <= 0 && len <= 0)
+		return NULL;
+	uint64_t p99 = queue_wait_p99_ms(q);
+	return json_pack("{s:s, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:f, s:I, s:o*}", "pool",
+			 p->name, "length", len, "max", max, "timeout_ms",
+			 (json_int_t)atomic_load(&q->timeout_ms), "queued",
+			 (json_int_t)atomic_load(&q->queued_total), "served", (json_int_t)served,
+			 "full", (json_int_t)atomic_load(&q->full_total), "timeouts",
+			 (json_int_t)atomic_load(&q->timeout_total), "wait_avg_ms",
+			 served ? (double)atomic_load(&q->wait_sum_ms) / (double)served : 0.0,
+			 "wait_last_ms", (json_int_t)atomic_load(&q->wait_last_ms), "wait_p99_ms",
+			 p99 == UINT64_MAX ? NULL : json_integer((json_int_t)p99));
+}
+
 static json_t *backend_json(struct backend *b)
 {
 	struct prober_check chk;
@@ -226,6 +247,11 @@ static json_t *backend_json(struct backend *b)
 		port = b->pool->health.port;
 	if (o && port)
 		json_object_set_new(o, "check_port", json_integer(port));
+	json_t *q = queue_json(b->pool);
+	if (o && q)
+		json_object_set_new(o, "queue", q);
+	else
+		json_decref(q);
 	return o;
 }
 
@@ -260,7 +286,7 @@ static json_t *tables_json(const struct lb_state *st)
 
 static json_t *status_data(const struct lb_state *st)
 {
-	json_t *ls = json_array();
+	json_t *ls = json_array(), *queues = json_array();
 	json_int_t active = 0, accepted = 0, rejected = 0, in = 0, out = 0, nb = 0;
 
 	for (size_t i = 0; i < st->nlisteners; i++) {
@@ -273,6 +299,9 @@ static json_t *status_data(const struct lb_state *st)
 	}
 	for (size_t i = 0; i < st->npools; i++) {
 		struct pool *p = st->pools[i];
+		json_t *q = queue_json(p);
+		if (q)
+			json_array_append_new(queues, q);
 		nb += (json_int_t)p->nbackends;
 		for (size_t j = 0; j < p->nbackends; j++) {
 			in += (json_int_t)atomic_load(&p->backends[j]->bytes_in);
@@ -282,14 +311,14 @@ static json_t *status_data(const struct lb_state *st)
 	char why[READY_REASON_MAX];
 	bool ready = ready_check(st, why, sizeof(why));
 	return json_pack("{s:s, s:s, s:i, s:i, s:I, s:s, s:I, s:I, s:o, s:{s:I, s:I, s:I, "
-			 "s:I, s:I}, s:o, s:b, s:s}",
+			 "s:I, s:I}, s:o, s:o, s:b, s:s}",
 			 "version", st->version, "engine", st->engine->name, "workers",
 			 st->nworkers, "pid", (int)getpid(), "uptime_s",
 			 (json_int_t)((timer_now_ms() - st->started_ms) / 1000), "config",
 			 st->cfg->path ? st->cfg->path : "", "pools", (json_int_t)st->npools,
 			 "backends", nb, "listeners", ls, "totals", "active", active, "connections",
 			 accepted, "rejected", rejected, "bytes_in", in, "bytes_out", out, "tables",
-			 tables_json(st), "ready", ready, "ready_reason", why);
+			 tables_json(st), "queues", queues, "ready", ready, "ready_reason", why);
 }
 
 static json_t *cmd_status(struct req *r)

@@ -27,6 +27,8 @@ const char *listener_reject_name(enum listener_reject r)
 	    [LISTENER_REJECT_NO_BACKEND] = "no_backend",
 	    [LISTENER_REJECT_RESOURCES] = "resources",
 	    [LISTENER_REJECT_PER_CLIENT] = "max_conns_per_client",
+	    [LISTENER_REJECT_QUEUE_FULL] = "queue_full",
+	    [LISTENER_REJECT_QUEUE_TIMEOUT] = "queue_timeout",
 	};
 	return r < LISTENER_REJECT_COUNT ? names[r] : "unknown";
 }
@@ -188,14 +190,19 @@ void listener_leave(struct listener *l, const struct sockaddr *client, bool per_
 	listener_release(l);
 }
 
+int listener_max_tries(const struct listener *l)
+{
+	int retries = atomic_load_explicit(&l->pool->retries, memory_order_relaxed);
+	return retries + 1 < LISTENER_MAX_TRIES ? retries + 1 : LISTENER_MAX_TRIES;
+}
+
 struct backend *listener_pick_backend(struct listener *l, const struct sockaddr *client,
 				      struct backend **tried, uint8_t *ntried, uint8_t avoided,
 				      uint64_t *turn)
 {
 	struct pool *p = l->pool;
-	int max = p->retries + 1 < LISTENER_MAX_TRIES ? p->retries + 1 : LISTENER_MAX_TRIES;
+	int max = listener_max_tries(l) + avoided;
 
-	max += avoided;
 	if (max > LISTENER_MAX_TRIES)
 		max = LISTENER_MAX_TRIES;
 	while (*ntried < max) {

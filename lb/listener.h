@@ -17,6 +17,8 @@ enum listener_reject {
 	LISTENER_REJECT_NO_BACKEND, /* nothing usable, or every try failed */
 	LISTENER_REJECT_RESOURCES,  /* lb itself ran out of fds or memory: no backend's fault */
 	LISTENER_REJECT_PER_CLIENT, /* the client IP is at max_conns_per_client */
+	LISTENER_REJECT_QUEUE_FULL,    /* every backend full and the pool's queue too */
+	LISTENER_REJECT_QUEUE_TIMEOUT, /* waited the pool's queue timeout for a slot */
 	LISTENER_REJECT_COUNT
 };
 
@@ -80,6 +82,9 @@ void listener_leave(struct listener *l, const struct sockaddr *client, bool per_
 /* Most backends one connection or session tries: the first pick plus up to 15 retries (a
  * pool's retries beyond are capped), a backend ruled out beforehand included. */
 #define LISTENER_MAX_TRIES 16
+
+/* Backends one connection may try: its pool's retries + 1, at most LISTENER_MAX_TRIES. */
+int listener_max_tries(const struct listener *l);
 
 /* The next backend for client from l's pool: one not in tried[0, *ntried), which it joins,
  * with a place taken on it (backend_take; the caller releases it). NULL when the pool has

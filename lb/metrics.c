@@ -214,6 +214,59 @@ static void accept_error_metrics(FILE *f, const struct lb_state *st)
 		(unsigned long long)st->metrics_accept.errors);
 }
 
+/* Pools' connection queues (pool "queue"), for pools that have one. */
+static void queue_metrics(FILE *f, const struct lb_state *st)
+{
+	char pool[LABEL_MAX];
+
+	header(f, "lb_pool_queue_length", "gauge",
+	       "Clients waiting in the pool's queue for a backend with room (pool \"queue\").");
+	for (size_t i = 0; i < st->npools; i++)
+		if (atomic_load(&st->pools[i]->queue.max) > 0 || atomic_load(&st->pools[i]->queue.len))
+			fprintf(f, "lb_pool_queue_length{pool=\"%s\"} %d\n",
+				esc(st->pools[i]->name, pool), atomic_load(&st->pools[i]->queue.len));
+	header(f, "lb_pool_queued_total", "counter", "Clients that had to wait in the pool's queue.");
+	for (size_t i = 0; i < st->npools; i++)
+		if (atomic_load(&st->pools[i]->queue.max) > 0)
+			fprintf(f, "lb_pool_queued_total{pool=\"%s\"} %llu\n",
+				esc(st->pools[i]->name, pool),
+				(unsigned long long)atomic_load(&st->pools[i]->queue.queued_total));
+	header(f, "lb_pool_queue_rejected_total", "counter",
+	       "Clients closed by the pool's queue: reason=\"full\" (refused, queue full) or "
+	       "\"timeout\" (waited the queue timeout).");
+	for (size_t i = 0; i < st->npools; i++) {
+		const struct pool_queue *q = &st->pools[i]->queue;
+		if (atomic_load(&q->max) <= 0)
+			continue;
+		esc(st->pools[i]->name, pool);
+		fprintf(f, "lb_pool_queue_rejected_total{pool=\"%s\",reason=\"full\"} %llu\n", pool,
+			(unsigned long long)atomic_load(&q->full_total));
+		fprintf(f, "lb_pool_queue_rejected_total{pool=\"%s\",reason=\"timeout\"} %llu\n",
+			pool, (unsigned long long)atomic_load(&q->timeout_total));
+	}
+	header(f, "lb_pool_queue_wait_seconds", "histogram",
+	       "How long the clients that got a backend waited in the pool's queue.");
+	for (size_t i = 0; i < st->npools; i++) {
+		const struct pool_queue *q = &st->pools[i]->queue;
+		uint64_t cum = 0;
+		if (atomic_load(&q->max) <= 0)
+			continue;
+		esc(st->pools[i]->name, pool);
+		for (size_t b = 0; b < QUEUE_WAIT_BUCKETS; b++) {
+			cum += atomic_load(&q->wait_bucket[b]);
+			fprintf(f, "lb_pool_queue_wait_seconds_bucket{pool=\"%s\",le=\"%g\"} %llu\n",
+				pool, queue_wait_bucket_ms[b] / 1000.0, (unsigned long long)cum);
+		}
+		cum += atomic_load(&q->wait_bucket[QUEUE_WAIT_BUCKETS]);
+		fprintf(f, "lb_pool_queue_wait_seconds_bucket{pool=\"%s\",le=\"+Inf\"} %llu\n", pool,
+			(unsigned long long)cum);
+		fprintf(f, "lb_pool_queue_wait_seconds_sum{pool=\"%s\"} %.3f\n", pool,
+			atomic_load(&q->wait_sum_ms) / 1000.0);
+		fprintf(f, "lb_pool_queue_wait_seconds_count{pool=\"%s\"} %llu\n", pool,
+			(unsigned long long)cum);
+	}
+}
+
 /* What a fleet compares across its instances: readiness and each table's fingerprint. */
 static void fleet_metrics(FILE *f, const struct lb_state *st)
 {
@@ -233,6 +286,7 @@ static void fleet_metrics(FILE *f, const struct lb_state *st)
 	for (size_t i = 0; i < st->npools; i++)
 		fprintf(f, "lb_pool_panic_total{pool=\"%s\"} %llu\n", esc(st->pools[i]->name, pool),
 			(unsigned long long)atomic_load(&st->pools[i]->panic_total));
+	queue_metrics(f, st);
 	header(f, "lb_pool_table_info", "gauge",
 	       "Fingerprint of the pool's lookup table (ip_hash: Maglev); equal on every lb that "
 	       "sends each client to the same backend.");

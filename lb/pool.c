@@ -96,6 +96,7 @@ bool backend_take(struct backend *b)
 void backend_release(struct backend *b)
 {
 	atomic_fetch_sub_explicit(&b->active, 1, memory_order_relaxed);
+	queue_dispatch(b->pool);
 }
 
 /* strdup that passes NULL through; *ok turns false on ENOMEM. */
@@ -200,6 +201,8 @@ struct pool *pool_create(const struct cfg_pool *cp)
 	if (!p)
 		return NULL;
 	pthread_mutex_init(&p->lock, NULL);
+	queue_init(&p->queue);
+	queue_configure(&p->queue, cp->queue_max, cp->queue_timeout_ms);
 	p->algorithm = algorithm_find(cp->algorithm ? cp->algorithm : "round_robin");
 	p->name = strdup(cp->name ? cp->name : "");
 	if (!p->algorithm || !p->name || !health_copy(&p->health, &cp->health))
@@ -232,6 +235,7 @@ void pool_destroy(struct pool *p)
 		pool_backend_free(p->backends[i]);
 	free(p->backends);
 	pthread_mutex_destroy(&p->lock);
+	queue_destroy(&p->queue);
 	cfg_health_free(&p->health);
 	free(p->name);
 	free(p);
@@ -265,6 +269,29 @@ struct backend *pool_pick(struct pool *p, const struct pick_ctx *ctx)
 	if (b)
 		return b;
 	return group_pick(s, s->backup_state, s->nbackups, ctx);
+}
+
+static bool waits_for_room(const struct pick_ctx *ctx, const struct backend *b)
+{
+	return atomic_load_explicit(&b->max_conns, memory_order_relaxed) > 0 &&
+	       atomic_load_explicit(&b->health, memory_order_relaxed) != BACKEND_DOWN &&
+	       atomic_load_explicit(&b->admin, memory_order_relaxed) == BACKEND_ENABLED &&
+	       atomic_load_explicit(&b->weight, memory_order_relaxed) > 0 && !pick_tried(ctx, b);
+}
+
+bool pool_may_queue(struct pool *p, const struct pick_ctx *ctx)
+{
+	const struct pool_snapshot *s = atomic_load_explicit(&p->snap, memory_order_acquire);
+
+	if (!s || atomic_load_explicit(&p->queue.max, memory_order_relaxed) <= 0)
+		return false;
+	for (size_t i = 0; i < s->nprimaries; i++)
+		if (waits_for_room(ctx, s->primaries[i]))
+			return true;
+	for (size_t i = 0; i < s->nbackups; i++)
+		if (waits_for_room(ctx, s->backups[i]))
+			return true;
+	return false;
 }
 
 void pool_snapshot_free(struct pool_snapshot *s)
@@ -378,6 +405,8 @@ static int rebuild_locked(struct pool *p, struct qsbr *q)
 	s->panic = panic_check(p, s);
 	old = atomic_exchange_explicit(&p->snap, s, memory_order_acq_rel);
 	atomic_store_explicit(&p->fingerprint, s->fingerprint, memory_order_relaxed);
+	/* A backend that came up, was added or got room may take waiting clients. */
+	queue_dispatch(p);
 	if (!old)
 		return 0;
 	if (q)
@@ -523,6 +552,7 @@ int pool_reconfigure(struct pool *p, const struct cfg_pool *cp, struct qsbr *q)
 	atomic_store(&p->retries, cp->retries);
 	atomic_store(&p->on_down, cp->on_down);
 	atomic_store(&p->panic_threshold, cp->panic_threshold);
+	queue_configure(&p->queue, cp->queue_max, cp->queue_timeout_ms);
 	p->algorithm = alg;
 	int ret = rebuild_locked(p, q); /* on ENOMEM picks keep the old snapshot's algorithm */
 	pthread_mutex_unlock(&p->lock);

@@ -12,6 +12,7 @@
 
 #include "lb/addr.h"
 #include "lb/config.h"
+#include "lb/queue.h"
 
 struct lb_algorithm;
 struct qsbr;
@@ -101,6 +102,7 @@ struct pool {
 	_Atomic int panic_threshold;
 	_Atomic bool panic;	      /* the published snapshot's panic, for metrics */
 	_Atomic uint64_t panic_total; /* times it entered panic */
+	struct pool_queue queue;      /* clients waiting for a free slot (lb/queue.h) */
 	struct cfg_health health;
 	const struct lb_algorithm *algorithm;
 	struct backend **backends; /* owned */
@@ -125,7 +127,8 @@ bool pick_allowed(const struct pick_ctx *ctx, const struct backend *b);
 /* Count a new connection on b: ++active, unless max_conns > 0 and b is already full (then
  * false and nothing changes). On success also ++total. Lock-free. */
 bool backend_take(struct backend *b);
-/* The connection taken with backend_take() has ended: --active. */
+/* The connection taken with backend_take() has ended: --active, and the freed slot goes to
+ * the pool's queue if a client waits. */
 void backend_release(struct backend *b);
 
 /* A backend's load for least-loaded choices, read once (weight may change under us). */
@@ -146,6 +149,10 @@ void pool_destroy(struct pool *p);
 /* Choose a backend for a new connection: primaries first, backups only when no primary is
  * allowed. Lock-free and allocation-free. NULL = nothing usable. */
 struct backend *pool_pick(struct pool *p, const struct pick_ctx *ctx);
+
+/* Whether a client refused for want of a free slot may wait in p's queue: the queue is on and
+ * a backend not in ctx->tried is usable but for its max_conns (so a slot may free). */
+bool pool_may_queue(struct pool *p, const struct pick_ctx *ctx);
 
 /* Rebuild and publish the snapshot after health/admin/weight/backend-list changes. The old
  * snapshot is retired through q (freed once no worker can hold it), or freed at once if q is

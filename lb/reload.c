@@ -316,6 +316,8 @@ static void commit_pools(struct lb_state *st, struct plan *pl, json_t *changes)
 			   cp->algorithm ? cp->algorithm : "") != 0 ||
 		    ocp->retries != cp->retries || ocp->on_down != cp->on_down ||
 		    ocp->panic_threshold != cp->panic_threshold ||
+		    ocp->queue_max != cp->queue_max ||
+		    ocp->queue_timeout_ms != cp->queue_timeout_ms ||
 		    health_differs(&ocp->health, &cp->health))
 			note(changes, "pools_changed", "%s", p->name);
 		int rc = pool_reconfigure(p, cp, &st->qsbr);

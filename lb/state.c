@@ -68,6 +68,8 @@ static bool pool_busy(const void *obj, const struct graveyard *g)
 {
 	const struct pool *p = obj;
 
+	if (atomic_load(&p->queue.len) > 0)
+		return true; /* clients wait in its queue */
 	for (size_t i = 0; i < p->nbackends; i++)
 		if (atomic_load(&p->backends[i]->active) > 0)
 			return true;

@@ -39,10 +39,12 @@ struct tcp_state {
 	struct list_head conns; /* open connections, newest first */
 	size_t nconns;
 	struct objpool conn_pool;   /* struct conn objects */
+	struct queue_inbox inbox;   /* queued connections granted a slot (lb/queue.h) */
 	char relay_buf[SMALL_READ]; /* scratch for small reads (pump_small) */
 };
 
 static void connect_next(struct conn *c);
+static void connect_to(struct conn *c, struct backend *b);
 
 static void set_nodelay(int fd)
 {
@@ -89,6 +91,8 @@ void tcp_conn_finish(struct conn *c, const char *how, bool reset_client, bool re
 	struct worker *w = c->w;
 
 	timer_cancel(&w->timers, &c->timer);
+	if (c->state == CONN_QUEUED && queue_cancel(c->qpool, &c->qw))
+		c->be = c->qw.granted; /* released by backend_detach, for the next waiter */
 	backend_detach(c, reset_backend);
 	if (c->cwatch)
 		w->ops->unwatch(w->eng, c->cwatch);
@@ -420,6 +424,17 @@ static void conn_timer(struct timer *t, uint64_t now)
 		connect_failed(c, ETIMEDOUT);
 		return;
 	}
+	if (c->state == CONN_QUEUED) {
+		if (queue_cancel(c->qpool, &c->qw)) {
+			/* A slot came with the timeout: take it rather than waste it. */
+			c->state = CONN_CONNECTING;
+			connect_to(c, c->qw.granted);
+			return;
+		}
+		atomic_fetch_add_explicit(&c->qpool->queue.timeout_total, 1, memory_order_relaxed);
+		reject(c, LISTENER_REJECT_QUEUE_TIMEOUT, "no backend had room within the queue timeout");
+		return;
+	}
 	if (now - c->last_active >= lc->idle_timeout_ms) {
 		tcp_conn_finish(c, "idle timeout", false, false);
 		return;
@@ -467,16 +482,9 @@ static int start_connect(struct conn *c, struct backend *b)
 	return 0;
 }
 
-/* Pick the next backend not yet tried and connect; close the client when none is left. */
-static void connect_next(struct conn *c)
+/* Connect to b, whose slot c holds (backend_take); on failure try the next backend. */
+static void connect_to(struct conn *c, struct backend *b)
 {
-	struct backend *b = listener_pick_backend(c->l, (struct sockaddr *)&c->client, c->tried,
-						  &c->ntried, 0, &c->turn);
-	if (!b) {
-		reject(c, LISTENER_REJECT_NO_BACKEND,
-		       c->ntried ? "no backend could be reached" : "no usable backend");
-		return;
-	}
 	int err = start_connect(c, b);
 	if (err && syserr_local_shortage(-err)) {
 		/* lb's own shortage: no backend is to blame, and another would fare no better. */
@@ -487,6 +495,75 @@ static void connect_next(struct conn *c)
 	} else if (err) {
 		c->be = b;
 		connect_failed(c, -err);
+	}
+}
+
+/* Every backend with room is full: wait in the pool's queue (connect_next decided it may).
+ * The client is not read meanwhile; queue_dispatch grants a slot through the inbox. */
+static void conn_enqueue(struct conn *c, struct pool *p)
+{
+	struct worker *w = c->w;
+
+	c->qpool = p;
+	c->qw = (struct queue_waiter){
+	    .inbox = &w->tcp->inbox,
+	    .client = (const struct sockaddr *)&c->client,
+	    .tried = c->tried,
+	    .ntried = c->ntried,
+	    .turn = &c->turn,
+	};
+	if (queue_enter(p, &c->qw) < 0) {
+		reject(c, LISTENER_REJECT_QUEUE_FULL, "every backend is full and so is the queue");
+		return;
+	}
+	c->state = CONN_QUEUED;
+	timer_arm(&w->timers, &c->timer,
+		  w->now + atomic_load_explicit(&p->queue.timeout_ms, memory_order_relaxed));
+	queue_dispatch(p); /* a slot may have freed since the pick */
+}
+
+/* Pick the next backend not yet tried and connect; wait in the pool's queue when every
+ * backend is full (and it has one); close the client when none is left. */
+static void connect_next(struct conn *c)
+{
+	struct pool *p = atomic_load_explicit(&c->l->pool, memory_order_relaxed);
+	uint8_t failed = c->ntried; /* backends whose connect failed */
+	struct backend *b = NULL;
+
+	/* First come, first served: while clients wait, a new one queues behind them. */
+	if (atomic_load_explicit(&p->queue.len, memory_order_relaxed) == 0)
+		b = listener_pick_backend(c->l, (struct sockaddr *)&c->client, c->tried,
+					  &c->ntried, 0, &c->turn);
+	if (!b) {
+		/* The backends found full are not tried: a queued client may get any of them. */
+		struct pick_ctx ctx = {.tried = c->tried, .ntried = failed};
+		if (failed < listener_max_tries(c->l) && pool_may_queue(p, &ctx)) {
+			c->ntried = failed;
+			conn_enqueue(c, p);
+			return;
+		}
+		reject(c, LISTENER_REJECT_NO_BACKEND,
+		       c->ntried ? "no backend could be reached" : "no usable backend");
+		return;
+	}
+	connect_to(c, b);
+}
+
+/* Connect the queued connections that were granted a slot (the worker's wake). */
+void tcp_relay_queue_run(struct worker *w)
+{
+	struct list_head granted;
+
+	queue_inbox_take(&w->tcp->inbox, &granted);
+	while (!list_empty(&granted)) {
+		struct queue_waiter *wt = list_first_entry(&granted, struct queue_waiter, link);
+		struct conn *c = container_of(wt, struct conn, qw);
+		list_del(&wt->link);
+		timer_cancel(&w->timers, &c->timer);
+		c->state = CONN_CONNECTING;
+		if (c->ntried < LISTENER_MAX_TRIES)
+			c->tried[c->ntried++] = wt->granted;
+		connect_to(c, wt->granted);
 	}
 }
 
@@ -566,6 +643,11 @@ size_t tcp_relay_conns(const struct worker *w)
 	return w->tcp->nconns;
 }
 
+static void queue_kick(void *arg)
+{
+	worker_wake(arg);
+}
+
 int tcp_relay_init(struct worker *w)
 {
 	struct tcp_state *t = malloc(sizeof(*t));
@@ -573,6 +655,7 @@ int tcp_relay_init(struct worker *w)
 		return -ENOMEM;
 	list_init(&t->conns);
 	t->nconns = 0;
+	queue_inbox_init(&t->inbox, queue_kick, w);
 	objpool_init(&t->conn_pool, sizeof(struct conn), CONN_SLAB);
 	w->tcp = t;
 	return 0;
@@ -584,6 +667,7 @@ void tcp_relay_free(struct worker *w)
 	if (!t)
 		return;
 	objpool_destroy(&t->conn_pool);
+	queue_inbox_destroy(&t->inbox);
 	free(t);
 	w->tcp = NULL;
 }

@@ -19,6 +19,8 @@ void tcp_relay_close_all(struct worker *w);
 /* Close (reset both sides) every connection of w whose backend was killed since it started
  * (struct backend kill_gen). Runs when the worker is woken, never per byte. */
 void tcp_relay_kill_scan(struct worker *w);
+/* Connect the queued connections granted a slot since the last call (on the worker's wake). */
+void tcp_relay_queue_run(struct worker *w);
 /* Connections open on w. */
 size_t tcp_relay_conns(const struct worker *w);
 /* Set up / free w's TCP state (w->tcp: its connections, their object pool and a scratch

@@ -11,6 +11,7 @@
 #include "lb/list.h"
 #include "lb/listener.h"
 #include "lb/pipe_pool.h"
+#include "lb/queue.h"
 #include "lb/timer.h"
 
 struct engine_recv;
@@ -18,7 +19,8 @@ struct engine_send;
 struct engine_watch;
 struct held_q; /* tcp_uring.c's buffers waiting for the sink */
 
-enum conn_state { CONN_CONNECTING, CONN_RELAY };
+/* QUEUED: waiting in the pool's queue for a free slot (lb/queue.h), no backend yet. */
+enum conn_state { CONN_CONNECTING, CONN_RELAY, CONN_QUEUED };
 
 /* One direction of the pair. */
 struct half {
@@ -55,6 +57,8 @@ struct conn {
 	struct timer timer; /* connect timeout, then idle timeout */
 	uint64_t start, last_active;
 	struct list_head link; /* in the worker's tcp_state.conns */
+	struct pool *qpool;	   /* the pool whose queue it waits in (CONN_QUEUED) */
+	struct queue_waiter qw;	   /* its place there */
 	struct backend *tried[LISTENER_MAX_TRIES];
 	struct sockaddr_storage client;
 };

@@ -187,9 +187,12 @@ static void wake_ready(void *arg, uint32_t events)
 	(void)events;
 	while (read(w->wake_fd, &v, sizeof(v)) > 0)
 		;
-	apply_listeners(w);	/* a wake may come from a reload, */
-	tcp_relay_kill_scan(w); /* or from `kill` (worker_kick) */
-	udp_relay_kill_scan(w);
+	apply_listeners(w); /* a wake may come from a reload, */
+	if (atomic_exchange(&w->kill_pending, false)) {
+		tcp_relay_kill_scan(w); /* from `kill` (worker_kick), */
+		udp_relay_kill_scan(w);
+	}
+	tcp_relay_queue_run(w); /* or from a pool's queue */
 }
 
 struct worker *worker_create(int id, const struct lb_state *st, const struct engine_params *ep,
@@ -355,6 +358,12 @@ void worker_drain(struct worker *w, uint64_t grace_ms)
 }
 
 void worker_kick(struct worker *w)
+{
+	atomic_store(&w->kill_pending, true);
+	worker_wake(w);
+}
+
+void worker_wake(struct worker *w)
 {
 	uint64_t one = 1;
 	if (w->wake_fd >= 0 && write(w->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)

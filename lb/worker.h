@@ -56,7 +56,8 @@ struct worker {
 	struct tcp_state *tcp; /* tcp_relay.c's connections, object pool and scratch buffer */
 	struct udp_state *udp; /* udp_relay.c's sessions and buffers */
 
-	int wake_fd; /* eventfd: main thread -> worker */
+	int wake_fd; /* eventfd: other threads -> worker */
+	_Atomic bool kill_pending; /* worker_kick: scan for killed backends' connections */
 	struct engine_watch *wake_watch;
 	_Atomic int state; /* enum worker_state */
 	_Atomic uint64_t grace_ms;
@@ -86,6 +87,9 @@ void worker_drain(struct worker *w, uint64_t grace_ms);
 /* Wake the worker: it closes the connections and sessions of killed backends.
  * Any thread; returns at once. */
 void worker_kick(struct worker *w);
+/* Wake the worker to look at what was posted to it (a reload's listeners, queue grants).
+ * Any thread; returns at once. */
+void worker_wake(struct worker *w);
 /* Replace w's listener set (hot reload; main thread): ls[0..n) become its listeners, fds[i]
  * is a fresh socket for ls[i] (w takes ownership), -1 for none, or WORKER_FD_KEEP to keep
  * the socket w has for that same listener object. Sockets of listeners not in ls are closed

@@ -75,6 +75,7 @@ struct tbackend {
 
 	struct tb_conn *conns; /* owned by the thread */
 	_Atomic unsigned accepted, active;
+	_Atomic unsigned peak; /* most connections open at once */
 	uint8_t scratch[64 * 1024]; /* TB_SINK reads into this */
 
 	pthread_mutex_t lock; /* protects cmd*, records */
@@ -502,7 +503,9 @@ static void conn_new(struct tbackend *tb, int fd)
 	}
 	c->fd = fd;
 	c->idx = atomic_fetch_add(&tb->accepted, 1);
-	atomic_fetch_add(&tb->active, 1);
+	unsigned now = atomic_fetch_add(&tb->active, 1) + 1, peak = atomic_load(&tb->peak);
+	while (now > peak && !atomic_compare_exchange_weak(&tb->peak, &peak, now))
+		;
 	c->next = tb->conns;
 	if (tb->conns)
 		tb->conns->prev = c;
@@ -815,6 +818,11 @@ const char *tb_name(const struct tbackend *tb)
 unsigned tb_accepted(struct tbackend *tb)
 {
 	return atomic_load(&tb->accepted);
+}
+
+unsigned tb_peak_active(struct tbackend *tb)
+{
+	return atomic_load(&tb->peak);
 }
 
 unsigned tb_active(struct tbackend *tb)

@@ -313,6 +313,30 @@ START_TEST(test_keepalive_fills_defaults_and_checks_units)
 }
 END_TEST
 
+START_TEST(test_queue_is_off_by_default_and_validated)
+{
+	struct config *cfg = load_ok(DOC("", "", "", ""));
+	ck_assert_int_eq(cfg->pools[0].queue_max, 0);
+	config_free(cfg);
+	cfg = load_ok(DOC("", "", ",\"queue\":{\"max\":200}", ""));
+	ck_assert_int_eq(cfg->pools[0].queue_max, 200);
+	ck_assert_uint_eq(cfg->pools[0].queue_timeout_ms, 5000);
+	config_free(cfg);
+	cfg = load_ok(DOC("", "", ",\"queue\":{\"max\":1,\"timeout\":\"750ms\"}", ""));
+	ck_assert_uint_eq(cfg->pools[0].queue_timeout_ms, 750);
+	config_free(cfg);
+	load_fails_with(DOC("", "", ",\"queue\":{\"timeout\":\"1s\"}", ""),
+			"pools[0].queue.max: missing");
+	load_fails_with(DOC("", "", ",\"queue\":{\"max\":0}", ""),
+			"pools[0].queue.max: expected an integer 1-1000000");
+	load_fails_with(DOC("", "", ",\"queue\":{\"max\":5,\"timeout\":0}", ""),
+			"pools[0].queue.timeout: expected a duration greater than 0");
+	load_fails_with(DOC("", "", ",\"queue\":{\"max\":5,\"wait\":1}", ""),
+			"pools[0].queue.wait: unknown key; allowed keys: max, timeout");
+	load_fails_with(DOC("", "", ",\"queue\":10", ""), "pools[0].queue: expected");
+}
+END_TEST
+
 START_TEST(test_lifetime_is_tcp_only_and_off_by_default)
 {
 	struct config *cfg = load_ok(DOC("", "", "", ""));
@@ -1119,6 +1143,7 @@ static Suite *config_suite(void)
 	tcase_add_test(load, test_ipv6only_is_for_ipv6_listeners_and_defaults_to_true);
 	tcase_add_test(load, test_health_port_and_check_port_are_ports);
 	tcase_add_test(load, test_lifetime_is_tcp_only_and_off_by_default);
+	tcase_add_test(load, test_queue_is_off_by_default_and_validated);
 	tcase_add_test(load, test_control_socket_defaults_beside_the_config_file);
 	tcase_add_test(load, test_http_health_path_defaults_to_slash);
 	tcase_add_test(load, test_health_payloads_may_hold_nul_bytes);
