@@ -204,7 +204,8 @@ static void print_queues(json_t *queues)
 		  "WAIT P99");
 	json_array_foreach (queues, i, q) {
 		char *avg = fmtbuf();
-		snprintf(avg, FMT_MAX, "%.1fms", json_number_value(json_object_get(q, "wait_avg_ms")));
+		snprintf(avg, FMT_MAX, "%.1fms",
+			 json_number_value(json_object_get(q, "wait_avg_ms")));
 		table_row(&tab, str(q, "pool"), fmt_int(q, "length"), fmt_int(q, "max"),
 			  fmt_int(q, "served"), fmt_int(q, "full"), fmt_int(q, "timeouts"), avg,
 			  fmt_p99(q));

@@ -59,9 +59,9 @@ static const char *const listener_keys[] = {"name",
 					    NULL};
 static const char *const timeout_keys[] = {"connect", "idle", "lifetime", NULL};
 static const char *const keepalive_keys[] = {"idle", "interval", "count", NULL};
-static const char *const pool_keys[] = {
-    "name",   "algorithm", "retries", "on_down", "panic_threshold",
-    "queue", "health",	  "backends", NULL};
+static const char *const pool_keys[] = {"name",	   "algorithm",	      "retries",
+					"on_down", "panic_threshold", "queue",
+					"health",  "backends",	      NULL};
 static const char *const queue_keys[] = {"max", "timeout", NULL};
 static const char *const health_keys[] = {"type", "interval", "timeout", "rise",	  "fall",
 					  "send", "expect",   "path",	 "expect_status", "port",

@@ -12,11 +12,11 @@
 #include "lb/pool.h"
 
 enum listener_reject {
-	LISTENER_REJECT_ACL,	    /* allow/deny said no */
-	LISTENER_REJECT_MAX_CONNS,  /* listener max_conns reached */
-	LISTENER_REJECT_NO_BACKEND, /* nothing usable, or every try failed */
-	LISTENER_REJECT_RESOURCES,  /* lb itself ran out of fds or memory: no backend's fault */
-	LISTENER_REJECT_PER_CLIENT, /* the client IP is at max_conns_per_client */
+	LISTENER_REJECT_ACL,	       /* allow/deny said no */
+	LISTENER_REJECT_MAX_CONNS,     /* listener max_conns reached */
+	LISTENER_REJECT_NO_BACKEND,    /* nothing usable, or every try failed */
+	LISTENER_REJECT_RESOURCES,     /* lb itself ran out of fds or memory: no backend's fault */
+	LISTENER_REJECT_PER_CLIENT,    /* the client IP is at max_conns_per_client */
 	LISTENER_REJECT_QUEUE_FULL,    /* every backend full and the pool's queue too */
 	LISTENER_REJECT_QUEUE_TIMEOUT, /* waited the pool's queue timeout for a slot */
 	LISTENER_REJECT_COUNT

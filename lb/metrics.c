@@ -222,10 +222,13 @@ static void queue_metrics(FILE *f, const struct lb_state *st)
 	header(f, "lb_pool_queue_length", "gauge",
 	       "Clients waiting in the pool's queue for a backend with room (pool \"queue\").");
 	for (size_t i = 0; i < st->npools; i++)
-		if (atomic_load(&st->pools[i]->queue.max) > 0 || atomic_load(&st->pools[i]->queue.len))
+		if (atomic_load(&st->pools[i]->queue.max) > 0 ||
+		    atomic_load(&st->pools[i]->queue.len))
 			fprintf(f, "lb_pool_queue_length{pool=\"%s\"} %d\n",
-				esc(st->pools[i]->name, pool), atomic_load(&st->pools[i]->queue.len));
-	header(f, "lb_pool_queued_total", "counter", "Clients that had to wait in the pool's queue.");
+				esc(st->pools[i]->name, pool),
+				atomic_load(&st->pools[i]->queue.len));
+	header(f, "lb_pool_queued_total", "counter",
+	       "Clients that had to wait in the pool's queue.");
 	for (size_t i = 0; i < st->npools; i++)
 		if (atomic_load(&st->pools[i]->queue.max) > 0)
 			fprintf(f, "lb_pool_queued_total{pool=\"%s\"} %llu\n",
@@ -254,12 +257,13 @@ static void queue_metrics(FILE *f, const struct lb_state *st)
 		esc(st->pools[i]->name, pool);
 		for (size_t b = 0; b < QUEUE_WAIT_BUCKETS; b++) {
 			cum += atomic_load(&q->wait_bucket[b]);
-			fprintf(f, "lb_pool_queue_wait_seconds_bucket{pool=\"%s\",le=\"%g\"} %llu\n",
+			fprintf(f,
+				"lb_pool_queue_wait_seconds_bucket{pool=\"%s\",le=\"%g\"} %llu\n",
 				pool, queue_wait_bucket_ms[b] / 1000.0, (unsigned long long)cum);
 		}
 		cum += atomic_load(&q->wait_bucket[QUEUE_WAIT_BUCKETS]);
-		fprintf(f, "lb_pool_queue_wait_seconds_bucket{pool=\"%s\",le=\"+Inf\"} %llu\n", pool,
-			(unsigned long long)cum);
+		fprintf(f, "lb_pool_queue_wait_seconds_bucket{pool=\"%s\",le=\"+Inf\"} %llu\n",
+			pool, (unsigned long long)cum);
 		fprintf(f, "lb_pool_queue_wait_seconds_sum{pool=\"%s\"} %.3f\n", pool,
 			atomic_load(&q->wait_sum_ms) / 1000.0);
 		fprintf(f, "lb_pool_queue_wait_seconds_count{pool=\"%s\"} %llu\n", pool,

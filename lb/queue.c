@@ -6,7 +6,7 @@
 #include "lb/pool.h"
 #include "lb/timer.h"
 
-const uint32_t queue_wait_bucket_ms[QUEUE_WAIT_BUCKETS] = {1,	5,    10,   50,	  100,
+const uint32_t queue_wait_bucket_ms[QUEUE_WAIT_BUCKETS] = {1,	5,   10,   50,	 100,
 							   250, 500, 1000, 2500, 5000};
 
 /* Picks one waiter may take before dispatch gives up on it for now: a pick is only lost to

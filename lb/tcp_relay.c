@@ -432,7 +432,8 @@ static void conn_timer(struct timer *t, uint64_t now)
 			return;
 		}
 		atomic_fetch_add_explicit(&c->qpool->queue.timeout_total, 1, memory_order_relaxed);
-		reject(c, LISTENER_REJECT_QUEUE_TIMEOUT, "no backend had room within the queue timeout");
+		reject(c, LISTENER_REJECT_QUEUE_TIMEOUT,
+		       "no backend had room within the queue timeout");
 		return;
 	}
 	if (now - c->last_active >= lc->idle_timeout_ms) {
@@ -532,8 +533,8 @@ static void connect_next(struct conn *c)
 
 	/* First come, first served: while clients wait, a new one queues behind them. */
 	if (atomic_load_explicit(&p->queue.len, memory_order_relaxed) == 0)
-		b = listener_pick_backend(c->l, (struct sockaddr *)&c->client, c->tried,
-					  &c->ntried, 0, &c->turn);
+		b = listener_pick_backend(c->l, (struct sockaddr *)&c->client, c->tried, &c->ntried,
+					  0, &c->turn);
 	if (!b) {
 		/* The backends found full are not tried: a queued client may get any of them. */
 		struct pick_ctx ctx = {.tried = c->tried, .ntried = failed};

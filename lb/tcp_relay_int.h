@@ -56,9 +56,9 @@ struct conn {
 	struct half down;   /* backend -> client */
 	struct timer timer; /* connect timeout, then idle timeout */
 	uint64_t start, last_active;
-	struct list_head link; /* in the worker's tcp_state.conns */
-	struct pool *qpool;	   /* the pool whose queue it waits in (CONN_QUEUED) */
-	struct queue_waiter qw;	   /* its place there */
+	struct list_head link;	/* in the worker's tcp_state.conns */
+	struct pool *qpool;	/* the pool whose queue it waits in (CONN_QUEUED) */
+	struct queue_waiter qw; /* its place there */
 	struct backend *tried[LISTENER_MAX_TRIES];
 	struct sockaddr_storage client;
 };

@@ -56,7 +56,7 @@ struct worker {
 	struct tcp_state *tcp; /* tcp_relay.c's connections, object pool and scratch buffer */
 	struct udp_state *udp; /* udp_relay.c's sessions and buffers */
 
-	int wake_fd; /* eventfd: other threads -> worker */
+	int wake_fd;		   /* eventfd: other threads -> worker */
 	_Atomic bool kill_pending; /* worker_kick: scan for killed backends' connections */
 	struct engine_watch *wake_watch;
 	_Atomic int state; /* enum worker_state */

@@ -111,8 +111,8 @@ START_TEST(test_waiters_get_freed_slots_in_arrival_order)
 	}
 	for (size_t i = 0; i < th.be.n; i++)
 		t_expect(&th, tb_peak_active(th.be.tb[i]) <= 1,
-			 "backend %s held %u connections at once, max_conns 1", tb_name(th.be.tb[i]),
-			 tb_peak_active(th.be.tb[i]));
+			 "backend %s held %u connections at once, max_conns 1",
+			 tb_name(th.be.tb[i]), tb_peak_active(th.be.tb[i]));
 	m = metrics(&th);
 	t_expect(&th,
 		 has(m, "lb_pool_queue_length{pool=\"q\"} 0") &&
@@ -147,7 +147,8 @@ START_TEST(test_full_queue_refuses_and_timeout_closes)
 	uint64_t t0 = t_now_ms();
 	int refused = t_connect(NULL, th.port);
 	t_expect(&th, refused >= 0, "connect failed");
-	t_expect(&th, t_wait_closed(refused, REPLY_MS) != -1, "a client beyond a full queue stayed");
+	t_expect(&th, t_wait_closed(refused, REPLY_MS) != -1,
+		 "a client beyond a full queue stayed");
 	t_expect(&th, t_now_ms() - t0 < 250, "refusal waited for the queue timeout");
 	t_expect(&th, t_wait_closed(waiting, REPLY_MS) != -1,
 		 "a waiter was not closed after the queue timeout");
@@ -200,8 +201,7 @@ START_TEST(test_added_backend_takes_waiters)
 	int waiter = t_connect(NULL, th.port);
 	t_expect(&th, waiter >= 0 && !t_wait_readable(waiter, WAIT_MS), "the waiter was served");
 	struct tbackend *extra = t_backends_add(&th.be, TB_TAGGED, "qz");
-	t_expect(&th,
-		 t_lbctl(th.sock, NULL, NULL, "add", "q", "qz", tb_address(extra), NULL) == 0,
+	t_expect(&th, t_lbctl(th.sock, NULL, NULL, "add", "q", "qz", tb_address(extra), NULL) == 0,
 		 "lbctl add failed");
 	t_expect(&th, t_read_line(waiter, tag, sizeof(tag), REPLY_MS) > 0 && !strcmp(tag, "qz"),
 		 "the waiter was not given the added backend");
@@ -252,8 +252,8 @@ START_TEST(test_storm_of_clients_all_served_within_max_conns)
 	t_expect(&th, ok == STORM_CLIENTS, "%d of %d clients served", ok, STORM_CLIENTS);
 	for (size_t i = 0; i < th.be.n; i++)
 		t_expect(&th, tb_peak_active(th.be.tb[i]) <= 1,
-			 "backend %s held %u connections at once, max_conns 1", tb_name(th.be.tb[i]),
-			 tb_peak_active(th.be.tb[i]));
+			 "backend %s held %u connections at once, max_conns 1",
+			 tb_name(th.be.tb[i]), tb_peak_active(th.be.tb[i]));
 	stop(&th);
 }
 END_TEST

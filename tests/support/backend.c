@@ -75,7 +75,7 @@ struct tbackend {
 
 	struct tb_conn *conns; /* owned by the thread */
 	_Atomic unsigned accepted, active;
-	_Atomic unsigned peak; /* most connections open at once */
+	_Atomic unsigned peak;	    /* most connections open at once */
 	uint8_t scratch[64 * 1024]; /* TB_SINK reads into this */
 
 	pthread_mutex_t lock; /* protects cmd*, records */

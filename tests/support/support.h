@@ -43,8 +43,8 @@ void tb_free(struct tbackend *tb); /* stops if running, joins the thread, frees 
 int tb_port(const struct tbackend *tb);
 const char *tb_address(const struct tbackend *tb); /* "127.0.0.1:PORT" */
 const char *tb_name(const struct tbackend *tb);
-unsigned tb_accepted(struct tbackend *tb); /* connections accepted so far */
-unsigned tb_active(struct tbackend *tb);   /* connections open now */
+unsigned tb_accepted(struct tbackend *tb);    /* connections accepted so far */
+unsigned tb_active(struct tbackend *tb);      /* connections open now */
 unsigned tb_peak_active(struct tbackend *tb); /* most connections open at once so far */
 /* Copy of the first bytes recorded on the i-th accepted connection (TB_RECORD). Returns the
  * length copied, or -1 if there is no such connection. */
