@@ -39,13 +39,8 @@
  * and scheduling on a loaded (or sanitizer) build. */
 #define SLACK_MS 500
 /* Waits for things outside lb's promises (a server starting, traffic settling). */
-#define SETTLE_MS     5000
-#define REDIS_WAIT_MS 10000
-#define PG_WAIT_MS    30000
-#define INITDB_MS     120000
-#define TAG_MAX	      64
-/* Where make test's packages put the servers. */
-#define PG_GLOB "/usr/lib/postgresql/*/bin/postgres"
+#define SETTLE_MS 5000
+#define TAG_MAX	  64
 
 struct bdef {
 	const char *name;
@@ -85,21 +80,6 @@ static struct {
 } srv;
 
 /* ---- diagnostics ---- */
-
-static void dump_file(const char *path, const char *what)
-{
-	char buf[4096];
-	FILE *f = fopen(path, "r");
-	size_t n;
-
-	if (!f)
-		return;
-	fprintf(stderr, "---- %s (%s) ----\n", what, path);
-	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
-		fwrite(buf, 1, n, stderr);
-	fprintf(stderr, "---- end of %s ----\n", what);
-	fclose(f);
-}
 
 /* ---- lb ---- */
 
@@ -297,172 +277,14 @@ static void ssrv_free(struct ssrv *s)
 
 /* ---- real servers (redis-server, PostgreSQL) ---- */
 
-static pid_t spawn(char *const argv[], const struct passwd *pw, const char *log_path)
-{
-	pid_t pid = t_spawn(argv, pw, log_path);
-
-	ck_assert_int_ge(pid, 0);
-	return pid;
-}
-
-/* Connect to 127.0.0.1:port, send req, read until want bytes, EOF or 2 s. Returns the
- * number of bytes read into buf (NUL-terminated), or -1 if the connect failed. */
-static int exchange(int port, const void *req, size_t len, char *buf, size_t cap, size_t want)
-{
-	int fd = t_connect(NULL, port);
-	size_t got = 0;
-	uint64_t deadline = t_now_ms() + 2000;
-
-	if (fd < 0)
-		return -1;
-	(void)t_send_all(fd, req, len);
-	while (got < want && got < cap - 1 && t_now_ms() < deadline) {
-		struct pollfd pfd = {.fd = fd, .events = POLLIN};
-		ssize_t n;
-
-		if (poll(&pfd, 1, 100) <= 0)
-			continue;
-		n = recv(fd, buf + got, cap - 1 - got, 0);
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	buf[got] = '\0';
-	close(fd);
-	return (int)got;
-}
-
-static const char *find_redis(void)
-{
-	static const char *const paths[] = {"/usr/bin/redis-server", "/usr/local/bin/redis-server",
-					    "/usr/sbin/redis-server"};
-
-	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
-		if (access(paths[i], X_OK) == 0)
-			return paths[i];
-	return NULL;
-}
-
-/* Start redis-server on a free loopback port, without persistence; returns the port. */
 static int start_redis(void)
 {
-	const char *bin = find_redis();
-	char port_s[16], buf[64];
-	int port = t_free_port();
-	uint64_t deadline;
-
-	ck_assert_msg(bin, "redis-server is not installed: this suite checks the redis health "
-			   "check against a real server; `make test` installs it (Debian package "
-			   "redis-server)");
-	snprintf(port_s, sizeof(port_s), "%d", port);
-	char *const argv[] = {
-	    (char *)bin,    "--port", port_s,	     "--bind", "127.0.0.1",	   "--save", "",
-	    "--appendonly", "no",     "--daemonize", "no",     "--protected-mode", "yes",    NULL};
-	srv.redis = spawn(argv, NULL, NULL);
-	deadline = t_now_ms() + REDIS_WAIT_MS;
-	while (exchange(port, "PING\r\n", 6, buf, sizeof(buf), 7) != 7 ||
-	       strcmp(buf, "+PONG\r\n") != 0) {
-		ck_assert_msg(t_now_ms() < deadline,
-			      "redis-server (%s) did not answer PING on port "
-			      "%d within %d ms",
-			      bin, port, REDIS_WAIT_MS);
-		ck_assert_msg(waitpid(srv.redis, NULL, WNOHANG) == 0,
-			      "redis-server exited at start");
-		usleep(20 * 1000);
-	}
-	return port;
+	return t_redis_start(&srv.redis);
 }
 
-/* PostgreSQL's bin directory (highest version installed), or false. */
-static bool pg_bindir(char *buf, size_t len)
-{
-	glob_t g;
-	bool ok = false;
-
-	if (glob(PG_GLOB, 0, NULL, &g) == 0 && g.gl_pathc > 0) {
-		snprintf(buf, len, "%s", g.gl_pathv[g.gl_pathc - 1]);
-		*strrchr(buf, '/') = '\0';
-		ok = true;
-	}
-	globfree(&g);
-	return ok;
-}
-
-static const char *find_runuser(void)
-{
-	return access("/usr/sbin/runuser", X_OK) == 0 ? "/usr/sbin/runuser" : "/sbin/runuser";
-}
-
-/* initdb as the postgres user (through runuser when we are root). */
-static void pg_initdb(const char *bindir, const char *data, bool via_runuser)
-{
-	char initdb[300], *out = NULL, *err = NULL;
-	char *argv[20] = {(char *)find_runuser(), "-u", "postgres", "--"};
-	char *const cmd[] = {initdb,	 "-D", (char *)data, "-A",	   "trust",	"-U",
-			     "postgres", "-E", "UTF8",	     "--locale=C", "--no-sync", NULL};
-	int rc;
-
-	snprintf(initdb, sizeof(initdb), "%s/initdb", bindir);
-	memcpy(argv + 4, cmd, sizeof(cmd));
-	rc = t_run(via_runuser ? argv : argv + 4, &out, &err, INITDB_MS);
-	ck_assert_msg(rc == 0, "initdb failed (exit %d):\n%s\n%s", rc, out ? out : "",
-		      err ? err : "");
-	free(out);
-	free(err);
-}
-
-/* The one byte PostgreSQL answers an SSLRequest with, or -1. */
-static int pg_ssl_answer(int port)
-{
-	char buf[8];
-
-	if (exchange(port, "\x00\x00\x00\x08\x04\xd2\x16\x2f", 8, buf, sizeof(buf), 1) != 1)
-		return -1;
-	return (unsigned char)buf[0];
-}
-
-/* initdb a throw-away cluster in a temp dir and start postgres on a free loopback port
- * (as the postgres user when we are root: PostgreSQL refuses to run as root). */
 static int start_postgres(void)
 {
-	char bindir[256], data[128], log[128], bin[300], port_s[16];
-	struct passwd *pw = NULL;
-	int port = t_free_port(), a;
-	uint64_t deadline;
-
-	ck_assert_msg(pg_bindir(bindir, sizeof(bindir)),
-		      "PostgreSQL is not installed (no %s): this suite checks the postgres "
-		      "health check against a real server; `make test` installs it (Debian "
-		      "package postgresql)",
-		      PG_GLOB);
-	if (geteuid() == 0) {
-		pw = getpwnam("postgres");
-		ck_assert_msg(pw, "no user postgres to run PostgreSQL as; `make test` installs "
-				  "the postgresql package, which creates it");
-	}
-	snprintf(srv.pg_dir, sizeof(srv.pg_dir), "/tmp/lb-pg-XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(srv.pg_dir));
-	if (pw)
-		ck_assert_int_eq(chown(srv.pg_dir, pw->pw_uid, pw->pw_gid), 0);
-	snprintf(data, sizeof(data), "%s/data", srv.pg_dir);
-	snprintf(log, sizeof(log), "%s/postgres.log", srv.pg_dir);
-	snprintf(bin, sizeof(bin), "%s/postgres", bindir);
-	snprintf(port_s, sizeof(port_s), "%d", port);
-	pg_initdb(bindir, data, pw != NULL);
-	/* -h listen address, -k unix socket directory, -F fsync off, -N max connections */
-	char *const argv[] = {bin,  "-D",	data, "-p", port_s, "-h", "127.0.0.1",
-			      "-k", srv.pg_dir, "-F", "-N", "20",   NULL};
-	srv.pg = spawn(argv, pw, log);
-	deadline = t_now_ms() + PG_WAIT_MS;
-	while ((a = pg_ssl_answer(port)) != 'N' && a != 'S') {
-		if (t_now_ms() >= deadline || waitpid(srv.pg, NULL, WNOHANG) != 0) {
-			dump_file(log, "postgres log");
-			ck_abort_msg("postgres did not answer on port %d within %d ms", port,
-				     PG_WAIT_MS);
-		}
-		usleep(50 * 1000);
-	}
-	return port;
+	return t_pg_start(&srv.pg, srv.pg_dir, sizeof(srv.pg_dir), NULL);
 }
 
 /* ---- tear-down ---- */
@@ -474,10 +296,7 @@ static void finish(void)
 	ssrv_free(srv.ssrv);
 	srv.ssrv = NULL;
 	t_stop_child(&srv.redis, SIGTERM, 5000);
-	t_stop_child(&srv.pg, SIGINT, 10000); /* fast shutdown */
-	if (srv.pg_dir[0])
-		t_remove_tree(srv.pg_dir);
-	srv.pg_dir[0] = '\0';
+	t_pg_stop(&srv.pg, srv.pg_dir);
 }
 
 static void setup(void)
@@ -741,7 +560,7 @@ START_TEST(test_redis_check_passes_against_redis_and_fails_against_echo)
 	server_up_echo_down("redis", "redis", start_redis(), "bad reply: \"PING\"");
 	/* with the echo out of rotation (retries 0), every client reaches redis */
 	for (int i = 0; i < 6; i++) {
-		int n = exchange(h.port, "PING\r\n", 6, buf, sizeof(buf), 7);
+		int n = t_exchange(h.port, "PING\r\n", 6, buf, sizeof(buf), 7);
 		t_expect(&h, n == 7 && strcmp(buf, "+PONG\r\n") == 0,
 			 "PING %d through lb got %d bytes: %s", i, n, buf);
 	}
@@ -754,7 +573,7 @@ END_TEST
 static int redis_port_via(int port)
 {
 	char buf[128];
-	int n = exchange(port, "CONFIG GET port\r\n", 17, buf, sizeof(buf), 26);
+	int n = t_exchange(port, "CONFIG GET port\r\n", 17, buf, sizeof(buf), 26);
 	const char *p = n > 0 ? strstr(buf, "port\r\n$") : NULL;
 	const char *v = p ? strstr(p + 7, "\r\n") : NULL;
 
@@ -767,7 +586,7 @@ static void redis_replicaof(int port, const char *target)
 	int n = snprintf(cmd, sizeof(cmd), "REPLICAOF %s\r\n", target);
 
 	t_expect(&h,
-		 exchange(port, cmd, (size_t)n, buf, sizeof(buf), 5) == 5 &&
+		 t_exchange(port, cmd, (size_t)n, buf, sizeof(buf), 5) == 5 &&
 		     strcmp(buf, "+OK\r\n") == 0,
 		 "redis on %d: REPLICAOF %s answered %s", port, target, buf);
 }
@@ -817,7 +636,7 @@ START_TEST(test_postgres_check_passes_against_postgres_and_fails_against_echo)
 {
 	server_up_echo_down("postgres", "pg", start_postgres(), "bad reply: ");
 	for (int i = 0; i < 6; i++) {
-		int a = pg_ssl_answer(h.port);
+		int a = t_pg_ssl_answer(h.port);
 		t_expect(&h, a == 'N' || a == 'S', "SSLRequest %d through lb got %d", i, a);
 	}
 	finish();

@@ -248,6 +248,31 @@ void t_add_test(struct Suite *s, const char *name, const struct TTest *t, int ti
  * EXIT_SUCCESS if none failed, else EXIT_FAILURE: main's return value. */
 int t_run_suite(struct Suite *s, int print_mode);
 
+/* ---- real servers (servers.c); each fails the running test if it cannot start ---- */
+
+/* Extra postgres options t_pg_start passes on, at most. */
+#define T_PG_MAX_OPTS 16
+
+/* Print the file at path to stderr, framed and labelled what (for a failure's context). */
+void t_dump_file(const char *path, const char *what);
+/* Connect to 127.0.0.1:port, send req, read until want bytes, EOF or 2 s. Returns the
+ * number of bytes read into buf (NUL-terminated), or -1 if the connect failed. */
+int t_exchange(int port, const void *req, size_t len, char *buf, size_t cap, size_t want);
+/* Start redis-server on a free loopback port, without persistence; *pid gets its pid.
+ * Returns the port. */
+int t_redis_start(pid_t *pid);
+/* PostgreSQL's bin directory (highest version installed) into buf, or false. */
+bool t_pg_bindir(char *buf, size_t len);
+/* The one byte PostgreSQL answers an SSLRequest with, or -1. */
+int t_pg_ssl_answer(int port);
+/* initdb a throw-away cluster in a fresh temp dir (its path into dir) and start postgres on
+ * a free loopback port, trust authentication for user postgres, as user postgres when we
+ * are root; opts (NULL-terminated, NULL for none) are further postgres arguments such as
+ * "-c", "max_connections=4". *pid gets its pid. Returns the port. */
+int t_pg_start(pid_t *pid, char *dir, size_t dirlen, const char *const *opts);
+/* Stop a postgres t_pg_start started (fast shutdown) and remove its dir. */
+void t_pg_stop(pid_t *pid, char *dir);
+
 /* ---- the integration harness (harness.c, config_builder.c) ---- */
 
 /* The lb, control socket and test backends of the running test (each Check test runs in its
