@@ -167,6 +167,12 @@ static struct backend *wrr_scan(const struct wrr_state *s, const struct pick_ctx
 	return NULL;
 }
 
+/* A turn whose backend is not allowed (down, full, or already tried by this connection's
+ * retry) moves on to a position that shifts by one with each round through the sequence:
+ * over the rounds the skipped backend's turns spread over the others in proportion to their
+ * weights, where walking on from its own position would give them all to its neighbour
+ * (weights 1:1:2 with the first down: 1:1 instead of 1:2). A retry keeps its connection's turn, as
+ * round_robin's does, so that it takes none from new connections. */
 static struct backend *wrr_pick(void *state, const struct pick_ctx *ctx)
 {
 	struct wrr_state *s = state;
@@ -174,10 +180,21 @@ static struct backend *wrr_pick(void *state, const struct pick_ctx *ctx)
 
 	if (s->n == 0)
 		return NULL;
-	turn = atomic_fetch_add_explicit(s->cursor, 1, memory_order_relaxed);
+	if (ctx->turn && *ctx->turn != PICK_NO_TURN) {
+		turn = *ctx->turn;
+	} else {
+		turn = atomic_fetch_add_explicit(s->cursor, 1, memory_order_relaxed);
+		if (ctx->turn)
+			*ctx->turn = turn;
+	}
 	if (s->len == 0)
 		return wrr_scan(s, ctx, turn);
 	pos = turn % s->len;
+	struct backend *own = s->backends[s->seq[pos]];
+	if (pick_allowed(ctx, own))
+		return own;
+	if (s->len > 1)
+		pos = (pos + 1 + (turn / s->len) % (s->len - 1)) % s->len;
 	walk = s->len < WRR_WALK_MAX ? s->len : WRR_WALK_MAX;
 	for (uint64_t k = 0; k < walk; k++) {
 		struct backend *b = s->backends[s->seq[(pos + k) % s->len]];

@@ -156,11 +156,11 @@ END_TEST
  * its pick is dead, as the relays do (pick_ctx.turn kept across the retry). A retry must
  * not take a turn from new connections: A and B get 15 each (nginx's stream_upstream.t
  * "failures"), where a fresh turn per retry gave B 22 and A 8. */
-START_TEST(test_round_robin_retries_keep_the_rotation_fair)
+/* One retry when the pick is dead, as the relays do it: the backend each of 30 connections
+ * lands on, counted in a and b (backends 1 and 2 of p). */
+static void retry_dead_first(struct pool *p, int *a, int *b)
 {
-	struct pool *p = t_pool_make("round_robin", "b", 3, -1, NULL);
 	struct backend *dead = p->backends[0];
-	int a = 0, b = 0;
 
 	for (int i = 0; i < 30; i++) {
 		struct backend *tried[2];
@@ -172,11 +172,51 @@ START_TEST(test_round_robin_retries_keep_the_rotation_fair)
 			got = pool_pick(p, &ctx);
 		}
 		ck_assert(got != dead);
-		a += got == p->backends[1];
-		b += got == p->backends[2];
+		*a += got == p->backends[1];
+		*b += got == p->backends[2];
 	}
+}
+
+START_TEST(test_round_robin_retries_keep_the_rotation_fair)
+{
+	struct pool *p = t_pool_make("round_robin", "b", 3, -1, NULL);
+	int a = 0, b = 0;
+
+	retry_dead_first(p, &a, &b);
 	ck_assert_int_eq(a, 15);
 	ck_assert_int_eq(b, 15);
+	pool_destroy(p);
+}
+END_TEST
+
+/* The same for weighted_round_robin, whose retries now keep their turn too (with a fresh
+ * turn per retry this case happened to come out even as well). */
+START_TEST(test_weighted_round_robin_retries_keep_the_rotation_fair)
+{
+	struct pool *p = t_pool_make("weighted_round_robin", "b", 3, -1, NULL);
+	int a = 0, b = 0;
+
+	retry_dead_first(p, &a, &b);
+	ck_assert_int_eq(a, 15);
+	ck_assert_int_eq(b, 15);
+	pool_destroy(p);
+}
+END_TEST
+
+/* Marked down (not merely refusing), a backend's share goes to the others by weight, not to
+ * its neighbour in the sequence: weights 1:1:2 with the first down give 1:2 of 30. */
+START_TEST(test_weighted_round_robin_spreads_a_down_backends_turns_by_weight)
+{
+	static const int w[] = {1, 1, 2};
+	struct pool *p = t_pool_make("weighted_round_robin", "b", 3, -1, w);
+	struct pick_ctx ctx = {0};
+	int counts[3] = {0};
+
+	atomic_store(&p->backends[0]->health, BACKEND_DOWN);
+	pick_n(p, &ctx, 300, counts);
+	ck_assert_int_eq(counts[0], 0);
+	ck_assert_int_ge(counts[1], 90);
+	ck_assert_int_le(counts[1], 110);
 	pool_destroy(p);
 }
 END_TEST
@@ -814,6 +854,8 @@ static Suite *algorithms_suite(void)
 	tcase_add_test(tc, test_pool_create_refuses_an_unknown_algorithm);
 	tcase_add_test(tc, test_round_robin_is_exact);
 	tcase_add_test(tc, test_round_robin_retries_keep_the_rotation_fair);
+	tcase_add_test(tc, test_weighted_round_robin_retries_keep_the_rotation_fair);
+	tcase_add_test(tc, test_weighted_round_robin_spreads_a_down_backends_turns_by_weight);
 	tcase_add_test(tc, test_panic_threshold_balances_over_all_backends);
 	tcase_add_test(tc, test_round_robin_rotation_survives_rebuilds);
 	tcase_add_test(tc, test_round_robin_is_exact_across_threads);
