@@ -44,7 +44,7 @@ struct tcp_state {
 };
 
 static void connect_next(struct conn *c);
-static void connect_to(struct conn *c, struct backend *b);
+static void conn_take_grant(struct conn *c);
 
 static void set_nodelay(int fd)
 {
@@ -426,9 +426,7 @@ static void conn_timer(struct timer *t, uint64_t now)
 	}
 	if (c->state == CONN_QUEUED) {
 		if (queue_cancel(c->qpool, &c->qw)) {
-			/* A slot came with the timeout: take it rather than waste it. */
-			c->state = CONN_CONNECTING;
-			connect_to(c, c->qw.granted);
+			conn_take_grant(c); /* a slot came with the timeout: take it */
 			return;
 		}
 		atomic_fetch_add_explicit(&c->qpool->queue.timeout_total, 1, memory_order_relaxed);
@@ -550,6 +548,18 @@ static void connect_next(struct conn *c)
 	connect_to(c, b);
 }
 
+/* A queued connection was granted a slot (c->qw.granted, taken for it): connect there. */
+static void conn_take_grant(struct conn *c)
+{
+	struct backend *b = c->qw.granted;
+
+	timer_cancel(&c->w->timers, &c->timer);
+	c->state = CONN_CONNECTING;
+	if (c->ntried < LISTENER_MAX_TRIES)
+		c->tried[c->ntried++] = b;
+	connect_to(c, b);
+}
+
 /* Connect the queued connections that were granted a slot (the worker's wake). */
 void tcp_relay_queue_run(struct worker *w)
 {
@@ -558,13 +568,8 @@ void tcp_relay_queue_run(struct worker *w)
 	queue_inbox_take(&w->tcp->inbox, &granted);
 	while (!list_empty(&granted)) {
 		struct queue_waiter *wt = list_first_entry(&granted, struct queue_waiter, link);
-		struct conn *c = container_of(wt, struct conn, qw);
 		list_del(&wt->link);
-		timer_cancel(&w->timers, &c->timer);
-		c->state = CONN_CONNECTING;
-		if (c->ntried < LISTENER_MAX_TRIES)
-			c->tried[c->ntried++] = wt->granted;
-		connect_to(c, wt->granted);
+		conn_take_grant(container_of(wt, struct conn, qw));
 	}
 }
 
