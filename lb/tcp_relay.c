@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -31,6 +32,18 @@
 #define SMALL_READ 8192
 /* Bytes asked of one splice call; the pipe's size bounds what actually moves. */
 #define SPLICE_CHUNK (1 << 20)
+/* A bulk direction copies through a buffer this large while it streams (recv/send: on
+ * loopback 1 MiB chunks moved a stream at about the rate of a direct connection, at less CPU
+ * per GB than splice through a pipe; docs/ARCHITECTURE.md "Bulk: copy or splice"). It is
+ * borrowed from the worker only while bytes flow and given back when the source runs dry,
+ * so an idle connection holds none. */
+#define BIG_BUF (1u << 20)
+/* Empty big buffers a worker keeps for the next burst (resident: 2 MiB a worker), and the
+ * most it lends at once (beyond that, bulk directions splice through pipes as before).
+ * They are mapped and unmapped directly, so that one given back beyond the spares returns
+ * its memory to the system at once rather than to malloc's heap. */
+#define BIG_SPARE 2
+#define BIG_MAX	  64
 /* Connection objects allocated per slab. */
 #define CONN_SLAB 64
 
@@ -41,7 +54,45 @@ struct tcp_state {
 	struct objpool conn_pool;   /* struct conn objects */
 	struct queue_inbox inbox;   /* queued connections granted a slot (lb/queue.h) */
 	char relay_buf[SMALL_READ]; /* scratch for small reads (pump_small) */
+	char *big_spare[BIG_SPARE]; /* empty big buffers kept for reuse */
+	size_t nbig_spare, nbig_lent;
+	bool copy_off; /* LB_BULK_COPY=0: bulk always splices (for A/B measurements) */
 };
+
+static bool big_get(struct worker *w, struct half *h)
+{
+	struct tcp_state *t = w->tcp;
+
+	if (t->copy_off || t->nbig_lent >= BIG_MAX)
+		return false;
+	if (t->nbig_spare) {
+		h->big = t->big_spare[--t->nbig_spare];
+	} else {
+		void *m =
+		    mmap(NULL, BIG_BUF, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (m == MAP_FAILED)
+			return false;
+		h->big = m;
+	}
+	t->nbig_lent++;
+	h->big_off = h->big_len = 0;
+	return true;
+}
+
+static void big_put(struct worker *w, struct half *h)
+{
+	struct tcp_state *t = w->tcp;
+
+	if (!h->big)
+		return;
+	if (t->nbig_spare < BIG_SPARE)
+		t->big_spare[t->nbig_spare++] = h->big;
+	else
+		munmap(h->big, BIG_BUF);
+	t->nbig_lent--;
+	h->big = NULL;
+	h->big_off = h->big_len = 0;
+}
 
 static void connect_next(struct conn *c);
 static void conn_take_grant(struct conn *c);
@@ -99,6 +150,8 @@ void tcp_conn_finish(struct conn *c, const char *how, bool reset_client, bool re
 	close_fd(c->cfd, reset_client);
 	half_release_pipe(w, &c->up);
 	half_release_pipe(w, &c->down);
+	big_put(w, &c->up);
+	big_put(w, &c->down);
 	tcp_uring_release(w, &c->up);
 	tcp_uring_release(w, &c->down);
 	listener_leave(c->l, (struct sockaddr *)&c->client, c->per_client);
@@ -173,6 +226,21 @@ enum pump_result tcp_pump(struct conn *c, struct half *h, int src, int dst)
 	if (h->tx)
 		return PUMP_OK; /* the engine is sending; its completion resumes us */
 	for (;;) {
+		if (h->big_len) {
+			ssize_t n =
+			    send(dst, h->big + h->big_off, h->big_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+			if (n > 0) {
+				h->big_off += (uint32_t)n;
+				h->big_len -= (uint32_t)n;
+				h->bytes += (uint64_t)n;
+				continue;
+			}
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0 && errno == EAGAIN)
+				return PUMP_OK; /* the sink's WRITE event resumes us */
+			return PUMP_DST_ERR;
+		}
 		if (h->in_pipe) {
 			ssize_t n = splice(h->pipe.rd, NULL, dst, NULL, h->in_pipe,
 					   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
@@ -189,6 +257,7 @@ enum pump_result tcp_pump(struct conn *c, struct half *h, int src, int dst)
 		}
 		if (h->eof) {
 			half_release_pipe(w, h);
+			big_put(w, h);
 			if (!h->shut) {
 				/* Everything before the FIN is delivered: pass the FIN on; unless
 				 * the other way is finished too, when the pair is closed next and
@@ -209,6 +278,26 @@ enum pump_result tcp_pump(struct conn *c, struct half *h, int src, int dst)
 			if (!h->eof && !h->bulk && !h->in_pipe)
 				return PUMP_OK; /* the source is drained */
 			continue;		/* forward the FIN, drain the pipe, or splice */
+		}
+		if (h->big || (h->pipe.rd < 0 && big_get(w, h))) {
+			ssize_t n = recv(src, h->big, BIG_BUF, 0);
+			if (n > 0) {
+				h->big_off = 0;
+				h->big_len = (uint32_t)n;
+				c->last_active = w->now;
+				continue;
+			}
+			if (n == 0) {
+				h->eof = true;
+				continue;
+			}
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN) {
+				big_put(w, h); /* empty: back to the worker while idle */
+				return PUMP_OK;
+			}
+			return PUMP_SRC_ERR;
 		}
 		if (h->pipe.rd < 0 && pipe_pool_get(&w->pipes, &h->pipe) < 0) {
 			h->pipe.rd = h->pipe.wr = -1;
@@ -278,6 +367,13 @@ void tcp_relay_run(struct conn *c, bool do_up, bool do_down)
 	tcp_relay_outcome(c, r, client_failed);
 }
 
+/* Bytes h holds for its sink (a pipe's or a big buffer's): a WRITE event on the sink
+ * resumes the direction. */
+static bool half_pending(const struct half *h)
+{
+	return h->in_pipe || h->big_len;
+}
+
 static void client_ready(void *arg, uint32_t ev)
 {
 	struct conn *c = arg;
@@ -289,7 +385,7 @@ static void client_ready(void *arg, uint32_t ev)
 		return;
 	}
 	tcp_relay_run(c, ev & (ENGINE_READ | ENGINE_ERROR),
-		      (ev & (ENGINE_WRITE | ENGINE_ERROR)) && c->down.in_pipe);
+		      (ev & (ENGINE_WRITE | ENGINE_ERROR)) && half_pending(&c->down));
 }
 
 static void reject(struct conn *c, enum listener_reject why, const char *how)
@@ -307,8 +403,8 @@ static void reject(struct conn *c, enum listener_reject why, const char *how)
 
 static bool conn_quiet(const struct conn *c, uint64_t now)
 {
-	return now - c->last_active >= LIFETIME_QUIET_MS && !c->up.in_pipe && !c->down.in_pipe &&
-	       !c->up.tx && !c->down.tx;
+	return now - c->last_active >= LIFETIME_QUIET_MS && !half_pending(&c->up) &&
+	       !half_pending(&c->down) && !c->up.tx && !c->down.tx;
 }
 
 /* When conn_timer must look at c next (relaying). */
@@ -388,7 +484,7 @@ static void backend_ready(void *arg, uint32_t ev)
 	if (ev & (ENGINE_RDHUP | ENGINE_ERROR))
 		c->down.drain = true;
 	if (c->state == CONN_RELAY) {
-		tcp_relay_run(c, (ev & (ENGINE_WRITE | ENGINE_ERROR)) && c->up.in_pipe,
+		tcp_relay_run(c, (ev & (ENGINE_WRITE | ENGINE_ERROR)) && half_pending(&c->up),
 			      ev & (ENGINE_READ | ENGINE_ERROR));
 		return;
 	}
@@ -663,6 +759,9 @@ int tcp_relay_init(struct worker *w)
 	t->nconns = 0;
 	queue_inbox_init(&t->inbox, queue_kick, w);
 	objpool_init(&t->conn_pool, sizeof(struct conn), CONN_SLAB);
+	const char *copy = getenv("LB_BULK_COPY");
+	t->nbig_spare = t->nbig_lent = 0;
+	t->copy_off = copy && strcmp(copy, "0") == 0;
 	w->tcp = t;
 	return 0;
 }
@@ -674,6 +773,8 @@ void tcp_relay_free(struct worker *w)
 		return;
 	objpool_destroy(&t->conn_pool);
 	queue_inbox_destroy(&t->inbox);
+	while (t->nbig_spare)
+		munmap(t->big_spare[--t->nbig_spare], BIG_BUF);
 	free(t);
 	w->tcp = NULL;
 }

@@ -32,6 +32,9 @@ struct half {
 	struct held_q *held;	/* completion mode: data waiting behind tx */
 	struct lb_pipe pipe;	/* rd == -1: none borrowed */
 	uint32_t in_pipe;	/* bytes read from the source, not yet written to the sink */
+	char *big;		/* bulk: a large copy buffer borrowed while streaming; or NULL */
+	uint32_t big_off;	/* ... where its unsent bytes start, */
+	uint32_t big_len;	/* ... and how many there are */
 	bool eof;		/* the source sent FIN */
 	bool shut;		/* FIN forwarded to the sink */
 	bool bulk;		/* a read filled a whole buffer: splice from now on */
