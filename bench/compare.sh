@@ -3,6 +3,9 @@
 # same loopback backends (iperf3, nginx http, dnsmasq, redis), same worker count, same client commands;
 # alternates systems, repeats rounds and writes the medians to docs/BENCHMARKS.md, docs/bench.png.
 #
+# Systems: direct, lb-uring, lb-epoll, haproxy, nginx (default configs), and haproxy-1m /
+# nginx-1m: the peers tuned for bulk with 1 MiB buffers (tune.bufsize, proxy_buffer_size),
+# run on the bulk workloads (tcp1, tcp4) only.
 # Usage: bash bench/compare.sh [--quick] [--rounds N] [--systems "direct lb-uring ..."]
 #        [--workloads "idle tcp1 tcp4 ka close udp200 udp500 dns redis"] (default: all)
 # Env:   LB_BIN (default build/lb), LB_BENCH_ENGINE (engine of the plain "lb" system,
@@ -18,14 +21,14 @@ HELPER="$BENCH/helper.py"
 
 QUICK=0
 ROUNDS=
-SYSTEMS="direct lb-uring lb-epoll haproxy nginx"
+SYSTEMS="direct lb-uring lb-epoll haproxy nginx haproxy-1m nginx-1m"
 ALL_WORKLOADS="idle tcp1 tcp4 ka close udp200 udp500 dns redis"
 WORKLOADS=$ALL_WORKLOADS
 WORKERS=$(nproc)
 LB_BENCH_ENGINE=${LB_BENCH_ENGINE:-auto}
 
 usage() {
-	sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+	sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 while [ $# -gt 0 ]; do
@@ -307,9 +310,11 @@ start_lb() {
 }
 
 start_haproxy() {
-	local s=$1 d="$TMP/$1" pid
+	local s=$1 d="$TMP/$1" pid tune=""
 	mkdir -p "$d"
+	[ "$s" = haproxy-1m ] && tune="tune.bufsize 1048576"
 	render "$BENCH/haproxy.cfg.in" "$d/haproxy.cfg" WORKERS="$WORKERS" DIR="$d" MAXCONN="$HAPROXY_MAXCONN" \
+		TUNE="$tune" \
 		IPERF_PORT="${SYS_IPERF[$s]}" HTTP_PORT="${SYS_HTTP[$s]}" \
 		BACKEND_IPERF_PORT="$BACKEND_IPERF" BACKEND_HTTP_PORT="$BACKEND_HTTP" \
 		REDIS_PORT="${SYS_REDIS[$s]}" BACKEND_REDIS_PORT="$BACKEND_REDIS"
@@ -320,13 +325,16 @@ start_haproxy() {
 		return 1
 	fi
 	add_note "$s" "HAProxy has no UDP proxying"
+	[ -z "$tune" ] || add_note "$s" "tuned for bulk ($tune): bulk rows only"
 }
 
 start_nginx() {
-	local s=$1 d="$TMP/$1" pid load=""
+	local s=$1 d="$TMP/$1" pid load="" tune=""
 	mkdir -p "$d"
+	[ "$s" = nginx-1m ] && tune="proxy_buffer_size 1m;"
 	if stream_module >/dev/null; then load="load_module $(stream_module);"; fi
 	render "$BENCH/nginx-stream.conf.in" "$d/nginx.conf" WORKERS="$WORKERS" DIR="$d" NOFILE="$NOFILE" \
+		TUNE="$tune" \
 		LOAD_STREAM="$load" IPERF_PORT="${SYS_IPERF[$s]}" HTTP_PORT="${SYS_HTTP[$s]}" \
 		BACKEND_IPERF_PORT="$BACKEND_IPERF" BACKEND_HTTP_PORT="$BACKEND_HTTP" \
 		DNS_PORT="${SYS_DNS[$s]}" BACKEND_DNS_PORT="$BACKEND_DNS" \
@@ -339,6 +347,7 @@ start_nginx() {
 		add_note "$s" "did not start: $(tail -1 "$d/error.log" 2>/dev/null)"
 		return 1
 	fi
+	[ -z "$tune" ] || add_note "$s" "tuned for bulk ($tune): bulk rows only"
 }
 
 declare -A UP
@@ -348,8 +357,8 @@ start_system() { # marks UP[s]=1 when it runs and relays an HTTP request
 	[ "$s" = direct ] && { UP[$s]=1; return 0; }
 	case "$s" in
 	lb | lb-* | lbbase-*) start_lb "$s" && ok=1 ;;
-	haproxy) start_haproxy "$s" && ok=1 ;;
-	nginx) start_nginx "$s" && ok=1 ;;
+	haproxy | haproxy-1m) start_haproxy "$s" && ok=1 ;;
+	nginx | nginx-1m) start_nginx "$s" && ok=1 ;;
 	*) log "unknown system $s"; exit 2 ;;
 	esac
 	if [ "$ok" = 1 ] && ! python3 "$HELPER" probe "${SYS_HTTP[$s]}" 2>>"$RAW/logs/$s.log"; then
@@ -516,9 +525,15 @@ run_idle() {
 	sleep 0.5 # let the balancer and backend reap the closed connections
 }
 
+# The peers tuned with 1 MiB buffers are there for the bulk rows only.
+runs() { # runs SYS WORKLOAD
+	case "$1" in *-1m) case "$2" in tcp1 | tcp4) return 0 ;; *) return 1 ;; esac ;; esac
+	return 0
+}
+
 run_workload() { # run_workload NAME SYS
 	local w=$1 s=$2
-	if ! alive "$s"; then
+	if ! runs "$s" "$w" || ! alive "$s"; then
 		case "$w" in
 		idle) record "$s" mem_per_conn_kb NA ;;
 		tcp1 | tcp4) record "$s" "$w" NA ;;
