@@ -211,6 +211,37 @@ START_TEST(test_added_backend_takes_waiters)
 }
 END_TEST
 
+/* A reload turns the queue on (and its settings are what `lbctl status` then shows). */
+START_TEST(test_reload_turns_the_queue_on)
+{
+	struct t_harness th;
+	char *out = NULL, *err = NULL;
+	int hold, idx;
+
+	start(&th, NULL, 1);
+	hold = t_hold(&th.lb, &th.be, th.port, &idx);
+	t_rewrite_config(&th.lb, queue_config(th.port, &th.be, "{\"max\":7,\"timeout\":\"10s\"}"));
+	t_expect(&th, t_lbctl(th.sock, &out, &err, "reload", NULL) == 0, "reload: %s", err);
+	t_expect(&th, has(out, "pools_changed") || has(out, "q"),
+		 "reload did not note the pool:\n%s", out ? out : "");
+	free(out);
+	free(err);
+	int waiter = t_connect(NULL, th.port);
+	t_expect(&th, waiter >= 0 && !t_wait_readable(waiter, WAIT_MS),
+		 "after the reload a client finding the backend full was not kept waiting");
+	char *m = metrics(&th);
+	t_expect(&th, has(m, "lb_pool_queue_length{pool=\"q\"} 1"), "no waiter after reload:\n%s",
+		 m);
+	free(m);
+	close(hold); /* its slot goes to the waiter */
+	char tag[32];
+	t_expect(&th, t_read_line(waiter, tag, sizeof(tag), REPLY_MS) > 0,
+		 "the waiter got no backend once the slot freed");
+	close(waiter);
+	stop(&th);
+}
+END_TEST
+
 /* Many clients at once through 2 backends of max_conns 1 with a queue: every one is served
  * (echo round trip), none is refused, and no backend ever holds more than 1. */
 #define STORM_CLIENTS 24
@@ -266,6 +297,7 @@ int main(void)
 	t_add_test(s, "full_timeout", test_full_queue_refuses_and_timeout_closes, 20);
 	t_add_test(s, "no_queue", test_no_queue_refuses_at_once, 20);
 	t_add_test(s, "added_backend", test_added_backend_takes_waiters, 20);
+	t_add_test(s, "reload", test_reload_turns_the_queue_on, 20);
 	t_add_test(s, "storm", test_storm_of_clients_all_served_within_max_conns, 60);
 	return t_run_suite(s, CK_ENV);
 }
