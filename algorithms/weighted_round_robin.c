@@ -107,7 +107,7 @@ static bool wrr_build_seq(struct wrr_state *s)
 	if (!w || !cur)
 		goto out;
 	for (size_t i = 0; i < s->n; i++) {
-		int weight = atomic_load_explicit(&s->backends[i]->weight, memory_order_relaxed);
+		int weight = backend_weight(s->backends[i]); /* slow start's ramp included */
 
 		w[i] = weight > 0 ? (uint64_t)weight : 0;
 	}

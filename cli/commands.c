@@ -268,7 +268,12 @@ static void print_backends(json_t *d)
 		  "IN", "OUT", "FAILURES", "CHECK");
 	json_array_foreach (d, i, b) {
 		char *w = fmtbuf();
-		snprintf(w, FMT_MAX, "%lld%s", num(b, "weight"),
+		json_t *ramp = json_object_get(b, "slow_start_pct");
+		char rs[40] = "";
+		if (ramp)
+			snprintf(rs, sizeof(rs), " (slow start %lld%%)",
+				 (long long)json_integer_value(ramp));
+		snprintf(w, FMT_MAX, "%lld%s%s", num(b, "weight"), rs,
 			 json_is_true(json_object_get(b, "backup")) ? " (backup)" : "");
 		const char *state = str(b, "state");
 		if (strcmp(str(b, "health_source"), "forced") == 0)

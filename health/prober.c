@@ -142,7 +142,12 @@ static void mark_up(struct probe *p, const char *why)
 {
 	struct backend *b = p->b;
 
+	bool was_down = atomic_load(&b->hc_verdict) == BACKEND_DOWN;
 	bool applied = set_health(p, BACKEND_UP);
+	/* Back from down, a server is cold (slow_start): not at lb's start, when every backend's
+	 * first check passes. */
+	if (was_down && atomic_load(&b->slow_start_ms))
+		backend_ramp_begin(b, timer_now_ms());
 	/* Connects that failed before the backend went down must not count again now. */
 	atomic_store_explicit(&b->fail_streak, 0, memory_order_relaxed);
 	p->recovering = false;
@@ -532,8 +537,11 @@ static void tick(struct timer *t, uint64_t now)
 {
 	struct prober *pr = container_of(t, struct prober, tick);
 
-	for (size_t i = 0; i < pr->nprobes; i++)
+	for (size_t i = 0; i < pr->nprobes; i++) {
 		passive_check(&pr->probes[i], now);
+		if (backend_ramp_step(pr->probes[i].b, now)) /* slow start */
+			pr->dirty[pr->probes[i].pool_idx] = true;
+	}
 	if (pr->q)
 		qsbr_reclaim(pr->q);
 	timer_arm(&pr->timers, &pr->tick, now + PROBER_TICK_MS);

@@ -59,15 +59,16 @@ static const char *const listener_keys[] = {"name",
 					    NULL};
 static const char *const timeout_keys[] = {"connect", "idle", "lifetime", NULL};
 static const char *const keepalive_keys[] = {"idle", "interval", "count", NULL};
-static const char *const pool_keys[] = {"name",	   "algorithm",	      "retries",
-					"on_down", "panic_threshold", "queue",
-					"health",  "backends",	      NULL};
+static const char *const pool_keys[] = {
+    "name",  "algorithm",  "retries", "on_down",  "panic_threshold",
+    "queue", "slow_start", "health",  "backends", NULL};
 static const char *const queue_keys[] = {"max", "timeout", NULL};
 static const char *const health_keys[] = {"type", "interval", "timeout", "rise",	  "fall",
 					  "send", "expect",   "path",	 "expect_status", "port",
 					  "role", "user",     NULL};
-static const char *const backend_keys[] = {"name",   "address",	 "weight",     "max_conns",
-					   "backup", "hash_key", "check_port", NULL};
+static const char *const backend_keys[] = {"name",	 "address",    "weight",
+					   "max_conns",	 "backup",     "hash_key",
+					   "check_port", "slow_start", NULL};
 
 /* Enumerations: the index in each table is the enum value. */
 static const char *const engine_names[] = {"auto", "io_uring", "epoll", NULL};
@@ -618,6 +619,7 @@ static void parse_backend(struct cfg_ctx *c, const json_t *obj, const char *path
 	cfg_get_int(c, obj, path, "max_conns", 0, INT_MAX, &b->max_conns);
 	cfg_get_bool(c, obj, path, "backup", &b->backup);
 	cfg_get_int(c, obj, path, "check_port", 1, 65535, &b->check_port);
+	cfg_get_duration(c, obj, path, "slow_start", true, &b->slow_start_ms);
 	parse_hash_key(c, obj, path, b);
 }
 
@@ -755,6 +757,7 @@ static void parse_pool(struct cfg_ctx *c, const json_t *obj, const char *path, s
 	if (cfg_get_enum(c, obj, path, "on_down", on_down_names, &on_down) == CFG_OK)
 		p->on_down = (enum cfg_on_down)on_down;
 	parse_queue(c, obj, path, p);
+	cfg_get_duration(c, obj, path, "slow_start", true, &p->slow_start_ms);
 	parse_health(c, obj, path, &p->health);
 	parse_backends(c, obj, path, p);
 }

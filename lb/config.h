@@ -70,6 +70,7 @@ struct cfg_backend {
 	bool backup;
 	char *hash_key; /* ip_hash key; NULL = the resolved address ("10.0.0.1:80") */
 	int check_port; /* health checks go to this port of its host; 0 = the pool's health.port */
+	uint64_t slow_start_ms; /* ramp after coming up or being added; 0 = the pool's */
 };
 
 struct cfg_pool {
@@ -79,6 +80,7 @@ struct cfg_pool {
 	enum cfg_on_down on_down;
 	int panic_threshold; /* percent of backends that must be up; 0 = no panic mode */
 	/* "queue": clients wait for a free slot when every usable backend is at max_conns. */
+	uint64_t slow_start_ms;	   /* a backend that comes up ramps its weight over this; 0 = off */
 	int queue_max;		   /* waiting clients at most; 0 = no queue (refuse at once) */
 	uint64_t queue_timeout_ms; /* how long one waits before it is closed */
 	struct cfg_health health;

@@ -247,6 +247,11 @@ static json_t *backend_json(struct backend *b)
 		port = b->pool->health.port;
 	if (o && port)
 		json_object_set_new(o, "check_port", json_integer(port));
+	/* Slow start: how far the ramp is, in percent of the weight. */
+	int ramp = atomic_load(&b->ramp_weight), w = atomic_load(&b->weight);
+	if (o && ramp > 0 && w > 0)
+		json_object_set_new(o, "slow_start_pct",
+				    json_integer(ramp * 100 / (w * BACKEND_WEIGHT_SCALE)));
 	json_t *q = queue_json(b->pool);
 	if (o && q)
 		json_object_set_new(o, "queue", q);

@@ -13,6 +13,7 @@
 #include "lb/hash.h"
 #include "lb/log.h"
 #include "lb/qsbr.h"
+#include "lb/timer.h"
 
 /* Seed that keeps the backups' table from cancelling the primaries' in the fingerprint. */
 #define FINGERPRINT_SEED_BACKUPS 0x8cb92ba72f3d8dd7ull
@@ -57,11 +58,57 @@ bool pick_allowed(const struct pick_ctx *ctx, const struct backend *b)
 	return (ctx->panic ? backend_usable_in_panic(b) : backend_usable(b)) && !pick_tried(ctx, b);
 }
 
+int backend_weight(const struct backend *b)
+{
+	int ramp = atomic_load_explicit(&b->ramp_weight, memory_order_relaxed);
+	int w = atomic_load_explicit(&b->weight, memory_order_relaxed);
+
+	if (w <= 0)
+		return 0;
+	return ramp > 0 && ramp < w * BACKEND_WEIGHT_SCALE ? ramp : w * BACKEND_WEIGHT_SCALE;
+}
+
+int backend_ramp_weight(int weight, uint64_t elapsed_ms, uint64_t ramp_ms)
+{
+	uint64_t full = (uint64_t)(weight > 0 ? weight : 0) * BACKEND_WEIGHT_SCALE;
+
+	if (!ramp_ms || elapsed_ms >= ramp_ms)
+		return (int)full;
+	uint64_t w = full * elapsed_ms / ramp_ms;
+	return (int)(w ? w : 1);
+}
+
+void backend_ramp_begin(struct backend *b, uint64_t now_ms)
+{
+	if (!atomic_load(&b->slow_start_ms))
+		return;
+	atomic_store(&b->ramp_start_ms, now_ms ? now_ms : 1);
+	atomic_store(&b->ramp_weight, 1);
+}
+
+bool backend_ramp_step(struct backend *b, uint64_t now_ms)
+{
+	uint64_t start = atomic_load(&b->ramp_start_ms), ramp = atomic_load(&b->slow_start_ms);
+
+	if (!start)
+		return false;
+	int w = atomic_load(&b->weight);
+	if (!ramp || now_ms - start >= ramp || w <= 0) {
+		atomic_store(&b->ramp_start_ms, 0);
+		atomic_store(&b->ramp_weight, 0);
+		log_info("pool %s: backend %s slow start over: full weight %d", b->pool->name,
+			 b->name, w);
+		return true;
+	}
+	int next = backend_ramp_weight(w, now_ms - start, ramp);
+	return atomic_exchange(&b->ramp_weight, next) != next;
+}
+
 struct backend_load backend_load(const struct backend *b)
 {
 	return (struct backend_load){
 	    .active = atomic_load_explicit(&b->active, memory_order_relaxed),
-	    .weight = atomic_load_explicit(&b->weight, memory_order_relaxed),
+	    .weight = backend_weight(b),
 	};
 }
 
@@ -191,6 +238,7 @@ static struct backend *backend_create(struct pool *p, const struct cfg_backend *
 	atomic_init(&b->weight, cb->weight);
 	atomic_init(&b->max_conns, cb->max_conns);
 	atomic_init(&b->check_port, cb->check_port);
+	atomic_init(&b->slow_start_ms, cb->slow_start_ms ? cb->slow_start_ms : p->slow_start_ms);
 	return b;
 }
 
@@ -210,6 +258,7 @@ struct pool *pool_create(const struct cfg_pool *cp)
 	p->retries = cp->retries;
 	p->on_down = cp->on_down;
 	p->panic_threshold = cp->panic_threshold;
+	p->slow_start_ms = cp->slow_start_ms;
 	p->backends = calloc(cp->nbackends ? cp->nbackends : 1, sizeof(*p->backends));
 	if (!p->backends)
 		goto fail;
@@ -492,6 +541,7 @@ int pool_add_backend(struct pool *p, const struct cfg_backend *cb, struct qsbr *
 	b = backend_create(p, cb);
 	if (!b)
 		return -ENOMEM;
+	backend_ramp_begin(b, timer_now_ms()); /* a new backend is cold: slow start */
 	pthread_mutex_lock(&p->lock);
 	arr = realloc(p->backends, (p->nbackends + 1) * sizeof(*arr));
 	if (arr) {
@@ -552,6 +602,7 @@ int pool_reconfigure(struct pool *p, const struct cfg_pool *cp, struct qsbr *q)
 	atomic_store(&p->retries, cp->retries);
 	atomic_store(&p->on_down, cp->on_down);
 	atomic_store(&p->panic_threshold, cp->panic_threshold);
+	p->slow_start_ms = cp->slow_start_ms;
 	queue_configure(&p->queue, cp->queue_max, cp->queue_timeout_ms);
 	p->algorithm = alg;
 	int ret = rebuild_locked(p, q); /* on ENOMEM picks keep the old snapshot's algorithm */

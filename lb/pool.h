@@ -33,8 +33,14 @@ struct backend {
 	_Atomic int hc_verdict;	  /* the prober's own opinion, kept while health is forced */
 	_Atomic int health_force; /* 0 = the prober decides; BACKEND_UP/DOWN = forced (lbctl) */
 	_Atomic int admin;	  /* enum backend_admin */
-	_Atomic int weight;
-	_Atomic int max_conns; /* 0 = none */
+	_Atomic int weight;	  /* the configured (or lbctl's) weight */
+	_Atomic int max_conns;	  /* 0 = none */
+	/* Slow start: after coming up (from down) or being added, the weight algorithms see
+	 * ramps from 1/BACKEND_WEIGHT_SCALE of weight to all of it over slow_start_ms. The
+	 * prober steps ramp_weight (scaled; 0 = not ramping) and republishes. */
+	_Atomic uint64_t slow_start_ms; /* 0 = no slow start */
+	_Atomic uint64_t ramp_start_ms; /* when the ramp began (timer_now_ms); 0 = none */
+	_Atomic int ramp_weight;
 
 	_Atomic int active; /* open connections/sessions */
 	_Atomic uint64_t total;
@@ -100,6 +106,7 @@ struct pool {
 	_Atomic int on_down; /* enum cfg_on_down; read by the prober and the control plane */
 	/* Percent of primaries that must be up; below it picks ignore health (0: never). */
 	_Atomic int panic_threshold;
+	uint64_t slow_start_ms;	      /* the pool's slow_start, for backends without their own */
 	_Atomic bool panic;	      /* the published snapshot's panic, for metrics */
 	_Atomic uint64_t panic_total; /* times it entered panic */
 	struct pool_queue queue;      /* clients waiting for a free slot (lb/queue.h) */
@@ -119,6 +126,19 @@ struct pool {
  * formatted into buf (ADDR_STR_MAX). */
 const char *pool_hash_key(const struct cfg_backend *cb, char *buf, size_t len);
 
+/* The weight algorithms balance by, scaled by BACKEND_WEIGHT_SCALE so that a ramp can start
+ * below a weight of 1: weight x BACKEND_WEIGHT_SCALE, or the slow-start ramp's part of it. */
+#define BACKEND_WEIGHT_SCALE 16
+int backend_weight(const struct backend *b);
+/* The ramp's scaled weight elapsed_ms into a slow start of ramp_ms for weight: from 1 up to
+ * weight x BACKEND_WEIGHT_SCALE, linear. */
+int backend_ramp_weight(int weight, uint64_t elapsed_ms, uint64_t ramp_ms);
+/* Begin b's slow start now (no-op without one). The caller republishes the snapshot. */
+void backend_ramp_begin(struct backend *b, uint64_t now_ms);
+/* Step b's ramp to now: true if its effective weight changed (republish the snapshot).
+ * Ends the ramp once it is over. Prober thread. */
+bool backend_ramp_step(struct backend *b, uint64_t now_ms);
+
 /* Usable for a new connection: health not down, admin enabled, weight > 0, below max_conns. */
 bool backend_usable(const struct backend *b);
 /* True if b is usable and not in ctx->tried. Algorithms call this for every candidate. */
@@ -137,7 +157,8 @@ struct backend_load {
 };
 struct backend_load backend_load(const struct backend *b);
 /* a carries strictly less load per unit of weight than b (cross-multiplied integers; both
- * weights are at most CFG_MAX_WEIGHT, so the products fit). A weight <= 0 is never lighter. */
+ * weights are at most CFG_MAX_WEIGHT x BACKEND_WEIGHT_SCALE, so the products fit). A weight <= 0 is
+ * never lighter. */
 bool backend_load_lighter(struct backend_load a, struct backend_load b);
 
 /* Build a pool (and its backends, and a first snapshot) from its config. NULL on ENOMEM or

@@ -203,6 +203,38 @@ START_TEST(test_weighted_round_robin_retries_keep_the_rotation_fair)
 }
 END_TEST
 
+/* Slow start's ramp: from 1/16 of a weight-1 backend to all of it, linear, never 0. */
+START_TEST(test_slow_start_ramp_weight)
+{
+	ck_assert_int_eq(backend_ramp_weight(1, 0, 30000), 1);
+	ck_assert_int_eq(backend_ramp_weight(1, 15000, 30000), BACKEND_WEIGHT_SCALE / 2);
+	ck_assert_int_eq(backend_ramp_weight(10, 3000, 30000), 10 * BACKEND_WEIGHT_SCALE / 10);
+	ck_assert_int_eq(backend_ramp_weight(10, 30000, 30000), 10 * BACKEND_WEIGHT_SCALE);
+	ck_assert_int_eq(backend_ramp_weight(10, 99999, 30000), 10 * BACKEND_WEIGHT_SCALE);
+	ck_assert_int_eq(backend_ramp_weight(1000, 1, 1000000), 1);
+	ck_assert_int_eq(backend_ramp_weight(1000, 1000, 1000000), 16);
+}
+END_TEST
+
+/* weighted_round_robin follows a ramping backend's effective weight: b0 at a quarter of its
+ * weight 1 (4 of 16) against b1 at full weight gets 1 pick in 5. */
+START_TEST(test_weighted_round_robin_follows_the_ramp)
+{
+	struct pool *p = t_pool_make("weighted_round_robin", "b", 2, -1, NULL);
+	struct pick_ctx ctx = {0};
+	int counts[2] = {0};
+
+	atomic_store(&p->backends[0]->slow_start_ms, 1000);
+	atomic_store(&p->backends[0]->ramp_start_ms, 1);
+	atomic_store(&p->backends[0]->ramp_weight, BACKEND_WEIGHT_SCALE / 4);
+	ck_assert_int_eq(pool_rebuild(p, NULL), 0);
+	pick_n(p, &ctx, 200, counts);
+	ck_assert_int_eq(counts[0], 40);
+	ck_assert_int_eq(counts[1], 160);
+	pool_destroy(p);
+}
+END_TEST
+
 /* Marked down (not merely refusing), a backend's share goes to the others by weight, not to
  * its neighbour in the sequence: weights 1:1:2 with the first down give 1:2 of 30. */
 START_TEST(test_weighted_round_robin_spreads_a_down_backends_turns_by_weight)
@@ -855,6 +887,8 @@ static Suite *algorithms_suite(void)
 	tcase_add_test(tc, test_round_robin_is_exact);
 	tcase_add_test(tc, test_round_robin_retries_keep_the_rotation_fair);
 	tcase_add_test(tc, test_weighted_round_robin_retries_keep_the_rotation_fair);
+	tcase_add_test(tc, test_slow_start_ramp_weight);
+	tcase_add_test(tc, test_weighted_round_robin_follows_the_ramp);
 	tcase_add_test(tc, test_weighted_round_robin_spreads_a_down_backends_turns_by_weight);
 	tcase_add_test(tc, test_panic_threshold_balances_over_all_backends);
 	tcase_add_test(tc, test_round_robin_rotation_survives_rebuilds);

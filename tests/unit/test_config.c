@@ -337,6 +337,22 @@ START_TEST(test_queue_is_off_by_default_and_validated)
 }
 END_TEST
 
+START_TEST(test_slow_start_on_pool_and_backend)
+{
+	struct config *cfg = load_ok(DOC("", "", "", ""));
+	ck_assert_uint_eq(cfg->pools[0].slow_start_ms, 0);
+	config_free(cfg);
+	cfg = load_ok(DOC("", "", ",\"slow_start\":\"30s\"", ",\"slow_start\":\"5s\""));
+	ck_assert_uint_eq(cfg->pools[0].slow_start_ms, 30000);
+	ck_assert_uint_eq(cfg->pools[0].backends[0].slow_start_ms, 5000);
+	config_free(cfg);
+	load_fails_with(DOC("", "", ",\"slow_start\":0", ""),
+			"pools[0].slow_start: expected a duration greater than 0");
+	load_fails_with(DOC("", "", "", ",\"slow_start\":\"soon\""),
+			"pools[0].backends[0].slow_start: expected");
+}
+END_TEST
+
 START_TEST(test_lifetime_is_tcp_only_and_off_by_default)
 {
 	struct config *cfg = load_ok(DOC("", "", "", ""));
@@ -1144,6 +1160,7 @@ static Suite *config_suite(void)
 	tcase_add_test(load, test_health_port_and_check_port_are_ports);
 	tcase_add_test(load, test_lifetime_is_tcp_only_and_off_by_default);
 	tcase_add_test(load, test_queue_is_off_by_default_and_validated);
+	tcase_add_test(load, test_slow_start_on_pool_and_backend);
 	tcase_add_test(load, test_control_socket_defaults_beside_the_config_file);
 	tcase_add_test(load, test_http_health_path_defaults_to_slash);
 	tcase_add_test(load, test_health_payloads_may_hold_nul_bytes);
