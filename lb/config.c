@@ -54,11 +54,13 @@ static const char *const listener_keys[] = {"name",
 					    "timeouts",
 					    "freebind",
 					    "max_conns_per_client",
+					    "per_client",
 					    "keepalive",
 					    "ipv6only",
 					    NULL};
 static const char *const timeout_keys[] = {"connect", "idle", "lifetime", NULL};
 static const char *const keepalive_keys[] = {"idle", "interval", "count", NULL};
+static const char *const per_client_keys[] = {"max_conns", "rate", NULL};
 static const char *const pool_keys[] = {
     "name",  "algorithm",  "retries", "on_down",  "panic_threshold",
     "queue", "slow_start", "health",  "backends", NULL};
@@ -264,6 +266,49 @@ static void parse_cidrs(struct cfg_ctx *c, const json_t *obj, const char *parent
 	}
 }
 
+/* "N/s" or "N/m", N 1..CFG_MAX_RATE: thousandths of a connection per second, or 0. */
+static uint32_t parse_rate(const char *s)
+{
+	char *end;
+	unsigned long n;
+
+	if (!s || *s < '0' || *s > '9')
+		return 0;
+	n = strtoul(s, &end, 10);
+	if (n < 1 || n > CFG_MAX_RATE || end[0] != '/' || end[2] != '\0')
+		return 0;
+	if (end[1] == 's')
+		return (uint32_t)(n * 1000);
+	if (end[1] == 'm')
+		return (uint32_t)(n * 1000 / 60 ? n * 1000 / 60 : 1);
+	return 0;
+}
+
+static void parse_per_client(struct cfg_ctx *c, const json_t *obj, const char *parent,
+			     struct cfg_listener *l)
+{
+	char path[CFG_PATH_MAX], rpath[CFG_PATH_MAX];
+	const json_t *pc = NULL, *v;
+
+	if (cfg_get_object(c, obj, parent, "per_client", &pc) != CFG_OK)
+		return;
+	cfg_path_key(path, parent, "per_client");
+	cfg_check_keys(c, pc, path, per_client_keys);
+	if (json_object_get(pc, "max_conns") && json_object_get(obj, "max_conns_per_client"))
+		cfg_err_at(c, path,
+			   "max_conns given twice: here and in \"max_conns_per_client\" (its "
+			   "older name); keep this one");
+	cfg_get_int(c, pc, path, "max_conns", 0, INT_MAX, &l->max_conns_per_client);
+	v = json_object_get(pc, "rate");
+	if (!v)
+		return;
+	l->per_client_rate = parse_rate(json_string_value(v));
+	if (!l->per_client_rate) {
+		cfg_path_key(rpath, path, "rate");
+		cfg_err_got(c, rpath, v, "a rate like \"100/s\" or \"600/m\" (1 to 1000000)");
+	}
+}
+
 static void parse_timeouts(struct cfg_ctx *c, const json_t *obj, const char *parent,
 			   struct cfg_listener *l)
 {
@@ -402,6 +447,7 @@ static void parse_listener(struct cfg_ctx *c, const json_t *obj, const char *pat
 	}
 	cfg_get_int(c, obj, path, "max_conns", 0, INT_MAX, &l->max_conns);
 	cfg_get_int(c, obj, path, "max_conns_per_client", 0, INT_MAX, &l->max_conns_per_client);
+	parse_per_client(c, obj, path, l);
 	parse_cidrs(c, obj, path, "allow", &l->allow, &l->nallow);
 	parse_cidrs(c, obj, path, "deny", &l->deny, &l->ndeny);
 	if (cfg_get_enum(c, obj, path, "proxy_protocol", proxy_names, &proxy) == CFG_OK)

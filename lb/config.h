@@ -33,6 +33,8 @@ enum cfg_on_down { CFG_ON_DOWN_KEEP = 0, CFG_ON_DOWN_SHUTDOWN = 1 };
 /* A pool's "queue": how long a client waits by default, and the most that may wait. */
 #define CFG_DEFAULT_QUEUE_TIMEOUT_MS 5000
 #define CFG_MAX_QUEUE		     1000000
+/* Most connections per second or minute a per_client.rate may name. */
+#define CFG_MAX_RATE 1000000
 /* TCP keepalive of a listener's "keepalive" block, for keys left out (seconds, probes). */
 #define CFG_DEFAULT_KA_IDLE_S	  60
 #define CFG_DEFAULT_KA_INTERVAL_S 10
@@ -105,7 +107,9 @@ struct cfg_listener {
 	char *pool;	   /* pool name */
 	size_t pool_index; /* index into config.pools */
 	int max_conns;
-	int max_conns_per_client; /* per client IP; 0 = none */
+	int max_conns_per_client; /* per client IP; 0 = none (per_client.max_conns) */
+	uint32_t per_client_rate; /* per_client.rate: new connections per client IP, in
+				   * thousandths per second; 0 = none */
 	struct cidr *allow, *deny;
 	size_t nallow, ndeny;
 	enum cfg_proxy proxy_protocol;

@@ -27,6 +27,7 @@ const char *listener_reject_name(enum listener_reject r)
 	    [LISTENER_REJECT_NO_BACKEND] = "no_backend",
 	    [LISTENER_REJECT_RESOURCES] = "resources",
 	    [LISTENER_REJECT_PER_CLIENT] = "max_conns_per_client",
+	    [LISTENER_REJECT_PER_CLIENT_RATE] = "per_client_rate",
 	    [LISTENER_REJECT_QUEUE_FULL] = "queue_full",
 	    [LISTENER_REJECT_QUEUE_TIMEOUT] = "queue_timeout",
 	};
@@ -62,6 +63,7 @@ int listener_create(const struct cfg_listener *lc, struct pool *p, struct listen
 	atomic_init(&l->cfg, lc);
 	atomic_init(&l->pool, p);
 	client_count_init(&l->per_client);
+	client_rate_init(&l->rate);
 	*out = l;
 	return 0;
 }
@@ -71,6 +73,7 @@ void listener_destroy(struct listener *l)
 	if (!l)
 		return;
 	client_count_destroy(&l->per_client);
+	client_rate_destroy(&l->rate);
 	free(l);
 }
 
@@ -167,6 +170,10 @@ bool listener_admit(struct listener *l, const struct sockaddr *client, uint64_t 
 	atomic_fetch_add_explicit(&l->accepted, 1, memory_order_relaxed);
 	if (!cidr_admit(lc->allow, lc->nallow, lc->deny, lc->ndeny, client)) {
 		listener_reject(l, LISTENER_REJECT_ACL, client, NULL, NULL, now);
+		return false;
+	}
+	if (lc->per_client_rate && !client_rate_take(&l->rate, client, lc->per_client_rate, now)) {
+		listener_reject(l, LISTENER_REJECT_PER_CLIENT_RATE, client, NULL, NULL, now);
 		return false;
 	}
 	if (!listener_take(l)) {

@@ -8,17 +8,19 @@
 #include <sys/socket.h>
 
 #include "lb/client_count.h"
+#include "lb/client_rate.h"
 #include "lb/config.h"
 #include "lb/pool.h"
 
 enum listener_reject {
-	LISTENER_REJECT_ACL,	       /* allow/deny said no */
-	LISTENER_REJECT_MAX_CONNS,     /* listener max_conns reached */
-	LISTENER_REJECT_NO_BACKEND,    /* nothing usable, or every try failed */
-	LISTENER_REJECT_RESOURCES,     /* lb itself ran out of fds or memory: no backend's fault */
-	LISTENER_REJECT_PER_CLIENT,    /* the client IP is at max_conns_per_client */
-	LISTENER_REJECT_QUEUE_FULL,    /* every backend full and the pool's queue too */
-	LISTENER_REJECT_QUEUE_TIMEOUT, /* waited the pool's queue timeout for a slot */
+	LISTENER_REJECT_ACL,	    /* allow/deny said no */
+	LISTENER_REJECT_MAX_CONNS,  /* listener max_conns reached */
+	LISTENER_REJECT_NO_BACKEND, /* nothing usable, or every try failed */
+	LISTENER_REJECT_RESOURCES,  /* lb itself ran out of fds or memory: no backend's fault */
+	LISTENER_REJECT_PER_CLIENT, /* the client IP is at max_conns_per_client */
+	LISTENER_REJECT_PER_CLIENT_RATE, /* the client IP opened per_client.rate already */
+	LISTENER_REJECT_QUEUE_FULL,	 /* every backend full and the pool's queue too */
+	LISTENER_REJECT_QUEUE_TIMEOUT,	 /* waited the pool's queue timeout for a slot */
 	LISTENER_REJECT_COUNT
 };
 
@@ -32,6 +34,7 @@ struct listener {
 	_Atomic uint64_t rejected[LISTENER_REJECT_COUNT];
 	_Atomic uint64_t accept_errors; /* accept failed for want of fds or memory */
 	struct client_count per_client; /* for max_conns_per_client */
+	struct client_rate rate;	/* for per_client.rate */
 };
 
 /* A listener object for lc, feeding pool p (counters at zero; no socket: each worker binds

@@ -341,7 +341,8 @@ static void commit_pools(struct lb_state *st, struct plan *pl, json_t *changes)
 static bool listener_differs(const struct cfg_listener *a, const struct cfg_listener *b)
 {
 	return strcmp(a->pool, b->pool) != 0 || a->max_conns != b->max_conns ||
-	       a->max_conns_per_client != b->max_conns_per_client || a->nallow != b->nallow ||
+	       a->max_conns_per_client != b->max_conns_per_client ||
+	       a->per_client_rate != b->per_client_rate || a->nallow != b->nallow ||
 	       a->ndeny != b->ndeny || a->proxy_protocol != b->proxy_protocol ||
 	       a->connect_timeout_ms != b->connect_timeout_ms ||
 	       a->idle_timeout_ms != b->idle_timeout_ms;

@@ -353,6 +353,34 @@ START_TEST(test_slow_start_on_pool_and_backend)
 }
 END_TEST
 
+START_TEST(test_per_client_limits)
+{
+	struct config *cfg =
+	    load_ok(DOC("", ",\"per_client\":{\"max_conns\":3,\"rate\":\"100/s\"}", "", ""));
+	ck_assert_int_eq(cfg->listeners[0].max_conns_per_client, 3);
+	ck_assert_uint_eq(cfg->listeners[0].per_client_rate, 100000);
+	config_free(cfg);
+	cfg = load_ok(DOC("", ",\"per_client\":{\"rate\":\"30/m\"}", "", ""));
+	ck_assert_uint_eq(cfg->listeners[0].per_client_rate, 500);
+	config_free(cfg);
+	cfg = load_ok(DOC("", ",\"max_conns_per_client\":4", "", ""));
+	ck_assert_int_eq(cfg->listeners[0].max_conns_per_client, 4);
+	config_free(cfg);
+	load_fails_with(DOC("", ",\"per_client\":{\"rate\":\"100\"}", "", ""),
+			"listeners[0].per_client.rate: expected a rate like \"100/s\"");
+	load_fails_with(DOC("", ",\"per_client\":{\"rate\":\"0/s\"}", "", ""),
+			"listeners[0].per_client.rate: expected");
+	load_fails_with(DOC("", ",\"per_client\":{\"rate\":\"5/h\"}", "", ""),
+			"listeners[0].per_client.rate: expected");
+	load_fails_with(
+	    DOC("", ",\"per_client\":{\"max_conns\":2},\"max_conns_per_client\":2", "", ""),
+	    "listeners[0].per_client: max_conns given twice");
+	load_fails_with(
+	    DOC("", ",\"per_client\":{\"burst\":2}", "", ""),
+	    "listeners[0].per_client.burst: unknown key; allowed keys: max_conns, rate");
+}
+END_TEST
+
 START_TEST(test_lifetime_is_tcp_only_and_off_by_default)
 {
 	struct config *cfg = load_ok(DOC("", "", "", ""));
@@ -1160,6 +1188,7 @@ static Suite *config_suite(void)
 	tcase_add_test(load, test_health_port_and_check_port_are_ports);
 	tcase_add_test(load, test_lifetime_is_tcp_only_and_off_by_default);
 	tcase_add_test(load, test_queue_is_off_by_default_and_validated);
+	tcase_add_test(load, test_per_client_limits);
 	tcase_add_test(load, test_slow_start_on_pool_and_backend);
 	tcase_add_test(load, test_control_socket_defaults_beside_the_config_file);
 	tcase_add_test(load, test_http_health_path_defaults_to_slash);
