@@ -342,7 +342,18 @@ static void fuzz_proxy(const uint8_t *data, size_t size)
 		ref_v1(buf, n, &gs, &gd);
 	else
 		ref_v2(buf, n, &gs, &gd);
-	/* The same family on both ends, else UNKNOWN; then every address and port as given. */
+	/* An unknown end makes it UNKNOWN; mixed families go as IPv6 (the IPv4 end
+	 * v4-mapped); then every address and port as given. */
+	if (ws.family != AF_UNSPEC && wd.family != AF_UNSPEC && ws.family != wd.family) {
+		static const uint8_t pfx[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+		struct ref_end *e[2] = {&ws, &wd};
+		for (int i = 0; i < 2; i++)
+			if (e[i]->family == AF_INET) {
+				memmove(e[i]->ip + 12, e[i]->ip, 4);
+				memcpy(e[i]->ip, pfx, 12);
+				e[i]->family = AF_INET6;
+			}
+	}
 	if (ws.family == AF_UNSPEC || ws.family != wd.family) {
 		CHECK(gs.family == AF_UNSPEC && gd.family == AF_UNSPEC);
 	} else {
@@ -350,6 +361,40 @@ static void fuzz_proxy(const uint8_t *data, size_t size)
 		CHECK(gs.family == ws.family && gd.family == wd.family);
 		CHECK(memcmp(gs.ip, ws.ip, alen) == 0 && memcmp(gd.ip, wd.ip, alen) == 0);
 		CHECK(gs.port == ws.port && gd.port == wd.port);
+	}
+	free(buf);
+}
+
+/* ---- 5: PROXY headers in (listener accept_proxy) ---- */
+
+/* Whatever a client sends: a verdict within the bytes given, never past the cap; a whole
+ * header that names a client names an IPv4 or IPv6 one; more bytes never undo a verdict. */
+static void fuzz_proxy_in(const uint8_t *data, size_t size)
+{
+	struct sockaddr_storage src;
+	char err[160];
+	bool local;
+
+	if (size < 1)
+		return;
+	int version = 1 + (data[0] & 1);
+	data++;
+	size--;
+	if (size > ADDR_PROXY_IN_MAX + 64)
+		size = ADDR_PROXY_IN_MAX + 64;
+	uint8_t *buf = malloc(size ? size : 1); /* exactly size: ASan sees any read past it */
+	if (!buf)
+		return;
+	memcpy(buf, data, size);
+	int whole = addr_proxy_parse(version, buf, size, &src, &local, err, sizeof(err));
+	CHECK(whole <= (int)size && whole <= ADDR_PROXY_IN_MAX);
+	if (whole > 0 && !local)
+		CHECK(src.ss_family == AF_INET || src.ss_family == AF_INET6);
+	if (whole != 0) {
+		for (size_t n = 1; n < size; n++) {
+			int r = addr_proxy_parse(version, buf, n, &src, &local, err, sizeof(err));
+			CHECK(r == 0 || r == whole || (r < 0 && whole < 0));
+		}
 	}
 	free(buf);
 }
@@ -411,7 +456,7 @@ static void fuzz_health(const uint8_t *data, size_t size)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static void (*const targets[])(const uint8_t *, size_t) = {
-	    fuzz_addr, fuzz_cidr, fuzz_duration, fuzz_proxy, fuzz_health,
+	    fuzz_addr, fuzz_cidr, fuzz_duration, fuzz_proxy, fuzz_health, fuzz_proxy_in,
 	};
 
 	if (size < 1)

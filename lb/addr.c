@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lb/hash.h"
@@ -494,6 +495,16 @@ static int proxy_v2(const struct ip_norm *s, const struct ip_norm *d, uint8_t *b
 	return (int)(PROXY_V2_HDR_LEN + body);
 }
 
+/* n as an IPv6 address: an IPv4 one becomes ::ffff:a.b.c.d. */
+static void ip_to_v6(struct ip_norm *n)
+{
+	if (n->family != AF_INET)
+		return;
+	memmove(n->b + 12, n->b, 4);
+	memcpy(n->b, v4_mapped_prefix, 12);
+	n->family = AF_INET6;
+}
+
 int addr_proxy_header(int version, const struct sockaddr *src, const struct sockaddr *dst,
 		      uint8_t *buf, size_t len)
 {
@@ -503,11 +514,170 @@ int addr_proxy_header(int version, const struct sockaddr *src, const struct sock
 		return -EINVAL;
 	ip_normalize(src, &s);
 	ip_normalize(dst, &d);
+	/* An IPv6 client (named by a PROXY header lb received) reached an IPv4 listener, or
+	 * the other way round: one header carries one family, so both go as IPv6. */
+	if (s.family != AF_UNSPEC && d.family != AF_UNSPEC && s.family != d.family) {
+		ip_to_v6(&s);
+		ip_to_v6(&d);
+	}
 	if (version == 1)
 		return proxy_v1(&s, &d, buf, len);
 	if (version == 2)
 		return proxy_v2(&s, &d, buf, len);
 	return -EINVAL;
+}
+
+#define PROXY_V1_MAX 107 /* "PROXY TCP6 " + two full IPv6 + two ports + CRLF */
+
+/* A PROXY v1 port: decimal 0-65535, 1 to 5 digits, no sign, no leading zero. */
+static bool proxy_port(const char *s, uint16_t *out)
+{
+	size_t n = strlen(s);
+	unsigned long v;
+
+	if (n < 1 || n > 5 || strspn(s, "0123456789") != n || (n > 1 && s[0] == '0'))
+		return false;
+	v = strtoul(s, NULL, 10);
+	if (v > 65535)
+		return false;
+	*out = (uint16_t)v;
+	return true;
+}
+
+static int proxy_v1_parse(const uint8_t *buf, size_t len, struct sockaddr_storage *src, bool *local,
+			  char *err, size_t errlen)
+{
+	char line[PROXY_V1_MAX + 1], *tok[7], *save = NULL;
+	const uint8_t *crlf = NULL;
+	int n = 0;
+
+	if (memcmp(buf, "PROXY ", len < 6 ? len : 6) != 0) {
+		snprintf(err, errlen, "does not start with \"PROXY \"");
+		return -1;
+	}
+	for (size_t i = 0; i + 1 < len && i + 1 < PROXY_V1_MAX; i++)
+		if (buf[i] == '\r' && buf[i + 1] == '\n') {
+			crlf = buf + i;
+			break;
+		}
+	if (!crlf) {
+		if (len >= PROXY_V1_MAX) {
+			snprintf(err, errlen, "no CRLF within %d bytes", PROXY_V1_MAX);
+			return -1;
+		}
+		return 0;
+	}
+	size_t hlen = (size_t)(crlf - buf) + 2;
+	memcpy(line, buf, hlen - 2);
+	line[hlen - 2] = '\0';
+	if (strlen(line) != hlen - 2) {
+		snprintf(err, errlen, "a NUL byte in the v1 line");
+		return -1;
+	}
+	for (char *t = strtok_r(line, " ", &save); t && n < 7; t = strtok_r(NULL, " ", &save))
+		tok[n++] = t;
+	if (n >= 2 && strcmp(tok[1], "UNKNOWN") == 0) {
+		*local = true; /* the rest of the line is to be ignored */
+		return (int)hlen;
+	}
+	if (n != 6 || (strcmp(tok[1], "TCP4") != 0 && strcmp(tok[1], "TCP6") != 0)) {
+		snprintf(err, errlen, "expected \"PROXY TCP4|TCP6 SRC DST SPORT DPORT\"");
+		return -1;
+	}
+	bool v4 = tok[1][3] == '4';
+	struct sockaddr_storage ss = {0}, ds = {0};
+	uint16_t sport, dport;
+	int fam = v4 ? AF_INET : AF_INET6;
+	void *sa = v4 ? (void *)&((struct sockaddr_in *)&ss)->sin_addr
+		      : (void *)&((struct sockaddr_in6 *)&ss)->sin6_addr;
+	void *da = v4 ? (void *)&((struct sockaddr_in *)&ds)->sin_addr
+		      : (void *)&((struct sockaddr_in6 *)&ds)->sin6_addr;
+	if (inet_pton(fam, tok[2], sa) != 1 || inet_pton(fam, tok[3], da) != 1) {
+		snprintf(err, errlen, "an address that is not %s", v4 ? "IPv4" : "IPv6");
+		return -1;
+	}
+	if (!proxy_port(tok[4], &sport) || !proxy_port(tok[5], &dport)) {
+		snprintf(err, errlen, "a port that is not 0-65535");
+		return -1;
+	}
+	ss.ss_family = (sa_family_t)fam;
+	if (v4)
+		((struct sockaddr_in *)&ss)->sin_port = htons(sport);
+	else
+		((struct sockaddr_in6 *)&ss)->sin6_port = htons(sport);
+	*src = ss;
+	return (int)hlen;
+}
+
+static int proxy_v2_parse(const uint8_t *buf, size_t len, struct sockaddr_storage *src, bool *local,
+			  char *err, size_t errlen)
+{
+	size_t cmp = len < sizeof(proxy_v2_sig) ? len : sizeof(proxy_v2_sig);
+
+	if (memcmp(buf, proxy_v2_sig, cmp) != 0) {
+		snprintf(err, errlen, "%s",
+			 memcmp(buf, "PROXY ", len < 6 ? len : 6) == 0
+			     ? "a v1 header where v2 is expected"
+			     : "no v2 signature");
+		return -1;
+	}
+	if (len < PROXY_V2_HDR_LEN)
+		return 0;
+	uint8_t ver = buf[12] >> 4, cmd = buf[12] & 0x0f, fam = buf[13];
+	size_t body = (size_t)buf[14] << 8 | buf[15];
+	if (ver != 2 || cmd > 1) {
+		snprintf(err, errlen, "version/command byte 0x%02x", buf[12]);
+		return -1;
+	}
+	if (PROXY_V2_HDR_LEN + body > ADDR_PROXY_IN_MAX) {
+		snprintf(err, errlen, "%zu bytes, more than %d", PROXY_V2_HDR_LEN + body,
+			 ADDR_PROXY_IN_MAX);
+		return -1;
+	}
+	if (len < PROXY_V2_HDR_LEN + body)
+		return 0;
+	int hlen = (int)(PROXY_V2_HDR_LEN + body);
+	if (cmd == 0 || fam == PROXY_V2_UNSPEC) {
+		*local = true; /* LOCAL (a health check of the sender's) or no address */
+		return hlen;
+	}
+	const uint8_t *p = buf + PROXY_V2_HDR_LEN;
+	struct sockaddr_storage ss = {0};
+	if (fam == PROXY_V2_TCP4 && body >= PROXY_V2_TCP4_BODY) {
+		struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+		in->sin_family = AF_INET;
+		memcpy(&in->sin_addr, p, 4);
+		memcpy(&in->sin_port, p + 8, 2);
+	} else if (fam == PROXY_V2_TCP6 && body >= PROXY_V2_TCP6_BODY) {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+		in6->sin6_family = AF_INET6;
+		memcpy(&in6->sin6_addr, p, 16);
+		memcpy(&in6->sin6_port, p + 32, 2);
+	} else {
+		snprintf(err, errlen,
+			 "family 0x%02x with %zu address bytes (TCP over IPv4 or IPv6 "
+			 "expected)",
+			 fam, body);
+		return -1;
+	}
+	*src = ss;
+	return hlen;
+}
+
+int addr_proxy_parse(int version, const uint8_t *buf, size_t len, struct sockaddr_storage *src,
+		     bool *local, char *err, size_t errlen)
+{
+	*local = false;
+	if (len == 0)
+		return 0;
+	if (version == 1) {
+		if (buf[0] == proxy_v2_sig[0] && len >= 2 && buf[1] == proxy_v2_sig[1]) {
+			snprintf(err, errlen, "a v2 header where v1 is expected");
+			return -1;
+		}
+		return proxy_v1_parse(buf, len, src, local, err, errlen);
+	}
+	return proxy_v2_parse(buf, len, src, local, err, errlen);
 }
 
 bool addr_ip_key(const struct sockaddr *sa, uint8_t key[16])

@@ -73,6 +73,18 @@ bool cidr_admit(const struct cidr *allow, size_t nallow, const struct cidr *deny
 int addr_proxy_header(int version, const struct sockaddr *src, const struct sockaddr *dst,
 		      uint8_t *buf, size_t len);
 
+/* Longest PROXY header lb accepts (listener accept_proxy): v1 is at most 107 bytes by the
+ * spec; v2 is 16 plus its length, addresses and TLVs, which lb skips up to this size. */
+#define ADDR_PROXY_IN_MAX 1040
+
+/* Parse a PROXY header of version (1 or 2) at the start of buf[0, len), the bytes a client
+ * sent so far. Returns the header's length once it is whole, 0 if more bytes are needed, or
+ * -1 with why in err (malformed, oversized, the other version). *src receives the client
+ * address it carries; *local is set (and *src untouched) for v1 UNKNOWN and v2 LOCAL or
+ * UNSPEC, where the connection's own peer address stands. */
+int addr_proxy_parse(int version, const uint8_t *buf, size_t len, struct sockaddr_storage *src,
+		     bool *local, char *err, size_t errlen);
+
 /* 32-bit hash of the client's IP address (port excluded); v4-mapped v6 hashes as v4. */
 uint32_t addr_hash_ip(const struct sockaddr *sa);
 /* The client IP of sa as 16 bytes (IPv4 and v4-mapped IPv6 as ::ffff:a.b.c.d), so that one

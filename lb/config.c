@@ -55,6 +55,7 @@ static const char *const listener_keys[] = {"name",
 					    "freebind",
 					    "max_conns_per_client",
 					    "per_client",
+					    "accept_proxy",
 					    "keepalive",
 					    "ipv6only",
 					    NULL};
@@ -452,6 +453,15 @@ static void parse_listener(struct cfg_ctx *c, const json_t *obj, const char *pat
 	parse_cidrs(c, obj, path, "deny", &l->deny, &l->ndeny);
 	if (cfg_get_enum(c, obj, path, "proxy_protocol", proxy_names, &proxy) == CFG_OK)
 		l->proxy_protocol = (enum cfg_proxy)proxy;
+	int accept = CFG_PROXY_NONE;
+	if (cfg_get_enum(c, obj, path, "accept_proxy", proxy_names, &accept) == CFG_OK) {
+		l->accept_proxy = (enum cfg_proxy)accept;
+		if (l->protocol == CFG_PROTO_UDP && accept != CFG_PROXY_NONE) {
+			char p[CFG_PATH_MAX];
+			cfg_path_key(p, path, "accept_proxy");
+			cfg_err_at(c, p, "PROXY headers come on tcp listeners only");
+		}
+	}
 	if (l->protocol == CFG_PROTO_UDP && l->proxy_protocol != CFG_PROXY_NONE) {
 		char p[CFG_PATH_MAX];
 		cfg_path_key(p, path, "proxy_protocol");

@@ -107,9 +107,10 @@ struct cfg_listener {
 	char *pool;	   /* pool name */
 	size_t pool_index; /* index into config.pools */
 	int max_conns;
-	int max_conns_per_client; /* per client IP; 0 = none (per_client.max_conns) */
-	uint32_t per_client_rate; /* per_client.rate: new connections per client IP, in
-				   * thousandths per second; 0 = none */
+	int max_conns_per_client;    /* per client IP; 0 = none (per_client.max_conns) */
+	enum cfg_proxy accept_proxy; /* PROXY header clients must send first; none = off */
+	uint32_t per_client_rate;    /* per_client.rate: new connections per client IP, in
+				      * thousandths per second; 0 = none */
 	struct cidr *allow, *deny;
 	size_t nallow, ndeny;
 	enum cfg_proxy proxy_protocol;

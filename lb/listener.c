@@ -30,6 +30,7 @@ const char *listener_reject_name(enum listener_reject r)
 	    [LISTENER_REJECT_PER_CLIENT_RATE] = "per_client_rate",
 	    [LISTENER_REJECT_QUEUE_FULL] = "queue_full",
 	    [LISTENER_REJECT_QUEUE_TIMEOUT] = "queue_timeout",
+	    [LISTENER_REJECT_PROXY] = "proxy_header",
 	};
 	return r < LISTENER_REJECT_COUNT ? names[r] : "unknown";
 }
@@ -162,12 +163,10 @@ void listener_release(struct listener *l)
 	atomic_fetch_sub_explicit(&l->active, 1, memory_order_relaxed);
 }
 
-bool listener_admit(struct listener *l, const struct sockaddr *client, uint64_t now,
-		    bool *per_client)
+/* allow/deny and per_client.rate for client. */
+static bool screen_addr(struct listener *l, const struct cfg_listener *lc,
+			const struct sockaddr *client, uint64_t now)
 {
-	const struct cfg_listener *lc = l->cfg;
-
-	atomic_fetch_add_explicit(&l->accepted, 1, memory_order_relaxed);
 	if (!cidr_admit(lc->allow, lc->nallow, lc->deny, lc->ndeny, client)) {
 		listener_reject(l, LISTENER_REJECT_ACL, client, NULL, NULL, now);
 		return false;
@@ -176,18 +175,60 @@ bool listener_admit(struct listener *l, const struct sockaddr *client, uint64_t 
 		listener_reject(l, LISTENER_REJECT_PER_CLIENT_RATE, client, NULL, NULL, now);
 		return false;
 	}
-	if (!listener_take(l)) {
-		listener_reject(l, LISTENER_REJECT_MAX_CONNS, client, NULL, NULL, now);
-		return false;
-	}
-	/* Counted only while a limit is set: a reload that sets one counts from then on. */
+	return true;
+}
+
+/* A place under max_conns_per_client, counted only while a limit is set (a reload that
+ * sets one counts from then on). */
+static bool count_client(struct listener *l, const struct cfg_listener *lc,
+			 const struct sockaddr *client, uint64_t now, bool *per_client)
+{
 	*per_client = lc->max_conns_per_client > 0;
 	if (*per_client && !client_count_take(&l->per_client, client, lc->max_conns_per_client)) {
-		listener_release(l);
+		*per_client = false;
 		listener_reject(l, LISTENER_REJECT_PER_CLIENT, client, NULL, NULL, now);
 		return false;
 	}
 	return true;
+}
+
+bool listener_admit(struct listener *l, const struct sockaddr *client, uint64_t now,
+		    bool *per_client)
+{
+	const struct cfg_listener *lc = l->cfg;
+
+	*per_client = false;
+	atomic_fetch_add_explicit(&l->accepted, 1, memory_order_relaxed);
+	if (!screen_addr(l, lc, client, now))
+		return false;
+	if (!listener_take(l)) {
+		listener_reject(l, LISTENER_REJECT_MAX_CONNS, client, NULL, NULL, now);
+		return false;
+	}
+	if (!count_client(l, lc, client, now, per_client)) {
+		listener_release(l);
+		return false;
+	}
+	return true;
+}
+
+bool listener_open(struct listener *l, const struct sockaddr *peer, uint64_t now)
+{
+	atomic_fetch_add_explicit(&l->accepted, 1, memory_order_relaxed);
+	if (!listener_take(l)) {
+		listener_reject(l, LISTENER_REJECT_MAX_CONNS, peer, NULL, NULL, now);
+		return false;
+	}
+	return true;
+}
+
+bool listener_screen(struct listener *l, const struct sockaddr *client, uint64_t now,
+		     bool *per_client)
+{
+	const struct cfg_listener *lc = l->cfg;
+
+	*per_client = false;
+	return screen_addr(l, lc, client, now) && count_client(l, lc, client, now, per_client);
 }
 
 void listener_leave(struct listener *l, const struct sockaddr *client, bool per_client)

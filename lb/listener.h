@@ -21,6 +21,7 @@ enum listener_reject {
 	LISTENER_REJECT_PER_CLIENT_RATE, /* the client IP opened per_client.rate already */
 	LISTENER_REJECT_QUEUE_FULL,	 /* every backend full and the pool's queue too */
 	LISTENER_REJECT_QUEUE_TIMEOUT,	 /* waited the pool's queue timeout for a slot */
+	LISTENER_REJECT_PROXY,		 /* accept_proxy: a bad, late or missing PROXY header */
 	LISTENER_REJECT_COUNT
 };
 
@@ -80,6 +81,14 @@ void listener_release(struct listener *l);
  * turned away, counted but not logged. */
 bool listener_admit(struct listener *l, const struct sockaddr *client, uint64_t now,
 		    bool *per_client);
+/* listener_admit in two steps, for a listener whose clients first send a PROXY header: at
+ * accept, count the connection and take its place under max_conns (false: turned away);
+ * once the header names the real client, check that address against allow/deny, the rate
+ * and max_conns_per_client (false: turned away; give the place back with listener_leave(l,
+ * client, false)). */
+bool listener_open(struct listener *l, const struct sockaddr *peer, uint64_t now);
+bool listener_screen(struct listener *l, const struct sockaddr *client, uint64_t now,
+		     bool *per_client);
 void listener_leave(struct listener *l, const struct sockaddr *client, bool per_client);
 
 /* Most backends one connection or session tries: the first pick plus up to 15 retries (a

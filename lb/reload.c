@@ -342,8 +342,9 @@ static bool listener_differs(const struct cfg_listener *a, const struct cfg_list
 {
 	return strcmp(a->pool, b->pool) != 0 || a->max_conns != b->max_conns ||
 	       a->max_conns_per_client != b->max_conns_per_client ||
-	       a->per_client_rate != b->per_client_rate || a->nallow != b->nallow ||
-	       a->ndeny != b->ndeny || a->proxy_protocol != b->proxy_protocol ||
+	       a->per_client_rate != b->per_client_rate || a->accept_proxy != b->accept_proxy ||
+	       a->nallow != b->nallow || a->ndeny != b->ndeny ||
+	       a->proxy_protocol != b->proxy_protocol ||
 	       a->connect_timeout_ms != b->connect_timeout_ms ||
 	       a->idle_timeout_ms != b->idle_timeout_ms;
 }

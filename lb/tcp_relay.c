@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -374,9 +375,15 @@ static bool half_pending(const struct half *h)
 	return h->in_pipe || h->big_len;
 }
 
+static void proxy_in(struct conn *c, uint32_t ev);
+
 static void client_ready(void *arg, uint32_t ev)
 {
 	struct conn *c = arg;
+	if (c->state == CONN_PROXY_IN) {
+		proxy_in(c, ev);
+		return;
+	}
 	if (ev & (ENGINE_RDHUP | ENGINE_ERROR))
 		c->up.drain = true;
 	if (c->state != CONN_RELAY) {
@@ -518,6 +525,10 @@ static void conn_timer(struct timer *t, uint64_t now)
 
 	if (c->state == CONN_CONNECTING) {
 		connect_failed(c, ETIMEDOUT);
+		return;
+	}
+	if (c->state == CONN_PROXY_IN) {
+		reject(c, LISTENER_REJECT_PROXY, "no whole PROXY header within timeouts.connect");
 		return;
 	}
 	if (c->state == CONN_QUEUED) {
@@ -679,12 +690,74 @@ static struct conn *conn_alloc(struct worker *w)
 	return c;
 }
 
+/* accept_proxy: read the client's PROXY header — peeked, so that not a byte past it is
+ * taken — then check the address it names as any client's, and go on to a backend. The
+ * payload that came with the header stays in the socket for the relay. */
+static void proxy_in(struct conn *c, uint32_t ev)
+{
+	struct worker *w = c->w;
+	const struct cfg_listener *lc = c->l->cfg;
+	uint8_t buf[ADDR_PROXY_IN_MAX];
+	char err[160], how[200];
+	struct sockaddr_storage src;
+	bool local;
+
+	ssize_t n = recv(c->cfd, buf, sizeof(buf), MSG_PEEK);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		reject(c, LISTENER_REJECT_PROXY,
+		       n == 0 ? "closed before a whole PROXY header"
+			      : "reset before its PROXY header");
+		return;
+	}
+	int hlen =
+	    addr_proxy_parse(lc->accept_proxy, buf, (size_t)n, &src, &local, err, sizeof(err));
+	if (hlen == 0) {
+		/* The rest comes with the next read event, or the timer ends it; unless the
+		 * client has already hung up behind what it sent. */
+		if (ev & (ENGINE_RDHUP | ENGINE_ERROR))
+			reject(c, LISTENER_REJECT_PROXY, "closed before a whole PROXY header");
+		return;
+	}
+	if (hlen < 0) {
+		snprintf(how, sizeof(how), "bad PROXY header: %s", err);
+		reject(c, LISTENER_REJECT_PROXY, how);
+		return;
+	}
+	if (recv(c->cfd, buf, (size_t)hlen, 0) != hlen) {
+		reject(c, LISTENER_REJECT_PROXY, "PROXY header could not be read back");
+		return;
+	}
+	if (!local)
+		c->client = src;
+	if (!listener_screen(c->l, (struct sockaddr *)&c->client, w->now, &c->per_client)) {
+		tcp_conn_finish(c, "refused", false, false);
+		return;
+	}
+	timer_cancel(&w->timers, &c->timer);
+	c->state = CONN_CONNECTING;
+	c->up.ready = true; /* bytes may have come with the header: read them once connected */
+	if (c->rx_mode) {
+		/* From here the engine reads the client (completion mode): writability only. */
+		w->ops->unwatch(w->eng, c->cwatch);
+		c->cwatch = w->ops->watch(w->eng, c->cfd, ENGINE_WRITE, client_ready, c);
+		if (!c->cwatch) {
+			tcp_conn_finish(c, "out of memory", true, false);
+			return;
+		}
+	}
+	connect_next(c);
+}
+
 void tcp_relay_accept(struct worker *w, struct listener *l, int fd,
 		      const struct sockaddr_storage *client, socklen_t len)
 {
 	bool per_client = false;
+	bool proxied = l->cfg->accept_proxy != CFG_PROXY_NONE;
 
-	if (!listener_admit(l, (const struct sockaddr *)client, w->now, &per_client)) {
+	if (proxied ? !listener_open(l, (const struct sockaddr *)client, w->now)
+		    : !listener_admit(l, (const struct sockaddr *)client, w->now, &per_client)) {
 		close(fd);
 		return;
 	}
@@ -711,9 +784,16 @@ void tcp_relay_accept(struct worker *w, struct listener *l, int fd,
 	/* TCP_NODELAY comes from the listener socket (inherited on accept). */
 	c->rx_mode = w->ops->recv_available && w->ops->recv_available(w->eng);
 	c->cwatch = w->ops->watch(
-	    w->eng, fd, c->rx_mode ? ENGINE_WRITE : ENGINE_READ | ENGINE_WRITE, client_ready, c);
+	    w->eng, fd, c->rx_mode && !proxied ? ENGINE_WRITE : ENGINE_READ | ENGINE_WRITE,
+	    client_ready, c);
 	if (!c->cwatch) {
 		tcp_conn_finish(c, "out of memory", true, false);
+		return;
+	}
+	if (proxied) {
+		c->state = CONN_PROXY_IN;
+		timer_arm(&w->timers, &c->timer, w->now + l->cfg->connect_timeout_ms);
+		proxy_in(c, 0); /* the header may be there already */
 		return;
 	}
 	connect_next(c);

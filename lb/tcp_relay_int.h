@@ -20,7 +20,8 @@ struct engine_watch;
 struct held_q; /* tcp_uring.c's buffers waiting for the sink */
 
 /* QUEUED: waiting in the pool's queue for a free slot (lb/queue.h), no backend yet. */
-enum conn_state { CONN_CONNECTING, CONN_RELAY, CONN_QUEUED };
+/* PROXY_IN: waiting for the client's PROXY header (listener accept_proxy). */
+enum conn_state { CONN_CONNECTING, CONN_RELAY, CONN_QUEUED, CONN_PROXY_IN };
 
 /* One direction of the pair. */
 struct half {

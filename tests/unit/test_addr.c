@@ -494,14 +494,17 @@ START_TEST(test_proxy_v1_mapped_addresses_are_sent_as_tcp4)
 }
 END_TEST
 
-START_TEST(test_proxy_v1_mixed_families_are_unknown)
+/* Mixed families (a client named by an incoming PROXY header on a listener of the other
+ * family): both go out as IPv6, the IPv4 one v4-mapped, so the client is passed on. */
+START_TEST(test_proxy_v1_mixed_families_go_as_tcp6)
 {
 	struct sockaddr_storage s = ss_v4("192.0.2.10", 5), d = ss_v6("2001:db8::1", 6);
 	uint8_t buf[ADDR_PROXY_MAX];
+	const char *want = "PROXY TCP6 ::ffff:192.0.2.10 2001:db8::1 5 6\r\n";
 	int n = addr_proxy_header(1, SA(s), SA(d), buf, sizeof(buf));
 
-	ck_assert_int_eq(n, 15);
-	ck_assert_mem_eq(buf, "PROXY UNKNOWN\r\n", 15);
+	ck_assert_int_eq(n, (int)strlen(want));
+	ck_assert_mem_eq(buf, want, strlen(want));
 }
 END_TEST
 
@@ -570,15 +573,17 @@ START_TEST(test_proxy_v2_mapped_addresses_are_sent_as_tcp4)
 }
 END_TEST
 
-START_TEST(test_proxy_v2_mixed_families_are_unspec)
+START_TEST(test_proxy_v2_mixed_families_go_as_tcp6)
 {
 	struct sockaddr_storage s = ss_v4("192.0.2.10", 5), d = ss_v6("2001:db8::1", 6);
 	uint8_t buf[ADDR_PROXY_MAX];
-	static const uint8_t tail[] = {0x21, 0x00, 0x00, 0x00};
+	static const uint8_t head[] = {0x21, 0x21, 0x00, 36};
+	static const uint8_t mapped[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 10};
 
-	ck_assert_int_eq(addr_proxy_header(2, SA(s), SA(d), buf, sizeof(buf)), 16);
+	ck_assert_int_eq(addr_proxy_header(2, SA(s), SA(d), buf, sizeof(buf)), 52);
 	ck_assert_mem_eq(buf, v2_sig, 12);
-	ck_assert_mem_eq(buf + 12, tail, 4);
+	ck_assert_mem_eq(buf + 12, head, 4);
+	ck_assert_mem_eq(buf + 16, mapped, 16);
 }
 END_TEST
 
@@ -675,12 +680,12 @@ static Suite *addr_suite(void)
 	tcase_add_test(proxy, test_proxy_v1_tcp4_line);
 	tcase_add_test(proxy, test_proxy_v1_tcp6_line);
 	tcase_add_test(proxy, test_proxy_v1_mapped_addresses_are_sent_as_tcp4);
-	tcase_add_test(proxy, test_proxy_v1_mixed_families_are_unknown);
+	tcase_add_test(proxy, test_proxy_v1_mixed_families_go_as_tcp6);
 	tcase_add_test(proxy, test_proxy_v1_worst_case_fits_addr_proxy_max);
 	tcase_add_test(proxy, test_proxy_v2_tcp4_bytes);
 	tcase_add_test(proxy, test_proxy_v2_tcp6_bytes);
 	tcase_add_test(proxy, test_proxy_v2_mapped_addresses_are_sent_as_tcp4);
-	tcase_add_test(proxy, test_proxy_v2_mixed_families_are_unspec);
+	tcase_add_test(proxy, test_proxy_v2_mixed_families_go_as_tcp6);
 	tcase_add_test(proxy, test_proxy_header_rejects_bad_version_and_short_buffer);
 	suite_add_tcase(s, proxy);
 

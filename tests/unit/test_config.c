@@ -381,6 +381,21 @@ START_TEST(test_per_client_limits)
 }
 END_TEST
 
+START_TEST(test_accept_proxy_is_tcp_only)
+{
+	struct config *cfg = load_ok(DOC("", "", "", ""));
+	ck_assert_int_eq(cfg->listeners[0].accept_proxy, CFG_PROXY_NONE);
+	config_free(cfg);
+	cfg = load_ok(DOC("", ",\"accept_proxy\":\"v2\"", "", ""));
+	ck_assert_int_eq(cfg->listeners[0].accept_proxy, CFG_PROXY_V2);
+	config_free(cfg);
+	load_fails_with(DOC("", ",\"accept_proxy\":\"v3\"", "", ""),
+			"listeners[0].accept_proxy: expected one of");
+	load_fails_with(DOC("", ",\"protocol\":\"udp\",\"accept_proxy\":\"v1\"", "", ""),
+			"listeners[0].accept_proxy: PROXY headers come on tcp listeners only");
+}
+END_TEST
+
 START_TEST(test_lifetime_is_tcp_only_and_off_by_default)
 {
 	struct config *cfg = load_ok(DOC("", "", "", ""));
@@ -1189,6 +1204,7 @@ static Suite *config_suite(void)
 	tcase_add_test(load, test_lifetime_is_tcp_only_and_off_by_default);
 	tcase_add_test(load, test_queue_is_off_by_default_and_validated);
 	tcase_add_test(load, test_per_client_limits);
+	tcase_add_test(load, test_accept_proxy_is_tcp_only);
 	tcase_add_test(load, test_slow_start_on_pool_and_backend);
 	tcase_add_test(load, test_control_socket_defaults_beside_the_config_file);
 	tcase_add_test(load, test_http_health_path_defaults_to_slash);
