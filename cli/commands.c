@@ -273,15 +273,28 @@ static void print_backends(json_t *d)
 		if (ramp)
 			snprintf(rs, sizeof(rs), " (slow start %lld%%)",
 				 (long long)json_integer_value(ramp));
-		snprintf(w, FMT_MAX, "%lld%s%s", num(b, "weight"), rs,
+		json_t *agw = json_object_get(json_object_get(b, "agent"), "weight_pct");
+		char as[40] = "";
+		if (agw && json_integer_value(agw) != 100)
+			snprintf(as, sizeof(as), " (agent %lld%%)",
+				 (long long)json_integer_value(agw));
+		snprintf(w, FMT_MAX, "%lld%s%s%s", num(b, "weight"), rs, as,
 			 json_is_true(json_object_get(b, "backup")) ? " (backup)" : "");
 		const char *state = str(b, "state");
 		if (strcmp(str(b, "health_source"), "forced") == 0)
 			state = fmt_str("%s (forced)", state);
-		table_row(&tab, str(b, "pool"), str(b, "name"), str(b, "address"), state,
-			  str(b, "admin"), w, fmt_int(b, "active"), fmt_int(b, "total"),
-			  fmt_bytes(num(b, "bytes_in")), fmt_bytes(num(b, "bytes_out")),
-			  fmt_int(b, "failures"), fmt_check(b));
+		/* The agent check: its down, its drain/maint and its weight percent. */
+		json_t *ag = json_object_get(b, "agent");
+		const char *admin = str(b, "admin");
+		if (ag) {
+			if (json_is_true(json_object_get(ag, "down")))
+				state = fmt_str("%s, agent down", state);
+			if (strcmp(str(ag, "admin"), "enabled") != 0)
+				admin = fmt_str("agent %s", str(ag, "admin"));
+		}
+		table_row(&tab, str(b, "pool"), str(b, "name"), str(b, "address"), state, admin, w,
+			  fmt_int(b, "active"), fmt_int(b, "total"), fmt_bytes(num(b, "bytes_in")),
+			  fmt_bytes(num(b, "bytes_out")), fmt_int(b, "failures"), fmt_check(b));
 		if (tab.nrows >= 64)
 			table_print(&tab); /* bounded memory; widths then restart per block */
 	}

@@ -65,5 +65,10 @@ extern const struct hc_check hc_check_udp;
 extern const struct hc_check hc_check_redis;
 extern const struct hc_check hc_check_postgres;
 extern const struct hc_check hc_check_mysql;
+/* The agent check (pool "agent"): connect, read one line, judged by the prober itself (not
+ * a health type: it changes weight and state, not health). */
+extern const struct hc_check hc_check_agent;
+/* The longest agent line lb reads. */
+#define HC_AGENT_LINE_MAX 512
 
 #endif

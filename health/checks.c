@@ -79,6 +79,24 @@ const struct hc_check hc_check_none = {.name = "none"};
 
 const struct hc_check hc_check_tcp = {.name = "tcp", .socktype = SOCK_STREAM};
 
+/* ---- agent: one line, up to a newline (or the agent closing: probe_read) ---- */
+
+static enum hc_result agent_parse(const uint8_t *buf, size_t len, const struct cfg_health *h,
+				  char *reason, size_t rlen)
+{
+	(void)h;
+	if (memchr(buf, '\n', len))
+		return HC_PASS;
+	if (len >= HC_AGENT_LINE_MAX) {
+		snprintf(reason, rlen, "agent line longer than %d bytes", HC_AGENT_LINE_MAX);
+		return HC_FAIL;
+	}
+	return HC_NEED_MORE;
+}
+
+const struct hc_check hc_check_agent = {
+    .name = "agent", .socktype = SOCK_STREAM, .parse = agent_parse};
+
 /* ---- send_expect: write `send`, pass once the reply contains `expect` ---- */
 
 static size_t send_request(const struct cfg_health *h, const char *host, uint8_t *buf, size_t len)

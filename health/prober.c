@@ -4,6 +4,7 @@
  * what to send and judge the reply. Workers never wait on anything here. */
 #include "health/prober.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -55,6 +56,7 @@ struct probe {
 	const struct hc_check *chk; /* the configured type */
 	const struct hc_check *run; /* what the running probe does: chk, or tcp to recover */
 	bool recovering;	    /* type none, marked down by passive checks: probe until up */
+	bool agent;		    /* the backend's agent check, not its health check */
 	uint8_t *req;		    /* chk's request, built once; NULL if none */
 	size_t reqlen, sent;
 	struct timer timer; /* next start while idle, the timeout while running */
@@ -205,7 +207,7 @@ static void apply_result(struct probe *p, bool pass, const char *reason)
 
 static bool probe_wanted(const struct probe *p)
 {
-	return hc_probes(p->chk) || p->recovering;
+	return p->agent || hc_probes(p->chk) || p->recovering;
 }
 
 /* Checks start on a fixed beat: the times t with t % interval == phase, a multiple of
@@ -276,12 +278,96 @@ static void probe_hangup(struct probe *p, bool keep)
 	p->fd = -1;
 }
 
+/* ---- the agent check (HAProxy's agent protocol) ---- */
+
+static void agent_note(struct backend *b, const char *s)
+{
+	size_t i = 0;
+
+	for (; s[i] && i + 1 < sizeof(b->agent_last); i++)
+		atomic_store_explicit(&b->agent_last[i], s[i], memory_order_relaxed);
+	atomic_store_explicit(&b->agent_last[i], '\0', memory_order_relaxed);
+}
+
+/* One word of an agent's line: true if it changed what workers see. */
+static bool agent_word(struct probe *p, const char *w)
+{
+	struct backend *b = p->b;
+	char *end;
+
+	if (!strcmp(w, "up"))
+		return atomic_exchange(&b->agent_down, false);
+	if (!strcmp(w, "down") || !strcmp(w, "fail") || !strcmp(w, "failed") ||
+	    !strcmp(w, "stopped"))
+		return !atomic_exchange(&b->agent_down, true);
+	if (!strcmp(w, "ready"))
+		return atomic_exchange(&b->agent_admin, BACKEND_ENABLED) != BACKEND_ENABLED;
+	if (!strcmp(w, "drain"))
+		return atomic_exchange(&b->agent_admin, BACKEND_DRAINING) != BACKEND_DRAINING;
+	if (!strcmp(w, "maint"))
+		return atomic_exchange(&b->agent_admin, BACKEND_DISABLED) != BACKEND_DISABLED;
+	if (!strncmp(w, "maxconn:", 8)) {
+		long v = strtol(w + 8, &end, 10);
+		if (*end || end == w + 8 || v < 0 || v > CFG_ADD_MAX_CONNS)
+			goto unknown;
+		atomic_store(&b->max_conns, (int)v);
+		return false;
+	}
+	size_t n = strlen(w);
+	if (n >= 2 && w[n - 1] == '%') {
+		long v = strtol(w, &end, 10);
+		if (end != w + n - 1 || v < 0 || v > 100)
+			goto unknown;
+		return atomic_exchange(&b->agent_pct, (int)v) != (int)v;
+	}
+unknown:
+	log_debug("pool %s: agent of %s said \"%s\": not a word lb knows; ignored", b->pool->name,
+		  b->name, w);
+	return false;
+}
+
+/* A check of the agent ended: on a line, apply each word; on a failure (refused, timeout,
+ * garbage), change nothing (HAProxy: an agent that fails does not take a server down). */
+static void agent_result(struct probe *p, bool pass, const char *reason)
+{
+	struct backend *b = p->b;
+	char line[HC_AGENT_LINE_MAX + 1], note[64], *save = NULL;
+	size_t n = p->len < HC_AGENT_LINE_MAX ? p->len : HC_AGENT_LINE_MAX;
+	bool changed = false;
+
+	if (!pass) {
+		snprintf(note, sizeof(note), "error: %s", reason);
+		agent_note(b, note);
+		log_debug("pool %s: agent of %s: %s", b->pool->name, b->name, reason);
+		return;
+	}
+	memcpy(line, p->buf, n);
+	line[n] = '\0';
+	line[strcspn(line, "\r\n#")] = '\0'; /* one line; '#' starts a description */
+	for (char *c = line; *c; c++)
+		*c = (char)tolower((unsigned char)*c);
+	agent_note(b, line);
+	snprintf(note, sizeof(note), "%s", line);
+	for (char *w = strtok_r(line, ", \t", &save); w; w = strtok_r(NULL, ", \t", &save))
+		changed |= agent_word(p, w);
+	if (changed) {
+		log_info("pool %s: backend %s: agent says \"%s\"", b->pool->name, b->name, note);
+		p->pr->dirty[p->pool_idx] = true;
+	}
+}
+
 static void probe_finish(struct probe *p, bool pass, const char *reason)
 {
 	uint64_t now = timer_now_ms();
 	uint64_t us = (now_ns() - p->started_ns) / 1000;
 
 	p->state = PROBE_IDLE;
+	if (p->agent) {
+		agent_result(p, pass, reason);
+		probe_hangup(p, false);
+		probe_plan(p, now > p->due_ms ? now : p->due_ms + 1);
+		return;
+	}
 	store_result(p->b, pass, us > UINT32_MAX ? UINT32_MAX : (uint32_t)us, pass ? "" : reason);
 	/* Tested first: log_msg costs a few hundred instructions even when it drops the line. */
 	if (log_enabled(LOG_DEBUG))
@@ -346,6 +432,10 @@ static void probe_read(struct probe *p)
 			return;
 		}
 		if (n == 0 && !dgram) {
+			if (p->agent && p->len) { /* an agent may close after its line */
+				probe_finish(p, true, "");
+				return;
+			}
 			if (p->len)
 				hc_bad_reply(reason, sizeof(reason), p->buf, p->len);
 			probe_finish(p, false, p->len ? reason : "connection closed");
@@ -418,7 +508,8 @@ static void probe_skip(struct probe *p, uint64_t now, int err)
  * pool's health.port, if set. */
 static void probe_target(const struct probe *p, struct lb_addr *out)
 {
-	int port = atomic_load_explicit(&p->b->check_port, memory_order_relaxed);
+	int port = atomic_load_explicit(p->agent ? &p->b->agent_port : &p->b->check_port,
+					memory_order_relaxed);
 
 	*out = p->b->addr;
 	if (!port)
@@ -439,8 +530,9 @@ static void probe_begin(struct probe *p, uint64_t now)
 
 	probe_target(p, &target);
 
-	p->run = hc_probes(p->chk) ? p->chk : &hc_check_tcp;
-	atomic_store_explicit(&p->b->hc_slot_ms, p->due_ms, memory_order_relaxed);
+	p->run = p->agent || hc_probes(p->chk) ? p->chk : &hc_check_tcp;
+	if (!p->agent)
+		atomic_store_explicit(&p->b->hc_slot_ms, p->due_ms, memory_order_relaxed);
 	p->started_ns = now_ns();
 	p->len = 0;
 	p->sent = 0;
@@ -538,6 +630,8 @@ static void tick(struct timer *t, uint64_t now)
 	struct prober *pr = container_of(t, struct prober, tick);
 
 	for (size_t i = 0; i < pr->nprobes; i++) {
+		if (pr->probes[i].agent)
+			continue;
 		passive_check(&pr->probes[i], now);
 		if (backend_ramp_step(pr->probes[i].b, now)) /* slow start */
 			pr->dirty[pr->probes[i].pool_idx] = true;
@@ -621,7 +715,7 @@ static int probes_create(struct prober *pr)
 	size_t n = 0;
 
 	for (size_t i = 0; i < pr->npools; i++)
-		n += pr->pools[i]->nbackends;
+		n += pr->pools[i]->nbackends * (pr->pools[i]->agent.interval_ms ? 2 : 1);
 	pr->probes = calloc(n ? n : 1, sizeof(*pr->probes));
 	/* One heap slot per probe plus the tick: arming in the loop never allocates. */
 	pr->timers.v = calloc(n + 1, sizeof(*pr->timers.v));
@@ -643,6 +737,14 @@ static int probes_create(struct prober *pr)
 			if (rc < 0)
 				return rc;
 			pr->nprobes++;
+			if (!pool->agent.interval_ms)
+				continue;
+			struct probe *a = &pr->probes[pr->nprobes++];
+			probe_init(pr, a, pool, i, pool->backends[j], &hc_check_agent);
+			a->agent = true;
+			a->recovering = false;
+			a->h = &pool->agent;
+			a->phase = probe_phase(pool->backends[j], a->h->interval_ms);
 		}
 	}
 	return 0;
@@ -656,7 +758,8 @@ static void probes_schedule(struct prober *pr, uint64_t now)
 
 		/* Not the slot a previous prober already checked (a restart within the same
 		 * millisecond as a check would otherwise check twice). */
-		uint64_t done = atomic_load_explicit(&p->b->hc_slot_ms, memory_order_relaxed);
+		uint64_t done =
+		    p->agent ? 0 : atomic_load_explicit(&p->b->hc_slot_ms, memory_order_relaxed);
 		if (probe_wanted(p))
 			probe_plan(p, now > done ? now : done + 1);
 	}

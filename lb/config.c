@@ -63,15 +63,16 @@ static const char *const timeout_keys[] = {"connect", "idle", "lifetime", NULL};
 static const char *const keepalive_keys[] = {"idle", "interval", "count", NULL};
 static const char *const per_client_keys[] = {"max_conns", "rate", NULL};
 static const char *const pool_keys[] = {
-    "name",  "algorithm",  "retries", "on_down",  "panic_threshold",
-    "queue", "slow_start", "health",  "backends", NULL};
+    "name",  "algorithm", "retries",  "on_down", "panic_threshold", "queue", "slow_start",
+    "agent", "health",	  "backends", NULL};
+static const char *const agent_keys[] = {"port", "interval", NULL};
 static const char *const queue_keys[] = {"max", "timeout", NULL};
 static const char *const health_keys[] = {"type", "interval", "timeout", "rise",	  "fall",
 					  "send", "expect",   "path",	 "expect_status", "port",
 					  "role", "user",     NULL};
-static const char *const backend_keys[] = {"name",	 "address",    "weight",
-					   "max_conns",	 "backup",     "hash_key",
-					   "check_port", "slow_start", NULL};
+static const char *const backend_keys[] = {"name",	 "address",  "weight",	   "max_conns",
+					   "backup",	 "hash_key", "check_port", "slow_start",
+					   "agent_port", NULL};
 
 /* Enumerations: the index in each table is the enum value. */
 static const char *const engine_names[] = {"auto", "io_uring", "epoll", NULL};
@@ -676,6 +677,7 @@ static void parse_backend(struct cfg_ctx *c, const json_t *obj, const char *path
 	cfg_get_bool(c, obj, path, "backup", &b->backup);
 	cfg_get_int(c, obj, path, "check_port", 1, 65535, &b->check_port);
 	cfg_get_duration(c, obj, path, "slow_start", true, &b->slow_start_ms);
+	cfg_get_int(c, obj, path, "agent_port", 1, 65535, &b->agent_port);
 	parse_hash_key(c, obj, path, b);
 }
 
@@ -796,6 +798,24 @@ static void parse_queue(struct cfg_ctx *c, const json_t *obj, const char *parent
 	cfg_get_duration(c, q, path, "timeout", true, &p->queue_timeout_ms);
 }
 
+/* "agent": {"port": N, "interval": "2s"}: HAProxy's agent protocol (lb/agent.c). */
+static void parse_agent(struct cfg_ctx *c, const json_t *obj, const char *parent,
+			struct cfg_pool *p)
+{
+	char path[CFG_PATH_MAX];
+	const json_t *a = NULL;
+
+	if (cfg_get_object(c, obj, parent, "agent", &a) != CFG_OK)
+		return;
+	cfg_path_key(path, parent, "agent");
+	cfg_check_keys(c, a, path, agent_keys);
+	p->agent_interval_ms = CFG_DEFAULT_AGENT_INTERVAL_MS;
+	if (cfg_get_int(c, a, path, "port", 1, 65535, &p->agent_port) == CFG_ABSENT)
+		cfg_err_missing(c, path, "port",
+				"the port each backend's agent answers on (1-65535)");
+	cfg_get_duration(c, a, path, "interval", true, &p->agent_interval_ms);
+}
+
 static void parse_pool(struct cfg_ctx *c, const json_t *obj, const char *path, struct cfg_pool *p)
 {
 	p->retries = CFG_DEFAULT_RETRIES;
@@ -814,8 +834,16 @@ static void parse_pool(struct cfg_ctx *c, const json_t *obj, const char *path, s
 		p->on_down = (enum cfg_on_down)on_down;
 	parse_queue(c, obj, path, p);
 	cfg_get_duration(c, obj, path, "slow_start", true, &p->slow_start_ms);
+	parse_agent(c, obj, path, p);
 	parse_health(c, obj, path, &p->health);
 	parse_backends(c, obj, path, p);
+	for (size_t i = 0; i < p->nbackends && !p->agent_port; i++)
+		if (p->backends[i].agent_port) {
+			char bpath[CFG_PATH_MAX];
+			snprintf(bpath, sizeof(bpath), "%s.backends[%zu].agent_port", path, i);
+			cfg_err_at(c, bpath, "an agent port needs the pool's \"agent\" block");
+			break;
+		}
 }
 
 /* ---- arrays and cross-checks ---- */

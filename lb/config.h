@@ -35,6 +35,8 @@ enum cfg_on_down { CFG_ON_DOWN_KEEP = 0, CFG_ON_DOWN_SHUTDOWN = 1 };
 #define CFG_MAX_QUEUE		     1000000
 /* Most connections per second or minute a per_client.rate may name. */
 #define CFG_MAX_RATE 1000000
+/* A pool's agent check: how often by default. */
+#define CFG_DEFAULT_AGENT_INTERVAL_MS 2000
 /* TCP keepalive of a listener's "keepalive" block, for keys left out (seconds, probes). */
 #define CFG_DEFAULT_KA_IDLE_S	  60
 #define CFG_DEFAULT_KA_INTERVAL_S 10
@@ -73,6 +75,7 @@ struct cfg_backend {
 	char *hash_key; /* ip_hash key; NULL = the resolved address ("10.0.0.1:80") */
 	int check_port; /* health checks go to this port of its host; 0 = the pool's health.port */
 	uint64_t slow_start_ms; /* ramp after coming up or being added; 0 = the pool's */
+	int agent_port;		/* its agent answers here; 0 = the pool's agent.port */
 };
 
 struct cfg_pool {
@@ -82,9 +85,11 @@ struct cfg_pool {
 	enum cfg_on_down on_down;
 	int panic_threshold; /* percent of backends that must be up; 0 = no panic mode */
 	/* "queue": clients wait for a free slot when every usable backend is at max_conns. */
-	uint64_t slow_start_ms;	   /* a backend that comes up ramps its weight over this; 0 = off */
-	int queue_max;		   /* waiting clients at most; 0 = no queue (refuse at once) */
-	uint64_t queue_timeout_ms; /* how long one waits before it is closed */
+	uint64_t slow_start_ms; /* a backend that comes up ramps its weight over this; 0 = off */
+	int agent_port;		/* "agent": HAProxy's agent protocol on this port; 0 = off */
+	uint64_t agent_interval_ms; /* ... asked this often */
+	int queue_max;		    /* waiting clients at most; 0 = no queue (refuse at once) */
+	uint64_t queue_timeout_ms;  /* how long one waits before it is closed */
 	struct cfg_health health;
 	struct cfg_backend *backends;
 	size_t nbackends;

@@ -247,6 +247,21 @@ static json_t *backend_json(struct backend *b)
 		port = b->pool->health.port;
 	if (o && port)
 		json_object_set_new(o, "check_port", json_integer(port));
+	/* The agent check: what it said last and what that does. */
+	if (o && b->pool->agent.interval_ms) {
+		char last[sizeof(b->agent_last)];
+		size_t i = 0;
+		for (; i + 1 < sizeof(last); i++)
+			if (!(last[i] =
+				  atomic_load_explicit(&b->agent_last[i], memory_order_relaxed)))
+				break;
+		last[i] = '\0';
+		json_object_set_new(o, "agent",
+				    json_pack("{s:s, s:s, s:b, s:i}", "last", last, "admin",
+					      admin_name(atomic_load(&b->agent_admin)), "down",
+					      atomic_load(&b->agent_down), "weight_pct",
+					      atomic_load(&b->agent_pct)));
+	}
 	/* Slow start: how far the ramp is, in percent of the weight. */
 	int ramp = atomic_load(&b->ramp_weight), w = atomic_load(&b->weight);
 	if (o && ramp > 0 && w > 0)

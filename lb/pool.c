@@ -22,11 +22,13 @@ bool backend_usable(const struct backend *b)
 {
 	int max;
 
-	if (atomic_load_explicit(&b->health, memory_order_relaxed) == BACKEND_DOWN)
+	if (atomic_load_explicit(&b->health, memory_order_relaxed) == BACKEND_DOWN ||
+	    atomic_load_explicit(&b->agent_down, memory_order_relaxed))
 		return false;
-	if (atomic_load_explicit(&b->admin, memory_order_relaxed) != BACKEND_ENABLED)
+	if (atomic_load_explicit(&b->admin, memory_order_relaxed) != BACKEND_ENABLED ||
+	    atomic_load_explicit(&b->agent_admin, memory_order_relaxed) != BACKEND_ENABLED)
 		return false;
-	if (atomic_load_explicit(&b->weight, memory_order_relaxed) <= 0)
+	if (backend_weight(b) <= 0)
 		return false;
 	max = atomic_load_explicit(&b->max_conns, memory_order_relaxed);
 	return max <= 0 || atomic_load_explicit(&b->active, memory_order_relaxed) < max;
@@ -45,9 +47,10 @@ static bool backend_usable_in_panic(const struct backend *b)
 {
 	int max;
 
-	if (atomic_load_explicit(&b->admin, memory_order_relaxed) != BACKEND_ENABLED)
+	if (atomic_load_explicit(&b->admin, memory_order_relaxed) != BACKEND_ENABLED ||
+	    atomic_load_explicit(&b->agent_admin, memory_order_relaxed) != BACKEND_ENABLED)
 		return false;
-	if (atomic_load_explicit(&b->weight, memory_order_relaxed) <= 0)
+	if (backend_weight(b) <= 0)
 		return false;
 	max = atomic_load_explicit(&b->max_conns, memory_order_relaxed);
 	return max <= 0 || atomic_load_explicit(&b->active, memory_order_relaxed) < max;
@@ -63,9 +66,23 @@ int backend_weight(const struct backend *b)
 	int ramp = atomic_load_explicit(&b->ramp_weight, memory_order_relaxed);
 	int w = atomic_load_explicit(&b->weight, memory_order_relaxed);
 
-	if (w <= 0)
+	int pct = atomic_load_explicit(&b->agent_pct, memory_order_relaxed);
+
+	if (w <= 0 || pct <= 0)
 		return 0;
-	return ramp > 0 && ramp < w * BACKEND_WEIGHT_SCALE ? ramp : w * BACKEND_WEIGHT_SCALE;
+	int full = ramp > 0 && ramp < w * BACKEND_WEIGHT_SCALE ? ramp : w * BACKEND_WEIGHT_SCALE;
+	if (pct == 100)
+		return full;
+	int part = full * pct / 100;
+	return part > 0 ? part : 1;
+}
+
+void backend_agent_reset(struct backend *b)
+{
+	atomic_store(&b->agent_pct, 100);
+	atomic_store(&b->agent_admin, BACKEND_ENABLED);
+	atomic_store(&b->agent_down, false);
+	atomic_store(&b->agent_last[0], '\0');
 }
 
 int backend_ramp_weight(int weight, uint64_t elapsed_ms, uint64_t ramp_ms)
@@ -239,7 +256,22 @@ static struct backend *backend_create(struct pool *p, const struct cfg_backend *
 	atomic_init(&b->max_conns, cb->max_conns);
 	atomic_init(&b->check_port, cb->check_port);
 	atomic_init(&b->slow_start_ms, cb->slow_start_ms ? cb->slow_start_ms : p->slow_start_ms);
+	atomic_init(&b->agent_port, cb->agent_port);
+	atomic_init(&b->agent_pct, 100);
+	atomic_init(&b->agent_admin, BACKEND_ENABLED);
 	return b;
+}
+
+/* The agent's probe settings: its interval, a timeout of the interval up to 1 s, its port. */
+static void pool_agent_settings(struct pool *p, const struct cfg_pool *cp)
+{
+	uint64_t iv = cp->agent_port ? cp->agent_interval_ms : 0;
+
+	p->agent = (struct cfg_health){
+	    .interval_ms = iv,
+	    .timeout_ms = iv < 1000 ? iv : 1000,
+	    .port = cp->agent_port,
+	};
 }
 
 struct pool *pool_create(const struct cfg_pool *cp)
@@ -259,6 +291,7 @@ struct pool *pool_create(const struct cfg_pool *cp)
 	p->on_down = cp->on_down;
 	p->panic_threshold = cp->panic_threshold;
 	p->slow_start_ms = cp->slow_start_ms;
+	pool_agent_settings(p, cp);
 	p->backends = calloc(cp->nbackends ? cp->nbackends : 1, sizeof(*p->backends));
 	if (!p->backends)
 		goto fail;
@@ -324,8 +357,10 @@ static bool waits_for_room(const struct pick_ctx *ctx, const struct backend *b)
 {
 	return atomic_load_explicit(&b->max_conns, memory_order_relaxed) > 0 &&
 	       atomic_load_explicit(&b->health, memory_order_relaxed) != BACKEND_DOWN &&
+	       !atomic_load_explicit(&b->agent_down, memory_order_relaxed) &&
 	       atomic_load_explicit(&b->admin, memory_order_relaxed) == BACKEND_ENABLED &&
-	       atomic_load_explicit(&b->weight, memory_order_relaxed) > 0 && !pick_tried(ctx, b);
+	       atomic_load_explicit(&b->agent_admin, memory_order_relaxed) == BACKEND_ENABLED &&
+	       backend_weight(b) > 0 && !pick_tried(ctx, b);
 }
 
 bool pool_may_queue(struct pool *p, const struct pick_ctx *ctx)
@@ -603,6 +638,10 @@ int pool_reconfigure(struct pool *p, const struct cfg_pool *cp, struct qsbr *q)
 	atomic_store(&p->on_down, cp->on_down);
 	atomic_store(&p->panic_threshold, cp->panic_threshold);
 	p->slow_start_ms = cp->slow_start_ms;
+	pool_agent_settings(p, cp);
+	if (!cp->agent_port)
+		for (size_t i = 0; i < p->nbackends; i++)
+			backend_agent_reset(p->backends[i]);
 	queue_configure(&p->queue, cp->queue_max, cp->queue_timeout_ms);
 	p->algorithm = alg;
 	int ret = rebuild_locked(p, q); /* on ENOMEM picks keep the old snapshot's algorithm */

@@ -42,6 +42,15 @@ struct backend {
 	_Atomic uint64_t ramp_start_ms; /* when the ramp began (timer_now_ms); 0 = none */
 	_Atomic int ramp_weight;
 
+	/* The agent check (pool "agent", health/prober.c): what the backend's agent said last.
+	 * Workers obey pct (of the weight), admin and down alongside the operator's and the
+	 * health check's state. */
+	_Atomic int agent_port;	     /* 0: the pool's agent port */
+	_Atomic int agent_pct;	     /* weight percent, 100 until an agent says otherwise */
+	_Atomic int agent_admin;     /* enum backend_admin from ready/drain/maint */
+	_Atomic bool agent_down;     /* down/fail/stopped; up lifts it */
+	_Atomic char agent_last[64]; /* its last answer or error, for lbctl (may tear) */
+
 	_Atomic int active; /* open connections/sessions */
 	_Atomic uint64_t total;
 	_Atomic uint64_t bytes_in;  /* from backend to client */
@@ -106,7 +115,10 @@ struct pool {
 	_Atomic int on_down; /* enum cfg_on_down; read by the prober and the control plane */
 	/* Percent of primaries that must be up; below it picks ignore health (0: never). */
 	_Atomic int panic_threshold;
-	uint64_t slow_start_ms;	      /* the pool's slow_start, for backends without their own */
+	uint64_t slow_start_ms; /* the pool's slow_start, for backends without their own */
+	/* The agent check's settings as the prober's probes read them (interval, timeout, port);
+	 * interval_ms 0: no agent. */
+	struct cfg_health agent;
 	_Atomic bool panic;	      /* the published snapshot's panic, for metrics */
 	_Atomic uint64_t panic_total; /* times it entered panic */
 	struct pool_queue queue;      /* clients waiting for a free slot (lb/queue.h) */
@@ -138,6 +150,9 @@ void backend_ramp_begin(struct backend *b, uint64_t now_ms);
 /* Step b's ramp to now: true if its effective weight changed (republish the snapshot).
  * Ends the ramp once it is over. Prober thread. */
 bool backend_ramp_step(struct backend *b, uint64_t now_ms);
+
+/* Forget what b's agent said (the pool has no agent any more). */
+void backend_agent_reset(struct backend *b);
 
 /* Usable for a new connection: health not down, admin enabled, weight > 0, below max_conns. */
 bool backend_usable(const struct backend *b);

@@ -265,6 +265,7 @@ static void sync_backends(struct lb_state *st, struct pool *p, const struct cfg_
 		update_int(&b->weight, ocb ? ocb->weight : 0, cb->weight, ocb != NULL);
 		update_int(&b->max_conns, ocb ? ocb->max_conns : 0, cb->max_conns, ocb != NULL);
 		atomic_store(&b->check_port, cb->check_port);
+		atomic_store(&b->agent_port, cb->agent_port);
 		atomic_store(&b->slow_start_ms,
 			     cb->slow_start_ms ? cb->slow_start_ms : cp->slow_start_ms);
 	}
@@ -319,6 +320,8 @@ static void commit_pools(struct lb_state *st, struct plan *pl, json_t *changes)
 		    ocp->retries != cp->retries || ocp->on_down != cp->on_down ||
 		    ocp->panic_threshold != cp->panic_threshold ||
 		    ocp->queue_max != cp->queue_max || ocp->slow_start_ms != cp->slow_start_ms ||
+		    ocp->agent_port != cp->agent_port ||
+		    ocp->agent_interval_ms != cp->agent_interval_ms ||
 		    ocp->queue_timeout_ms != cp->queue_timeout_ms ||
 		    health_differs(&ocp->health, &cp->health))
 			note(changes, "pools_changed", "%s", p->name);

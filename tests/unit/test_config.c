@@ -396,6 +396,24 @@ START_TEST(test_accept_proxy_is_tcp_only)
 }
 END_TEST
 
+START_TEST(test_agent_settings)
+{
+	struct config *cfg =
+	    load_ok(DOC("", "", ",\"agent\":{\"port\":9999}", ",\"agent_port\":9000"));
+	ck_assert_int_eq(cfg->pools[0].agent_port, 9999);
+	ck_assert_uint_eq(cfg->pools[0].agent_interval_ms, 2000);
+	ck_assert_int_eq(cfg->pools[0].backends[0].agent_port, 9000);
+	config_free(cfg);
+	load_fails_with(DOC("", "", ",\"agent\":{\"interval\":\"1s\"}", ""),
+			"pools[0].agent.port: missing");
+	load_fails_with(DOC("", "", ",\"agent\":{\"port\":70000}", ""),
+			"pools[0].agent.port: expected an integer 1-65535");
+	load_fails_with(
+	    DOC("", "", "", ",\"agent_port\":9000"),
+	    "pools[0].backends[0].agent_port: an agent port needs the pool's \"agent\"");
+}
+END_TEST
+
 START_TEST(test_lifetime_is_tcp_only_and_off_by_default)
 {
 	struct config *cfg = load_ok(DOC("", "", "", ""));
@@ -1205,6 +1223,7 @@ static Suite *config_suite(void)
 	tcase_add_test(load, test_queue_is_off_by_default_and_validated);
 	tcase_add_test(load, test_per_client_limits);
 	tcase_add_test(load, test_accept_proxy_is_tcp_only);
+	tcase_add_test(load, test_agent_settings);
 	tcase_add_test(load, test_slow_start_on_pool_and_backend);
 	tcase_add_test(load, test_control_socket_defaults_beside_the_config_file);
 	tcase_add_test(load, test_http_health_path_defaults_to_slash);
