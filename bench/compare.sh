@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # bench/compare.sh — `make bench`: lb (both engines), HAProxy and nginx stream in front of the
-# same loopback backends (iperf3, nginx http, dnsmasq, redis), same worker count, same client commands;
+# same loopback backends (iperf3, nginx http, dnsmasq, redis, PostgreSQL), same worker count, same
+# client commands;
 # alternates systems, repeats rounds and writes the medians to docs/BENCHMARKS.md, docs/bench.png.
 #
 # Systems: direct, lb-uring, lb-epoll, haproxy, nginx (default configs), and haproxy-1m /
 # nginx-1m: the peers tuned for bulk with 1 MiB buffers (tune.bufsize, proxy_buffer_size),
 # run on the bulk workloads (tcp1, tcp4) only.
 # Usage: bash bench/compare.sh [--quick] [--rounds N] [--systems "direct lb-uring ..."]
-#        [--workloads "idle tcp1 tcp4 ka close udp200 udp500 dns redis"] (default: all)
+#        [--workloads "idle tcp1 tcp4 ka close udp200 udp500 dns redis pg"] (default: all)
 # Env:   LB_BIN (default build/lb), LB_BENCH_ENGINE (engine of the plain "lb" system,
 #        default auto), LB_BASE_BIN (the lb of the systems lbbase-uring/lbbase-epoll: an
-#        older build to A/B against), BENCH_IDLE_CONNS, BENCH_BUDGET (seconds, default 660),
+#        older build to A/B against), BENCH_IDLE_CONNS, BENCH_BUDGET (seconds, default 840),
 #        BENCH_OUT (where BENCHMARKS.md and bench.png go; default docs/, or the raw
 #        directory with --quick), BENCH_KEEP_TMP=1 (keep the temp dir).
 set -euo pipefail
@@ -22,7 +23,7 @@ HELPER="$BENCH/helper.py"
 QUICK=0
 ROUNDS=
 SYSTEMS="direct lb-uring lb-epoll haproxy nginx haproxy-1m nginx-1m"
-ALL_WORKLOADS="idle tcp1 tcp4 ka close udp200 udp500 dns redis"
+ALL_WORKLOADS="idle tcp1 tcp4 ka close udp200 udp500 dns redis pg"
 WORKLOADS=$ALL_WORKLOADS
 WORKERS=$(nproc)
 LB_BENCH_ENGINE=${LB_BENCH_ENGINE:-auto}
@@ -51,11 +52,11 @@ done
 # Durations (seconds) and sizes. Full: 3 rounds fit in ~10 minutes on 2 cores.
 if [ "$QUICK" = 1 ]; then
 	ROUNDS=${ROUNDS:-1}
-	T_TCP=2 T_WRK=2 T_UDP=2 T_DNS=2 REDIS_REQUESTS=50000
+	T_TCP=2 T_WRK=2 T_UDP=2 T_DNS=2 T_PG=2 REDIS_REQUESTS=50000
 	IDLE_CONNS=${BENCH_IDLE_CONNS:-2000}
 else
 	ROUNDS=${ROUNDS:-3}
-	T_TCP=5 T_WRK=5 T_UDP=3 T_DNS=3 REDIS_REQUESTS=100000
+	T_TCP=5 T_WRK=5 T_UDP=3 T_DNS=3 T_PG=4 REDIS_REQUESTS=100000
 	IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
 fi
 WRK_CONNS=50
@@ -66,6 +67,10 @@ DNS_OUTSTANDING=100
 DNS_NAME=who.lb.test
 # redis-benchmark: GET from 50 connections, one request in flight each (no pipelining).
 REDIS_CONNS=50
+# pgbench: select-only (-S) from 16 clients on 2 threads, so that the balancer's path is what
+# differs; scale 10 (1M rows, cached).
+PG_CLIENTS=16
+PG_SCALE=10
 # The backend body: 100 bytes, as small as a typical health/API reply.
 BODY=$(printf 'x%.0s' $(seq 1 100))
 
@@ -99,6 +104,10 @@ check_deps() {
 	need dnsperf dnsperf
 	need redis-server redis-server
 	need redis-benchmark redis-tools
+	case " $WORKLOADS " in *" pg "*)
+		need pgbench postgresql-client
+		pg_bin >/dev/null || need_pkgs+=(postgresql) ;;
+	esac
 	if command -v nginx >/dev/null 2>&1 && ! stream_module >/dev/null &&
 		! nginx -V 2>&1 | grep -q -- '--with-stream\( \|$\)'; then
 		need_pkgs+=(libnginx-mod-stream)
@@ -166,6 +175,8 @@ alloc_port BACKEND_IPERF
 alloc_port BACKEND_HTTP
 alloc_port BACKEND_DNS
 alloc_port BACKEND_REDIS
+alloc_port BACKEND_PG
+PG_PID=
 REDIS_PID=
 IPERF_PID=
 BACKEND_NGINX_PID=
@@ -200,6 +211,33 @@ start_backends() {
 	start_bg REDIS_PID "$RAW/logs/backend-redis.log" redis-server --bind 127.0.0.1 \
 		--port "$BACKEND_REDIS" --save '' --appendonly no --daemonize no --protected-mode no
 	wait_listen "$BACKEND_REDIS" "$REDIS_PID" || { log "redis-server did not start"; exit 1; }
+	case " $WORKLOADS " in *" pg "*) start_pg_server ;; esac
+}
+
+# PostgreSQL's bin directory (the highest version installed).
+pg_bin() {
+	local d
+	d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+	[ -n "$d" ] && [ -x "$d/postgres" ] && echo "$d"
+}
+
+as_postgres() { # PostgreSQL refuses to run as root
+	if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# A throw-away cluster, trust authentication, no fsync, initialised for pgbench once.
+start_pg_server() {
+	local bin d="$TMP/pg"
+	bin=$(pg_bin) || { log "PostgreSQL is not installed"; exit 1; }
+	mkdir -p "$d"
+	[ "$(id -u)" = 0 ] && chown postgres "$d"
+	as_postgres "$bin/initdb" -D "$d/data" -A trust -U postgres -E UTF8 --locale=C --no-sync \
+		>"$RAW/logs/backend-initdb.log" 2>&1 || { log "initdb failed (see logs)"; exit 1; }
+	start_bg PG_PID "$RAW/logs/backend-postgres.log" as_postgres "$bin/postgres" -D "$d/data" \
+		-p "$BACKEND_PG" -h 127.0.0.1 -k "$d" -F -N 200 -c shared_buffers=128MB
+	wait_listen "$BACKEND_PG" "$PG_PID" || { log "postgres did not start"; exit 1; }
+	pgbench -i -q -s "$PG_SCALE" -h 127.0.0.1 -p "$BACKEND_PG" -U postgres postgres \
+		>"$RAW/logs/backend-pgbench-init.log" 2>&1 || { log "pgbench -i failed"; exit 1; }
 }
 
 # dnsmasq answers DNS_NAME from its own host record: no upstream, no files, one thread.
@@ -218,7 +256,7 @@ start_dns_server() {
 
 # ------------------------------------------------------------------- balancers
 
-declare -A SYS_IPERF SYS_HTTP SYS_PID SYS_UDP SYS_DNS SYS_DNS_OK SYS_REDIS NOTE
+declare -A SYS_IPERF SYS_HTTP SYS_PID SYS_UDP SYS_DNS SYS_DNS_OK SYS_REDIS SYS_PG NOTE
 
 add_note() { # add_note SYS TEXT: once per run, however many rounds repeat it
 	case "; ${NOTE[$1]:-}; " in *"; $2; "*) return 0 ;; esac
@@ -242,6 +280,7 @@ assign_ports() {
 		if [ "$s" = direct ]; then
 			SYS_IPERF[$s]=$BACKEND_IPERF SYS_HTTP[$s]=$BACKEND_HTTP SYS_UDP[$s]=1
 			SYS_DNS[$s]=$BACKEND_DNS SYS_DNS_OK[$s]=1 SYS_REDIS[$s]=$BACKEND_REDIS
+			SYS_PG[$s]=$BACKEND_PG
 			continue
 		fi
 		alloc_port p
@@ -252,6 +291,8 @@ assign_ports() {
 		SYS_DNS[$s]=$p
 		alloc_port p
 		SYS_REDIS[$s]=$p
+		alloc_port p
+		SYS_PG[$s]=$p
 		SYS_UDP[$s]=0 SYS_DNS_OK[$s]=0
 	done
 }
@@ -279,7 +320,7 @@ start_lb() {
 	render "$BENCH/lb.json.in" "$d/lb.json" ENGINE="$engine" WORKERS="$WORKERS" DIR="$d" \
 		IPERF_PORT="${SYS_IPERF[$s]}" HTTP_PORT="${SYS_HTTP[$s]}" \
 		BACKEND_IPERF_PORT="$BACKEND_IPERF" BACKEND_HTTP_PORT="$BACKEND_HTTP" \
-		BACKEND_DNS_PORT="$BACKEND_DNS" REDIS_PORT="${SYS_REDIS[$s]}" \
+		BACKEND_DNS_PORT="$BACKEND_DNS" REDIS_PORT="${SYS_REDIS[$s]}" PG_PORT="${SYS_PG[$s]}" BACKEND_PG_PORT="$BACKEND_PG" \
 		BACKEND_REDIS_PORT="$BACKEND_REDIS" UDP_LISTENER="$udp"
 	SYS_UDP[$s]=1 SYS_DNS_OK[$s]=1
 	if ! "$LB_BIN" -c "$d/lb.json" --check >"$d/check.log" 2>&1; then
@@ -288,7 +329,7 @@ start_lb() {
 		render "$BENCH/lb.json.in" "$d/lb.json" ENGINE="$engine" WORKERS="$WORKERS" DIR="$d" \
 			IPERF_PORT="${SYS_IPERF[$s]}" HTTP_PORT="${SYS_HTTP[$s]}" \
 			BACKEND_IPERF_PORT="$BACKEND_IPERF" BACKEND_HTTP_PORT="$BACKEND_HTTP" \
-			BACKEND_DNS_PORT="$BACKEND_DNS" REDIS_PORT="${SYS_REDIS[$s]}" \
+			BACKEND_DNS_PORT="$BACKEND_DNS" REDIS_PORT="${SYS_REDIS[$s]}" PG_PORT="${SYS_PG[$s]}" BACKEND_PG_PORT="$BACKEND_PG" \
 			BACKEND_REDIS_PORT="$BACKEND_REDIS" UDP_LISTENER=""
 		if ! "$LB_BIN" -c "$d/lb.json" --check >"$d/check.log" 2>&1; then
 			add_note "$s" "config rejected by lb --check: $(head -3 "$d/check.log" | tr '\n' ' ')"
@@ -317,7 +358,7 @@ start_haproxy() {
 		TUNE="$tune" \
 		IPERF_PORT="${SYS_IPERF[$s]}" HTTP_PORT="${SYS_HTTP[$s]}" \
 		BACKEND_IPERF_PORT="$BACKEND_IPERF" BACKEND_HTTP_PORT="$BACKEND_HTTP" \
-		REDIS_PORT="${SYS_REDIS[$s]}" BACKEND_REDIS_PORT="$BACKEND_REDIS"
+		REDIS_PORT="${SYS_REDIS[$s]}" PG_PORT="${SYS_PG[$s]}" BACKEND_PG_PORT="$BACKEND_PG" BACKEND_REDIS_PORT="$BACKEND_REDIS"
 	start_bg pid "$RAW/logs/$s.log" haproxy -db -f "$d/haproxy.cfg"
 	SYS_PID[$s]=$pid
 	if ! wait_listen "${SYS_HTTP[$s]}" "$pid" || ! wait_listen "${SYS_IPERF[$s]}" "$pid"; then
@@ -338,7 +379,7 @@ start_nginx() {
 		LOAD_STREAM="$load" IPERF_PORT="${SYS_IPERF[$s]}" HTTP_PORT="${SYS_HTTP[$s]}" \
 		BACKEND_IPERF_PORT="$BACKEND_IPERF" BACKEND_HTTP_PORT="$BACKEND_HTTP" \
 		DNS_PORT="${SYS_DNS[$s]}" BACKEND_DNS_PORT="$BACKEND_DNS" \
-		REDIS_PORT="${SYS_REDIS[$s]}" BACKEND_REDIS_PORT="$BACKEND_REDIS"
+		REDIS_PORT="${SYS_REDIS[$s]}" PG_PORT="${SYS_PG[$s]}" BACKEND_PG_PORT="$BACKEND_PG" BACKEND_REDIS_PORT="$BACKEND_REDIS"
 	start_bg pid "$RAW/logs/$s.log" nginx -p "$d" -c "$d/nginx.conf" -g 'daemon off;'
 	SYS_PID[$s]=$pid
 	SYS_UDP[$s]=1 SYS_DNS_OK[$s]=1
@@ -483,6 +524,31 @@ run_redis() { # run_redis SYS: redis-benchmark GET through the system, no pipeli
 	record "$s" redis_p99_ms "$p99"
 }
 
+run_pg() { # run_pg SYS: pgbench select-only through the system
+	local s=$1 out tps lat fail c0 c1 us=NA
+	out="$RAW/r$ROUND-$s-pgbench.txt"
+	c0=$(cpu_now "$s")
+	timeout -k 2 $((T_PG + 30)) pgbench -h 127.0.0.1 -p "${SYS_PG[$s]}" -U postgres \
+		-c "$PG_CLIENTS" -j 2 -S -T "$T_PG" postgres >"$out" 2>&1 || true
+	c1=$(cpu_now "$s")
+	tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' "$out")
+	lat=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$out")
+	fail=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$out")
+	if [ -z "$tps" ] || [ -z "$lat" ] || [ "${fail:-0}" != 0 ]; then
+		record "$s" pg_tps NA; record "$s" pg_lat_ms NA; record "$s" pg_cpu_us NA
+		note_fail "$s" "pgbench" "$(grep -m1 -i 'error\|fatal' "$out" || tail -1 "$out")"
+		return 0
+	fi
+	# The balancer's CPU (all its processes) per transaction, over the run.
+	if [ "$c0" != NA ]; then
+		us=$(awk -v a="$c0" -v b="$c1" -v r="$tps" -v t="$T_PG" \
+			'BEGIN { if (r > 0) printf "%.1f", (b - a) * 1e6 / (r * t); else print "NA" }')
+	fi
+	record "$s" pg_tps "$tps"
+	record "$s" pg_lat_ms "$lat"
+	record "$s" pg_cpu_us "$us"
+}
+
 run_wrk() { # run_wrk SYS keepalive|close
 	local s=$1 mode=$2 out rps p99 errs c0 c1 us hdr=()
 	out="$RAW/r$ROUND-$s-wrk-$mode.txt"
@@ -542,6 +608,7 @@ run_workload() { # run_workload NAME SYS
 		udp200 | udp500) record "$s" "$w" NA ;;
 		dns) record "$s" dns_qps NA; record "$s" dns_lat_ms NA ;;
 		redis) record "$s" redis_rps NA; record "$s" redis_p50_ms NA; record "$s" redis_p99_ms NA ;;
+		pg) record "$s" pg_tps NA; record "$s" pg_lat_ms NA; record "$s" pg_cpu_us NA ;;
 		esac
 		return
 	fi
@@ -555,6 +622,7 @@ run_workload() { # run_workload NAME SYS
 	udp500) run_udp "$s" 500 ;;
 	dns) run_dns "$s" ;;
 	redis) run_redis "$s" ;;
+	pg) run_pg "$s" ;;
 	esac
 }
 
@@ -591,7 +659,7 @@ start_backends
 assign_ports
 
 # `make bench` must end within 11 minutes: start a round only if the slowest one so far fits.
-BUDGET=${BENCH_BUDGET:-660}
+BUDGET=${BENCH_BUDGET:-840}
 ROUNDS_DONE=0
 slowest=0
 for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
@@ -650,6 +718,8 @@ ELAPSED=$(($(date +%s) - START))
 	printf 'dns_clients\t%s\ndns_outstanding\t%s\ndns_name\t%s\n' \
 		"$DNS_CLIENTS" "$DNS_OUTSTANDING" "$DNS_NAME"
 	printf 'redis_conns\t%s\nredis_requests\t%s\n' "$REDIS_CONNS" "$REDIS_REQUESTS"
+	printf 'pg_clients\t%s\npg_scale\t%s\nt_pg\t%s\n' "$PG_CLIENTS" "$PG_SCALE" "$T_PG"
+	printf 'postgres\t%s\n' "$( (pgbench --version 2>/dev/null || true) | awk '{print $3}')"
 	printf 'nofile\t%s\n' "$NOFILE"
 	printf 'idle_conns\t%s\nwrk_conns\t%s\nudp_len\t%s\n' "$IDLE_CONNS" "$WRK_CONNS" "$UDP_LEN"
 	printf 'systems\t%s\n' "$SYSTEMS"

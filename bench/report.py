@@ -24,10 +24,13 @@ ROWS = [
     ("redis_rps", "redis-benchmark GET, 50 conns, req/s", HIGHER, "k"),
     ("redis_p50_ms", "redis-benchmark GET p50 latency, ms", LOWER, "f3"),
     ("redis_p99_ms", "redis-benchmark GET p99 latency, ms", LOWER, "f3"),
+    ("pg_tps", "pgbench -S, 16 clients, transactions/s", HIGHER, "k"),
+    ("pg_lat_ms", "pgbench -S average latency, ms", LOWER, "f3"),
     ("mem_per_conn_kb", "user-space memory per idle connection, KB", LOWER, "f1"),
     ("cpu_s_per_gb", "balancer CPU seconds per GB relayed", LOWER, "f2"),
     ("ka_cpu_us", "balancer CPU per keep-alive request, µs", LOWER, "f1"),
     ("close_cpu_us", "balancer CPU per new connection, µs", LOWER, "f1"),
+    ("pg_cpu_us", "balancer CPU per pgbench transaction, µs", LOWER, "f1"),
 ]
 # Chart panels: throughput as % of direct; costs relative to the best peer.
 # Chart labels: short enough that five fit side by side.
@@ -178,6 +181,12 @@ def main():
 - Redis: one redis-server (no persistence) behind every system; `redis-benchmark -t get
   -c {meta.get('redis_conns', '50')} -n {meta.get('redis_requests', '?')}`, one request in
   flight per connection (no pipelining); p50/p99 are redis-benchmark's own percentiles.
+- PostgreSQL {meta.get('postgres', '?')}: one throw-away cluster (trust authentication, fsync
+  off, `pgbench -i -s {meta.get('pg_scale', '10')}`) behind every system; `pgbench -S -c
+  {meta.get('pg_clients', '16')} -j 2 -T {meta.get('t_pg', '?')}`: select-only transactions on
+  connections held for the run, so the balancer's relaying is what differs. tps is pgbench's
+  "without initial connection time"; latency its average; the CPU row is the balancer's
+  utime+stime over the run per transaction.
 - Memory: after a warm-up of 64 connections, {meta.get('idle_conns', '?')} idle TCP connections
   are opened through the balancer to the http backend (no bytes sent); once the balancer holds
   them to the backend (counted with `ss`), the growth of the balancer's summed Pss
@@ -207,6 +216,8 @@ def main():
               f"   # QUERYFILE: one line, '{meta.get('dns_name', 'who.lb.test')} A'")
     md.append(f"redis-benchmark -h 127.0.0.1 -p PORT -c {meta.get('redis_conns', '50')} "
               f"-n {meta.get('redis_requests', '?')} -t get --csv")
+    md.append(f"pgbench -h 127.0.0.1 -p PORT -U postgres -c {meta.get('pg_clients', '16')} -j 2 "
+              f"-S -T {meta.get('t_pg', '?')} postgres")
     md.append(f"python3 bench/helper.py idle PORT BACKEND_PORT {meta.get('idle_conns', '?')} PID")
     md.append("iperf3 -s -B 127.0.0.1 -p BACKEND_PORT")
     md.append("dnsmasq -k --conf-file=/dev/null --no-resolv --no-hosts --listen-address=127.0.0.1 "

@@ -14,7 +14,7 @@ demo) want=("${build[@]}" curl) ;;
 deb) want=("${build[@]}" debhelper dpkg-dev fakeroot lintian) ;;
 fuzz) want=("${build[@]}" "${fuzz[@]}") ;;
 test) want=("${build[@]}" "${fuzz[@]}" clang-format curl redis-server postgresql mariadb-server mariadb-client dnsmasq-base bind9-dnsutils iproute2 bird2 keepalived systemd groff-base man-db python3 chromium) ;;
-bench) want=("${build[@]}" iperf3 wrk haproxy nginx libnginx-mod-stream gnuplot-nox python3 dnsmasq-base dnsperf redis-server redis-tools) ;;
+bench) want=("${build[@]}" iperf3 wrk haproxy nginx libnginx-mod-stream gnuplot-nox python3 dnsmasq-base dnsperf redis-server redis-tools postgresql postgresql-client) ;;
 *)
 	echo "usage: $0 build|test|fuzz|bench|demo|deb" >&2
 	exit 2
