@@ -78,7 +78,7 @@ test-tsan:
 # The threaded suites: algorithms/QSBR from several threads, the prober, and lb itself
 # (workers + prober) running the health, core and edge TCP, UDP, fleet, reload-memory and fd-exhaustion
 # suites.
-TSAN_TESTS = unit/test_algorithms|integration/test_queue|integration/test_per_client|integration/test_slow_start|unit/test_checks|unit/test_client_count|integration/test_health|integration/test_tcp_core|integration/test_tcp_edges|integration/test_udp|integration/test_fleet|integration/test_reload_memory|integration/test_fd_exhaustion
+TSAN_TESTS = unit/test_algorithms|integration/test_queue|integration/test_agent|integration/test_per_client|integration/test_slow_start|unit/test_checks|unit/test_client_count|integration/test_health|integration/test_tcp_core|integration/test_tcp_edges|integration/test_udp|integration/test_fleet|integration/test_reload_memory|integration/test_fd_exhaustion
 
 # libFuzzer targets (fuzz/, clang, ASan+UBSan), each for FUZZ_SECONDS on a scratch copy of
 # its seed corpus; fails on a crash, leak or hang (docs/TESTING.md "Fuzzing").
