@@ -280,34 +280,26 @@ enum pump_result tcp_pump(struct conn *c, struct half *h, int src, int dst)
 				return PUMP_OK; /* the source is drained */
 			continue;		/* forward the FIN, drain the pipe, or splice */
 		}
-		if (h->big || (h->pipe.rd < 0 && big_get(w, h))) {
-			ssize_t n = recv(src, h->big, BIG_BUF, 0);
-			if (n > 0) {
+		/* Bulk: into a big copy buffer if the worker has one to lend, else a pipe. */
+		bool big = h->big || (h->pipe.rd < 0 && big_get(w, h));
+		ssize_t n;
+		if (big) {
+			n = recv(src, h->big, BIG_BUF, 0);
+		} else {
+			if (h->pipe.rd < 0 && pipe_pool_get(&w->pipes, &h->pipe) < 0) {
+				h->pipe.rd = h->pipe.wr = -1;
+				return PUMP_NO_MEM;
+			}
+			n = splice(src, NULL, h->pipe.wr, NULL, SPLICE_CHUNK,
+				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		}
+		if (n > 0) {
+			if (big) {
 				h->big_off = 0;
 				h->big_len = (uint32_t)n;
-				c->last_active = w->now;
-				continue;
+			} else {
+				h->in_pipe = (uint32_t)n;
 			}
-			if (n == 0) {
-				h->eof = true;
-				continue;
-			}
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN) {
-				big_put(w, h); /* empty: back to the worker while idle */
-				return PUMP_OK;
-			}
-			return PUMP_SRC_ERR;
-		}
-		if (h->pipe.rd < 0 && pipe_pool_get(&w->pipes, &h->pipe) < 0) {
-			h->pipe.rd = h->pipe.wr = -1;
-			return PUMP_NO_MEM;
-		}
-		ssize_t n = splice(src, NULL, h->pipe.wr, NULL, SPLICE_CHUNK,
-				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-		if (n > 0) {
-			h->in_pipe = (uint32_t)n;
 			c->last_active = w->now;
 			continue;
 		}
@@ -318,7 +310,11 @@ enum pump_result tcp_pump(struct conn *c, struct half *h, int src, int dst)
 		if (errno == EINTR)
 			continue;
 		if (errno == EAGAIN) {
-			half_release_pipe(w, h); /* empty: back to the pool while idle */
+			/* Empty: the buffer or pipe goes back while the direction is idle. */
+			if (big)
+				big_put(w, h);
+			else
+				half_release_pipe(w, h);
 			return PUMP_OK;
 		}
 		return PUMP_SRC_ERR;
