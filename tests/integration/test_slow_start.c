@@ -67,7 +67,9 @@ START_TEST(test_backend_back_up_ramps_its_share)
 	snprintf(line, sizeof(line), "backend B (%s) is DOWN", tb_address(h.be.tb[1]));
 	t_expect(&h, lb_log_wait(&h.lb, line, 3000), "B was not marked down");
 	t_expect(&h, tb_restart(h.be.tb[1]) == 0, "cannot restart B");
-	snprintf(line, sizeof(line), "backend B (%s) is UP", tb_address(h.be.tb[1]));
+	/* Not the "first check passed" line of lb's start: the one of its return. */
+	snprintf(line, sizeof(line), "backend B (%s) is UP (1 consecutive pass)",
+		 tb_address(h.be.tb[1]));
 	t_expect(&h, lb_log_wait(&h.lb, line, 3000), "B did not come back up");
 
 	sample(c, 2);
