@@ -273,10 +273,14 @@ START_TEST(test_ip_hash_keeps_a_client_ip_on_one_backend_across_sessions)
 		char src[32];
 		int first = -1;
 		snprintf(src, sizeof(src), "127.0.1.%d", ip + 1);
+		/* Open together, so that no two of one IP share a source port (a port the
+		 * kernel hands out again would be the same session, not a new one). */
+		int fds[5];
+		for (int k = 0; k < 5; k++)
+			fds[k] = client(src);
 		for (int k = 0; k < 5; k++) {
-			int fd = client(src);
-			int got = ask(fd, "hi", REPLY_MS);
-			close(fd);
+			int got = ask(fds[k], "hi", REPLY_MS);
+			close(fds[k]);
 			t_expect(&h, got >= 0, "%s session %d: no reply", src, k);
 			if (first < 0)
 				first = got;
