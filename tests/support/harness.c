@@ -21,13 +21,23 @@ void t_backends_add_n(struct t_backends *set, enum tb_mode mode, const char *con
 		t_backends_add(set, mode, names[set->n]);
 }
 
+/* lb opens its control socket a moment after its listeners: a test that runs lbctl right
+ * after the listeners are up must wait for it (lb logs "control socket" once it listens). */
+static bool control_ready(const struct lbproc *lb, const json_t *cfg)
+{
+	return !json_object_get(cfg, "control") ||
+	       lb_log_wait(lb, "control socket", T_READY_LOG_MS);
+}
+
 void t_lb_start(struct lbproc *lb, json_t *cfg, const int *ports, size_t nports)
 {
 	char *text = t_cfg_text(cfg);
 	int rc = lb_start(lb, text, ports, nports);
 
-	json_decref(cfg);
 	t_check_lb(lb, rc == 0, "lb did not start; config: %s", text);
+	t_check_lb(lb, control_ready(lb, cfg), "lb never opened its control socket; config: %s",
+		   text);
+	json_decref(cfg);
 	free(text);
 }
 
@@ -46,9 +56,11 @@ void t_harness_start(struct t_harness *th, json_t *cfg, const char *log_line)
 	bool udp = first_listener_udp(cfg);
 	int rc = lb_start(&th->lb, text, udp ? NULL : &th->port, udp ? 0 : 1);
 
-	json_decref(cfg);
 	th->lb_started = true;
 	t_expect(th, rc == 0, "lb did not start; config: %s", text);
+	t_expect(th, control_ready(&th->lb, cfg), "lb never opened its control socket; config: %s",
+		 text);
+	json_decref(cfg);
 	snprintf(th->sock, sizeof(th->sock), "%s/lb.sock", th->lb.dir);
 	if (log_line)
 		t_expect(th, lb_log_wait(&th->lb, log_line, T_READY_LOG_MS),
