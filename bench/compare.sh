@@ -8,7 +8,7 @@
 # nginx-1m: the peers tuned for bulk with 1 MiB buffers (tune.bufsize, proxy_buffer_size),
 # run on the bulk workloads (tcp1, tcp4) only.
 # Usage: bash bench/compare.sh [--quick] [--rounds N] [--systems "direct lb-uring ..."]
-#        [--workloads "idle tcp1 tcp4 ka close udp200 udp500 dns redis pg"] (default: all)
+#        [--workloads "idle tcp1 tcp4 ka close udp200 udp500 udp1000 dns redis pg"] (default: all)
 # Env:   LB_BIN (default build/lb), LB_BENCH_ENGINE (engine of the plain "lb" system,
 #        default auto), LB_BASE_BIN (the lb of the systems lbbase-uring/lbbase-epoll: an
 #        older build to A/B against), BENCH_IDLE_CONNS, BENCH_BUDGET (seconds, default 840),
@@ -23,7 +23,7 @@ HELPER="$BENCH/helper.py"
 QUICK=0
 ROUNDS=
 SYSTEMS="direct lb-uring lb-epoll haproxy nginx haproxy-1m nginx-1m"
-ALL_WORKLOADS="idle tcp1 tcp4 ka close udp200 udp500 dns redis pg"
+ALL_WORKLOADS="idle tcp1 tcp4 ka close udp200 udp500 udp1000 dns redis pg"
 WORKLOADS=$ALL_WORKLOADS
 WORKERS=$(nproc)
 LB_BENCH_ENGINE=${LB_BENCH_ENGINE:-auto}
@@ -605,7 +605,7 @@ run_workload() { # run_workload NAME SYS
 		tcp1 | tcp4) record "$s" "$w" NA ;;
 		ka) record "$s" ka_rps NA; record "$s" ka_p99_ms NA ;;
 		close) record "$s" close_cps NA ;;
-		udp200 | udp500) record "$s" "$w" NA ;;
+		udp200 | udp500 | udp1000) record "$s" "$w" NA ;;
 		dns) record "$s" dns_qps NA; record "$s" dns_lat_ms NA ;;
 		redis) record "$s" redis_rps NA; record "$s" redis_p50_ms NA; record "$s" redis_p99_ms NA ;;
 		pg) record "$s" pg_tps NA; record "$s" pg_lat_ms NA; record "$s" pg_cpu_us NA ;;
@@ -620,6 +620,7 @@ run_workload() { # run_workload NAME SYS
 	close) run_wrk "$s" close ;;
 	udp200) run_udp "$s" 200 ;;
 	udp500) run_udp "$s" 500 ;;
+	udp1000) run_udp "$s" 1000 ;;
 	dns) run_dns "$s" ;;
 	redis) run_redis "$s" ;;
 	pg) run_pg "$s" ;;

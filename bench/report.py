@@ -19,6 +19,7 @@ ROWS = [
     ("close_cps", "wrk `Connection: close`, conn/s", HIGHER, "k"),
     ("udp200", "UDP 200 Mbit/s (iperf3 -u), loss %", LOWER, "f2"),
     ("udp500", "UDP 500 Mbit/s (iperf3 -u), loss %", LOWER, "f2"),
+    ("udp1000", "UDP 1 Gbit/s (iperf3 -u), loss %", LOWER, "f2"),
     ("dns_qps", "DNS queries/s (dnsperf → dnsmasq)", HIGHER, "k"),
     ("dns_lat_ms", "DNS average latency, ms", LOWER, "f3"),
     ("redis_rps", "redis-benchmark GET, 50 conns, req/s", HIGHER, "k"),

@@ -4,6 +4,7 @@
  * each worker's table is private and nothing here takes a lock. */
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,11 @@
 #define TABLE_MIN     64
 /* Room for one IP_PKTINFO or IPV6_PKTINFO control message. */
 #define CTL_SIZE CMSG_SPACE(sizeof(struct in6_pktinfo))
+/* UDP GSO: at most this many datagrams, and bytes, in one UDP_SEGMENT message (the kernel's
+ * limits are 64 segments before 6.9 and 65,507 bytes over IPv4). */
+#define GSO_SEGS_MAX  64
+#define GSO_BYTES_MAX 65000
+#define GSO_CTL_SIZE  (CTL_SIZE + CMSG_SPACE(sizeof(uint16_t)))
 
 struct udp_session {
 	struct worker *w;
@@ -45,6 +51,7 @@ struct udp_session {
 	uint32_t kill_gen;
 	bool refused;	  /* the backend answered "port unreachable": move on the next datagram */
 	bool per_client;  /* counted under the listener's max_conns_per_client */
+	bool no_gso;	  /* a UDP_SEGMENT send failed (path MTU, no checksum offload): plain */
 	int local_family; /* AF_INET/AF_INET6: reply from local (wildcard listener); 0: no need */
 	union {
 		struct in_pktinfo v4;
@@ -70,7 +77,16 @@ struct udp_state {
 	struct sockaddr_storage names[UDP_BATCH];
 	char ctl[UDP_BATCH][CTL_SIZE];
 	char reply_ctl[CTL_SIZE];
+	/* Runs of datagrams merged for UDP GSO: the messages, their iovecs and controls, and
+	 * how many datagrams each carries. */
+	struct mmsghdr gso[UDP_BATCH];
+	struct iovec gso_iov[UDP_BATCH];
+	_Alignas(struct cmsghdr) char gso_ctl[UDP_BATCH][GSO_CTL_SIZE];
+	int gso_count[UDP_BATCH];
 };
+
+/* LB_UDP_GSO=0 in the environment turns UDP GSO off (for A/B measurements). */
+static int gso_enabled = -1;
 
 static void session_ready(void *arg, uint32_t events);
 
@@ -378,8 +394,97 @@ static int batch_send(int fd, struct mmsghdr *v, int n, uint64_t *bytes, int *er
 			break;
 		}
 		for (int i = sent; i < sent + m; i++)
-			*bytes += v[i].msg_hdr.msg_iov->iov_len;
+			for (size_t j = 0; j < v[i].msg_hdr.msg_iovlen; j++)
+				*bytes += v[i].msg_hdr.msg_iov[j].iov_len;
 		sent += m;
+	}
+	return sent;
+}
+
+/* How many of v[0, n) go out as one GSO message: a run of datagrams of v[0]'s size, of
+ * which only the last may be shorter. */
+static int gso_run(const struct mmsghdr *v, int n)
+{
+	size_t size = v[0].msg_hdr.msg_iov->iov_len, total = size;
+	int k = 1;
+
+	if (size == 0)
+		return 1;
+	while (k < n && k < GSO_SEGS_MAX) {
+		size_t len = v[k].msg_hdr.msg_iov->iov_len;
+		if (len == 0 || len > size || total + len > GSO_BYTES_MAX)
+			break;
+		total += len;
+		k++;
+		if (len < size)
+			break;
+	}
+	return k;
+}
+
+/* Merge v[0, n) (one destination, one control message each at most, alike) into GSO
+ * messages in u->gso. Their count. */
+static int gso_merge(struct udp_state *u, const struct mmsghdr *v, int n)
+{
+	int m = 0;
+
+	for (int i = 0; i < n; m++) {
+		int k = gso_run(v + i, n - i);
+		const struct msghdr *first = &v[i].msg_hdr;
+		struct msghdr *mh = &u->gso[m].msg_hdr;
+		*mh = *first;
+		u->gso_count[m] = k;
+		if (k > 1) {
+			for (int j = 0; j < k; j++)
+				u->gso_iov[i + j] = *v[i + j].msg_hdr.msg_iov;
+			mh->msg_iov = &u->gso_iov[i];
+			mh->msg_iovlen = (size_t)k;
+			char *ctl = u->gso_ctl[m];
+			if (first->msg_controllen)
+				memcpy(ctl, first->msg_control, first->msg_controllen);
+			struct cmsghdr *cm = (struct cmsghdr *)(ctl + first->msg_controllen);
+			uint16_t size = (uint16_t)first->msg_iov->iov_len;
+			memset(cm, 0, CMSG_SPACE(sizeof(size)));
+			cm->cmsg_level = SOL_UDP;
+			cm->cmsg_type = UDP_SEGMENT;
+			cm->cmsg_len = CMSG_LEN(sizeof(size));
+			memcpy(CMSG_DATA(cm), &size, sizeof(size));
+			mh->msg_control = ctl;
+			mh->msg_controllen = first->msg_controllen + CMSG_SPACE(sizeof(size));
+		}
+		i += k;
+	}
+	return m;
+}
+
+/* batch_send for datagrams of one session: runs of equal size go out as UDP GSO messages
+ * (one trip through the stack each), unless the session's GSO failed before. A GSO send
+ * that fails for a reason other than a full queue turns GSO off for the session and sends
+ * the rest one by one. */
+static int session_send(struct udp_session *s, int fd, struct mmsghdr *v, int n, uint64_t *bytes,
+			int *err)
+{
+	struct udp_state *u = s->w->udp;
+
+	if (gso_enabled < 0) {
+		const char *env = getenv("LB_UDP_GSO");
+		gso_enabled = !(env && strcmp(env, "0") == 0);
+	}
+	if (!gso_enabled || s->no_gso || n < 2)
+		return batch_send(fd, v, n, bytes, err);
+	int m = gso_merge(u, v, n);
+	if (m == n)
+		return batch_send(fd, v, n, bytes, err);
+	int sent_msgs = batch_send(fd, u->gso, m, bytes, err);
+	int sent = 0;
+	for (int i = 0; i < sent_msgs; i++)
+		sent += u->gso_count[i];
+	if (*err && *err != EAGAIN && *err != ENOBUFS && *err != ECONNREFUSED &&
+	    u->gso_count[sent_msgs] > 1) {
+		log_debug("udp session: GSO send failed (%s); sending datagrams one by one",
+			  strerror(*err));
+		s->no_gso = true;
+		sent += batch_send(fd, v + sent, n - sent, bytes, err);
 	}
 	return sent;
 }
@@ -401,13 +506,13 @@ static void forward(struct udp_session *s, struct mmsghdr *v, int n)
 		v[i].msg_hdr.msg_control = NULL;
 		v[i].msg_hdr.msg_controllen = 0;
 	}
-	int sent = batch_send(s->fd, v, n, &bytes, &err);
+	int sent = session_send(s, s->fd, v, n, &bytes, &err);
 	if (err == ECONNREFUSED && sent < n) {
 		/* An earlier datagram drew "port unreachable": this backend is gone. */
 		atomic_fetch_add_explicit(&s->be->connect_failures, 1, memory_order_relaxed);
 		session_move(s);
 		if (s->be != be0)
-			batch_send(s->fd, v + sent, n - sent, &bytes, &err);
+			session_send(s, s->fd, v + sent, n - sent, &bytes, &err);
 	}
 	s->bytes_up += bytes;
 	s->last_active = s->w->now;
@@ -509,7 +614,7 @@ static void session_ready(void *arg, uint32_t events)
 		address_replies(u, s, n);
 		uint64_t bytes = 0;
 		int err;
-		batch_send(s->wl->fd, u->msgs, n, &bytes, &err);
+		session_send(s, s->wl->fd, u->msgs, n, &bytes, &err);
 		s->bytes_down += bytes;
 		s->last_active = s->w->now;
 		atomic_fetch_add_explicit(&s->be->bytes_in, bytes, memory_order_relaxed);

@@ -8,11 +8,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <net/if.h>
+#include <netinet/udp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -348,6 +352,160 @@ START_TEST(test_empty_and_largest_datagrams_pass_intact)
 		n = recv_one(fd, back, sizeof(back), REPLY_MS, NULL, 0);
 		t_expect(&h, n == (ssize_t)sizeof(big) && memcmp(back, big, sizeof(big)) == 0,
 			 "65507-byte datagram %d came back as %zd bytes or changed", round, n);
+	}
+	close(fd);
+	t_harness_finish(&h);
+}
+END_TEST
+
+/* The sizes of the GSO test's datagrams, repeated: runs of one size that a shorter or a
+ * longer datagram ends, and an empty one. */
+static const size_t gso_sizes[] = {1000, 1000, 1000, 500, 1000, 1000, 1200, 1200, 0, 1000, 7};
+#define GSO_DGRAMS 440
+
+static void gso_fill(uint8_t *buf, size_t len, int seq)
+{
+	for (size_t i = 0; i < len; i++)
+		buf[i] = (uint8_t)(seq * 31 + (int)i);
+}
+
+/* Receive one message from fd (UDP_GRO on: it may carry several datagrams), split it and
+ * check each datagram against out[*got...]. 1 if it carried more than one, 0 if one, -1 if
+ * nothing came within REPLY_MS. */
+static int gso_take(int fd, uint8_t (*out)[1200], int *got)
+{
+	static uint8_t in[65536];
+	_Alignas(struct cmsghdr) char ctl[CMSG_SPACE(sizeof(int))];
+	struct iovec v = {in, sizeof(in)};
+	struct msghdr mh = {
+	    .msg_iov = &v, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof(ctl)};
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+
+	if (poll(&p, 1, REPLY_MS) != 1)
+		return -1;
+	ssize_t n = recvmsg(fd, &mh, MSG_DONTWAIT);
+	t_expect(&h, n >= 0, "recvmsg: %s", strerror(errno));
+	size_t seg = (size_t)n, off = 0;
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+		if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO) {
+			int size;
+			memcpy(&size, CMSG_DATA(cm), sizeof(size));
+			seg = (size_t)size;
+		}
+	}
+	do {
+		size_t len = (size_t)n - off < seg ? (size_t)n - off : seg;
+		size_t want = gso_sizes[(size_t)*got % (sizeof(gso_sizes) / sizeof(*gso_sizes))];
+		t_expect(&h,
+			 *got < GSO_DGRAMS && len == want && memcmp(in + off, out[*got], len) == 0,
+			 "datagram %d: %zu bytes (want %zu) or changed", *got, len, want);
+		++*got;
+		off += len;
+	} while (off < (size_t)n);
+	return seg < (size_t)n;
+}
+
+START_TEST(test_runs_of_equal_datagrams_go_out_as_gso_and_arrive_whole)
+{
+	static uint8_t out[GSO_DGRAMS][1200];
+	struct mmsghdr mm[40];
+	struct iovec iov[40];
+	int got = 0, coalesced = 0;
+
+	t_backends_add(&h.be, TB_UDP_ECHO, "echo");
+	start_lb("127.0.0.1", "round_robin", NULL, NULL);
+	int fd = client("127.0.0.1");
+	/* With UDP_GRO the client receives lb's GSO replies as they were sent (loopback does not
+	 * split them for a socket that asks for them whole): that shows lb merged them. */
+	int one = 1;
+	ck_assert_int_eq(setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof(one)), 0);
+	struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)h.port)};
+	inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+	/* Bursts of 40, each answered before the next: the echo backend's socket buffer holds
+	 * one burst, not all of them. */
+	for (int i = 0; i < GSO_DGRAMS; i += 40) {
+		for (int j = 0; j < 40; j++) {
+			size_t len =
+			    gso_sizes[(size_t)(i + j) % (sizeof(gso_sizes) / sizeof(*gso_sizes))];
+			gso_fill(out[i + j], len, i + j);
+			iov[j] = (struct iovec){out[i + j], len};
+			mm[j] = (struct mmsghdr){.msg_hdr = {.msg_name = &to,
+							     .msg_namelen = sizeof(to),
+							     .msg_iov = &iov[j],
+							     .msg_iovlen = 1}};
+		}
+		t_expect(&h, sendmmsg(fd, mm, 40, 0) == 40, "sendmmsg: %s", strerror(errno));
+		while (got < i + 40) {
+			int c = gso_take(fd, out, &got);
+			if (c < 0)
+				break;
+			coalesced += c;
+		}
+	}
+	t_expect(&h, got == GSO_DGRAMS, "%d of %d datagrams came back", got, GSO_DGRAMS);
+	t_expect(&h, coalesced > 0, "no reply came as one GSO message: lb sent each alone");
+	close(fd);
+	t_harness_finish(&h);
+}
+END_TEST
+
+/* Move this test's process (single-threaded: Check forked it) into a network namespace of
+ * its own whose loopback has a 1,280-byte MTU. False (with a line saying why) where it
+ * cannot: not root, or tests not forked. */
+static bool small_mtu_namespace(void)
+{
+	const char *fork = getenv("CK_FORK");
+	if (fork && strcmp(fork, "no") == 0) {
+		printf("skipped: CK_FORK=no (the test moves its process to another namespace)\n");
+		return false;
+	}
+	if (unshare(CLONE_NEWNET) < 0) {
+		printf("skipped: unshare(CLONE_NEWNET): %s\n", strerror(errno));
+		return false;
+	}
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct ifreq ifr = {0};
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
+	ck_assert_int_eq(ioctl(s, SIOCGIFFLAGS, &ifr), 0);
+	ifr.ifr_flags |= IFF_UP;
+	ck_assert_int_eq(ioctl(s, SIOCSIFFLAGS, &ifr), 0);
+	ifr.ifr_mtu = 1280;
+	ck_assert_int_eq(ioctl(s, SIOCSIFMTU, &ifr), 0);
+	close(s);
+	return true;
+}
+
+/* A GSO send of datagrams larger than the path MTU fails (EINVAL): lb must send them one by
+ * one (IP fragments them), not drop them. */
+START_TEST(test_gso_falls_back_when_datagrams_exceed_the_mtu)
+{
+	static uint8_t out[10][1400], back[2048];
+	struct mmsghdr mm[10];
+	struct iovec iov[10];
+
+	if (!small_mtu_namespace())
+		return;
+	t_backends_add(&h.be, TB_UDP_ECHO, "echo");
+	start_lb("127.0.0.1", "round_robin", NULL, NULL);
+	int fd = client("127.0.0.1");
+	struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)h.port)};
+	inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+	for (int round = 0; round < 5; round++) {
+		for (int j = 0; j < 10; j++) {
+			memset(out[j], 'a' + round * 10 + j, sizeof(out[j]));
+			iov[j] = (struct iovec){out[j], sizeof(out[j])};
+			mm[j] = (struct mmsghdr){.msg_hdr = {.msg_name = &to,
+							     .msg_namelen = sizeof(to),
+							     .msg_iov = &iov[j],
+							     .msg_iovlen = 1}};
+		}
+		t_expect(&h, sendmmsg(fd, mm, 10, 0) == 10, "sendmmsg: %s", strerror(errno));
+		for (int j = 0; j < 10; j++) {
+			ssize_t n = recv_one(fd, back, sizeof(back), REPLY_MS, NULL, 0);
+			t_expect(&h,
+				 n == (ssize_t)sizeof(out[j]) && memcmp(back, out[j], 1400) == 0,
+				 "round %d datagram %d: %zd bytes back, or changed", round, j, n);
+		}
 	}
 	close(fd);
 	t_harness_finish(&h);
@@ -780,6 +938,8 @@ int main(void)
 	    test_ip_hash_keeps_a_client_ip_on_one_backend_across_sessions,
 	    test_a_burst_from_one_client_arrives_in_order,
 	    test_empty_and_largest_datagrams_pass_intact,
+	    test_runs_of_equal_datagrams_go_out_as_gso_and_arrive_whole,
+	    test_gso_falls_back_when_datagrams_exceed_the_mtu,
 	    test_denied_client_is_dropped_and_counted,
 	    test_max_conns_caps_sessions,
 	    test_max_conns_per_client_caps_sessions_of_one_host,
