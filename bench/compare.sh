@@ -550,12 +550,16 @@ run_pg() { # run_pg SYS: pgbench select-only through the system
 }
 
 run_wrk() { # run_wrk SYS keepalive|close
-	local s=$1 mode=$2 out rps p99 errs c0 c1 us hdr=()
+	local s=$1 mode=$2 out rps p99 errs c0 c1 us hdr=() pids=() split0 split1 user_us sys_us
+	local softirq_us
 	out="$RAW/r$ROUND-$s-wrk-$mode.txt"
 	[ "$mode" = close ] && hdr=(-H "Connection: close")
+	[ "$s" != direct ] && pids=("${SYS_PID[$s]}")
 	c0=$(cpu_now "$s")
+	split0=$(python3 "$HELPER" cpusplit "${pids[@]}")
 	timeout -k 2 $((T_WRK + 15)) wrk -t 2 -c "$WRK_CONNS" -d "${T_WRK}s" --latency --timeout 2s \
 		"${hdr[@]}" "http://127.0.0.1:${SYS_HTTP[$s]}/" >"$out" 2>&1 || true
+	split1=$(python3 "$HELPER" cpusplit "${pids[@]}")
 	c1=$(cpu_now "$s")
 	rps=NA p99=NA errs=NA
 	read -r rps p99 errs < <(python3 "$HELPER" wrk "$out" || true) || true
@@ -572,21 +576,38 @@ run_wrk() { # run_wrk SYS keepalive|close
 		record "$s" ka_rps "$rps"
 		record "$s" ka_p99_ms "$p99"
 		record "$s" ka_cpu_us "$us"
+		# Where it goes: the balancer's user and system time, and the whole machine's
+		# softirq time (wrk's and the backend's too: compare with the direct column).
+		read -r user_us sys_us softirq_us < <(awk -v a="$split0" -v b="$split1" -v r="$rps" \
+			-v t="$T_WRK" 'BEGIN { split(a, x, " "); split(b, y, " ")
+				for (i = 1; i <= 3; i++)
+					v[i] = (x[i] == "NA" || r == "NA" || r <= 0) ? "NA" :
+						sprintf("%.1f", (y[i] - x[i]) * 1e6 / (r * t))
+				print v[1], v[2], v[3] }')
+		record "$s" ka_user_us "$user_us"
+		record "$s" ka_sys_us "$sys_us"
+		record "$s" ka_softirq_us "$softirq_us"
 	fi
 	record "$s" "wrk_${mode}_errors" "$errs"
 }
 
 run_idle() {
-	local s=$1 per held
-	if [ "$s" = direct ]; then record "$s" mem_per_conn_kb NA; return; fi
-	per=NA held=0
-	read -r per held < <(timeout -k 2 60 python3 "$HELPER" idle "${SYS_HTTP[$s]}" "$BACKEND_HTTP" \
-		"$IDLE_CONNS" "${SYS_PID[$s]}" 2>>"$RAW/logs/$s.log" || true) || true
+	local s=$1 per held kper port=${SYS_HTTP[$s]} pids=()
+	# direct: the client straight to the backend, for the kernel memory the balancer adds.
+	if [ "$s" = direct ]; then port=$BACKEND_HTTP; else pids=("${SYS_PID[$s]}"); fi
+	per=NA held=0 kper=NA
+	read -r per held kper < <(timeout -k 2 60 python3 "$HELPER" idle "$port" "$BACKEND_HTTP" \
+		"$IDLE_CONNS" "${pids[@]}" 2>>"$RAW/logs/$s.log" || true) || true
 	record "$s" idle_held "$held"
-	if [ "$per" = NA ]; then
+	if [ "$per" = NA ] || [ "$s" = direct ]; then
 		record "$s" mem_per_conn_kb NA
 	else
 		record "$s" mem_per_conn_kb "$(awk -v b="$per" 'BEGIN { printf "%.2f", b / 1024 }')"
+	fi
+	if [ "${kper:-NA}" = NA ]; then
+		record "$s" kmem_per_conn_kb NA
+	else
+		record "$s" kmem_per_conn_kb "$(awk -v b="$kper" 'BEGIN { printf "%.2f", b / 1024 }')"
 	fi
 	sleep 0.5 # let the balancer and backend reap the closed connections
 }

@@ -41,9 +41,10 @@ def tree(pids):
     return sorted(out)
 
 
-def cpu_seconds(pids):
-    """utime + stime of every process in the trees (threads included)."""
-    total = 0
+def cpu_split(pids):
+    """(utime, stime) seconds of every process in the trees (threads included). Without
+    IRQ time accounting stime includes the softirq work the kernel ran in their context."""
+    user = system = 0
     for pid in tree(pids):
         try:
             with open(f"/proc/{pid}/stat") as f:
@@ -51,8 +52,21 @@ def cpu_seconds(pids):
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2:].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / CLK_TCK
+        user += int(fields[11])
+        system += int(fields[12])
+    return user / CLK_TCK, system / CLK_TCK
+
+
+def cpu_seconds(pids):
+    """utime + stime of every process in the trees (threads included)."""
+    return sum(cpu_split(pids))
+
+
+def softirq_seconds():
+    """Softirq time of the whole machine (all CPUs, all processes) from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()
+    return int(fields[7]) / CLK_TCK
 
 
 def mem_kb(pids):
@@ -139,10 +153,29 @@ def established_to(port):
     return sum(1 for line in out.splitlines() if line.strip())
 
 
+def kernel_kb():
+    """Kernel memory that sockets take, whole machine: slab (socket, inode, file, dentry,
+    epoll and io_uring objects) plus TCP's socket buffer pages, in kB."""
+    slab = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("Slab:"):
+                slab = int(line.split()[1])
+    pages = 0
+    with open("/proc/net/sockstat") as f:
+        for line in f:
+            if line.startswith("TCP:"):
+                parts = line.split()
+                pages = int(parts[parts.index("mem") + 1])
+    return slab + pages * (os.sysconf("SC_PAGE_SIZE") // 1024)
+
+
 def cmd_idle(args):
     """idle PORT BACKEND_PORT COUNT PID... : open COUNT idle connections through
-    the balancer at PORT, wait until it holds COUNT connections to BACKEND_PORT,
-    and print 'bytes_per_conn held' from the memory delta of the PID trees."""
+    the balancer at PORT (or straight to the backend, without PIDs), wait until
+    COUNT connections to BACKEND_PORT are established, and print 'bytes_per_conn
+    held kernel_bytes_per_conn': the memory delta of the PID trees, and the whole
+    machine's kernel delta (client, balancer and backend sockets)."""
     port, backend, count = int(args[0]), int(args[1]), int(args[2])
     pids = [int(p) for p in args[3:]]
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -158,6 +191,7 @@ def cmd_idle(args):
     time.sleep(0.7)
     before_conns = established_to(backend)
     before = mem_kb(pids)
+    kbefore = kernel_kb()
 
     socks = []
     try:
@@ -175,19 +209,31 @@ def cmd_idle(args):
     time.sleep(1.0)
     held = established_to(backend) - before_conns
     after = mem_kb(pids)
+    kafter = kernel_kb()
     for s in socks:
         s.close()
     if held <= 0 or not socks:
-        print("NA 0")
+        print("NA 0 NA")
         return 1
     # Divide by what the balancer actually holds to the backend, at most what we opened.
     n = min(held, len(socks))
-    print(f"{(after - before) * 1024 / n:.0f} {n}")
+    print(f"{(after - before) * 1024 / n:.0f} {n} {(kafter - kbefore) * 1024 / n:.0f}")
     return 0
 
 
 def cmd_cpu(args):
     print(f"{cpu_seconds([int(p) for p in args]):.3f}")
+    return 0
+
+
+def cmd_cpusplit(args):
+    """cpusplit [PID...]: 'user system softirq' seconds: the trees' user and system time
+    (NA NA without pids) and the whole machine's softirq time."""
+    if args:
+        user, system = cpu_split([int(p) for p in args])
+        print(f"{user:.3f} {system:.3f} {softirq_seconds():.3f}")
+    else:
+        print(f"NA NA {softirq_seconds():.3f}")
     return 0
 
 
@@ -310,6 +356,7 @@ def cmd_sched(args):
 
 def main():
     cmds = {"probe": cmd_probe, "dnsprobe": cmd_dnsprobe, "idle": cmd_idle, "cpu": cmd_cpu,
+            "cpusplit": cmd_cpusplit,
             "iperf": cmd_iperf, "wrk": cmd_wrk, "dnsperf": cmd_dnsperf, "sched": cmd_sched}
     if len(sys.argv) < 2 or sys.argv[1] not in cmds:
         print(f"usage: helper.py {'|'.join(cmds)} ARGS...", file=sys.stderr)

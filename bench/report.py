@@ -28,8 +28,12 @@ ROWS = [
     ("pg_tps", "pgbench -S, 16 clients, transactions/s", HIGHER, "k"),
     ("pg_lat_ms", "pgbench -S average latency, ms", LOWER, "f3"),
     ("mem_per_conn_kb", "user-space memory per idle connection, KB", LOWER, "f1"),
+    ("kmem_per_conn_kb", "kernel memory per idle connection, whole machine, KB", LOWER, "f1"),
     ("cpu_s_per_gb", "balancer CPU seconds per GB relayed", LOWER, "f2"),
     ("ka_cpu_us", "balancer CPU per keep-alive request, µs", LOWER, "f1"),
+    ("ka_user_us", "balancer user CPU per keep-alive request, µs", LOWER, "f1"),
+    ("ka_sys_us", "balancer system CPU per keep-alive request (with softirq), µs", LOWER, "f1"),
+    ("ka_softirq_us", "softirq CPU per keep-alive request, whole machine, µs", LOWER, "f1"),
     ("close_cpu_us", "balancer CPU per new connection, µs", LOWER, "f1"),
     ("pg_cpu_us", "balancer CPU per pgbench transaction, µs", LOWER, "f1"),
 ]
@@ -192,11 +196,20 @@ def main():
   are opened through the balancer to the http backend (no bytes sent); once the balancer holds
   them to the backend (counted with `ss`), the growth of the balancer's summed Pss
   (`/proc/PID/smaps_rollup`, all its processes) is divided by the connections held
-  ({held_txt or 'n/a'}). Kernel socket memory is not included. KB = 1024 bytes. The count is
+  ({held_txt or 'n/a'}). KB = 1024 bytes. The kernel row is the whole machine's growth of slab
+  (sockets, files, epoll and io_uring objects) plus TCP's socket-buffer pages
+  (`/proc/meminfo` Slab, `/proc/net/sockstat` TCP mem) over the same step; "direct" opens the
+  connections straight to the backend, so a balancer's own kernel memory per connection is its
+  figure minus direct's (two more sockets per connection). The count is
   capped by RLIMIT_NOFILE ({meta.get('nofile', '?')} here; each relayed connection takes two
   descriptors in the balancer).
 - CPU per GB: utime+stime of all the balancer's processes (`/proc/PID/stat`) over the two
   bulk TCP runs, divided by the bytes iperf3 received in them.
+- CPU per keep-alive request, split: the balancer's utime and stime over the wrk run (this
+  kernel has no IRQ time accounting, so stime includes the softirq work, such as loopback
+  delivery to the peer, that ran in the balancer's context), and the whole machine's softirq
+  time from `/proc/stat` (wrk's and the backend's too; the direct column is the baseline),
+  each per request.
 - Client, balancer and backends share the machine's {meta.get('cpus', '?')} CPUs, as in the
   numbers users measure on one host; nothing is pinned. Absolute numbers drift between runs;
   compare columns within one run.
