@@ -67,6 +67,10 @@ struct engine_ops {
 	 * caller can read the clock once the wait is over (timers armed in callbacks must not
 	 * start from the time before a long sleep). Returns how many events ran. */
 	int (*dispatch)(struct engine *e);
+	/* Optional (NULL where the engine does not batch): a callback of this dispatch moved n
+	 * items on one event (a readiness event that found a batch of datagrams): count them
+	 * towards busy batching as if they were n completions. */
+	void (*note_work)(struct engine *e, unsigned n);
 
 	/* Optional completion-based receive (NULL where the engine has none): the kernel reads
 	 * fd into buffers of the engine's own and cb gets each chunk, with no readiness event

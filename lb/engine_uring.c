@@ -77,6 +77,7 @@ struct engine {
 	unsigned nbufs;
 	bool recv_broken;	     /* the kernel refused multishot recv once */
 	unsigned last_n;	     /* completions the last dispatch ran */
+	unsigned noted;		     /* items callbacks of this dispatch reported (note_work) */
 	unsigned batch_nr, batch_us; /* busy batching; batch_nr < 2: off */
 	/* Cancels that found the SQ full and a submit failing: queued again before the next
 	 * wait submits (never dropped: a poll left armed keeps a closed socket alive). */
@@ -551,8 +552,14 @@ static int ur_dispatch(struct engine *e)
 		n++;
 	}
 	io_uring_cq_advance(&e->ring, n);
-	e->last_n = n;
+	e->last_n = n + e->noted;
+	e->noted = 0;
 	return (int)n;
+}
+
+static void ur_note_work(struct engine *e, unsigned n)
+{
+	e->noted += n;
 }
 
 const struct engine_ops engine_uring = {
@@ -563,6 +570,7 @@ const struct engine_ops engine_uring = {
     .unwatch = ur_unwatch,
     .wait = ur_wait,
     .dispatch = ur_dispatch,
+    .note_work = ur_note_work,
     .recv_available = ur_recv_available,
     .recv_start = ur_recv_start,
     .recv_stop = ur_recv_stop,

@@ -85,6 +85,13 @@ struct udp_state {
 	int gso_count[UDP_BATCH];
 };
 
+/* n datagrams moved on one readiness event: under load, let the engine wait for a batch. */
+static void note_work(struct worker *w, int n)
+{
+	if (n > 1 && w->ops->note_work)
+		w->ops->note_work(w->eng, (unsigned)n);
+}
+
 /* LB_UDP_GSO=0 in the environment turns UDP GSO off (for A/B measurements). */
 static int gso_enabled = -1;
 
@@ -529,6 +536,7 @@ void udp_relay_listener_ready(void *arg, uint32_t events)
 
 	for (;;) {
 		int n = batch_recv(u, wl->fd, true);
+		note_work(w, n);
 		if (n < 0) {
 			if (n != -EAGAIN)
 				log_debug("listener %s: recvmmsg: %s", wl->l->cfg->name,
@@ -610,6 +618,7 @@ static void session_ready(void *arg, uint32_t events)
 		}
 		if (n < 0)
 			return;
+		note_work(s->w, n);
 		s->refused = false;
 		address_replies(u, s, n);
 		uint64_t bytes = 0;
