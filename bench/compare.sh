@@ -60,6 +60,8 @@ else
 	IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
 fi
 WRK_CONNS=50
+# UDP sessions held for the memory rows (one DNS query from each of that many sockets).
+UDP_IDLE_SESSIONS=2000
 UDP_LEN=1200
 # dnsperf: clients (sockets) and queries in flight, all for one name dnsmasq answers itself.
 DNS_CLIENTS=4
@@ -609,6 +611,16 @@ run_idle() {
 	else
 		record "$s" kmem_per_conn_kb "$(awk -v b="$kper" 'BEGIN { printf "%.2f", b / 1024 }')"
 	fi
+	# UDP sessions (lb only: nginx's DNS listener ends a session at its reply).
+	per=NA kper=NA
+	case "$s" in lb | lb-* | lbbase-*)
+		if [ "${SYS_DNS_OK[$s]}" = 1 ]; then
+			read -r per _ kper < <(timeout -k 2 60 python3 "$HELPER" udpidle "${SYS_DNS[$s]}" \
+				"$DNS_NAME" "$UDP_IDLE_SESSIONS" "${pids[@]}" 2>>"$RAW/logs/$s.log" || true) || true
+		fi ;;
+	esac
+	record "$s" mem_per_udp_session_b "${per:-NA}"
+	record "$s" kmem_per_udp_session_b "${kper:-NA}"
 	sleep 0.5 # let the balancer and backend reap the closed connections
 }
 
@@ -622,7 +634,8 @@ run_workload() { # run_workload NAME SYS
 	local w=$1 s=$2
 	if ! runs "$s" "$w" || ! alive "$s"; then
 		case "$w" in
-		idle) record "$s" mem_per_conn_kb NA ;;
+		idle) record "$s" mem_per_conn_kb NA; record "$s" kmem_per_conn_kb NA
+			record "$s" mem_per_udp_session_b NA; record "$s" kmem_per_udp_session_b NA ;;
 		tcp1 | tcp4) record "$s" "$w" NA ;;
 		ka) record "$s" ka_rps NA; record "$s" ka_p99_ms NA ;;
 		close) record "$s" close_cps NA ;;
@@ -743,7 +756,7 @@ ELAPSED=$(($(date +%s) - START))
 	printf 'pg_clients\t%s\npg_scale\t%s\nt_pg\t%s\n' "$PG_CLIENTS" "$PG_SCALE" "$T_PG"
 	printf 'postgres\t%s\n' "$( (pgbench --version 2>/dev/null || true) | awk '{print $3}')"
 	printf 'nofile\t%s\n' "$NOFILE"
-	printf 'idle_conns\t%s\nwrk_conns\t%s\nudp_len\t%s\n' "$IDLE_CONNS" "$WRK_CONNS" "$UDP_LEN"
+	printf 'idle_conns\t%s\nwrk_conns\t%s\nudp_len\t%s\nudp_idle_sessions\t%s\n' "$IDLE_CONNS" "$WRK_CONNS" "$UDP_LEN" "$UDP_IDLE_SESSIONS"
 	printf 'systems\t%s\n' "$SYSTEMS"
 	printf 'haproxy\t%s\n' "$(haproxy -v 2>/dev/null | head -1 | awk '{print $3}')"
 	printf 'nginx\t%s\n' "$(nginx -v 2>&1 | sed 's|.*/||')"

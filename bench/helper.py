@@ -221,6 +221,62 @@ def cmd_idle(args):
     return 0
 
 
+def cmd_udpidle(args):
+    """udpidle PORT NAME COUNT PID... : COUNT UDP clients (one socket each) each send one
+    A query for NAME to 127.0.0.1:PORT and wait for its answer, so that the balancer holds
+    a session per client; print 'bytes_per_session answered kernel_bytes_per_session': the
+    memory delta of the PID trees, and the whole machine's kernel delta."""
+    port, name, count = int(args[0]), args[1], int(args[2])
+    pids = [int(p) for p in args[3:]]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < count + 256:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(count + 256, hard), hard))
+
+    def ask(socks):
+        # 50 at a time, each group answered before the next: dnsmasq's socket buffer is
+        # small, and a lost query would cost its client the whole timeout.
+        answered = 0
+        for g in range(0, len(socks), 50):
+            group = socks[g:g + 50]
+            for i, s in enumerate(group):
+                s.sendto(dns_query(name, (g + i) & 0xFFFF), ("127.0.0.1", port))
+            for s in group:
+                try:
+                    s.recv(4096)
+                    answered += 1
+                except OSError:
+                    pass
+        return answered
+
+    def open_socks(n):
+        socks = []
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.settimeout(0.5)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return socks
+
+    warm = open_socks(64)  # lazily initialised per-worker state is not per-session
+    ask(warm)
+    # The client sockets are opened before the first reading: only the balancer's sessions
+    # (its sockets and state) and the backend's work fall between the two readings.
+    socks = open_socks(count)
+    time.sleep(0.5)
+    before, kbefore = mem_kb(pids), kernel_kb()
+    answered = ask(socks)
+    time.sleep(1.0)
+    after, kafter = mem_kb(pids), kernel_kb()
+    for s in socks + warm:
+        s.close()
+    if answered == 0:
+        print("NA 0 NA")
+        return 1
+    print(f"{(after - before) * 1024 / answered:.0f} {answered} "
+          f"{(kafter - kbefore) * 1024 / answered:.0f}")
+    return 0
+
+
 def cmd_cpu(args):
     print(f"{cpu_seconds([int(p) for p in args]):.3f}")
     return 0
@@ -356,6 +412,7 @@ def cmd_sched(args):
 
 def main():
     cmds = {"probe": cmd_probe, "dnsprobe": cmd_dnsprobe, "idle": cmd_idle, "cpu": cmd_cpu,
+            "udpidle": cmd_udpidle,
             "cpusplit": cmd_cpusplit,
             "iperf": cmd_iperf, "wrk": cmd_wrk, "dnsperf": cmd_dnsperf, "sched": cmd_sched}
     if len(sys.argv) < 2 or sys.argv[1] not in cmds:

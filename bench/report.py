@@ -29,6 +29,8 @@ ROWS = [
     ("pg_lat_ms", "pgbench -S average latency, ms", LOWER, "f3"),
     ("mem_per_conn_kb", "user-space memory per idle connection, KB", LOWER, "f1"),
     ("kmem_per_conn_kb", "kernel memory per idle connection, whole machine, KB", LOWER, "f1"),
+    ("mem_per_udp_session_b", "user-space memory per UDP session, bytes", LOWER, "f0"),
+    ("kmem_per_udp_session_b", "kernel memory per UDP session, bytes", LOWER, "f0"),
     ("cpu_s_per_gb", "balancer CPU seconds per GB relayed", LOWER, "f2"),
     ("ka_cpu_us", "balancer CPU per keep-alive request, µs", LOWER, "f1"),
     ("ka_user_us", "balancer user CPU per keep-alive request, µs", LOWER, "f1"),
@@ -200,7 +202,11 @@ def main():
   (sockets, files, epoll and io_uring objects) plus TCP's socket-buffer pages
   (`/proc/meminfo` Slab, `/proc/net/sockstat` TCP mem) over the same step; "direct" opens the
   connections straight to the backend, so a balancer's own kernel memory per connection is its
-  figure minus direct's (two more sockets per connection). The count is
+  figure minus direct's (two more sockets per connection). UDP sessions (lb only; nginx's
+  DNS listener ends a session at its reply): {meta.get('udp_idle_sessions', '2000')} client
+  sockets, opened before the first reading, each send one DNS query through the balancer and
+  get its answer; the growth of the balancer's Pss, and of the machine's kernel memory (the
+  session sockets lb connects to the backend), is divided by the answers. The count is
   capped by RLIMIT_NOFILE ({meta.get('nofile', '?')} here; each relayed connection takes two
   descriptors in the balancer).
 - CPU per GB: utime+stime of all the balancer's processes (`/proc/PID/stat`) over the two
