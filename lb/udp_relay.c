@@ -83,6 +83,7 @@ struct udp_state {
 	struct iovec gso_iov[UDP_BATCH];
 	_Alignas(struct cmsghdr) char gso_ctl[UDP_BATCH][GSO_CTL_SIZE];
 	int gso_count[UDP_BATCH];
+	bool gso_on; /* UDP GSO: LB_UDP_GSO=0 in the environment turns it off (A/B runs) */
 };
 
 /* n datagrams moved on one readiness event: under load, let the engine wait for a batch. */
@@ -91,9 +92,6 @@ static void note_work(struct worker *w, int n)
 	if (n > 1 && w->ops->note_work)
 		w->ops->note_work(w->eng, (unsigned)n);
 }
-
-/* LB_UDP_GSO=0 in the environment turns UDP GSO off (for A/B measurements). */
-static int gso_enabled = -1;
 
 static void session_ready(void *arg, uint32_t events);
 
@@ -473,11 +471,7 @@ static int session_send(struct udp_session *s, int fd, struct mmsghdr *v, int n,
 {
 	struct udp_state *u = s->w->udp;
 
-	if (gso_enabled < 0) {
-		const char *env = getenv("LB_UDP_GSO");
-		gso_enabled = !(env && strcmp(env, "0") == 0);
-	}
-	if (!gso_enabled || s->no_gso || n < 2)
+	if (!u->gso_on || s->no_gso || n < 2)
 		return batch_send(fd, v, n, bytes, err);
 	int m = gso_merge(u, v, n);
 	if (m == n)
@@ -670,6 +664,8 @@ int udp_relay_init(struct worker *w)
 		return -ENOMEM;
 	}
 	u->mask = TABLE_MIN - 1;
+	const char *gso = getenv("LB_UDP_GSO");
+	u->gso_on = !(gso && strcmp(gso, "0") == 0);
 	list_init(&u->sessions);
 	if (getrandom(&u->seed, sizeof(u->seed), GRND_NONBLOCK) != sizeof(u->seed))
 		u->seed = timer_now_ms() ^ (uintptr_t)u;
