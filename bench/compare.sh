@@ -11,7 +11,7 @@
 #        [--workloads "idle tcp1 tcp4 ka close udp200 udp500 udp1000 dns redis pg"] (default: all)
 # Env:   LB_BIN (default build/lb), LB_BENCH_ENGINE (engine of the plain "lb" system,
 #        default auto), LB_BASE_BIN (the lb of the systems lbbase-uring/lbbase-epoll: an
-#        older build to A/B against), BENCH_IDLE_CONNS, BENCH_BUDGET (seconds, default 840),
+#        older build to A/B against), BENCH_IDLE_CONNS, BENCH_BUDGET (seconds, default 1200),
 #        BENCH_OUT (where BENCHMARKS.md and bench.png go; default docs/, or the raw
 #        directory with --quick), BENCH_KEEP_TMP=1 (keep the temp dir).
 set -euo pipefail
@@ -693,8 +693,8 @@ log "raw results in ${RAW#"$ROOT"/}"
 start_backends
 assign_ports
 
-# `make bench` must end within 11 minutes: start a round only if the slowest one so far fits.
-BUDGET=${BENCH_BUDGET:-840}
+# `make bench` must end within 20 minutes: start a round only if the slowest one so far fits.
+BUDGET=${BENCH_BUDGET:-1200}
 ROUNDS_DONE=0
 slowest=0
 for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
