@@ -277,6 +277,62 @@ def cmd_udpidle(args):
     return 0
 
 
+def cmd_gsoblast(args):
+    """gsoblast PORT SINK_PORT SECONDS MBITS [SEGS] : send to 127.0.0.1:PORT, for SECONDS at
+    MBITS Mbit/s, runs of SEGS (40) datagrams of 1,200 bytes as one UDP GSO message each (as
+    a QUIC stack sends; SEGS 1: one by one), while a sink with UDP_GRO on
+    127.0.0.1:SINK_PORT (the balancer's backend) counts what arrives; print 'sent received
+    loss_percent'."""
+    import threading
+    port, sink_port, seconds, mbits = int(args[0]), int(args[1]), float(args[2]), float(args[3])
+    seg, segs = 1200, int(args[4]) if len(args) > 4 else 40
+    sol_udp, udp_segment, udp_gro = 17, 103, 104
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.setsockopt(sol_udp, udp_gro, 1)
+    sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    sink.bind(("127.0.0.1", sink_port))
+    sink.settimeout(0.5)
+    received = [0]
+
+    def drain():
+        while True:
+            try:
+                data, anc, _, _ = sink.recvmsg(65536, socket.CMSG_SPACE(4))
+            except (socket.timeout, OSError):
+                return
+            size = len(data)
+            for level, kind, val in anc:
+                if level == sol_udp and kind == udp_gro:
+                    size = struct.unpack("i", val[:4])[0]
+            received[0] += max(1, -(-len(data) // size)) if size else 1
+
+    t = threading.Thread(target=drain)
+    t.start()
+    out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    out.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
+    payload = bytes(seg * segs)
+    ctl = [(sol_udp, udp_segment, struct.pack("H", seg))] if segs > 1 else []
+    interval = seg * segs * 8 / (mbits * 1e6)
+    sent, start = 0, time.monotonic()
+    nxt = start
+    while time.monotonic() - start < seconds:
+        try:
+            out.sendmsg([payload], ctl, 0, ("127.0.0.1", port))
+            sent += segs
+        except OSError:
+            pass
+        nxt += interval
+        delay = nxt - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+    t.join()
+    out.close()
+    sink.close()
+    loss = 100.0 * (sent - received[0]) / sent if sent else 0.0
+    print(f"{sent} {received[0]} {loss:.2f}")
+    return 0
+
+
 def cmd_cpu(args):
     print(f"{cpu_seconds([int(p) for p in args]):.3f}")
     return 0
@@ -413,7 +469,7 @@ def cmd_sched(args):
 def main():
     cmds = {"probe": cmd_probe, "dnsprobe": cmd_dnsprobe, "idle": cmd_idle, "cpu": cmd_cpu,
             "udpidle": cmd_udpidle,
-            "cpusplit": cmd_cpusplit,
+            "cpusplit": cmd_cpusplit, "gsoblast": cmd_gsoblast,
             "iperf": cmd_iperf, "wrk": cmd_wrk, "dnsperf": cmd_dnsperf, "sched": cmd_sched}
     if len(sys.argv) < 2 or sys.argv[1] not in cmds:
         print(f"usage: helper.py {'|'.join(cmds)} ARGS...", file=sys.stderr)

@@ -10,6 +10,7 @@
 
 #include "lb/listener.h"
 #include "lb/log.h"
+#include "lb/udp_relay.h"
 
 /* Accept backlog: the kernel clamps it to net.core.somaxconn. */
 #define LISTEN_BACKLOG 4096
@@ -301,6 +302,7 @@ static int dgram_options(int fd, const struct lb_addr *addr)
 
 	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) < 0)
 		(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+	udp_relay_gro(fd, udp_relay_gro_wanted());
 	if (!is_wildcard(addr))
 		return 0;
 	if (addr->ss.ss_family == AF_INET)

@@ -1,6 +1,7 @@
 /* UDP relay: per-worker session table keyed by (listener, client address:port), one
  * connected socket per session towards its backend, datagrams moved in batches with
- * recvmmsg/sendmmsg. SO_REUSEPORT steers a client's datagrams to the same listener copy, so
+ * recvmmsg/sendmmsg, runs of equal datagrams received whole (UDP_GRO) and sent whole
+ * (UDP_SEGMENT). SO_REUSEPORT steers a client's datagrams to the same listener copy, so
  * each worker's table is private and nothing here takes a lock. */
 #include <errno.h>
 #include <netinet/in.h>
@@ -32,6 +33,12 @@
 #define TABLE_MIN     64
 /* Room for one IP_PKTINFO or IPV6_PKTINFO control message. */
 #define CTL_SIZE CMSG_SPACE(sizeof(struct in6_pktinfo))
+/* Room for what a received datagram carries: its destination (either family) and, with
+ * UDP_GRO, the segment size of a run the kernel kept whole. */
+#define RECV_CTL_SIZE (CTL_SIZE + CMSG_SPACE(sizeof(struct in_pktinfo)) + CMSG_SPACE(sizeof(int)))
+/* Datagrams of one session sent in one go: a GRO receive holds up to 64 of them (128 from a
+ * local GSO sender), so a batch of 32 receives can hold more than 32 datagrams. */
+#define OUT_MAX 1024
 /* UDP GSO: at most this many datagrams, and bytes, in one UDP_SEGMENT message (the kernel's
  * limits are 64 segments before 6.9 and 65,507 bytes over IPv4). */
 #define GSO_SEGS_MAX  64
@@ -72,19 +79,26 @@ struct udp_state {
 	struct objpool pool;
 	char *bufs; /* UDP_BATCH slots of UDP_DGRAM_MAX; untouched pages cost no memory */
 	struct mmsghdr msgs[UDP_BATCH];
-	struct mmsghdr out[UDP_BATCH]; /* one session's share of msgs, for its sendmmsg */
 	struct iovec iov[UDP_BATCH];
 	struct sockaddr_storage names[UDP_BATCH];
-	char ctl[UDP_BATCH][CTL_SIZE];
-	char reply_ctl[CTL_SIZE];
+	_Alignas(struct cmsghdr) char ctl[UDP_BATCH][RECV_CTL_SIZE];
+	_Alignas(struct cmsghdr) char reply_ctl[CTL_SIZE];
+	/* One session's datagrams of a batch, one each (a GRO receive split), for its sendmmsg.
+	 * The arrays below are touched only as far as they are used. */
+	struct mmsghdr out[OUT_MAX];
+	struct iovec out_iov[OUT_MAX];
 	/* Runs of datagrams merged for UDP GSO: the messages, their iovecs and controls, and
 	 * how many datagrams each carries. */
-	struct mmsghdr gso[UDP_BATCH];
-	struct iovec gso_iov[UDP_BATCH];
-	_Alignas(struct cmsghdr) char gso_ctl[UDP_BATCH][GSO_CTL_SIZE];
-	int gso_count[UDP_BATCH];
+	struct mmsghdr gso[OUT_MAX];
+	struct iovec gso_iov[OUT_MAX];
+	_Alignas(struct cmsghdr) char gso_ctl[OUT_MAX][GSO_CTL_SIZE];
+	int gso_count[OUT_MAX];
 	bool gso_on; /* UDP GSO: LB_UDP_GSO=0 in the environment turns it off (A/B runs) */
+	bool gro_on; /* UDP GRO on session sockets: LB_UDP_GRO=0 turns it off */
 };
+
+/* A relay of datagrams of one session, in order: to its backend, or to its client. */
+typedef void (*relay_fn)(struct udp_session *s, struct mmsghdr *v, int n);
 
 /* n datagrams moved on one readiness event: under load, let the engine wait for a batch. */
 static void note_work(struct worker *w, int n)
@@ -221,6 +235,7 @@ static int backend_socket(struct udp_session *s, struct backend *b, struct engin
 		close(fd);
 		return err;
 	}
+	udp_relay_gro(fd, w->udp->gro_on);
 	*watch = w->ops->watch(w->eng, fd, ENGINE_READ, session_ready, s);
 	if (!*watch) {
 		close(fd);
@@ -359,8 +374,9 @@ static struct udp_session *session_new(struct worker *w, struct worker_listener 
 
 /* ---- datagrams ---- */
 
-/* Receive up to UDP_BATCH datagrams from fd into the slots (with sender and control data if
- * from_clients). Their count, or -errno. */
+/* Receive up to UDP_BATCH messages from fd into the slots, with their control data (and
+ * sender, if from_clients). A message is one datagram, or with UDP_GRO a run of them. Their
+ * count, or -errno. */
 static int batch_recv(struct udp_state *u, int fd, bool from_clients)
 {
 	for (int i = 0; i < UDP_BATCH; i++) {
@@ -370,8 +386,8 @@ static int batch_recv(struct udp_state *u, int fd, bool from_clients)
 		    .msg_namelen = from_clients ? sizeof(u->names[i]) : 0,
 		    .msg_iov = &u->iov[i],
 		    .msg_iovlen = 1,
-		    .msg_control = from_clients ? u->ctl[i] : NULL,
-		    .msg_controllen = from_clients ? CTL_SIZE : 0,
+		    .msg_control = u->ctl[i],
+		    .msg_controllen = RECV_CTL_SIZE,
 		};
 	}
 	for (;;) {
@@ -490,6 +506,47 @@ static int session_send(struct udp_session *s, int fd, struct mmsghdr *v, int n,
 	return sent;
 }
 
+/* The segment size of a run of datagrams that UDP_GRO received as one message; 0 if it is
+ * one datagram. */
+static size_t gro_size(struct msghdr *mh)
+{
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
+		if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO) {
+			int size;
+			memcpy(&size, CMSG_DATA(cm), sizeof(size));
+			return size > 0 ? (size_t)size : 0;
+		}
+	}
+	return 0;
+}
+
+/* Append the datagrams of received message m (one, or a GRO run split back into its
+ * datagrams) to u->out from index k, handing u->out to relay whenever it is full. The new
+ * count. The entries keep m's header; relay sets their addresses. */
+static int take_datagrams(struct udp_session *s, struct mmsghdr *m, int k, relay_fn relay)
+{
+	struct udp_state *u = s->w->udp;
+	char *base = m->msg_hdr.msg_iov->iov_base;
+	size_t len = m->msg_len, seg = gro_size(&m->msg_hdr), off = 0;
+
+	if (!seg || seg > len)
+		seg = len;
+	do {
+		if (k == OUT_MAX) {
+			relay(s, u->out, k);
+			k = 0;
+		}
+		size_t part = len - off < seg ? len - off : seg;
+		u->out_iov[k] = (struct iovec){base + off, part};
+		u->out[k].msg_hdr = m->msg_hdr;
+		u->out[k].msg_hdr.msg_iov = &u->out_iov[k];
+		u->out[k].msg_hdr.msg_iovlen = 1;
+		k++;
+		off += part;
+	} while (off < len);
+	return k;
+}
+
 /* v[0, n) came from s's client, in order: send them to its backend. */
 static void forward(struct udp_session *s, struct mmsghdr *v, int n)
 {
@@ -501,7 +558,6 @@ static void forward(struct udp_session *s, struct mmsghdr *v, int n)
 	    atomic_load_explicit(&s->be->health, memory_order_relaxed) == BACKEND_DOWN)
 		session_move(s);
 	for (int i = 0; i < n; i++) {
-		v[i].msg_hdr.msg_iov->iov_len = v[i].msg_len;
 		v[i].msg_hdr.msg_name = NULL;
 		v[i].msg_hdr.msg_namelen = 0;
 		v[i].msg_hdr.msg_control = NULL;
@@ -557,7 +613,7 @@ void udp_relay_listener_ready(void *arg, uint32_t events)
 				continue;
 			for (int j = i; j < n; j++) {
 				if (sess[j] == s) {
-					u->out[k++] = u->msgs[j];
+					k = take_datagrams(s, &u->msgs[j], k, forward);
 					sess[j] = NULL;
 				}
 			}
@@ -568,8 +624,8 @@ void udp_relay_listener_ready(void *arg, uint32_t events)
 	}
 }
 
-/* Point slots [0, n) at s's client, from the address it sent to. */
-static void address_replies(struct udp_state *u, struct udp_session *s, int n)
+/* Point v[0, n) at s's client, from the address it sent to. */
+static void address_replies(struct udp_state *u, struct udp_session *s, struct mmsghdr *v, int n)
 {
 	size_t ctl_len = 0;
 
@@ -586,8 +642,7 @@ static void address_replies(struct udp_state *u, struct udp_session *s, int n)
 		ctl_len = CMSG_SPACE(len);
 	}
 	for (int i = 0; i < n; i++) {
-		struct msghdr *mh = &u->msgs[i].msg_hdr;
-		u->iov[i].iov_len = u->msgs[i].msg_len;
+		struct msghdr *mh = &v[i].msg_hdr;
 		mh->msg_name = &s->client;
 		mh->msg_namelen = s->client_len;
 		mh->msg_control = ctl_len ? u->reply_ctl : NULL;
@@ -595,7 +650,21 @@ static void address_replies(struct udp_state *u, struct udp_session *s, int n)
 	}
 }
 
-/* Replies from the backend: send them to the client from the listener's socket. */
+/* v[0, n) came from s's backend, in order: send them to its client from the listener's
+ * socket. */
+static void reply(struct udp_session *s, struct mmsghdr *v, int n)
+{
+	uint64_t bytes = 0;
+	int err;
+
+	address_replies(s->w->udp, s, v, n);
+	session_send(s, s->wl->fd, v, n, &bytes, &err);
+	s->bytes_down += bytes;
+	s->last_active = s->w->now;
+	atomic_fetch_add_explicit(&s->be->bytes_in, bytes, memory_order_relaxed);
+}
+
+/* Replies from the backend: send them to the client. */
 static void session_ready(void *arg, uint32_t events)
 {
 	struct udp_session *s = arg;
@@ -614,19 +683,30 @@ static void session_ready(void *arg, uint32_t events)
 			return;
 		note_work(s->w, n);
 		s->refused = false;
-		address_replies(u, s, n);
-		uint64_t bytes = 0;
-		int err;
-		session_send(s, s->wl->fd, u->msgs, n, &bytes, &err);
-		s->bytes_down += bytes;
-		s->last_active = s->w->now;
-		atomic_fetch_add_explicit(&s->be->bytes_in, bytes, memory_order_relaxed);
+		int k = 0;
+		for (int i = 0; i < n; i++)
+			k = take_datagrams(s, &u->msgs[i], k, reply);
+		reply(s, u->out, k);
 		if (n < UDP_BATCH)
 			return;
 	}
 }
 
 /* ---- worker hooks ---- */
+
+bool udp_relay_gro_wanted(void)
+{
+	const char *gro = getenv("LB_UDP_GRO");
+	return !(gro && strcmp(gro, "0") == 0);
+}
+
+void udp_relay_gro(int fd, bool on)
+{
+	int one = 1;
+	/* Best effort: without it (kernels before 5.0) datagrams arrive one by one. */
+	if (on)
+		(void)setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof(one));
+}
 
 void udp_relay_listener_closed(struct worker *w, struct worker_listener *wl)
 {
@@ -666,6 +746,7 @@ int udp_relay_init(struct worker *w)
 	u->mask = TABLE_MIN - 1;
 	const char *gso = getenv("LB_UDP_GSO");
 	u->gso_on = !(gso && strcmp(gso, "0") == 0);
+	u->gro_on = udp_relay_gro_wanted();
 	list_init(&u->sessions);
 	if (getrandom(&u->seed, sizeof(u->seed), GRND_NONBLOCK) != sizeof(u->seed))
 		u->seed = timer_now_ms() ^ (uintptr_t)u;

@@ -5,6 +5,7 @@
 #ifndef LB_UDP_RELAY_H
 #define LB_UDP_RELAY_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct worker;
@@ -16,6 +17,11 @@ void udp_relay_listener_ready(void *wl, uint32_t events);
 void udp_relay_listener_closed(struct worker *w, struct worker_listener *wl);
 /* End every session of w whose backend was killed since the session began. */
 void udp_relay_kill_scan(struct worker *w);
+/* UDP GRO (runs of equal datagrams received as one message, sent on whole with UDP GSO):
+ * on unless LB_UDP_GRO=0 is in the environment (for A/B runs). */
+bool udp_relay_gro_wanted(void);
+/* Ask for GRO on UDP socket fd if on (best effort). */
+void udp_relay_gro(int fd, bool on);
 /* Set up / free w's session table, object pool and datagram buffers (allocated lazily). */
 int udp_relay_init(struct worker *w);
 void udp_relay_free(struct worker *w);

@@ -369,10 +369,15 @@ static void gso_fill(uint8_t *buf, size_t len, int seq)
 		buf[i] = (uint8_t)(seq * 31 + (int)i);
 }
 
+static size_t gso_test_len(int i)
+{
+	return gso_sizes[(size_t)i % (sizeof(gso_sizes) / sizeof(*gso_sizes))];
+}
+
 /* Receive one message from fd (UDP_GRO on: it may carry several datagrams), split it and
- * check each datagram against out[*got...]. 1 if it carried more than one, 0 if one, -1 if
- * nothing came within REPLY_MS. */
-static int gso_take(int fd, uint8_t (*out)[1200], int *got)
+ * check each datagram against out[*got...] (of the lengths len(i), total in all). How many
+ * datagrams it carried, 0 if nothing came within REPLY_MS. */
+static int gso_take(int fd, uint8_t (*out)[1200], size_t (*len_of)(int), int total, int *got)
 {
 	static uint8_t in[65536];
 	_Alignas(struct cmsghdr) char ctl[CMSG_SPACE(sizeof(int))];
@@ -393,16 +398,17 @@ static int gso_take(int fd, uint8_t (*out)[1200], int *got)
 			seg = (size_t)size;
 		}
 	}
+	int count = 0;
 	do {
 		size_t len = (size_t)n - off < seg ? (size_t)n - off : seg;
-		size_t want = gso_sizes[(size_t)*got % (sizeof(gso_sizes) / sizeof(*gso_sizes))];
-		t_expect(&h,
-			 *got < GSO_DGRAMS && len == want && memcmp(in + off, out[*got], len) == 0,
+		size_t want = len_of(*got);
+		t_expect(&h, *got < total && len == want && memcmp(in + off, out[*got], len) == 0,
 			 "datagram %d: %zu bytes (want %zu) or changed", *got, len, want);
 		++*got;
+		++count;
 		off += len;
 	} while (off < (size_t)n);
-	return seg < (size_t)n;
+	return count;
 }
 
 START_TEST(test_runs_of_equal_datagrams_go_out_as_gso_and_arrive_whole)
@@ -436,15 +442,104 @@ START_TEST(test_runs_of_equal_datagrams_go_out_as_gso_and_arrive_whole)
 		}
 		t_expect(&h, sendmmsg(fd, mm, 40, 0) == 40, "sendmmsg: %s", strerror(errno));
 		while (got < i + 40) {
-			int c = gso_take(fd, out, &got);
-			if (c < 0)
+			int c = gso_take(fd, out, gso_test_len, GSO_DGRAMS, &got);
+			if (c == 0)
 				break;
-			coalesced += c;
+			coalesced += c > 1;
 		}
 	}
 	t_expect(&h, got == GSO_DGRAMS, "%d of %d datagrams came back", got, GSO_DGRAMS);
 	t_expect(&h, coalesced > 0, "no reply came as one GSO message: lb sent each alone");
 	close(fd);
+	t_harness_finish(&h);
+}
+END_TEST
+
+/* The GRO test's datagrams: per round 61 in one GSO message, 60 of 1,000 bytes and one
+ * of 500; more than the 32 one recvmmsg of lb takes. */
+#define GRO_SEGS   61
+#define GRO_ROUNDS 3
+static size_t gro_test_len(int i)
+{
+	return i % GRO_SEGS == GRO_SEGS - 1 ? 500 : 1000;
+}
+
+/* A client that sends runs of datagrams with UDP GSO (a QUIC stack does) to lb, in front of
+ * a backend that echoes each message as it came. Every datagram must come back whole and in
+ * order. The most datagrams one reply message carried. */
+static int gro_run(void)
+{
+	static uint8_t out[GRO_SEGS * GRO_ROUNDS][1200], buf[GRO_SEGS * 1000];
+	int got = 0, most = 0;
+
+	t_backends_add(&h.be, TB_UDP_ECHO_GRO, "echo");
+	start_lb("127.0.0.1", "round_robin", NULL, NULL);
+	int fd = client("127.0.0.1");
+	int one = 1;
+	ck_assert_int_eq(setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof(one)), 0);
+	struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)h.port)};
+	inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+	for (int r = 0; r < GRO_ROUNDS; r++) {
+		size_t len = 0;
+		for (int j = 0; j < GRO_SEGS; j++) {
+			int i = r * GRO_SEGS + j;
+			gso_fill(out[i], gro_test_len(i), i);
+			memcpy(buf + len, out[i], gro_test_len(i));
+			len += gro_test_len(i);
+		}
+		_Alignas(struct cmsghdr) char ctl[CMSG_SPACE(sizeof(uint16_t))] = {0};
+		struct iovec v = {buf, len};
+		struct msghdr mh = {.msg_name = &to,
+				    .msg_namelen = sizeof(to),
+				    .msg_iov = &v,
+				    .msg_iovlen = 1,
+				    .msg_control = ctl,
+				    .msg_controllen = sizeof(ctl)};
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+		uint16_t seg = 1000;
+		cm->cmsg_level = SOL_UDP;
+		cm->cmsg_type = UDP_SEGMENT;
+		cm->cmsg_len = CMSG_LEN(sizeof(seg));
+		memcpy(CMSG_DATA(cm), &seg, sizeof(seg));
+		t_expect(&h, sendmsg(fd, &mh, 0) == (ssize_t)len, "GSO sendmsg: %s",
+			 strerror(errno));
+		while (got < (r + 1) * GRO_SEGS) {
+			int c = gso_take(fd, out, gro_test_len, GRO_SEGS * GRO_ROUNDS, &got);
+			if (c == 0)
+				break;
+			most = c > most ? c : most;
+		}
+	}
+	t_expect(&h, got == GRO_SEGS * GRO_ROUNDS, "%d of %d datagrams came back", got,
+		 GRO_SEGS * GRO_ROUNDS);
+	t_expect(&h, tb_accepted(h.be.tb[0]) == GRO_SEGS * GRO_ROUNDS,
+		 "the backend counted %u datagrams, not %d", tb_accepted(h.be.tb[0]),
+		 GRO_SEGS * GRO_ROUNDS);
+	close(fd);
+	return most;
+}
+
+/* lb receives each run whole (UDP_GRO) and sends it on whole: the client must get a reply
+ * carrying more datagrams than one recvmmsg of lb's takes (32), which only a GRO receive
+ * can produce. */
+START_TEST(test_runs_a_client_sent_with_gso_are_received_and_sent_on_whole)
+{
+	int most = gro_run();
+	t_expect(&h, most > 32,
+		 "at most %d datagrams came back in one message: lb did not receive the runs "
+		 "whole (GRO)",
+		 most);
+	t_harness_finish(&h);
+}
+END_TEST
+
+/* With GSO off (LB_UDP_GSO=0), lb splits the runs it received whole into single datagrams:
+ * every one must arrive, one by one. */
+START_TEST(test_runs_received_whole_are_split_when_gso_is_off)
+{
+	setenv("LB_UDP_GSO", "0", 1);
+	int most = gro_run();
+	t_expect(&h, most == 1, "with LB_UDP_GSO=0 a reply carried %d datagrams", most);
 	t_harness_finish(&h);
 }
 END_TEST
@@ -940,6 +1035,8 @@ int main(void)
 	    test_empty_and_largest_datagrams_pass_intact,
 	    test_runs_of_equal_datagrams_go_out_as_gso_and_arrive_whole,
 	    test_gso_falls_back_when_datagrams_exceed_the_mtu,
+	    test_runs_a_client_sent_with_gso_are_received_and_sent_on_whole,
+	    test_runs_received_whole_are_split_when_gso_is_off,
 	    test_denied_client_is_dropped_and_counted,
 	    test_max_conns_caps_sessions,
 	    test_max_conns_per_client_caps_sessions_of_one_host,

@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -93,7 +94,7 @@ static char tag_listener, tag_wake;
 static const char *const mode_names[] = {
     [TB_ECHO] = "echo",		[TB_TAGGED] = "tagged",		[TB_HTTP] = "http",
     [TB_SINK] = "sink",		[TB_BLACKHOLE] = "blackhole",	[TB_RECORD] = "record",
-    [TB_UDP_ECHO] = "udp-echo", [TB_UDP_TAGGED] = "udp-tagged",
+    [TB_UDP_ECHO] = "udp-echo", [TB_UDP_TAGGED] = "udp-tagged", [TB_UDP_ECHO_GRO] = "udp-echo-gro",
 };
 
 int tb_mode_parse(const char *s)
@@ -178,7 +179,7 @@ static uint64_t now_ms(void)
 
 static bool is_udp(enum tb_mode mode)
 {
-	return mode == TB_UDP_ECHO || mode == TB_UDP_TAGGED;
+	return mode == TB_UDP_ECHO || mode == TB_UDP_TAGGED || mode == TB_UDP_ECHO_GRO;
 }
 
 /* A non-blocking listener on ss (a bound UDP socket for the UDP modes); SO_REUSEADDR so that a
@@ -197,6 +198,8 @@ static int open_listener(enum tb_mode mode, const struct sockaddr_storage *ss, s
 	if (bind(fd, (const struct sockaddr *)ss, len) < 0)
 		goto fail;
 	if (!udp && listen(fd, SOMAXCONN) < 0)
+		goto fail;
+	if (mode == TB_UDP_ECHO_GRO && setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof(one)) < 0)
 		goto fail;
 	return fd;
 fail:
@@ -568,12 +571,58 @@ static void accept_ready(struct tbackend *tb)
 	}
 }
 
-/* UDP modes: answer what has arrived (at most 64 datagrams a turn; epoll is level-triggered). */
+/* TB_UDP_ECHO_GRO: echo one message as it came; a GRO run goes back as one GSO message.
+ * false when nothing is left to read. */
+static bool udp_echo_gro(struct tbackend *tb)
+{
+	static _Thread_local uint8_t buf[65536];
+	_Alignas(struct cmsghdr) char ctl[CMSG_SPACE(sizeof(int))];
+	struct sockaddr_storage from;
+	struct iovec v = {buf, sizeof(buf)};
+	struct msghdr mh = {.msg_name = &from,
+			    .msg_namelen = sizeof(from),
+			    .msg_iov = &v,
+			    .msg_iovlen = 1,
+			    .msg_control = ctl,
+			    .msg_controllen = sizeof(ctl)};
+	ssize_t n = recvmsg(tb->listen_fd, &mh, 0);
+	if (n < 0)
+		return false;
+	int seg = 0;
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+	if (cm && cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO)
+		memcpy(&seg, CMSG_DATA(cm), sizeof(seg));
+	unsigned count = seg > 0 && n > seg ? (unsigned)((n + seg - 1) / seg) : 1;
+	atomic_fetch_add(&tb->accepted, count);
+	v.iov_len = (size_t)n;
+	mh.msg_control = NULL;
+	mh.msg_controllen = 0;
+	if (count > 1) {
+		uint16_t size = (uint16_t)seg;
+		memset(ctl, 0, sizeof(ctl));
+		mh.msg_control = ctl;
+		mh.msg_controllen = CMSG_SPACE(sizeof(size));
+		cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_UDP;
+		cm->cmsg_type = UDP_SEGMENT;
+		cm->cmsg_len = CMSG_LEN(sizeof(size));
+		memcpy(CMSG_DATA(cm), &size, sizeof(size));
+	}
+	(void)sendmsg(tb->listen_fd, &mh, 0);
+	return true;
+}
+
+/* UDP modes: answer what has arrived (at most 64 messages a turn; epoll is level-triggered). */
 static void udp_ready(struct tbackend *tb)
 {
 	static _Thread_local uint8_t out[TB_UDP_MAX];
 
 	for (int i = 0; i < 64; i++) {
+		if (tb->mode == TB_UDP_ECHO_GRO) {
+			if (!udp_echo_gro(tb))
+				return;
+			continue;
+		}
 		struct sockaddr_storage from;
 		socklen_t flen = sizeof(from);
 		size_t off = 0;

@@ -26,6 +26,8 @@ enum tb_mode {
 	TB_RECORD,     /* like TB_ECHO, and keep the first TB_RECORD_MAX bytes of each connection */
 	TB_UDP_ECHO,   /* UDP: send every datagram back to its sender unchanged */
 	TB_UDP_TAGGED, /* UDP: answer each datagram with "<name>\n" followed by the datagram */
+	TB_UDP_ECHO_GRO, /* UDP_GRO on: send every message back as it came (a run of datagrams
+			  * merged by GRO goes back as one UDP_SEGMENT message) */
 };
 #define TB_RECORD_MAX 512
 
