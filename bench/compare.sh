@@ -8,7 +8,8 @@
 # nginx-1m: the peers tuned for bulk with 1 MiB buffers (tune.bufsize, proxy_buffer_size),
 # run on the bulk workloads (tcp1, tcp4) only.
 # Usage: bash bench/compare.sh [--quick] [--rounds N] [--systems "direct lb-uring ..."]
-#        [--workloads "idle tcp1 tcp4 ka close udp200 udp500 udp1000 dns redis pg"] (default: all)
+#        [--workloads "idle tcp1 tcp4 ka close udp200 udp500 udp1000 udpgso dns redis pg"]
+#        (default: all)
 # Env:   LB_BIN (default build/lb), LB_BENCH_ENGINE (engine of the plain "lb" system,
 #        default auto), LB_BASE_BIN (the lb of the systems lbbase-uring/lbbase-epoll: an
 #        older build to A/B against), BENCH_IDLE_CONNS, BENCH_BUDGET (seconds, default 1200),
@@ -23,13 +24,13 @@ HELPER="$BENCH/helper.py"
 QUICK=0
 ROUNDS=
 SYSTEMS="direct lb-uring lb-epoll haproxy nginx haproxy-1m nginx-1m"
-ALL_WORKLOADS="idle tcp1 tcp4 ka close udp200 udp500 udp1000 dns redis pg"
+ALL_WORKLOADS="idle tcp1 tcp4 ka close udp200 udp500 udp1000 udpgso dns redis pg"
 WORKLOADS=$ALL_WORKLOADS
 WORKERS=$(nproc)
 LB_BENCH_ENGINE=${LB_BENCH_ENGINE:-auto}
 
 usage() {
-	sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+	sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 while [ $# -gt 0 ]; do
@@ -176,6 +177,7 @@ render() { # render TEMPLATE OUT KEY=VALUE...: replace @KEY@ by VALUE
 alloc_port BACKEND_IPERF
 alloc_port BACKEND_HTTP
 alloc_port BACKEND_DNS
+alloc_port BACKEND_GSO # bound by `helper.py gsoblast` itself, for the length of a udpgso run
 alloc_port BACKEND_REDIS
 alloc_port BACKEND_PG
 PG_PID=
@@ -258,7 +260,7 @@ start_dns_server() {
 
 # ------------------------------------------------------------------- balancers
 
-declare -A SYS_IPERF SYS_HTTP SYS_PID SYS_UDP SYS_DNS SYS_DNS_OK SYS_REDIS SYS_PG NOTE
+declare -A SYS_IPERF SYS_HTTP SYS_PID SYS_UDP SYS_DNS SYS_DNS_OK SYS_GSO SYS_REDIS SYS_PG NOTE
 
 add_note() { # add_note SYS TEXT: once per run, however many rounds repeat it
 	case "; ${NOTE[$1]:-}; " in *"; $2; "*) return 0 ;; esac
@@ -282,7 +284,7 @@ assign_ports() {
 		if [ "$s" = direct ]; then
 			SYS_IPERF[$s]=$BACKEND_IPERF SYS_HTTP[$s]=$BACKEND_HTTP SYS_UDP[$s]=1
 			SYS_DNS[$s]=$BACKEND_DNS SYS_DNS_OK[$s]=1 SYS_REDIS[$s]=$BACKEND_REDIS
-			SYS_PG[$s]=$BACKEND_PG
+			SYS_PG[$s]=$BACKEND_PG SYS_GSO[$s]=$BACKEND_GSO
 			continue
 		fi
 		alloc_port p
@@ -291,6 +293,8 @@ assign_ports() {
 		SYS_HTTP[$s]=$p
 		alloc_port p
 		SYS_DNS[$s]=$p
+		alloc_port p
+		SYS_GSO[$s]=$p
 		alloc_port p
 		SYS_REDIS[$s]=$p
 		alloc_port p
@@ -319,10 +323,11 @@ start_lb() {
 	# The UDP listeners (iperf3 -u, DNS) are injected so that an lb without UDP still runs TCP.
 	udp=", { \"name\": \"iperf-udp\", \"protocol\": \"udp\", \"listen\": \"127.0.0.1:${SYS_IPERF[$s]}\", \"pool\": \"iperf\" }"
 	udp+=", { \"name\": \"dns\", \"protocol\": \"udp\", \"listen\": \"127.0.0.1:${SYS_DNS[$s]}\", \"pool\": \"dns\" }"
+	udp+=", { \"name\": \"gso\", \"protocol\": \"udp\", \"listen\": \"127.0.0.1:${SYS_GSO[$s]}\", \"pool\": \"gso\" }"
 	render "$BENCH/lb.json.in" "$d/lb.json" ENGINE="$engine" WORKERS="$WORKERS" DIR="$d" \
 		IPERF_PORT="${SYS_IPERF[$s]}" HTTP_PORT="${SYS_HTTP[$s]}" \
 		BACKEND_IPERF_PORT="$BACKEND_IPERF" BACKEND_HTTP_PORT="$BACKEND_HTTP" \
-		BACKEND_DNS_PORT="$BACKEND_DNS" REDIS_PORT="${SYS_REDIS[$s]}" PG_PORT="${SYS_PG[$s]}" BACKEND_PG_PORT="$BACKEND_PG" \
+		BACKEND_DNS_PORT="$BACKEND_DNS" BACKEND_GSO_PORT="$BACKEND_GSO" REDIS_PORT="${SYS_REDIS[$s]}" PG_PORT="${SYS_PG[$s]}" BACKEND_PG_PORT="$BACKEND_PG" \
 		BACKEND_REDIS_PORT="$BACKEND_REDIS" UDP_LISTENER="$udp"
 	SYS_UDP[$s]=1 SYS_DNS_OK[$s]=1
 	if ! "$LB_BIN" -c "$d/lb.json" --check >"$d/check.log" 2>&1; then
@@ -331,7 +336,7 @@ start_lb() {
 		render "$BENCH/lb.json.in" "$d/lb.json" ENGINE="$engine" WORKERS="$WORKERS" DIR="$d" \
 			IPERF_PORT="${SYS_IPERF[$s]}" HTTP_PORT="${SYS_HTTP[$s]}" \
 			BACKEND_IPERF_PORT="$BACKEND_IPERF" BACKEND_HTTP_PORT="$BACKEND_HTTP" \
-			BACKEND_DNS_PORT="$BACKEND_DNS" REDIS_PORT="${SYS_REDIS[$s]}" PG_PORT="${SYS_PG[$s]}" BACKEND_PG_PORT="$BACKEND_PG" \
+			BACKEND_DNS_PORT="$BACKEND_DNS" BACKEND_GSO_PORT="$BACKEND_GSO" REDIS_PORT="${SYS_REDIS[$s]}" PG_PORT="${SYS_PG[$s]}" BACKEND_PG_PORT="$BACKEND_PG" \
 			BACKEND_REDIS_PORT="$BACKEND_REDIS" UDP_LISTENER=""
 		if ! "$LB_BIN" -c "$d/lb.json" --check >"$d/check.log" 2>&1; then
 			add_note "$s" "config rejected by lb --check: $(head -3 "$d/check.log" | tr '\n' ' ')"
@@ -381,6 +386,7 @@ start_nginx() {
 		LOAD_STREAM="$load" IPERF_PORT="${SYS_IPERF[$s]}" HTTP_PORT="${SYS_HTTP[$s]}" \
 		BACKEND_IPERF_PORT="$BACKEND_IPERF" BACKEND_HTTP_PORT="$BACKEND_HTTP" \
 		DNS_PORT="${SYS_DNS[$s]}" BACKEND_DNS_PORT="$BACKEND_DNS" \
+		GSO_PORT="${SYS_GSO[$s]}" BACKEND_GSO_PORT="$BACKEND_GSO" \
 		REDIS_PORT="${SYS_REDIS[$s]}" PG_PORT="${SYS_PG[$s]}" BACKEND_PG_PORT="$BACKEND_PG" BACKEND_REDIS_PORT="$BACKEND_REDIS"
 	start_bg pid "$RAW/logs/$s.log" nginx -p "$d" -c "$d/nginx.conf" -g 'daemon off;'
 	SYS_PID[$s]=$pid
@@ -488,6 +494,30 @@ run_udp() { # run_udp SYS RATE_MBIT
 		case "$s" in lb | lb-* | lbbase-*) SYS_UDP[$s]=0 ;; esac
 	fi
 	: "$pkts"
+}
+
+run_udpgso() { # run_udpgso SYS: UDP from a GSO sender (runs of 40 datagrams per send, as QUIC)
+	local s=$1 out c0 c1 sent got loss
+	out="$RAW/r$ROUND-$s-udpgso.txt"
+	if [ "${SYS_UDP[$s]}" != 1 ]; then
+		record "$s" udpgso_loss NA; record "$s" udpgso_cpu_us NA
+		return
+	fi
+	c0=$(cpu_now "$s")
+	timeout -k 2 $((T_UDP + 15)) python3 "$HELPER" gsoblast "${SYS_GSO[$s]}" "$BACKEND_GSO" \
+		"$T_UDP" 1000 >"$out" 2>&1 || true
+	c1=$(cpu_now "$s")
+	sent=NA got=NA loss=NA
+	read -r sent got loss <"$out" || true
+	case "$loss" in '' | *[!0-9.]*) loss=NA ;; esac
+	record "$s" udpgso_loss "$loss"
+	if [ "$loss" = NA ]; then
+		note_fail "$s" "gsoblast" "$(head -1 "$out")"
+		record "$s" udpgso_cpu_us NA
+	elif [ "$c0" != NA ] && [ "$got" -gt 0 ]; then
+		record "$s" udpgso_cpu_us "$(awk -v a="$c0" -v b="$c1" -v n="$got" 'BEGIN { printf "%.3f", (b - a) / n * 1e6 }')"
+	fi
+	: "$sent"
 }
 
 run_dns() { # run_dns SYS: dnsperf against the system's DNS port
@@ -640,6 +670,7 @@ run_workload() { # run_workload NAME SYS
 		ka) record "$s" ka_rps NA; record "$s" ka_p99_ms NA ;;
 		close) record "$s" close_cps NA ;;
 		udp200 | udp500 | udp1000) record "$s" "$w" NA ;;
+		udpgso) record "$s" udpgso_loss NA; record "$s" udpgso_cpu_us NA ;;
 		dns) record "$s" dns_qps NA; record "$s" dns_lat_ms NA ;;
 		redis) record "$s" redis_rps NA; record "$s" redis_p50_ms NA; record "$s" redis_p99_ms NA ;;
 		pg) record "$s" pg_tps NA; record "$s" pg_lat_ms NA; record "$s" pg_cpu_us NA ;;
@@ -655,6 +686,7 @@ run_workload() { # run_workload NAME SYS
 	udp200) run_udp "$s" 200 ;;
 	udp500) run_udp "$s" 500 ;;
 	udp1000) run_udp "$s" 1000 ;;
+	udpgso) run_udpgso "$s" ;;
 	dns) run_dns "$s" ;;
 	redis) run_redis "$s" ;;
 	pg) run_pg "$s" ;;

@@ -20,6 +20,8 @@ ROWS = [
     ("udp200", "UDP 200 Mbit/s (iperf3 -u), loss %", LOWER, "f2"),
     ("udp500", "UDP 500 Mbit/s (iperf3 -u), loss %", LOWER, "f2"),
     ("udp1000", "UDP 1 Gbit/s (iperf3 -u), loss %", LOWER, "f2"),
+    ("udpgso_loss", "UDP 1 Gbit/s from a GSO sender (40 datagrams a send), loss %", LOWER, "f2"),
+    ("udpgso_cpu_us", "balancer CPU per datagram from a GSO sender, µs", LOWER, "f2"),
     ("dns_qps", "DNS queries/s (dnsperf → dnsmasq)", HIGHER, "k"),
     ("dns_lat_ms", "DNS average latency, ms", LOWER, "f3"),
     ("redis_rps", "redis-benchmark GET, 50 conns, req/s", HIGHER, "k"),
@@ -181,6 +183,12 @@ def main():
   order of systems rotates from round to round. Medians over rounds; per-round values above.
 - Throughput is the receiver side of iperf3. UDP rows report iperf3's loss at a fixed
   offered rate (datagrams of {meta.get('udp_len', '1200')} bytes).
+- UDP from a GSO sender: `bench/helper.py gsoblast` sends 1 Gbit/s for {t_udp} s as a QUIC
+  stack does, runs of 40 datagrams of 1,200 bytes in one `UDP_SEGMENT` send each, to the
+  balancer, whose backend is a sink (with `UDP_GRO`) in the same helper that counts the
+  datagrams arriving; the CPU row is the balancer's utime+stime over the run per datagram
+  received. On loopback only GSO-sent datagrams reach a `UDP_GRO` socket as one message, so
+  this row (not the iperf3 rows) shows what receiving runs whole is worth.
 - DNS: dnsperf, {dns_c} clients (UDP sockets) keeping up to {dns_q} queries in flight for
   {t_dns} s. dnsmasq is single-threaded, so the direct figure is dnsmasq's own ceiling and a
   balancer can at best match it; with a fixed number of queries in flight the average latency
@@ -229,9 +237,11 @@ def main():
               "http://127.0.0.1:PORT/")
     md.append(f"wrk -t 2 -c {meta.get('wrk_conns', '50')} -d {t_wrk}s --latency --timeout 2s "
               "-H 'Connection: close' http://127.0.0.1:PORT/")
-    for rate in (200, 500):
+    for rate in (200, 500, 1000):
         md.append(f"iperf3 -c 127.0.0.1 -p PORT -u -b {rate}M -l {meta.get('udp_len', '1200')} "
                   f"-t {t_udp} --connect-timeout 3000 -J")
+    md.append(f"python3 bench/helper.py gsoblast PORT BACKEND_PORT {t_udp} 1000"
+              "   # runs of 40 x 1200 B per UDP_SEGMENT send; a UDP_GRO sink on BACKEND_PORT")
     md.append(f"dnsperf -s 127.0.0.1 -p PORT -d QUERYFILE -l {t_dns} -c {dns_c} -q {dns_q}"
               f"   # QUERYFILE: one line, '{meta.get('dns_name', 'who.lb.test')} A'")
     md.append(f"redis-benchmark -h 127.0.0.1 -p PORT -c {meta.get('redis_conns', '50')} "
