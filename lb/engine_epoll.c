@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lb/engine.h"
@@ -12,6 +13,15 @@
 #define EPOLL_BATCH 256
 /* Watches allocated per slab. */
 #define EPOLL_WATCH_SLAB 256
+/* Busy batching, as on io_uring (engine_uring.c), for work that callbacks report in bulk
+ * (note_work: datagrams): after a dispatch whose callbacks moved at least EPOLL_BATCH_NR such
+ * items, the worker lets events gather for EPOLL_BATCH_US before it looks, instead of waking
+ * per event. epoll cannot wait for a count of events, so the wait is a fixed sleep, which
+ * for TCP request/response traffic only adds latency (-20 % keep-alive rate measured):
+ * readiness events alone do not start it. Under light load nothing changes.
+ * engine_params.batch_nr and batch_us override it (LB_URING_BATCH). */
+#define EPOLL_BATCH_NR 8
+#define EPOLL_BATCH_US 100
 
 struct engine_watch {
 	engine_cb cb;
@@ -22,17 +32,23 @@ struct engine_watch {
 struct engine {
 	int epfd;
 	struct objpool watches;
-	struct engine_watch *dead; /* unwatched during this batch; recycled after it */
-	int nready;		   /* events collected by the last wait */
+	struct engine_watch *dead;   /* unwatched during this batch; recycled after it */
+	int nready;		     /* events collected by the last wait */
+	unsigned last_n;	     /* items the last dispatch's callbacks noted */
+	unsigned noted;		     /* items callbacks of this dispatch reported (note_work) */
+	unsigned batch_nr, batch_us; /* busy batching; batch_nr < 2: off */
 	struct epoll_event events[EPOLL_BATCH];
 };
 
 static struct engine *ep_create(const struct engine_params *p)
 {
-	(void)p; /* epoll needs no sizing or tuning */
 	struct engine *e = calloc(1, sizeof(*e));
 	if (!e)
 		return NULL;
+	e->batch_nr = p->batch_nr < 0 ? EPOLL_BATCH_NR : (unsigned)p->batch_nr;
+	e->batch_us = p->batch_us < 0 ? EPOLL_BATCH_US : (unsigned)p->batch_us;
+	if (e->batch_us >= 1000000)
+		e->batch_us = 999999;
 	e->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (e->epfd < 0) {
 		int err = errno;
@@ -84,7 +100,17 @@ static void ep_unwatch(struct engine *e, struct engine_watch *w)
 
 static int ep_wait(struct engine *e, int timeout_ms)
 {
-	int n = epoll_wait(e->epfd, e->events, EPOLL_BATCH, timeout_ms);
+	int n = 0;
+	if (e->batch_nr > 1 && e->last_n >= e->batch_nr && timeout_ms != 0) {
+		/* Busy: let a batch gather (the timers' next deadline is at least a millisecond
+		 * away, longer than any batch wait), then take what is there; if nothing came,
+		 * wait as usual. */
+		struct timespec ts = {.tv_nsec = (long)e->batch_us * 1000};
+		nanosleep(&ts, NULL);
+		n = epoll_wait(e->epfd, e->events, EPOLL_BATCH, 0);
+	}
+	if (n == 0)
+		n = epoll_wait(e->epfd, e->events, EPOLL_BATCH, timeout_ms);
 	if (n < 0) {
 		e->nready = 0;
 		return errno == EINTR ? 0 : -errno;
@@ -112,12 +138,19 @@ static int ep_dispatch(struct engine *e)
 		w->cb(w->owner, ev);
 	}
 	e->nready = 0;
+	e->last_n = e->noted;
+	e->noted = 0;
 	while (e->dead) {
 		struct engine_watch *w = e->dead;
 		e->dead = w->next;
 		objpool_put(&e->watches, w);
 	}
 	return n;
+}
+
+static void ep_note_work(struct engine *e, unsigned n)
+{
+	e->noted += n;
 }
 
 const struct engine_ops engine_epoll = {
@@ -128,4 +161,5 @@ const struct engine_ops engine_epoll = {
     .unwatch = ep_unwatch,
     .wait = ep_wait,
     .dispatch = ep_dispatch,
+    .note_work = ep_note_work,
 };
