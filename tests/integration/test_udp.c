@@ -369,6 +369,18 @@ static void gso_fill(uint8_t *buf, size_t len, int seq)
 		buf[i] = (uint8_t)(seq * 31 + (int)i);
 }
 
+/* A client of lb's listener (to) with UDP_GRO on: it receives GSO messages as they were sent
+ * (loopback does not split them for a socket that asks for them whole), so a test sees how
+ * lb sent them. */
+static int gro_client(struct sockaddr_in *to)
+{
+	int fd = client("127.0.0.1"), one = 1;
+	ck_assert_int_eq(setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof(one)), 0);
+	*to = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons((uint16_t)h.port)};
+	inet_pton(AF_INET, "127.0.0.1", &to->sin_addr);
+	return fd;
+}
+
 static size_t gso_test_len(int i)
 {
 	return gso_sizes[(size_t)i % (sizeof(gso_sizes) / sizeof(*gso_sizes))];
@@ -420,13 +432,8 @@ START_TEST(test_runs_of_equal_datagrams_go_out_as_gso_and_arrive_whole)
 
 	t_backends_add(&h.be, TB_UDP_ECHO, "echo");
 	start_lb("127.0.0.1", "round_robin", NULL, NULL);
-	int fd = client("127.0.0.1");
-	/* With UDP_GRO the client receives lb's GSO replies as they were sent (loopback does not
-	 * split them for a socket that asks for them whole): that shows lb merged them. */
-	int one = 1;
-	ck_assert_int_eq(setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof(one)), 0);
-	struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)h.port)};
-	inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+	struct sockaddr_in to;
+	int fd = gro_client(&to);
 	/* Bursts of 40, each answered before the next: the echo backend's socket buffer holds
 	 * one burst, not all of them. */
 	for (int i = 0; i < GSO_DGRAMS; i += 40) {
@@ -474,11 +481,8 @@ static int gro_run(void)
 
 	t_backends_add(&h.be, TB_UDP_ECHO_GRO, "echo");
 	start_lb("127.0.0.1", "round_robin", NULL, NULL);
-	int fd = client("127.0.0.1");
-	int one = 1;
-	ck_assert_int_eq(setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof(one)), 0);
-	struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)h.port)};
-	inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+	struct sockaddr_in to;
+	int fd = gro_client(&to);
 	for (int r = 0; r < GRO_ROUNDS; r++) {
 		size_t len = 0;
 		for (int j = 0; j < GRO_SEGS; j++) {
