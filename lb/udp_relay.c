@@ -95,12 +95,14 @@ struct udp_state {
 	int gso_count[OUT_MAX];
 	bool gso_on; /* UDP GSO: LB_UDP_GSO=0 in the environment turns it off (A/B runs) */
 	bool gro_on; /* UDP GRO on session sockets: LB_UDP_GRO=0 turns it off */
+	int taken;   /* datagrams take_datagrams split out since the readiness event began */
 };
 
 /* A relay of datagrams of one session, in order: to its backend, or to its client. */
 typedef void (*relay_fn)(struct udp_session *s, struct mmsghdr *v, int n);
 
-/* n datagrams moved on one readiness event: under load, let the engine wait for a batch. */
+/* n datagrams moved on one readiness event (a run received whole counts each of its
+ * datagrams): under load, let the engine wait for a batch. */
 static void note_work(struct worker *w, int n)
 {
 	if (n > 1 && w->ops->note_work)
@@ -542,6 +544,7 @@ static int take_datagrams(struct udp_session *s, struct mmsghdr *m, int k, relay
 		u->out[k].msg_hdr.msg_iov = &u->out_iov[k];
 		u->out[k].msg_hdr.msg_iovlen = 1;
 		k++;
+		u->taken++;
 		off += part;
 	} while (off < len);
 	return k;
@@ -584,14 +587,14 @@ void udp_relay_listener_ready(void *arg, uint32_t events)
 	struct udp_session *sess[UDP_BATCH];
 	(void)events;
 
+	u->taken = 0;
 	for (;;) {
 		int n = batch_recv(u, wl->fd, true);
-		note_work(w, n);
 		if (n < 0) {
 			if (n != -EAGAIN)
 				log_debug("listener %s: recvmmsg: %s", wl->l->cfg->name,
 					  strerror(-n));
-			return;
+			break;
 		}
 		for (int i = 0; i < n; i++) {
 			struct msghdr *mh = &u->msgs[i].msg_hdr;
@@ -620,8 +623,9 @@ void udp_relay_listener_ready(void *arg, uint32_t events)
 			forward(s, u->out, k);
 		}
 		if (n < UDP_BATCH)
-			return; /* drained: the next datagram raises a new event */
+			break; /* drained: the next datagram raises a new event */
 	}
+	note_work(w, u->taken);
 }
 
 /* Point v[0, n) at s's client, from the address it sent to. */
@@ -671,6 +675,7 @@ static void session_ready(void *arg, uint32_t events)
 	struct udp_state *u = s->w->udp;
 	(void)events;
 
+	u->taken = 0;
 	for (;;) {
 		int n = batch_recv(u, s->fd, false);
 		if (n == -ECONNREFUSED) {
@@ -680,16 +685,16 @@ static void session_ready(void *arg, uint32_t events)
 			continue;
 		}
 		if (n < 0)
-			return;
-		note_work(s->w, n);
+			break;
 		s->refused = false;
 		int k = 0;
 		for (int i = 0; i < n; i++)
 			k = take_datagrams(s, &u->msgs[i], k, reply);
 		reply(s, u->out, k);
 		if (n < UDP_BATCH)
-			return;
+			break;
 	}
+	note_work(s->w, u->taken);
 }
 
 /* ---- worker hooks ---- */

@@ -575,7 +575,12 @@ static bool small_mtu_namespace(void)
 }
 
 /* A GSO send of datagrams larger than the path MTU fails (EINVAL): lb must send them one by
- * one (IP fragments them), not drop them. */
+ * one (IP fragments them), not drop them. Each hop has its own pair of addresses (client
+ * 127.0.0.2, lb 127.0.0.1, backend 127.0.0.3): IPv4 reassembles fragments by addresses,
+ * protocol and IP ID only, and lb's session socket (connected: IDs from its own counter)
+ * and the unconnected sockets (IDs from the kernel's counter per address pair) could
+ * otherwise both have a datagram with one ID in flight, whose fragments then get mixed or
+ * dropped. A network does not do that to a proxy; one address pair for every hop does. */
 START_TEST(test_gso_falls_back_when_datagrams_exceed_the_mtu)
 {
 	static uint8_t out[10][1400], back[2048];
@@ -584,9 +589,11 @@ START_TEST(test_gso_falls_back_when_datagrams_exceed_the_mtu)
 
 	if (!small_mtu_namespace())
 		return;
-	t_backends_add(&h.be, TB_UDP_ECHO, "echo");
+	struct tbackend *echo = tb_start("127.0.0.3:0", TB_UDP_ECHO, "echo");
+	ck_assert_ptr_nonnull(echo);
+	h.be.tb[h.be.n++] = echo;
 	start_lb("127.0.0.1", "round_robin", NULL, NULL);
-	int fd = client("127.0.0.1");
+	int fd = client("127.0.0.2");
 	struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)h.port)};
 	inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
 	for (int round = 0; round < 5; round++) {
