@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #define ENGINE_READ  0x1u
 #define ENGINE_WRITE 0x2u
@@ -17,9 +18,11 @@
 #define ENGINE_RECV_BUF 8192
 
 struct engine;
-struct engine_watch; /* engine-owned registration of one fd */
-struct engine_recv;  /* engine-owned completion-based receive on one fd */
-struct engine_send;  /* engine-owned send of one engine buffer */
+struct engine_watch;   /* engine-owned registration of one fd */
+struct engine_recv;    /* engine-owned completion-based receive on one fd */
+struct engine_send;    /* engine-owned send of one engine buffer */
+struct engine_accept;  /* engine-owned accepts on one listening socket */
+struct engine_connect; /* engine-owned connect of one socket */
 
 /* Called with the events that fired (edge-triggered: drain until EAGAIN). */
 typedef void (*engine_cb)(void *owner, uint32_t events);
@@ -34,6 +37,11 @@ typedef void (*engine_data_cb)(void *owner, int res, char *data, unsigned buf, b
  * failed) or -errno. */
 typedef void (*engine_sent_cb)(void *owner, int res);
 
+/* Called for each connection a ring accept took: fd >= 0 (non-blocking, close-on-exec) with
+ * the peer's address, or -errno. After an error nothing more is accepted until the owner
+ * stops this accept and starts a new one (a pause, e.g. after EMFILE, is the owner's). */
+typedef void (*engine_accept_cb)(void *owner, int fd, const struct sockaddr *sa, socklen_t len);
+
 /* Leave this setting of struct engine_params to the engine. */
 #define ENGINE_DEFAULT (-1)
 
@@ -47,6 +55,8 @@ struct engine_params {
 	/* Busy batching: once a dispatch ran at least batch_nr completions, the next wait asks
 	 * for that many but waits at most batch_us microseconds; batch_nr < 2 turns it off. */
 	long batch_nr, batch_us;
+	/* Accept and close through the engine where it can (accept_start, close_fd); 0: off. */
+	long conn_ops;
 };
 
 struct engine_ops {
@@ -93,6 +103,24 @@ struct engine_ops {
 	/* Forget s: cb is never called; the send is cancelled and the engine takes its buffer
 	 * back when it is over. */
 	void (*send_drop)(struct engine *e, struct engine_send *s);
+
+	/* Optional connection set-up and teardown without syscalls of their own (NULL where the
+	 * engine has none): they ride the next wait. Accept on the listening socket fd in the
+	 * kernel, several connections per wait; NULL + errno if it cannot (the caller watches
+	 * fd and calls accept4 itself). */
+	struct engine_accept *(*accept_start)(struct engine *e, int fd, engine_accept_cb cb,
+					      void *owner);
+	/* cb is never called again; connections accepted meanwhile are closed by the engine.
+	 * The caller may close fd at once. */
+	void (*accept_stop)(struct engine *e, struct engine_accept *a);
+	/* Connect the non-blocking socket fd to sa in the kernel; cb gets 0 once connected, or
+	 * -errno. NULL + errno if it cannot be queued (the caller calls connect itself). */
+	struct engine_connect *(*connect_start)(struct engine *e, int fd, const struct sockaddr *sa,
+						socklen_t len, engine_sent_cb cb, void *owner);
+	/* Forget c: cb is never called; the connect is cancelled. The caller may close fd. */
+	void (*connect_drop)(struct engine *e, struct engine_connect *c);
+	/* Close fd with the next wait. False if it cannot be queued: the caller closes it. */
+	bool (*close_fd)(struct engine *e, int fd);
 };
 
 extern const struct engine_ops engine_epoll;

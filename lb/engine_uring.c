@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <liburing.h>
 
@@ -22,8 +23,15 @@
 #define URING_CQ_ENTRIES 16384
 /* Watches allocated per slab. */
 #define URING_WATCH_SLAB 256
-/* user_data of poll-remove and cancel requests; never a valid pointer. */
+/* user_data of cancel requests; never a valid pointer. */
 #define URING_TAG_REMOVE 1ull
+/* user_data of a close: (fd << 8) | URING_TAG_CLOSE, never a valid pointer either (objects
+ * are 8-byte aligned). Only a failed close posts a completion (IOSQE_CQE_SKIP_SUCCESS). */
+#define URING_TAG_CLOSE 2ull
+/* Accept requests kept in the kernel per listening socket: each takes one connection per
+ * wait (the kernel wakes one of them per connection), so this bounds the connections a
+ * listener copy takes per loop turn. */
+#define URING_ACCEPTS 8
 /* Provided-buffer ring for multishot recv: default entries and its group id. When all are in
  * use a receive ends with ENOBUFS and its owner reads the fd itself. engine_params.recv_bufs
  * sets the entries (LB_URING_RECV, for A/B measurements and for tests that make the buffers
@@ -41,7 +49,7 @@
 /* Receives allocated per slab. */
 #define URING_RECV_SLAB 256
 
-enum uring_kind { URING_POLL, URING_RECV, URING_SEND };
+enum uring_kind { URING_POLL, URING_RECV, URING_SEND, URING_ACCEPT, URING_CONNECT };
 
 struct engine_watch {
 	uint8_t kind; /* URING_POLL; first, like in engine_recv: the CQE says which it is */
@@ -67,11 +75,38 @@ struct engine_send {
 	void *owner; /* NULL once dropped */
 };
 
+struct accept_slot {
+	uint8_t kind; /* URING_ACCEPT */
+	bool armed;   /* its accept request is in the kernel */
+	struct engine_accept *a;
+	socklen_t len;
+	struct sockaddr_storage ss;
+};
+
+struct engine_accept {
+	engine_accept_cb cb;
+	void *owner; /* NULL once stopped */
+	int fd;
+	bool failed;	 /* an error was reported: slots are not armed again */
+	unsigned narmed; /* slots armed */
+	struct accept_slot slot[URING_ACCEPTS];
+};
+
+struct engine_connect {
+	uint8_t kind; /* URING_CONNECT */
+	engine_sent_cb cb;
+	void *owner; /* NULL once dropped */
+	socklen_t len;
+	struct sockaddr_storage ss; /* the kernel reads it when the request is submitted */
+};
+
 struct engine {
 	struct io_uring ring;
 	struct objpool watches;
 	struct objpool recvs;
 	struct objpool sends;
+	struct objpool accepts;
+	struct objpool connects;
 	struct io_uring_buf_ring *br; /* NULL: no completion-based receive here */
 	char *bufs;		      /* nbufs x ENGINE_RECV_BUF bytes */
 	unsigned nbufs;
@@ -79,12 +114,15 @@ struct engine {
 	unsigned last_n;	     /* completions the last dispatch ran */
 	unsigned noted;		     /* items callbacks of this dispatch reported (note_work) */
 	unsigned batch_nr, batch_us; /* busy batching; batch_nr < 2: off */
+	bool conn_ops;		     /* accept_start and close_fd work */
+	bool close_broken;	     /* the kernel refused a ring close once: close(2) from now */
 	/* Cancels that found the SQ full and a submit failing: queued again before the next
 	 * wait submits (never dropped: a poll left armed keeps a closed socket alive). */
 	void **cancels;
 	size_t ncancels, cancels_cap;
 	uint64_t submit_errors;	    /* io_uring_submit failures (SQ full, kernel busy) */
 	uint64_t cancel_unexpected; /* cancel results other than done / not found / too late */
+	uint64_t close_errors;	    /* ring closes that failed (the fd was not ours?) */
 };
 
 static int uring_init(struct io_uring *ring, unsigned sq, unsigned cq)
@@ -189,22 +227,28 @@ static struct engine *ur_create(const struct engine_params *p)
 	objpool_init(&e->watches, sizeof(struct engine_watch), URING_WATCH_SLAB);
 	objpool_init(&e->recvs, sizeof(struct engine_recv), URING_RECV_SLAB);
 	objpool_init(&e->sends, sizeof(struct engine_send), URING_RECV_SLAB);
+	objpool_init(&e->accepts, sizeof(struct engine_accept), 4);
+	objpool_init(&e->connects, sizeof(struct engine_connect), URING_RECV_SLAB);
 	/* Sizes are fixed (URING_SQ_ENTRIES...): p->max_fds is not needed. */
 	setup_bufs(e, p->recv_bufs < 0 ? URING_BUFS : (unsigned long)p->recv_bufs);
 	e->batch_nr = p->batch_nr < 0 ? URING_BATCH_NR : (unsigned)p->batch_nr;
 	e->batch_us = p->batch_us < 0 ? URING_BATCH_US : (unsigned)p->batch_us;
 	if (e->batch_us >= 1000000)
 		e->batch_us = 999999;
+	e->conn_ops = p->conn_ops != 0;
 	return e;
 }
 
 static void ur_destroy(struct engine *e)
 {
-	if (e->submit_errors || e->cancel_unexpected || e->ncancels)
+	if (e->submit_errors || e->cancel_unexpected || e->ncancels || e->close_errors)
 		log_debug("io_uring engine: %llu failed submits, %llu unexpected cancel results, "
-			  "%zu cancels never queued",
+			  "%zu cancels never queued, %llu failed closes",
 			  (unsigned long long)e->submit_errors,
-			  (unsigned long long)e->cancel_unexpected, e->ncancels);
+			  (unsigned long long)e->cancel_unexpected, e->ncancels,
+			  (unsigned long long)e->close_errors);
+	/* Closes still queued go to the kernel: fds must not outlive the engine. */
+	(void)io_uring_submit(&e->ring);
 	io_uring_queue_exit(&e->ring);
 	if (e->br) {
 		munmap(e->br, e->nbufs * sizeof(struct io_uring_buf));
@@ -213,6 +257,8 @@ static void ur_destroy(struct engine *e)
 	objpool_destroy(&e->watches);
 	objpool_destroy(&e->recvs);
 	objpool_destroy(&e->sends);
+	objpool_destroy(&e->accepts);
+	objpool_destroy(&e->connects);
 	free(e->cancels);
 	free(e);
 }
@@ -463,6 +509,165 @@ static void handle_send(struct engine *e, struct engine_send *s, int res)
 	objpool_put(&e->sends, s);
 }
 
+static int arm_accept(struct engine *e, struct accept_slot *sl)
+{
+	struct io_uring_sqe *sqe = get_sqe(e);
+	if (!sqe)
+		return -EBUSY;
+	sl->len = sizeof(sl->ss);
+	io_uring_prep_accept(sqe, sl->a->fd, (struct sockaddr *)&sl->ss, &sl->len,
+			     SOCK_NONBLOCK | SOCK_CLOEXEC);
+	io_uring_sqe_set_data(sqe, sl);
+	sl->armed = true;
+	sl->a->narmed++;
+	return 0;
+}
+
+static void accept_free(struct engine *e, struct engine_accept *a)
+{
+	if (e->ncancels)
+		for (unsigned i = 0; i < URING_ACCEPTS; i++)
+			forget_cancel(e, &a->slot[i]);
+	objpool_put(&e->accepts, a);
+}
+
+static struct engine_accept *ur_accept_start(struct engine *e, int fd, engine_accept_cb cb,
+					     void *owner)
+{
+	if (!e->conn_ops) {
+		errno = EOPNOTSUPP;
+		return NULL;
+	}
+	struct engine_accept *a = objpool_get(&e->accepts);
+	if (!a)
+		return NULL;
+	*a = (struct engine_accept){.cb = cb, .owner = owner, .fd = fd};
+	for (unsigned i = 0; i < URING_ACCEPTS; i++) {
+		a->slot[i].kind = URING_ACCEPT;
+		a->slot[i].a = a;
+		(void)arm_accept(e, &a->slot[i]);
+	}
+	if (!a->narmed) {
+		objpool_put(&e->accepts, a);
+		errno = EBUSY;
+		return NULL;
+	}
+	return a;
+}
+
+static void ur_accept_stop(struct engine *e, struct engine_accept *a)
+{
+	a->owner = NULL;
+	if (!a->narmed) {
+		accept_free(e, a);
+		return;
+	}
+	for (unsigned i = 0; i < URING_ACCEPTS; i++)
+		if (a->slot[i].armed)
+			cancel(e, &a->slot[i]);
+}
+
+static void handle_accept(struct engine *e, struct accept_slot *sl, int res)
+{
+	struct engine_accept *a = sl->a;
+
+	sl->armed = false;
+	a->narmed--;
+	if (!a->owner) {
+		/* Stopped: a connection taken before the cancel got there is not wanted. */
+		if (res >= 0)
+			close(res);
+		if (!a->narmed)
+			accept_free(e, a);
+		return;
+	}
+	if (res >= 0) {
+		a->cb(a->owner, res, (const struct sockaddr *)&sl->ss, sl->len);
+	} else if (res != -ECONNABORTED && res != -EINTR && res != -EAGAIN) {
+		/* Report the first error only; the owner stops this accept and pauses. */
+		if (!a->failed) {
+			a->failed = true;
+			a->cb(a->owner, res, NULL, 0);
+		}
+	}
+	if (!a->owner) { /* the callback stopped it */
+		if (!a->narmed)
+			accept_free(e, a);
+		return;
+	}
+	if (!a->failed && arm_accept(e, sl) < 0 && !a->narmed) {
+		/* No SQE for any slot: hand the pause to the owner rather than stop quietly. */
+		a->failed = true;
+		a->cb(a->owner, -EBUSY, NULL, 0);
+	}
+}
+
+static struct engine_connect *ur_connect_start(struct engine *e, int fd, const struct sockaddr *sa,
+					       socklen_t len, engine_sent_cb cb, void *owner)
+{
+	if (!e->conn_ops || len > sizeof(struct sockaddr_storage)) {
+		errno = EOPNOTSUPP;
+		return NULL;
+	}
+	struct engine_connect *c = objpool_get(&e->connects);
+	struct io_uring_sqe *sqe = c ? get_sqe(e) : NULL;
+	if (!sqe) {
+		if (c)
+			objpool_put(&e->connects, c);
+		errno = ENOMEM;
+		return NULL;
+	}
+	c->kind = URING_CONNECT;
+	c->cb = cb;
+	c->owner = owner;
+	c->len = len;
+	memcpy(&c->ss, sa, len);
+	io_uring_prep_connect(sqe, fd, (const struct sockaddr *)&c->ss, len);
+	io_uring_sqe_set_data(sqe, c);
+	return c;
+}
+
+static void ur_connect_drop(struct engine *e, struct engine_connect *c)
+{
+	c->owner = NULL;
+	cancel(e, c);
+}
+
+static void handle_connect(struct engine *e, struct engine_connect *c, int res)
+{
+	if (c->owner)
+		c->cb(c->owner, res);
+	if (e->ncancels)
+		forget_cancel(e, c);
+	objpool_put(&e->connects, c);
+}
+
+static bool ur_close_fd(struct engine *e, int fd)
+{
+	if (!e->conn_ops || e->close_broken || fd < 0)
+		return false;
+	struct io_uring_sqe *sqe = get_sqe(e);
+	if (!sqe)
+		return false;
+	io_uring_prep_close(sqe, fd);
+	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+	io_uring_sqe_set_data64(sqe, ((uint64_t)(unsigned)fd << 8) | URING_TAG_CLOSE);
+	return true;
+}
+
+static void handle_close(struct engine *e, uint64_t user_data, int res)
+{
+	int fd = (int)(user_data >> 8);
+	if (res == -EINVAL || res == -EOPNOTSUPP) {
+		/* A kernel without ring close or CQE_SKIP_SUCCESS: the fd is still open. */
+		e->close_broken = true;
+		close(fd);
+		return;
+	}
+	if (res < 0)
+		e->close_errors++;
+}
+
 static uint32_t to_events(int res)
 {
 	if (res < 0)
@@ -488,12 +693,22 @@ static void handle_cqe(struct engine *e, struct io_uring_cqe *cqe)
 			e->cancel_unexpected++;
 		return;
 	}
+	if ((cqe->user_data & 0xff) == URING_TAG_CLOSE) {
+		handle_close(e, cqe->user_data, cqe->res);
+		return;
+	}
 	switch (*(const uint8_t *)io_uring_cqe_get_data(cqe)) {
 	case URING_RECV:
 		handle_recv(e, io_uring_cqe_get_data(cqe), cqe);
 		return;
 	case URING_SEND:
 		handle_send(e, io_uring_cqe_get_data(cqe), cqe->res);
+		return;
+	case URING_ACCEPT:
+		handle_accept(e, io_uring_cqe_get_data(cqe), cqe->res);
+		return;
+	case URING_CONNECT:
+		handle_connect(e, io_uring_cqe_get_data(cqe), cqe->res);
 		return;
 	}
 	struct engine_watch *w = io_uring_cqe_get_data(cqe);
@@ -578,4 +793,9 @@ const struct engine_ops engine_uring = {
     .buf_put = ur_buf_put,
     .send_start = ur_send_start,
     .send_drop = ur_send_drop,
+    .accept_start = ur_accept_start,
+    .accept_stop = ur_accept_stop,
+    .connect_start = ur_connect_start,
+    .connect_drop = ur_connect_drop,
+    .close_fd = ur_close_fd,
 };

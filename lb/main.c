@@ -95,10 +95,12 @@ static const struct engine_ops *choose_engine(enum cfg_engine want)
 
 /* Engine tuning for A/B measurements and tests, read once at start so that neither engines
  * nor workers read the environment: LB_URING_RECV=N receive buffers (0: no completion-based
- * receive), LB_URING_BATCH=N[:US] busy batching (0: off). Unset: the engine's defaults. */
+ * receive), LB_URING_BATCH=N[:US] busy batching (0: off), LB_URING_CONN=0 accept and close
+ * with system calls of their own. Unset: the engine's defaults. */
 static void engine_params_from_env(struct engine_params *p)
 {
 	const char *recv = getenv("LB_URING_RECV"), *batch = getenv("LB_URING_BATCH");
+	const char *conn = getenv("LB_URING_CONN");
 	unsigned nr = 0, us = 0;
 
 	*p = (struct engine_params){
@@ -106,6 +108,7 @@ static void engine_params_from_env(struct engine_params *p)
 	    .recv_bufs = ENGINE_DEFAULT,
 	    .batch_nr = ENGINE_DEFAULT,
 	    .batch_us = ENGINE_DEFAULT,
+	    .conn_ops = conn ? strtol(conn, NULL, 10) : ENGINE_DEFAULT,
 	};
 	if (recv) {
 		unsigned long n = strtoul(recv, NULL, 10);

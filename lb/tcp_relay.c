@@ -105,7 +105,8 @@ static void set_nodelay(int fd)
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
-static void close_fd(int fd, bool reset)
+/* Close fd, with the engine's next wait where it can (no syscall of its own). */
+static void close_fd(struct worker *w, int fd, bool reset)
 {
 	if (fd < 0)
 		return;
@@ -114,7 +115,8 @@ static void close_fd(int fd, bool reset)
 		struct linger lg = {.l_onoff = 1, .l_linger = 0};
 		(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 	}
-	close(fd);
+	if (!w->ops->close_fd || !w->ops->close_fd(w->eng, fd))
+		close(fd);
 }
 
 static void half_release_pipe(struct worker *w, struct half *h)
@@ -129,10 +131,13 @@ static void half_release_pipe(struct worker *w, struct half *h)
 static void backend_detach(struct conn *c, bool reset)
 {
 	struct worker *w = c->w;
+	if (c->bconn)
+		w->ops->connect_drop(w->eng, c->bconn);
+	c->bconn = NULL;
 	if (c->bwatch)
 		w->ops->unwatch(w->eng, c->bwatch);
 	c->bwatch = NULL;
-	close_fd(c->bfd, reset);
+	close_fd(w, c->bfd, reset);
 	c->bfd = -1;
 	if (c->be)
 		backend_release(c->be);
@@ -148,7 +153,7 @@ void tcp_conn_finish(struct conn *c, const char *how, bool reset_client, bool re
 	backend_detach(c, reset_backend);
 	if (c->cwatch)
 		w->ops->unwatch(w->eng, c->cwatch);
-	close_fd(c->cfd, reset_client);
+	close_fd(w, c->cfd, reset_client);
 	half_release_pipe(w, &c->up);
 	half_release_pipe(w, &c->down);
 	big_put(w, &c->up);
@@ -480,6 +485,35 @@ static void connect_failed(struct conn *c, int err)
 	connect_next(c);
 }
 
+/* A connect that failed with err: lb's own shortage ends the pair (no backend is to blame,
+ * and another would fare no better); anything else blames c->be and tries the next. */
+static void connect_error(struct conn *c, int err)
+{
+	if (syserr_local_shortage(err)) {
+		backend_detach(c, false);
+		c->be = NULL;
+		reject(c, LISTENER_REJECT_RESOURCES, strerror(err));
+	} else {
+		connect_failed(c, err);
+	}
+}
+
+/* The engine's connect (engine_ops.connect_start) is over: res 0 or -errno. */
+static void backend_connected(void *arg, int res)
+{
+	struct conn *c = arg;
+
+	c->bconn = NULL;
+	if (res < 0) {
+		connect_error(c, -res);
+		return;
+	}
+	/* The watch's events until now were noted, not acted on: replay a read. */
+	bool rd = c->down.ready || c->down.drain;
+	c->down.ready = false;
+	connected(c, ENGINE_WRITE | (rd ? ENGINE_READ : 0));
+}
+
 static void backend_ready(void *arg, uint32_t ev)
 {
 	struct conn *c = arg;
@@ -489,6 +523,12 @@ static void backend_ready(void *arg, uint32_t ev)
 	if (c->state == CONN_RELAY) {
 		tcp_relay_run(c, (ev & (ENGINE_WRITE | ENGINE_ERROR)) && half_pending(&c->up),
 			      ev & (ENGINE_READ | ENGINE_ERROR));
+		return;
+	}
+	if (c->bconn) {
+		/* The engine's connect reports the outcome; bytes the backend sends first (a
+		 * server greeting) are read once it has. */
+		c->down.ready |= (ev & ENGINE_READ) != 0;
 		return;
 	}
 	/* Writable without an error flag is a completed connect: no SO_ERROR call needed. */
@@ -564,7 +604,12 @@ static int start_connect(struct conn *c, struct backend *b)
 		return -errno;
 	set_nodelay(fd);
 	(void)sock_keepalive(fd, &c->l->cfg->keepalive); /* best effort, as TCP_NODELAY */
-	if (connect(fd, (const struct sockaddr *)&b->addr.ss, b->addr.len) < 0 &&
+	/* The engine connects with its next wait where it can: no syscall of its own. */
+	c->down.ready = false;
+	if (w->ops->connect_start)
+		c->bconn = w->ops->connect_start(w->eng, fd, (const struct sockaddr *)&b->addr.ss,
+						 b->addr.len, backend_connected, c);
+	if (!c->bconn && connect(fd, (const struct sockaddr *)&b->addr.ss, b->addr.len) < 0 &&
 	    errno != EINPROGRESS) {
 		int err = -errno;
 		close(fd);
@@ -574,7 +619,12 @@ static int start_connect(struct conn *c, struct backend *b)
 	c->bwatch = w->ops->watch(
 	    w->eng, fd, c->rx_mode ? ENGINE_WRITE : ENGINE_READ | ENGINE_WRITE, backend_ready, c);
 	if (!c->bwatch) {
-		close(fd);
+		if (c->bconn)
+			w->ops->connect_drop(w->eng, c->bconn);
+		c->bconn = NULL;
+		/* Through the engine too: its queued connect names fd, whose number must not be
+		 * reused before that is submitted. */
+		close_fd(w, fd, false);
 		return -ENOMEM;
 	}
 	c->bfd = fd;
@@ -588,15 +638,9 @@ static int start_connect(struct conn *c, struct backend *b)
 static void connect_to(struct conn *c, struct backend *b)
 {
 	int err = start_connect(c, b);
-	if (err && syserr_local_shortage(-err)) {
-		/* lb's own shortage: no backend is to blame, and another would fare no better. */
+	if (err) {
 		c->be = b;
-		backend_detach(c, false);
-		c->be = NULL;
-		reject(c, LISTENER_REJECT_RESOURCES, strerror(-err));
-	} else if (err) {
-		c->be = b;
-		connect_failed(c, -err);
+		connect_error(c, -err);
 	}
 }
 
@@ -754,13 +798,13 @@ void tcp_relay_accept(struct worker *w, struct listener *l, int fd,
 
 	if (proxied ? !listener_open(l, (const struct sockaddr *)client, w->now)
 		    : !listener_admit(l, (const struct sockaddr *)client, w->now, &per_client)) {
-		close(fd);
+		close_fd(w, fd, false);
 		return;
 	}
 	struct conn *c = conn_alloc(w);
 	if (!c) {
 		listener_leave(l, (const struct sockaddr *)client, per_client);
-		close(fd);
+		close_fd(w, fd, false);
 		return;
 	}
 	c->per_client = per_client;

@@ -50,6 +50,7 @@ struct conn {
 	struct backend *be;
 	int cfd, bfd;
 	struct engine_watch *cwatch, *bwatch;
+	struct engine_connect *bconn; /* the engine's connect to the backend, while it runs */
 	uint8_t state;
 	uint8_t ntried;
 	bool rx_mode;	    /* the engine reads both sockets (engine_recv) once connected */

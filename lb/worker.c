@@ -29,6 +29,7 @@
 #define ENGINE_MAX_FDS 1024
 
 static void accept_ready(void *arg, uint32_t events);
+static bool wl_watch(struct worker *w, struct worker_listener *wl);
 
 /* A new listener set for one worker, built by the main thread (worker_set_listeners). */
 struct worker_ls_update {
@@ -38,19 +39,53 @@ struct worker_ls_update {
 	struct worker_listener **ls; /* pre-allocated entries, fd set unless keep[i] */
 };
 
+/* Accepting failed with err (EMFILE...): count it, say so (at most once a second per
+ * worker) and try again in ACCEPT_RETRY_MS instead of spinning. */
+static void accept_pause(struct worker_listener *wl, int err)
+{
+	struct worker *w = wl->w;
+	static _Thread_local uint64_t last_log;
+
+	atomic_fetch_add_explicit(&wl->l->accept_errors, 1, memory_order_relaxed);
+	if (w->now - last_log >= ACCEPT_LOG_INTERVAL_MS) {
+		last_log = w->now;
+		log_warn("listener %s: accept: %s; pausing accepts for %d ms", wl->l->cfg->name,
+			 strerror(err), ACCEPT_RETRY_MS);
+	}
+	timer_arm(&w->timers, &wl->retry, w->now + ACCEPT_RETRY_MS);
+}
+
 static void accept_retry(struct timer *t, uint64_t now)
 {
 	struct worker_listener *wl = container_of(t, struct worker_listener, retry);
 	(void)now;
-	if (wl->fd >= 0)
+	if (wl->fd < 0)
+		return;
+	if (wl->watch)
 		accept_ready(wl, ENGINE_READ);
+	else if (!wl_watch(wl->w, wl))
+		accept_pause(wl, errno);
+}
+
+/* A connection the engine accepted (engine_ops.accept_start), or an error. */
+static void accept_done(void *arg, int fd, const struct sockaddr *sa, socklen_t len)
+{
+	struct worker_listener *wl = arg;
+	struct worker *w = wl->w;
+
+	if (fd >= 0) {
+		tcp_relay_accept(w, wl->l, fd, (const struct sockaddr_storage *)sa, len);
+		return;
+	}
+	w->ops->accept_stop(w->eng, wl->acc);
+	wl->acc = NULL;
+	accept_pause(wl, -fd);
 }
 
 static void accept_ready(void *arg, uint32_t events)
 {
 	struct worker_listener *wl = arg;
 	struct worker *w = wl->w;
-	static _Thread_local uint64_t last_log;
 	(void)events;
 
 	for (;;) {
@@ -66,13 +101,7 @@ static void accept_ready(void *arg, uint32_t events)
 			continue;
 		if (errno == EAGAIN)
 			return;
-		atomic_fetch_add_explicit(&wl->l->accept_errors, 1, memory_order_relaxed);
-		if (w->now - last_log >= ACCEPT_LOG_INTERVAL_MS) {
-			last_log = w->now;
-			log_warn("listener %s: accept: %s; pausing accepts for %d ms",
-				 wl->l->cfg->name, strerror(errno), ACCEPT_RETRY_MS);
-		}
-		timer_arm(&w->timers, &wl->retry, w->now + ACCEPT_RETRY_MS);
+		accept_pause(wl, errno);
 		return;
 	}
 }
@@ -89,10 +118,16 @@ static struct worker_listener *wl_new(struct worker *w, struct listener *l, int 
 	return wl;
 }
 
-/* Watch a listener copy: accept for TCP, datagrams for UDP. False on failure. */
+/* Watch a listener copy: accept for TCP (by the engine where it can), datagrams for UDP.
+ * False on failure. */
 static bool wl_watch(struct worker *w, struct worker_listener *wl)
 {
 	bool udp = wl->l->cfg->protocol == CFG_PROTO_UDP;
+	if (!udp && w->ops->accept_start) {
+		wl->acc = w->ops->accept_start(w->eng, wl->fd, accept_done, wl);
+		if (wl->acc)
+			return true;
+	}
 	wl->watch = w->ops->watch(w->eng, wl->fd, ENGINE_READ,
 				  udp ? udp_relay_listener_ready : accept_ready, wl);
 	return wl->watch != NULL;
@@ -107,6 +142,9 @@ static void wl_close(struct worker *w, struct worker_listener *wl)
 	if (wl->watch)
 		w->ops->unwatch(w->eng, wl->watch);
 	wl->watch = NULL;
+	if (wl->acc)
+		w->ops->accept_stop(w->eng, wl->acc);
+	wl->acc = NULL;
 	timer_cancel(&w->timers, &wl->retry);
 	/* shutdown() leaves LISTEN at once, whoever else still holds a file reference
 	 * (an io_uring poll does until its removal completes): connects get refused. */

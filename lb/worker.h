@@ -31,7 +31,8 @@ struct worker_listener {
 	struct listener *l;
 	int fd;
 	struct engine_watch *watch;
-	struct timer retry; /* re-try accept after EMFILE/ENFILE */
+	struct engine_accept *acc; /* TCP accepts the engine makes (else watch + accept4) */
+	struct timer retry;	   /* re-try accept after EMFILE/ENFILE */
 };
 
 struct worker {
