@@ -399,6 +399,21 @@ static void ur_unwatch(struct engine *e, struct engine_watch *w)
 	cancel(e, w);
 }
 
+/* An object from pool p for a request, and an SQE for it; NULL + errno if either is
+ * missing (nothing is kept). */
+static void *op_get(struct engine *e, struct objpool *p, struct io_uring_sqe **sqe)
+{
+	void *o = objpool_get(p);
+	*sqe = o ? get_sqe(e) : NULL;
+	if (!*sqe) {
+		if (o)
+			objpool_put(p, o);
+		errno = ENOMEM;
+		return NULL;
+	}
+	return o;
+}
+
 static bool ur_recv_available(const struct engine *e)
 {
 	return e->br && !e->recv_broken;
@@ -410,14 +425,10 @@ static struct engine_recv *ur_recv_start(struct engine *e, int fd, engine_data_c
 		errno = EOPNOTSUPP;
 		return NULL;
 	}
-	struct engine_recv *r = objpool_get(&e->recvs);
-	struct io_uring_sqe *sqe = r ? get_sqe(e) : NULL;
-	if (!sqe) {
-		if (r)
-			objpool_put(&e->recvs, r);
-		errno = ENOMEM;
+	struct io_uring_sqe *sqe;
+	struct engine_recv *r = op_get(e, &e->recvs, &sqe);
+	if (!r)
 		return NULL;
-	}
 	*r = (struct engine_recv){.kind = URING_RECV, .cb = cb, .owner = owner};
 	io_uring_prep_recv_multishot(sqe, fd, NULL, 0, 0);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
@@ -477,14 +488,10 @@ static void handle_recv(struct engine *e, struct engine_recv *r, struct io_uring
 static struct engine_send *ur_send_start(struct engine *e, int fd, const char *data, uint32_t len,
 					 unsigned buf, engine_sent_cb cb, void *owner)
 {
-	struct engine_send *s = objpool_get(&e->sends);
-	struct io_uring_sqe *sqe = s ? get_sqe(e) : NULL;
-	if (!sqe) {
-		if (s)
-			objpool_put(&e->sends, s);
-		errno = ENOMEM;
+	struct io_uring_sqe *sqe;
+	struct engine_send *s = op_get(e, &e->sends, &sqe);
+	if (!s)
 		return NULL;
-	}
 	*s = (struct engine_send){.kind = URING_SEND, .buf = buf, .cb = cb, .owner = owner};
 	/* MSG_WAITALL: the kernel retries a short send on a stream socket itself. */
 	io_uring_prep_send(sqe, fd, data, len, MSG_NOSIGNAL | MSG_WAITALL);
@@ -609,14 +616,10 @@ static struct engine_connect *ur_connect_start(struct engine *e, int fd, const s
 		errno = EOPNOTSUPP;
 		return NULL;
 	}
-	struct engine_connect *c = objpool_get(&e->connects);
-	struct io_uring_sqe *sqe = c ? get_sqe(e) : NULL;
-	if (!sqe) {
-		if (c)
-			objpool_put(&e->connects, c);
-		errno = ENOMEM;
+	struct io_uring_sqe *sqe;
+	struct engine_connect *c = op_get(e, &e->connects, &sqe);
+	if (!c)
 		return NULL;
-	}
 	c->kind = URING_CONNECT;
 	c->cb = cb;
 	c->owner = owner;
