@@ -236,6 +236,13 @@ static struct engine *ur_create(const struct engine_params *p)
 	if (e->batch_us >= 1000000)
 		e->batch_us = 999999;
 	e->conn_ops = p->conn_ops != 0;
+#ifdef __SANITIZE_THREAD__
+	/* ThreadSanitizer follows fds through the calls it intercepts: one the kernel opens or
+	 * closes through the ring is invisible to it, and a number another worker reuses then
+	 * looks like a race. Its builds accept and close with calls unless told otherwise. */
+	if (p->conn_ops == ENGINE_DEFAULT)
+		e->conn_ops = false;
+#endif
 	return e;
 }
 

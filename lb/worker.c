@@ -149,7 +149,10 @@ static void wl_close(struct worker *w, struct worker_listener *wl)
 	/* shutdown() leaves LISTEN at once, whoever else still holds a file reference
 	 * (an io_uring poll does until its removal completes): connects get refused. */
 	(void)shutdown(wl->fd, SHUT_RDWR);
-	close(wl->fd);
+	/* Through the engine where it can: a re-armed accept queued this turn names the fd,
+	 * whose number must not go to a new socket before that is submitted. */
+	if (!w->ops->close_fd || !w->ops->close_fd(w->eng, wl->fd))
+		close(wl->fd);
 	wl->fd = -1;
 }
 

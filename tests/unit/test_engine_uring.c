@@ -91,7 +91,7 @@ static void on_accept(void *owner, int fd, const struct sockaddr *sa, socklen_t 
 
 START_TEST(test_accepts_hand_over_each_connection_with_its_peer)
 {
-	struct engine *e = eng(ENGINE_DEFAULT);
+	struct engine *e = eng(1);
 	struct sockaddr_in sa, local[12];
 	int lfd = listen_any(&sa), cl[12];
 	struct taken t = {0};
@@ -125,7 +125,7 @@ END_TEST
 
 START_TEST(test_a_stopped_accept_closes_what_it_took_too_late)
 {
-	struct engine *e = eng(ENGINE_DEFAULT);
+	struct engine *e = eng(1);
 	struct sockaddr_in sa, local;
 	int lfd = listen_any(&sa);
 	struct taken t = {0};
@@ -163,7 +163,7 @@ static void on_connect(void *owner, int res)
 
 START_TEST(test_connects_report_success_and_refusal)
 {
-	struct engine *e = eng(ENGINE_DEFAULT);
+	struct engine *e = eng(1);
 	struct sockaddr_in sa, gone;
 	int lfd = listen_any(&sa);
 	int closed = listen_any(&gone);
@@ -208,7 +208,7 @@ END_TEST
 
 START_TEST(test_a_ring_close_happens_with_the_next_wait)
 {
-	struct engine *e = eng(ENGINE_DEFAULT);
+	struct engine *e = eng(1);
 	int sv[2];
 	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
 	ck_assert(engine_uring.close_fd(e, sv[0]));
