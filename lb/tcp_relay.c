@@ -542,16 +542,36 @@ static void backend_ready(void *arg, uint32_t ev)
 		connected(c, ev);
 }
 
+/* Stop watching one socket of c (completion mode: the engine's receive and sends need no
+ * watch). */
+static void conn_unwatch(struct conn *c, struct engine_watch **wp)
+{
+	if (*wp)
+		c->w->ops->unwatch(c->w->eng, *wp);
+	*wp = NULL;
+}
+
 bool tcp_half_to_readiness(struct conn *c, struct half *h)
 {
 	struct worker *w = c->w;
 	bool up = h == &c->up;
-	struct engine_watch **wp = up ? &c->cwatch : &c->bwatch;
+	struct engine_watch **src = up ? &c->cwatch : &c->bwatch;
+	struct engine_watch **dst = up ? &c->bwatch : &c->cwatch;
 
-	w->ops->unwatch(w->eng, *wp);
-	*wp = w->ops->watch(w->eng, up ? c->cfd : c->bfd, ENGINE_READ | ENGINE_WRITE,
-			    up ? client_ready : backend_ready, c);
-	return *wp != NULL;
+	conn_unwatch(c, src);
+	*src = w->ops->watch(w->eng, up ? c->cfd : c->bfd, ENGINE_READ | ENGINE_WRITE,
+			     up ? client_ready : backend_ready, c);
+	/* The readiness path waits for its sink's WRITE event when the sink pushes back. */
+	if (*src && !*dst)
+		*dst = w->ops->watch(w->eng, up ? c->bfd : c->cfd, ENGINE_WRITE,
+				     up ? backend_ready : client_ready, c);
+	return *src && *dst;
+}
+
+void tcp_uring_unwatch(struct conn *c)
+{
+	conn_unwatch(c, &c->cwatch);
+	conn_unwatch(c, &c->bwatch);
 }
 
 static void conn_timer(struct timer *t, uint64_t now)
@@ -615,10 +635,14 @@ static int start_connect(struct conn *c, struct backend *b)
 		close(fd);
 		return err;
 	}
-	/* In completion mode the engine reads the socket: watch it for writability only. */
-	c->bwatch = w->ops->watch(
-	    w->eng, fd, c->rx_mode ? ENGINE_WRITE : ENGINE_READ | ENGINE_WRITE, backend_ready, c);
-	if (!c->bwatch) {
+	/* In completion mode the engine reads the socket once connected, and its connect
+	 * reports the outcome: the socket needs a watch only for a connect by syscall
+	 * (writability). */
+	if (!c->rx_mode || !c->bconn)
+		c->bwatch = w->ops->watch(w->eng, fd,
+					  c->rx_mode ? ENGINE_WRITE : ENGINE_READ | ENGINE_WRITE,
+					  backend_ready, c);
+	if (!c->bwatch && (!c->rx_mode || !c->bconn)) {
 		if (c->bconn)
 			w->ops->connect_drop(w->eng, c->bconn);
 		c->bconn = NULL;
@@ -778,15 +802,8 @@ static void proxy_in(struct conn *c, uint32_t ev)
 	timer_cancel(&w->timers, &c->timer);
 	c->state = CONN_CONNECTING;
 	c->up.ready = true; /* bytes may have come with the header: read them once connected */
-	if (c->rx_mode) {
-		/* From here the engine reads the client (completion mode): writability only. */
-		w->ops->unwatch(w->eng, c->cwatch);
-		c->cwatch = w->ops->watch(w->eng, c->cfd, ENGINE_WRITE, client_ready, c);
-		if (!c->cwatch) {
-			tcp_conn_finish(c, "out of memory", true, false);
-			return;
-		}
-	}
+	if (c->rx_mode) /* from here the engine reads the client (completion mode) */
+		conn_unwatch(c, &c->cwatch);
 	connect_next(c);
 }
 
@@ -822,13 +839,15 @@ void tcp_relay_accept(struct worker *w, struct listener *l, int fd,
 	w->tcp->nconns++;
 
 	/* TCP_NODELAY comes from the listener socket (inherited on accept). */
+	/* In completion mode the engine reads the client once the backend is connected (bytes
+	 * wait in the socket until then): no watch, unless a PROXY header is to be read. */
 	c->rx_mode = w->ops->recv_available && w->ops->recv_available(w->eng);
-	c->cwatch = w->ops->watch(
-	    w->eng, fd, c->rx_mode && !proxied ? ENGINE_WRITE : ENGINE_READ | ENGINE_WRITE,
-	    client_ready, c);
-	if (!c->cwatch) {
-		tcp_conn_finish(c, "out of memory", true, false);
-		return;
+	if (!c->rx_mode || proxied) {
+		c->cwatch = w->ops->watch(w->eng, fd, ENGINE_READ | ENGINE_WRITE, client_ready, c);
+		if (!c->cwatch) {
+			tcp_conn_finish(c, "out of memory", true, false);
+			return;
+		}
 	}
 	if (proxied) {
 		c->state = CONN_PROXY_IN;

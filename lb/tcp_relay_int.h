@@ -82,9 +82,13 @@ void tcp_count_bytes(struct conn *c, uint64_t up0, uint64_t down0);
 void tcp_relay_outcome(struct conn *c, enum pump_result r, bool client_failed);
 /* Run the directions asked for, the readiness way. */
 void tcp_relay_run(struct conn *c, bool do_up, bool do_down);
-/* Leave completion mode on h for good: the source's watch asks for READ again and
- * tcp_pump reads the source itself. False if the new watch could not be made. */
+/* Leave completion mode on h for good: the source gets a watch for READ and tcp_pump reads
+ * it itself; the sink gets one for WRITE if it has none. False if a watch could not be
+ * made. */
 bool tcp_half_to_readiness(struct conn *c, struct half *h);
+/* Drop both sockets' watches: in completion mode the engine's receives and sends report all
+ * a connection needs. */
+void tcp_uring_unwatch(struct conn *c);
 
 /* tcp_uring.c */
 

@@ -210,6 +210,7 @@ void tcp_uring_start(struct conn *c)
 	struct worker *w = c->w;
 	bool ok = true;
 
+	tcp_uring_unwatch(c);
 	c->up.rx = w->ops->recv_start(w->eng, c->cfd, up_data, c);
 	c->down.rx = w->ops->recv_start(w->eng, c->bfd, down_data, c);
 	if (!c->up.rx)
