@@ -802,7 +802,7 @@ static void proxy_in(struct conn *c, uint32_t ev)
 	timer_cancel(&w->timers, &c->timer);
 	c->state = CONN_CONNECTING;
 	c->up.ready = true; /* bytes may have come with the header: read them once connected */
-	if (c->rx_mode) /* from here the engine reads the client (completion mode) */
+	if (c->rx_mode)	    /* from here the engine reads the client (completion mode) */
 		conn_unwatch(c, &c->cwatch);
 	connect_next(c);
 }
