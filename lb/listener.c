@@ -36,12 +36,13 @@ const char *listener_reject_name(enum listener_reject r)
 	return r < LISTENER_REJECT_COUNT ? names[r] : "unknown";
 }
 
-void listener_reject(struct listener *l, enum listener_reject why, const struct sockaddr *client,
-		     const char *action, const char *how, uint64_t now)
+void listener_reject(struct listener *l, enum listener_reject why, uint64_t n,
+		     const struct sockaddr *client, const char *action, const char *how,
+		     uint64_t now)
 {
 	static _Thread_local uint64_t last_log, suppressed;
 
-	atomic_fetch_add_explicit(&l->rejected[why], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&l->rejected[why], n, memory_order_relaxed);
 	if (!how)
 		return;
 	if (last_log && now - last_log < REJECT_LOG_INTERVAL_MS) {
@@ -166,14 +167,14 @@ void listener_release(struct listener *l)
 
 /* allow/deny and per_client.rate for client. */
 static bool screen_addr(struct listener *l, const struct cfg_listener *lc,
-			const struct sockaddr *client, uint64_t now)
+			const struct sockaddr *client, uint64_t n, uint64_t now)
 {
 	if (!cidr_admit(lc->allow, lc->nallow, lc->deny, lc->ndeny, client)) {
-		listener_reject(l, LISTENER_REJECT_ACL, client, NULL, NULL, now);
+		listener_reject(l, LISTENER_REJECT_ACL, n, client, NULL, NULL, now);
 		return false;
 	}
 	if (lc->per_client_rate && !client_rate_take(&l->rate, client, lc->per_client_rate, now)) {
-		listener_reject(l, LISTENER_REJECT_PER_CLIENT_RATE, client, NULL, NULL, now);
+		listener_reject(l, LISTENER_REJECT_PER_CLIENT_RATE, n, client, NULL, NULL, now);
 		return false;
 	}
 	return true;
@@ -182,31 +183,31 @@ static bool screen_addr(struct listener *l, const struct cfg_listener *lc,
 /* A place under max_conns_per_client, counted only while a limit is set (a reload that
  * sets one counts from then on). */
 static bool count_client(struct listener *l, const struct cfg_listener *lc,
-			 const struct sockaddr *client, uint64_t now, bool *per_client)
+			 const struct sockaddr *client, uint64_t n, uint64_t now, bool *per_client)
 {
 	*per_client = lc->max_conns_per_client > 0;
 	if (*per_client && !client_count_take(&l->per_client, client, lc->max_conns_per_client)) {
 		*per_client = false;
-		listener_reject(l, LISTENER_REJECT_PER_CLIENT, client, NULL, NULL, now);
+		listener_reject(l, LISTENER_REJECT_PER_CLIENT, n, client, NULL, NULL, now);
 		return false;
 	}
 	return true;
 }
 
-bool listener_admit(struct listener *l, const struct sockaddr *client, uint64_t now,
+bool listener_admit(struct listener *l, const struct sockaddr *client, uint64_t n, uint64_t now,
 		    bool *per_client)
 {
 	const struct cfg_listener *lc = l->cfg;
 
 	*per_client = false;
 	atomic_fetch_add_explicit(&l->accepted, 1, memory_order_relaxed);
-	if (!screen_addr(l, lc, client, now))
+	if (!screen_addr(l, lc, client, n, now))
 		return false;
 	if (!listener_take(l)) {
-		listener_reject(l, LISTENER_REJECT_MAX_CONNS, client, NULL, NULL, now);
+		listener_reject(l, LISTENER_REJECT_MAX_CONNS, n, client, NULL, NULL, now);
 		return false;
 	}
-	if (!count_client(l, lc, client, now, per_client)) {
+	if (!count_client(l, lc, client, n, now, per_client)) {
 		listener_release(l);
 		return false;
 	}
@@ -217,7 +218,7 @@ bool listener_open(struct listener *l, const struct sockaddr *peer, uint64_t now
 {
 	atomic_fetch_add_explicit(&l->accepted, 1, memory_order_relaxed);
 	if (!listener_take(l)) {
-		listener_reject(l, LISTENER_REJECT_MAX_CONNS, peer, NULL, NULL, now);
+		listener_reject(l, LISTENER_REJECT_MAX_CONNS, 1, peer, NULL, NULL, now);
 		return false;
 	}
 	return true;
@@ -229,7 +230,8 @@ bool listener_screen(struct listener *l, const struct sockaddr *client, uint64_t
 	const struct cfg_listener *lc = l->cfg;
 
 	*per_client = false;
-	return screen_addr(l, lc, client, now) && count_client(l, lc, client, now, per_client);
+	return screen_addr(l, lc, client, 1, now) &&
+	       count_client(l, lc, client, 1, now, per_client);
 }
 
 void listener_leave(struct listener *l, const struct sockaddr *client, bool per_client)

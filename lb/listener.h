@@ -65,11 +65,13 @@ long session_budget_size(struct session_budget *b, long nofile);
 bool session_budget_take(struct session_budget *b, uint64_t now);
 void session_budget_release(struct session_budget *b);
 
-/* Count a connection or datagram turned away for why. If how is not NULL, also log
- * "ACTION from CLIENT: HOW" (action: "closing connection", "dropping datagram") at most once
- * a second per thread, with how many went unlogged since; now is the caller's clock (ms). */
-void listener_reject(struct listener *l, enum listener_reject why, const struct sockaddr *client,
-		     const char *action, const char *how, uint64_t now);
+/* Count n connections or datagrams (a run received whole) turned away for why. If how is
+ * not NULL, also log "ACTION from CLIENT: HOW" (action: "closing connection", "dropping
+ * datagram") at most once a second per thread, with how many went unlogged since; now is
+ * the caller's clock (ms). */
+void listener_reject(struct listener *l, enum listener_reject why, uint64_t n,
+		     const struct sockaddr *client, const char *action, const char *how,
+		     uint64_t now);
 
 /* Admit one more connection under max_conns (atomically). False = over the cap. */
 bool listener_take(struct listener *l);
@@ -78,8 +80,9 @@ void listener_release(struct listener *l);
 /* A new connection or session from client, for TCP and UDP alike: count it, then check l's
  * allow/deny lists and take a place under max_conns and max_conns_per_client. True =
  * admitted: give it back with listener_leave(l, client, *per_client) when it ends; false =
- * turned away, counted but not logged. */
-bool listener_admit(struct listener *l, const struct sockaddr *client, uint64_t now,
+ * turned away, counted (as n rejections: the datagrams it came with, 1 for a connection)
+ * but not logged. */
+bool listener_admit(struct listener *l, const struct sockaddr *client, uint64_t n, uint64_t now,
 		    bool *per_client);
 /* listener_admit in two steps, for a listener whose clients first send a PROXY header: at
  * accept, count the connection and take its place under max_conns (false: turned away);

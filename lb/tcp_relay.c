@@ -398,7 +398,7 @@ static void client_ready(void *arg, uint32_t ev)
 
 static void reject(struct conn *c, enum listener_reject why, const char *how)
 {
-	listener_reject(c->l, why, (struct sockaddr *)&c->client, "closing connection", how,
+	listener_reject(c->l, why, 1, (struct sockaddr *)&c->client, "closing connection", how,
 			c->w->now);
 	tcp_conn_finish(c, how, false, false);
 }
@@ -814,7 +814,7 @@ void tcp_relay_accept(struct worker *w, struct listener *l, int fd,
 	bool proxied = l->cfg->accept_proxy != CFG_PROXY_NONE;
 
 	if (proxied ? !listener_open(l, (const struct sockaddr *)client, w->now)
-		    : !listener_admit(l, (const struct sockaddr *)client, w->now, &per_client)) {
+		    : !listener_admit(l, (const struct sockaddr *)client, 1, w->now, &per_client)) {
 		close_fd(w, fd, false);
 		return;
 	}

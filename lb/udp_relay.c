@@ -319,9 +319,9 @@ static void note_local(struct udp_session *s, struct msghdr *mh)
 	}
 }
 
-/* A new session for the sender of mh, or NULL (the datagram is dropped and counted). */
+/* A new session for the sender of mh, or NULL (its n datagrams are dropped and counted). */
 static struct udp_session *session_new(struct worker *w, struct worker_listener *wl,
-				       struct msghdr *mh, uint64_t h)
+				       struct msghdr *mh, uint64_t n, uint64_t h)
 {
 	struct udp_state *u = w->udp;
 	struct listener *l = wl->l;
@@ -330,11 +330,11 @@ static struct udp_session *session_new(struct worker *w, struct worker_listener 
 
 	bool per_client = false;
 
-	if (!listener_admit(l, sa, w->now, &per_client))
+	if (!listener_admit(l, sa, n, w->now, &per_client))
 		return NULL;
 	if (!session_budget_take(w->udp_budget, w->now)) {
 		listener_leave(l, sa, per_client);
-		listener_reject(l, LISTENER_REJECT_RESOURCES, sa, "dropping datagram",
+		listener_reject(l, LISTENER_REJECT_RESOURCES, n, sa, "dropping datagram",
 				"all UDP sessions lb may open are in use (fd limit)", w->now);
 		return NULL;
 	}
@@ -342,6 +342,8 @@ static struct udp_session *session_new(struct worker *w, struct worker_listener 
 	if (!s) {
 		session_budget_release(w->udp_budget);
 		listener_leave(l, sa, per_client);
+		listener_reject(l, LISTENER_REJECT_RESOURCES, n, sa, "dropping datagram",
+				"out of memory", w->now);
 		return NULL;
 	}
 	memset(s, 0, sizeof(*s));
@@ -359,7 +361,7 @@ static struct udp_session *session_new(struct worker *w, struct worker_listener 
 		listener_reject(l,
 				syserr_local_shortage(-err) ? LISTENER_REJECT_RESOURCES
 							    : LISTENER_REJECT_NO_BACKEND,
-				sa, "dropping datagram",
+				n, sa, "dropping datagram",
 				err == -ENOENT ? "no usable backend" : strerror(-err), w->now);
 		return NULL;
 	}
@@ -522,6 +524,13 @@ static size_t gro_size(struct msghdr *mh)
 	return 0;
 }
 
+/* The datagrams in received message m: a GRO run counts each. */
+static uint64_t datagrams_in(struct mmsghdr *m)
+{
+	size_t seg = gro_size(&m->msg_hdr);
+	return seg && seg < m->msg_len ? (m->msg_len + seg - 1) / seg : 1;
+}
+
 /* Append the datagrams of received message m (one, or a GRO run split back into its
  * datagrams) to u->out from index k, handing u->out to relay whenever it is full. The new
  * count. The entries keep m's header; relay sets their addresses. */
@@ -606,7 +615,7 @@ void udp_relay_listener_ready(void *arg, uint32_t events)
 			uint64_t h = key_hash(u, wl, sa);
 			sess[i] = table_find(u, wl, sa, h);
 			if (!sess[i])
-				sess[i] = session_new(w, wl, mh, h);
+				sess[i] = session_new(w, wl, mh, datagrams_in(&u->msgs[i]), h);
 		}
 		/* Each session's datagrams of the batch, in order, go out in one sendmmsg. */
 		for (int i = 0; i < n; i++) {

@@ -381,6 +381,26 @@ static int gro_client(struct sockaddr_in *to)
 	return fd;
 }
 
+/* Send len bytes of buf from fd to to as one GSO message of seg-byte datagrams (a QUIC
+ * stack's way); on loopback a socket with UDP_GRO, as lb's listener, receives it whole. */
+static bool gso_send(int fd, struct sockaddr_in *to, const void *buf, size_t len, uint16_t seg)
+{
+	_Alignas(struct cmsghdr) char ctl[CMSG_SPACE(sizeof(uint16_t))] = {0};
+	struct iovec v = {(void *)buf, len};
+	struct msghdr mh = {.msg_name = to,
+			    .msg_namelen = sizeof(*to),
+			    .msg_iov = &v,
+			    .msg_iovlen = 1,
+			    .msg_control = ctl,
+			    .msg_controllen = sizeof(ctl)};
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+	cm->cmsg_level = SOL_UDP;
+	cm->cmsg_type = UDP_SEGMENT;
+	cm->cmsg_len = CMSG_LEN(sizeof(seg));
+	memcpy(CMSG_DATA(cm), &seg, sizeof(seg));
+	return sendmsg(fd, &mh, 0) == (ssize_t)len;
+}
+
 static size_t gso_test_len(int i)
 {
 	return gso_sizes[(size_t)i % (sizeof(gso_sizes) / sizeof(*gso_sizes))];
@@ -491,22 +511,7 @@ static int gro_run(void)
 			memcpy(buf + len, out[i], gro_test_len(i));
 			len += gro_test_len(i);
 		}
-		_Alignas(struct cmsghdr) char ctl[CMSG_SPACE(sizeof(uint16_t))] = {0};
-		struct iovec v = {buf, len};
-		struct msghdr mh = {.msg_name = &to,
-				    .msg_namelen = sizeof(to),
-				    .msg_iov = &v,
-				    .msg_iovlen = 1,
-				    .msg_control = ctl,
-				    .msg_controllen = sizeof(ctl)};
-		struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-		uint16_t seg = 1000;
-		cm->cmsg_level = SOL_UDP;
-		cm->cmsg_type = UDP_SEGMENT;
-		cm->cmsg_len = CMSG_LEN(sizeof(seg));
-		memcpy(CMSG_DATA(cm), &seg, sizeof(seg));
-		t_expect(&h, sendmsg(fd, &mh, 0) == (ssize_t)len, "GSO sendmsg: %s",
-			 strerror(errno));
+		t_expect(&h, gso_send(fd, &to, buf, len, 1000), "GSO sendmsg: %s", strerror(errno));
 		while (got < (r + 1) * GRO_SEGS) {
 			int c = gso_take(fd, out, gro_test_len, GRO_SEGS * GRO_ROUNDS, &got);
 			if (c == 0)
@@ -637,6 +642,30 @@ START_TEST(test_denied_client_is_dropped_and_counted)
 		 tb_accepted(h.be.tb[0]));
 	close(bad);
 	close(good);
+	t_harness_finish(&h);
+}
+END_TEST
+
+/* lb_listener_rejected_total counts datagrams for UDP: a run that lb's listener received
+ * whole (GRO) from a denied client counts each of its datagrams, not the run as one. */
+START_TEST(test_a_denied_run_counts_each_datagram)
+{
+	static const char run[20 * 100];
+	struct sockaddr_in to = {.sin_family = AF_INET};
+
+	add_tagged(1);
+	start_lb("127.0.0.1", "round_robin", NULL, "\"deny\":[\"127.0.0.9/32\"]");
+	to.sin_port = htons((uint16_t)h.port);
+	inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+	int bad = client("127.0.0.9");
+	t_expect(&h, gso_send(bad, &to, run, sizeof(run), 100), "GSO sendmsg: %s", strerror(errno));
+	t_expect(&h,
+		 wait_metric("lb_listener_rejected_total{listener=\"u\",reason=\"acl\"}", 20, 2000),
+		 "a denied run of 20 datagrams counted %lld acl rejections, not 20",
+		 metric("lb_listener_rejected_total{listener=\"u\",reason=\"acl\"}"));
+	t_expect(&h, tb_accepted(h.be.tb[0]) == 0, "the backend saw %u datagrams, expected 0",
+		 tb_accepted(h.be.tb[0]));
+	close(bad);
 	t_harness_finish(&h);
 }
 END_TEST
@@ -1049,6 +1078,7 @@ int main(void)
 	    test_runs_a_client_sent_with_gso_are_received_and_sent_on_whole,
 	    test_runs_received_whole_are_split_when_gso_is_off,
 	    test_denied_client_is_dropped_and_counted,
+	    test_a_denied_run_counts_each_datagram,
 	    test_max_conns_caps_sessions,
 	    test_max_conns_per_client_caps_sessions_of_one_host,
 	    test_a_udp_flood_cannot_take_the_fds_tcp_and_lbctl_need,
